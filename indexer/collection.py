@@ -1,0 +1,609 @@
+"""A collection: points in a SQLite store of record, served from a FAISS index cache."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import faiss
+import numpy as np
+import orjson
+from pydantic import BaseModel, ConfigDict, Field
+
+from indexer.errors import InvalidInput, InvalidK, InvalidPayload, PointNotFound
+from indexer.filters import compile_filter
+from indexer.indexes import FaissIndex, LabelSet, family_for, load_index, save_index
+from indexer.indexes.base import CALIBRATION_QUERIES
+from indexer.locks import ReadWriteLock
+from indexer.metric import Metric
+from indexer.points import (
+    Hit,
+    Point,
+    PointId,
+    as_vector_batch,
+    decode_id,
+    encode_id,
+    ensure_lengths,
+    validate_ids,
+)
+from indexer.spec import IndexSpec, SearchParams
+from indexer.store import SqliteStore
+
+log = logging.getLogger(__name__)
+
+MAX_K = 10_000
+MAX_DIM = 65_536
+# With a selective filter an approximate index finds few matches; below this many
+# candidates, scanning their exact vectors from the store is both faster and exact.
+EXACT_SCAN_MAX = 4096
+# Rebuild an index once this share of it is tombstones, or an IVF index once the
+# collection has grown this many times past the data it was trained on.
+MAX_DEAD_FRACTION = 0.2
+RETRAIN_GROWTH = 4
+CALIBRATION_MIN_POINTS = 1000
+FILTER_CACHE_SIZE = 32
+TRAIN_SAMPLE_MAX = 256 * 1024
+
+Example = PointId | Sequence[float] | np.ndarray
+
+
+class CollectionConfig(BaseModel):
+    """What a collection is; fixed at creation."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    dim: int = Field(ge=1, le=MAX_DIM)
+    metric: Metric = Metric.COSINE
+    index: IndexSpec = IndexSpec()
+    embedder: str | None = None
+
+
+class Collection:
+    """A named set of points: ids, vectors and JSON payloads.
+
+    Writes commit to SQLite before they return; searches run on the FAISS index, which is
+    kept up to date under a readers-writer lock, so a search never sees half a batch.
+    Obtain collections from :class:`indexer.Engine`.
+    """
+
+    def __init__(self, folder: Path, store: SqliteStore, *, gpus: int, background: bool) -> None:
+        self.folder = folder
+        self.store = store
+        self.config = CollectionConfig.model_validate(store.get_meta("config"))
+        self._gpus = gpus
+        self._background = background
+        self._rw = ReadWriteLock()
+        self._write_lock = threading.Lock()  # one writer at a time, before the RW lock
+        self._maintain_lock = threading.Lock()
+        self._optimize_lock = threading.Lock()
+        self._maintain_thread: threading.Thread | None = None
+        self._filter_cache: OrderedDict[tuple[str, tuple[Any, ...]], LabelSet] = OrderedDict()
+        self._ids: dict[int, PointId] = {}  # label -> user id
+        self._labels: dict[str, int] = {}  # id key -> label
+        for label, key in store.all_keys():
+            self._ids[label] = decode_id(key)
+            self._labels[key] = label
+        self._unsaved = 0
+        self._closed = False
+        self._index = self._open_index()
+
+    # -- properties ----------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def dim(self) -> int:
+        return self.config.dim
+
+    @property
+    def metric(self) -> Metric:
+        return self.config.metric
+
+    @property
+    def index_info(self) -> dict[str, Any]:
+        """What serves the collection now: family, storage, device, default knob."""
+        index = self._index
+        return {
+            "family": index.family,
+            "storage": index.storage,
+            "device": "gpu" if index.on_gpu else "cpu",
+            "size": index.size,
+            "default_params": {index.knob: index.default_knob} if index.knob else {},
+        }
+
+    def count(self, filter: dict[str, Any] | None = None) -> int:
+        """Points in the collection, or matching ``filter``."""
+        with self._rw.read():
+            return len(self._ids) if filter is None else len(self._allowed(filter))
+
+    # -- writes ------------------------------------------------------------------------
+
+    def upsert(
+        self,
+        ids: Sequence[PointId],
+        vectors: Any,
+        payloads: Sequence[dict[str, Any] | None] | None = None,
+    ) -> int:
+        """Insert or replace points; all of the batch or none of it. Returns the count.
+
+        Replacing an id replaces its vector and its whole payload. The call returns once
+        the batch is committed to the store.
+        """
+        checked = validate_ids(ids)
+        vecs = as_vector_batch(vectors, self.dim)
+        ensure_lengths("vectors", vecs, len(checked))
+        if payloads is None:
+            payloads = [None] * len(checked)
+        ensure_lengths("payloads", payloads, len(checked))
+        payload_json = [_payload_json(p, i) for i, p in enumerate(payloads)]
+        prepared = self.metric.prepare(vecs)
+        keys = [encode_id(i) for i in checked]
+        with self._write_lock, self.store.transaction() as txn:
+            labels, replaced = txn.upsert(keys, vecs, payload_json)
+            with self._rw.write():
+                txn.commit()
+                for old in replaced.tolist():
+                    del self._ids[old]
+                for key, label, point_id in zip(keys, labels.tolist(), checked, strict=True):
+                    self._labels[key] = label
+                    self._ids[label] = point_id
+                self._apply(lambda index: (index.remove(replaced), index.add(labels, prepared)))
+        self._after_write(len(checked))
+        return len(checked)
+
+    def delete(
+        self, ids: Sequence[PointId] | None = None, *, filter: dict[str, Any] | None = None
+    ) -> int:
+        """Delete points by id or by filter (exactly one); returns how many were deleted.
+
+        Ids that do not exist are ignored, so a repeated delete is harmless.
+        """
+        if (ids is None) == (filter is None):
+            raise InvalidInput("delete takes either ids or a filter")
+        compiled = compile_filter(filter) if filter is not None else None
+        keys = [encode_id(i) for i in validate_ids(ids)] if ids is not None else []
+        with self._write_lock, self.store.transaction() as txn:
+            if compiled is not None:
+                labels = txn.delete_where(compiled.where, compiled.params)
+            else:
+                labels = txn.delete_keys(keys)
+            if not len(labels):
+                return 0
+            with self._rw.write():
+                txn.commit()
+                for label in labels.tolist():
+                    self._labels.pop(encode_id(self._ids.pop(label)), None)
+                self._apply(lambda index: index.remove(labels))
+        self._after_write(len(labels))
+        return len(labels)
+
+    def _apply(self, change: Any) -> None:
+        """Apply a committed change to the index (write lock held). The store is already
+        the truth: if the index fails to follow, it is reconciled with the store at once."""
+        self._filter_cache.clear()
+        try:
+            change(self._index)
+        except Exception:
+            log.exception("collection %s: index update failed; reconciling with the store", self.name)
+            self._reconcile(self._index)
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def get(self, ids: Sequence[PointId], *, with_vectors: bool = True) -> list[Point]:
+        """The points with these ids, in the order asked; ids that do not exist are left out."""
+        checked = validate_ids(ids, unique=False)
+        with self._rw.read():
+            found = [(i, self._labels.get(encode_id(i))) for i in checked]
+            labels = np.array([lb for _, lb in found if lb is not None], dtype=np.int64)
+            rows = self.store.rows(labels, with_vectors=with_vectors)
+        return [
+            Point(point_id, orjson.loads(rows[label][0]), _vector(rows[label][1]))
+            for point_id, label in found
+            if label is not None and label in rows
+        ]
+
+    def scroll(
+        self,
+        limit: int = 100,
+        cursor: str | None = None,
+        *,
+        filter: dict[str, Any] | None = None,
+        with_vectors: bool = False,
+    ) -> tuple[list[Point], str | None]:
+        """A page of points in a stable order, and the cursor of the next page (None at the end)."""
+        if not 1 <= limit <= MAX_K:
+            raise InvalidInput(f"limit must be between 1 and {MAX_K}, got {limit}")
+        compiled = compile_filter(filter) if filter is not None else None
+        rows = self.store.page(
+            cursor,
+            limit + 1,
+            compiled.where if compiled else None,
+            compiled.params if compiled else (),
+            with_vectors=with_vectors,
+        )
+        points = [Point(decode_id(key), orjson.loads(p), _vector(v)) for _, key, p, v in rows[:limit]]
+        return points, (rows[limit - 1][1] if len(rows) > limit else None)
+
+    def search(
+        self,
+        queries: Any,
+        k: int = 10,
+        *,
+        filter: dict[str, Any] | None = None,
+        params: SearchParams | dict[str, Any] | None = None,
+        with_payload: bool = True,
+        with_vectors: bool = False,
+    ) -> list[list[Hit]]:
+        """The k nearest points to each query, best first: one list of hits per query.
+
+        ``queries`` is one vector or a batch [nq, dim]. With ``filter``, only matching
+        points are returned, and k of them whenever k points match. ``params`` tunes the
+        index (``nprobe``, ``ef_search``) or asks for an ``exact`` search.
+        """
+        vecs = self.metric.prepare(as_vector_batch(queries, self.dim))
+        k = _check_k(k)
+        search_params = SearchParams.parse(params)
+        with self._rw.read():
+            allowed = self._allowed(filter) if filter is not None else None
+            distances, labels = self._search(vecs, k, search_params, allowed)
+            return self._hits(distances, labels, with_payload, with_vectors)
+
+    def recommend(
+        self,
+        positive: Sequence[Example],
+        negative: Sequence[Example] = (),
+        k: int = 10,
+        *,
+        strategy: Literal["average", "best_score"] = "average",
+        filter: dict[str, Any] | None = None,
+        params: SearchParams | dict[str, Any] | None = None,
+        with_payload: bool = True,
+        with_vectors: bool = False,
+    ) -> list[Hit]:
+        """Points like the positive examples and unlike the negative ones.
+
+        Examples are point ids or vectors; example points never appear in the results.
+
+        - ``average`` searches from ``p + (p - n)``, with p and n the means of the positive
+          and negative examples; scores are ordinary search scores.
+        - ``best_score`` takes candidates near each positive example and scores each by
+          its similarity to the nearest positive if that beats the nearest negative, else
+          by minus its similarity to the nearest negative (l2 similarity is minus the
+          distance). Higher is better.
+        """
+        if not positive:
+            raise InvalidInput("recommend needs at least one positive example")
+        if strategy not in ("average", "best_score"):
+            raise InvalidInput(f"unknown strategy {strategy!r}; use 'average' or 'best_score'")
+        k = _check_k(k)
+        search_params = SearchParams.parse(params)
+        with self._rw.read():
+            pos, pos_labels = self._examples(positive)
+            neg, neg_labels = self._examples(negative)
+            exclude = np.union1d(pos_labels, neg_labels)
+            allowed = self._allowed(filter) if filter is not None else None
+            if allowed is not None and len(exclude):
+                allowed = LabelSet(allowed.labels[~np.isin(allowed.labels, exclude)])
+            wanted = k + (0 if allowed is not None else len(exclude))
+            if strategy == "average":
+                p = pos.mean(0)
+                query = (2 * p - neg.mean(0)) if len(neg) else p
+                distances, labels = self._search(query[None, :], wanted, search_params, allowed)
+                keep = ~np.isin(labels[0], exclude)
+                hits = self._hits(distances[:, keep][:, :k], labels[:, keep][:, :k], with_payload, with_vectors)
+                return hits[0]
+            return self._best_score(pos, neg, k, wanted, exclude, allowed, search_params, with_payload, with_vectors)
+
+    def _best_score(
+        self, pos: np.ndarray, neg: np.ndarray, k: int, wanted: int, exclude: np.ndarray,
+        allowed: LabelSet | None, params: SearchParams, with_payload: bool, with_vectors: bool,
+    ) -> list[Hit]:
+        per_example = min(MAX_K, max(4 * wanted, 64))
+        _, found = self._search(pos, per_example, params, allowed)
+        candidates = np.setdiff1d(found[found >= 0], exclude)
+        if not len(candidates):
+            return []
+        vecs = self.metric.prepare(self.store.vectors(candidates, self.dim))
+        best_pos = self.metric.similarities(pos, vecs).max(0)
+        scores = best_pos
+        if len(neg):
+            best_neg = self.metric.similarities(neg, vecs).max(0)
+            scores = np.where(best_pos > best_neg, best_pos, -best_neg)
+        order = np.argsort(-scores, kind="stable")[:k]
+        # These are final scores, not FAISS distances: no metric conversion.
+        hits = self._hits(scores[order][None, :], candidates[order][None, :], with_payload, with_vectors, raw=True)
+        return hits[0]
+
+    def _examples(self, examples: Sequence[Example]) -> tuple[np.ndarray, np.ndarray]:
+        """Example vectors (prepared) and the labels of those given as ids."""
+        vectors: list[np.ndarray] = []
+        labels: list[int] = []
+        for example in examples:
+            if isinstance(example, str | int) and not isinstance(example, bool):
+                label = self._labels.get(encode_id(example))
+                if label is None:
+                    raise PointNotFound(f"example point {example!r} does not exist")
+                labels.append(label)
+                vectors.append(self.store.vectors(np.array([label], dtype=np.int64), self.dim)[0])
+            else:
+                vectors.append(as_vector_batch(example, self.dim)[0])
+        if not vectors:
+            return np.empty((0, self.dim), dtype=np.float32), np.empty(0, dtype=np.int64)
+        prepared = self.metric.prepare(np.stack(vectors))
+        return prepared, np.array(sorted(labels), dtype=np.int64)
+
+    def _allowed(self, filter: dict[str, Any]) -> LabelSet:
+        """The labels matching a filter (read lock held), cached until the next write."""
+        compiled = compile_filter(filter)
+        key = (compiled.where, compiled.params)
+        cached = self._filter_cache.get(key)
+        if cached is not None:
+            self._filter_cache.move_to_end(key)
+            return cached
+        allowed = LabelSet(self.store.select_labels(compiled.where, compiled.params))
+        self._filter_cache[key] = allowed
+        while len(self._filter_cache) > FILTER_CACHE_SIZE:
+            self._filter_cache.popitem(last=False)
+        return allowed
+
+    def _search(
+        self, queries: np.ndarray, k: int, params: SearchParams, allowed: LabelSet | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """FAISS-style (distances, labels) [nq, k'] with k' = min(k, candidates)."""
+        index = self._index
+        candidates = len(allowed) if allowed is not None else index.size
+        k = min(k, candidates)
+        if k == 0:
+            return np.empty((len(queries), 0), np.float32), np.empty((len(queries), 0), np.int64)
+        subset = allowed.labels if allowed is not None else None
+        exact_index = index.family == "flat" and index.storage == "float32"
+        small = allowed is not None and len(allowed) <= EXACT_SCAN_MAX
+        if (params.exact or small) and not exact_index:
+            return self._exact(queries, k, subset)
+        if allowed is not None and not index.supports_selector:
+            # GPU indexes take no ID selector: over-fetch, then keep the allowed labels.
+            distances, labels = index.search(queries, min(MAX_K, 8 * k), params, None)
+            distances, labels = _keep(distances, labels, allowed.contains(labels), k)
+        else:
+            distances, labels = index.search(queries, k, params, allowed)
+        short = (labels >= 0).sum(1) < k
+        if short.any():
+            # An approximate index missed some of the k that exist: answer those exactly.
+            distances[short], labels[short] = self._exact(queries[short], k, subset)
+        return distances, labels
+
+    def _exact(
+        self, queries: np.ndarray, k: int, subset: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-k over the stored vectors (all, or ``subset``), read in chunks."""
+        heap = faiss.ResultHeap(len(queries), k, keep_max=self.metric.higher_is_better)
+        for labels, vecs in self.store.iter_vectors(self.dim, subset):
+            chunk_k = min(k, len(labels))
+            distances, positions = faiss.knn(
+                queries, self.metric.prepare(vecs), chunk_k, metric=self.metric.faiss_metric
+            )
+            heap.add_result(distances, np.where(positions >= 0, labels[positions], -1))
+        heap.finalize()
+        return heap.D, heap.I
+
+    def _hits(
+        self, distances: np.ndarray, labels: np.ndarray, with_payload: bool, with_vectors: bool,
+        *, raw: bool = False,
+    ) -> list[list[Hit]]:
+        scores = distances if raw else self.metric.scores(distances)
+        rows: dict[int, tuple[str, bytes | None]] = {}
+        if with_payload or with_vectors:
+            rows = self.store.rows(np.unique(labels[labels >= 0]), with_vectors=with_vectors)
+        results = []
+        for score_row, label_row in zip(scores.tolist(), labels.tolist(), strict=True):
+            hits = []
+            for score, label in zip(score_row, label_row, strict=True):
+                point_id = self._ids.get(label)
+                if point_id is None:  # -1 padding
+                    continue
+                row = rows.get(label)
+                hits.append(
+                    Hit(
+                        point_id,
+                        score,
+                        orjson.loads(row[0]) if with_payload and row else None,
+                        _vector(row[1]) if row else None,
+                    )
+                )
+            results.append(hits)
+        return results
+
+    # -- the index: opening, rebuilding, saving -----------------------------------------
+
+    @property
+    def _index_path(self) -> Path:
+        return self.folder / "index.vsi"
+
+    def _open_index(self) -> FaissIndex:
+        loaded = load_index(self._index_path, self.metric)
+        if loaded is None:
+            index = self._build()
+            self._save(index)
+        else:
+            index, seq = loaded
+            if seq != self.store.seq:
+                self._reconcile(index)
+                self._unsaved = 1
+        if self._gpus:
+            index.place_on_gpu()
+        return index
+
+    def _reconcile(self, index: FaissIndex) -> None:
+        """Bring ``index`` in line with the store: add what it lacks, drop what is gone."""
+        live = np.fromiter(self._ids, dtype=np.int64, count=len(self._ids))
+        live.sort()
+        have = index.labels()
+        gone = np.setdiff1d(have, live, assume_unique=True)
+        missing = np.setdiff1d(live, have, assume_unique=True)
+        index.remove(gone)
+        for labels, vecs in self.store.iter_vectors(self.dim, missing):
+            index.add(labels, self.metric.prepare(vecs))
+        if len(gone) or len(missing):
+            log.info("collection %s: index caught up (+%d, -%d)", self.name, len(missing), len(gone))
+
+    def _build(self) -> FaissIndex:
+        """A fresh index of the right family from the whole store, calibrated."""
+        started = time.perf_counter()
+        labels, vecs = self._all_vectors()
+        family, spec = family_for(self.config.index, self.dim, len(labels), self._gpus)
+        rng = np.random.default_rng(0)
+        train = vecs if len(vecs) <= TRAIN_SAMPLE_MAX else vecs[rng.choice(len(vecs), TRAIN_SAMPLE_MAX, replace=False)]
+        index = family.build(self.dim, self.metric, spec, train)
+        index.add(labels, vecs)
+        self._calibrate(index, labels, vecs)
+        log.info(
+            "collection %s: built %s index over %d points in %.1fs",
+            self.name, index.family, len(labels), time.perf_counter() - started,
+        )
+        return index
+
+    def _all_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every label and its prepared vector, from the store."""
+        labels_parts, vec_parts = [], []
+        for labels, vecs in self.store.iter_vectors(self.dim):
+            labels_parts.append(labels)
+            vec_parts.append(self.metric.prepare(vecs))
+        if not labels_parts:
+            return np.empty(0, np.int64), np.empty((0, self.dim), np.float32)
+        return np.concatenate(labels_parts), np.concatenate(vec_parts)
+
+    def _calibrate(self, index: FaissIndex, labels: np.ndarray, vecs: np.ndarray, k: int = 10) -> None:
+        if index.knob is None or len(labels) < CALIBRATION_MIN_POINTS:
+            return
+        rng = np.random.default_rng(1)
+        pick = rng.choice(len(labels), min(CALIBRATION_QUERIES, len(labels)), replace=False)
+        queries = vecs[pick]
+        _, positions = faiss.knn(queries, vecs, k + 1, metric=self.metric.faiss_metric)
+        truth = np.array(
+            [[labels[p] for p in row if p != own][:k] for row, own in zip(positions, pick, strict=True)]
+        )
+        recall = index.calibrate(queries, labels[pick], truth, self.config.index.target_recall)
+        log.info(
+            "collection %s: %s=%s gives recall@%d %.3f on its own data",
+            self.name, index.knob, index.default_knob, k, recall,
+        )
+
+    def _save(self, index: FaissIndex | None = None) -> None:
+        with self._rw.read():
+            index = index or self._index
+            save_index(self._index_path, index, self.store.seq)
+            self._unsaved = 0
+
+    # -- maintenance: rebuilds, compaction, checkpoints -----------------------------------
+
+    def _needs_rebuild(self) -> bool:
+        index = self._index
+        family, spec = family_for(self.config.index, self.dim, len(self._ids), self._gpus)
+        return (
+            family.family != index.family
+            or spec.storage != index.storage
+            or index.dead_fraction > MAX_DEAD_FRACTION
+            or (index.family.startswith("ivf") and len(self._ids) > RETRAIN_GROWTH * index.trained_on)
+        )
+
+    def _needs_calibration(self) -> bool:
+        index = self._index
+        return (
+            index.knob is not None
+            and index.size >= CALIBRATION_MIN_POINTS
+            and index.size >= 2 * index.calibrated_on
+        )
+
+    def _needs_save(self) -> bool:
+        return self._unsaved > max(10_000, len(self._ids) // 10)
+
+    def _after_write(self, changed: int) -> None:
+        self._unsaved += changed
+        maintenance = (self._needs_rebuild, self._needs_calibration, self._needs_save)
+        if self._background and any(needed() for needed in maintenance):
+            with self._maintain_lock:
+                if self._maintain_thread is None or not self._maintain_thread.is_alive():
+                    self._maintain_thread = threading.Thread(
+                        target=self._maintain_in_background, name=f"vecserve-{self.name}", daemon=True
+                    )
+                    self._maintain_thread.start()
+
+    def _maintain_in_background(self) -> None:
+        try:
+            self.optimize()
+        except Exception:
+            log.exception("collection %s: background maintenance failed", self.name)
+
+    def optimize(self) -> None:
+        """Do now what maintenance would do in the background: move to the right index
+        family, retrain, compact tombstones, and save the index."""
+        with self._optimize_lock:
+            if self._closed:
+                return
+            if self._needs_rebuild():
+                index = self._build()
+                with self._write_lock, self._rw.write():
+                    self._reconcile(index)
+                    if self._gpus:
+                        index.place_on_gpu()
+                    self._index = index
+                    self._filter_cache.clear()
+                self._unsaved = 1
+            elif self._needs_calibration():
+                labels, vecs = self._all_vectors()
+                with self._rw.read():
+                    self._calibrate(self._index, labels, vecs)
+                self._unsaved = max(self._unsaved, 1)
+            if self._unsaved:
+                self._save()
+
+    def close(self) -> None:
+        """Finish background work, save the index if it is behind, and close the store."""
+        thread = self._maintain_thread
+        if thread is not None:
+            thread.join()
+        if not self._closed:
+            if self._unsaved:
+                self._save()
+            self._closed = True
+            self.store.close()
+
+
+def _check_k(k: object) -> int:
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
+        raise InvalidK(f"k must be an integer from 1 to {MAX_K}, got {k!r}")
+    return k
+
+
+def _payload_json(payload: dict[str, Any] | None, row: int) -> str:
+    if payload is None:
+        return "{}"
+    if not isinstance(payload, dict):
+        raise InvalidPayload(f"payload {row} must be a JSON object, got {type(payload).__name__}")
+    try:
+        return orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+    except TypeError as exc:
+        raise InvalidPayload(f"payload {row} is not JSON: {exc}") from None
+
+
+def _vector(blob: bytes | None) -> np.ndarray | None:
+    return None if blob is None else np.frombuffer(blob, dtype=np.float32).copy()
+
+
+def _keep(
+    distances: np.ndarray, labels: np.ndarray, mask: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Keep the first k entries of each row where ``mask`` holds, padding with -1."""
+    order = np.argsort(~mask, axis=1, kind="stable")[:, :k]
+    kept_labels = np.take_along_axis(np.where(mask, labels, -1), order, axis=1)
+    kept_distances = np.take_along_axis(distances, order, axis=1)
+    return kept_distances, kept_labels
+

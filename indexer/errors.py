@@ -1,0 +1,125 @@
+"""The one error tree of vecserve.
+
+Every error has a stable name (its class name), which the HTTP layer sends as
+``{"error": name, "message": ...}`` and the SDK turns back into a typed exception, and the
+HTTP status it maps to::
+
+    VecserveError (500)
+    ├── InvalidInput (422)
+    │   ├── DimensionMismatch
+    │   ├── InvalidVector           NaN, infinity, wrong shape
+    │   ├── EmptyBatch
+    │   ├── DuplicateIds
+    │   ├── InvalidId
+    │   ├── InvalidName
+    │   ├── InvalidFilter
+    │   ├── InvalidK
+    │   ├── InvalidIndexSpec
+    │   ├── InvalidSearchParams
+    │   ├── InvalidPayload
+    │   └── InvalidEmbedderInput    undecodable image, text where none is accepted, ...
+    ├── NotFound (404)
+    │   ├── CollectionNotFound
+    │   ├── PointNotFound
+    │   └── EmbedderNotFound        a name outside the server's allowlist
+    ├── Conflict (409)
+    │   └── CollectionExists
+    └── EmbedderUnavailable (503)   the model could not be loaded
+"""
+
+from __future__ import annotations
+
+
+class VecserveError(Exception):
+    """Base of every error vecserve raises on purpose."""
+
+    status_code: int = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    @property
+    def name(self) -> str:
+        """The stable error name sent to clients."""
+        return type(self).__name__
+
+
+class InvalidInput(VecserveError):
+    status_code = 422
+
+
+class DimensionMismatch(InvalidInput):
+    pass
+
+
+class InvalidVector(InvalidInput):
+    pass
+
+
+class EmptyBatch(InvalidInput):
+    pass
+
+
+class DuplicateIds(InvalidInput):
+    pass
+
+
+class InvalidId(InvalidInput):
+    pass
+
+
+class InvalidName(InvalidInput):
+    pass
+
+
+class InvalidFilter(InvalidInput):
+    pass
+
+
+class InvalidK(InvalidInput):
+    pass
+
+
+class InvalidIndexSpec(InvalidInput):
+    pass
+
+
+class InvalidSearchParams(InvalidInput):
+    pass
+
+
+class InvalidPayload(InvalidInput):
+    pass
+
+
+class InvalidEmbedderInput(InvalidInput):
+    pass
+
+
+class NotFound(VecserveError):
+    status_code = 404
+
+
+class CollectionNotFound(NotFound):
+    pass
+
+
+class PointNotFound(NotFound):
+    pass
+
+
+class EmbedderNotFound(NotFound):
+    pass
+
+
+class Conflict(VecserveError):
+    status_code = 409
+
+
+class CollectionExists(Conflict):
+    pass
+
+
+class EmbedderUnavailable(VecserveError):
+    status_code = 503

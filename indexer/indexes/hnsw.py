@@ -1,0 +1,39 @@
+"""HNSW graphs: fast and accurate on the CPU, but FAISS cannot remove from them."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import faiss
+import numpy as np
+
+from indexer.indexes.base import FaissIndex
+from indexer.spec import IndexSpec, SearchParams
+
+_STORAGE = {"float32": "", "float16": "_SQfp16", "int8": "_SQ8"}
+
+
+class HnswIndex(FaissIndex):
+    family: ClassVar[str] = "hnsw"
+    can_remove: ClassVar[bool] = False
+    knob: ClassVar[str | None] = "ef_search"
+    knob_values: ClassVar[tuple[int, ...]] = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
+
+    @classmethod
+    def min_points(cls, spec: IndexSpec, dim: int) -> int:
+        return 1000 if spec.storage == "int8" else 0
+
+    @classmethod
+    def factory_string(cls, dim: int, spec: IndexSpec, n_train: int) -> str:
+        return f"IDMap,HNSW{spec.hnsw_m}{_STORAGE[spec.storage]}"
+
+    @classmethod
+    def configure(cls, index: Any, spec: IndexSpec) -> None:
+        faiss.downcast_index(index.index).hnsw.efConstruction = spec.ef_construction
+
+    def search_parameters(self, params: SearchParams, selector: Any) -> Any:
+        ef = params.ef_search or self.default_knob or 64
+        return faiss.SearchParametersHNSW(efSearch=ef, sel=selector)
+
+    def _physical_labels(self) -> np.ndarray:
+        return np.sort(faiss.vector_to_array(self._index.id_map))

@@ -1,0 +1,59 @@
+"""Distance metrics, and what a hit's ``score`` means under each."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+import faiss
+import numpy as np
+
+from indexer.errors import InvalidVector
+
+
+class Metric(StrEnum):
+    """How vectors are compared.
+
+    - ``cosine``: score is the cosine similarity, in [-1, 1], higher is nearer. Vectors are
+      stored as written and normalised for the index; a zero vector is refused.
+    - ``dot``: score is the inner product, higher is nearer.
+    - ``l2``: score is the Euclidean distance (not squared), lower is nearer.
+    """
+
+    COSINE = "cosine"
+    DOT = "dot"
+    L2 = "l2"
+
+    @property
+    def faiss_metric(self) -> int:
+        return int(faiss.METRIC_L2 if self is Metric.L2 else faiss.METRIC_INNER_PRODUCT)
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self is not Metric.L2
+
+    def prepare(self, vectors: np.ndarray) -> np.ndarray:
+        """The vectors as the index holds them: unit length for cosine, as they are otherwise."""
+        if self is not Metric.COSINE:
+            return vectors
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        if (norms == 0).any():
+            row = int(np.flatnonzero(norms[:, 0] == 0)[0])
+            raise InvalidVector(f"vector {row} is all zeros, which has no cosine direction")
+        return np.ascontiguousarray(vectors / norms, dtype=np.float32)
+
+    def scores(self, distances: np.ndarray) -> np.ndarray:
+        """FAISS distances to scores: FAISS gives squared L2, we give the distance."""
+        if self is Metric.L2:
+            return np.sqrt(np.maximum(distances, 0.0))
+        return distances
+
+    def similarities(self, queries: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+        """A [nq, n] matrix where larger always means nearer (negated distance for l2)."""
+        if self is Metric.L2:
+            sq = (
+                (queries**2).sum(1)[:, None]
+                - 2.0 * queries @ vectors.T
+                + (vectors**2).sum(1)[None, :]
+            )
+            return -np.sqrt(np.maximum(sq, 0.0))
+        return queries @ vectors.T

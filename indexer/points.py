@@ -1,0 +1,106 @@
+"""Point ids, points and search hits: the values the engine hands to its callers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+from indexer.errors import DuplicateIds, EmptyBatch, InvalidId
+
+PointId = str | int
+"""A point's id is the user's: a string or an integer, and ``"7"`` is not ``7``."""
+
+MAX_ID_LENGTH = 512
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+def validate_id(point_id: object) -> PointId:
+    """Return ``point_id`` if it is a usable id, else raise :class:`InvalidId`."""
+    if isinstance(point_id, bool) or not isinstance(point_id, str | int):
+        raise InvalidId(f"a point id is a string or an integer, not {type(point_id).__name__}")
+    if isinstance(point_id, int):
+        if not _INT64_MIN <= point_id <= _INT64_MAX:
+            raise InvalidId(f"integer id {point_id} is outside the signed 64-bit range")
+    elif not 0 < len(point_id) <= MAX_ID_LENGTH:
+        raise InvalidId(f"a string id has 1 to {MAX_ID_LENGTH} characters, got {len(point_id)}")
+    return point_id
+
+
+def validate_ids(ids: Iterable[object], *, unique: bool = True) -> list[PointId]:
+    """Validate a batch of ids: not empty, each usable, and (by default) no repeats."""
+    checked = [validate_id(i) for i in ids]
+    if not checked:
+        raise EmptyBatch("the batch has no ids")
+    if unique:
+        keys = [encode_id(i) for i in checked]
+        if len(set(keys)) != len(keys):
+            seen: set[str] = set()
+            dups = [i for i, key in zip(checked, keys, strict=True) if key in seen or seen.add(key)]
+            raise DuplicateIds(f"ids appear more than once in one batch: {dups[:5]!r}")
+    return checked
+
+
+def encode_id(point_id: PointId) -> str:
+    """The id's key in the store: its JSON text, which keeps ``"7"`` and ``7`` apart."""
+    return orjson.dumps(point_id).decode()
+
+
+def decode_id(key: str) -> PointId:
+    value: PointId = orjson.loads(key)
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """A stored point. ``vector`` is the vector as it was written (never normalised)."""
+
+    id: PointId
+    payload: dict[str, Any]
+    vector: np.ndarray | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """One search result. What ``score`` means depends on the metric; see :class:`Metric`."""
+
+    id: PointId
+    score: float
+    payload: dict[str, Any] | None = None
+    vector: np.ndarray | None = None
+
+
+def as_vector_batch(vectors: object, dim: int) -> np.ndarray:
+    """Turn a vector or a batch of vectors into a C-contiguous float32 [n, dim] array.
+
+    Raises :class:`InvalidVector` for a wrong shape, NaN or infinity, and
+    :class:`DimensionMismatch` for the wrong dimension.
+    """
+    from indexer.errors import DimensionMismatch, InvalidVector
+
+    try:
+        array = np.asarray(vectors, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise InvalidVector(f"vectors must be numbers: {exc}") from None
+    if array.ndim == 1:
+        array = array[None, :]
+    if array.ndim != 2:
+        raise InvalidVector(f"expected one vector or a 2-d batch, got {array.ndim} dimensions")
+    if array.shape[0] == 0:
+        raise EmptyBatch("the batch has no vectors")
+    if array.shape[1] != dim:
+        raise DimensionMismatch(f"expected vectors of dimension {dim}, got {array.shape[1]}")
+    if not np.isfinite(array).all():
+        bad = int(np.flatnonzero(~np.isfinite(array).all(axis=1))[0])
+        raise InvalidVector(f"vector {bad} holds NaN or infinity")
+    return np.ascontiguousarray(array)
+
+
+def ensure_lengths(name: str, values: Sequence[object], expected: int) -> None:
+    from indexer.errors import InvalidInput
+
+    if len(values) != expected:
+        raise InvalidInput(f"got {len(values)} {name} for {expected} ids")

@@ -1,0 +1,76 @@
+"""Index specifications and search-time parameters."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from indexer.errors import InvalidIndexSpec, InvalidSearchParams
+
+IndexKind = Literal["auto", "flat", "ivf_flat", "ivf_pq", "hnsw"]
+Storage = Literal["float32", "float16", "int8"]
+
+
+class IndexSpec(BaseModel):
+    """What index a collection wants. Anything left as None is chosen from the data.
+
+    ``auto`` serves exactly (flat) while the collection is small and moves to HNSW on the
+    CPU or IVF on a GPU once it grows past ``auto_threshold`` points. Trained families
+    (IVF) serve from a flat index until there are enough points to train on. The default
+    search parameters (``nprobe``, ``ef_search``) are calibrated on the collection's own
+    vectors to reach ``target_recall`` at k=10.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: IndexKind = "auto"
+    storage: Storage = "float32"
+    nlist: int | None = Field(default=None, ge=1, le=1 << 20)
+    pq_m: int | None = Field(default=None, ge=1, le=4096)
+    pq_bits: int = Field(default=8, ge=4, le=12)
+    hnsw_m: int = Field(default=32, ge=4, le=128)
+    ef_construction: int = Field(default=128, ge=8, le=4096)
+    target_recall: float = Field(default=0.95, gt=0.0, le=1.0)
+    auto_threshold: int = Field(default=20_000, ge=1)
+
+    @classmethod
+    def parse(cls, value: IndexSpec | str | dict[str, Any] | None) -> IndexSpec:
+        """Accept a spec, a kind name (``"hnsw"``) or a dict of fields."""
+        if value is None:
+            return cls()
+        if isinstance(value, IndexSpec):
+            return value
+        try:
+            if isinstance(value, str):
+                return cls(kind=value)  # type: ignore[arg-type]
+            return cls.model_validate(value)
+        except ValidationError as exc:
+            raise InvalidIndexSpec(_first_error(exc)) from None
+
+
+class SearchParams(BaseModel):
+    """Per-search knobs. None means the collection's calibrated default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    nprobe: int | None = Field(default=None, ge=1, le=65536)
+    ef_search: int | None = Field(default=None, ge=1, le=32768)
+    exact: bool = False
+
+    @classmethod
+    def parse(cls, value: SearchParams | dict[str, Any] | None) -> SearchParams:
+        if value is None:
+            return cls()
+        if isinstance(value, SearchParams):
+            return value
+        try:
+            return cls.model_validate(value)
+        except ValidationError as exc:
+            raise InvalidSearchParams(_first_error(exc)) from None
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or "value"
+    return f"{where}: {err['msg']}"
