@@ -192,7 +192,9 @@ class Collection:
         try:
             change(self._index)
         except Exception:
-            log.exception("collection %s: index update failed; reconciling with the store", self.name)
+            log.exception(
+                "collection %s: index update failed; reconciling with the store", self.name
+            )
             self._reconcile(self._index)
 
     # -- reads ---------------------------------------------------------------------------
@@ -229,7 +231,9 @@ class Collection:
             compiled.params if compiled else (),
             with_vectors=with_vectors,
         )
-        points = [Point(decode_id(key), orjson.loads(p), _vector(v)) for _, key, p, v in rows[:limit]]
+        points = [
+            Point(decode_id(key), orjson.loads(p), _vector(v)) for _, key, p, v in rows[:limit]
+        ]
         return points, (rows[limit - 1][1] if len(rows) > limit else None)
 
     def search(
@@ -298,13 +302,25 @@ class Collection:
                 query = (2 * p - neg.mean(0)) if len(neg) else p
                 distances, labels = self._search(query[None, :], wanted, search_params, allowed)
                 keep = ~np.isin(labels[0], exclude)
-                hits = self._hits(distances[:, keep][:, :k], labels[:, keep][:, :k], with_payload, with_vectors)
+                hits = self._hits(
+                    distances[:, keep][:, :k], labels[:, keep][:, :k], with_payload, with_vectors
+                )
                 return hits[0]
-            return self._best_score(pos, neg, k, wanted, exclude, allowed, search_params, with_payload, with_vectors)
+            return self._best_score(
+                pos, neg, k, wanted, exclude, allowed, search_params, with_payload, with_vectors
+            )
 
     def _best_score(
-        self, pos: np.ndarray, neg: np.ndarray, k: int, wanted: int, exclude: np.ndarray,
-        allowed: LabelSet | None, params: SearchParams, with_payload: bool, with_vectors: bool,
+        self,
+        pos: np.ndarray,
+        neg: np.ndarray,
+        k: int,
+        wanted: int,
+        exclude: np.ndarray,
+        allowed: LabelSet | None,
+        params: SearchParams,
+        with_payload: bool,
+        with_vectors: bool,
     ) -> list[Hit]:
         per_example = min(MAX_K, max(4 * wanted, 64))
         _, found = self._search(pos, per_example, params, allowed)
@@ -319,7 +335,9 @@ class Collection:
             scores = np.where(best_pos > best_neg, best_pos, -best_neg)
         order = np.argsort(-scores, kind="stable")[:k]
         # These are final scores, not FAISS distances: no metric conversion.
-        hits = self._hits(scores[order][None, :], candidates[order][None, :], with_payload, with_vectors, raw=True)
+        hits = self._hits(
+            scores[order][None, :], candidates[order][None, :], with_payload, with_vectors, raw=True
+        )
         return hits[0]
 
     def _examples(self, examples: Sequence[Example]) -> tuple[np.ndarray, np.ndarray]:
@@ -395,8 +413,13 @@ class Collection:
         return heap.D, heap.I
 
     def _hits(
-        self, distances: np.ndarray, labels: np.ndarray, with_payload: bool, with_vectors: bool,
-        *, raw: bool = False,
+        self,
+        distances: np.ndarray,
+        labels: np.ndarray,
+        with_payload: bool,
+        with_vectors: bool,
+        *,
+        raw: bool = False,
     ) -> list[list[Hit]]:
         scores = distances if raw else self.metric.scores(distances)
         rows: dict[int, tuple[str, bytes | None]] = {}
@@ -452,7 +475,9 @@ class Collection:
         for labels, vecs in self.store.iter_vectors(self.dim, missing):
             index.add(labels, self.metric.prepare(vecs))
         if len(gone) or len(missing):
-            log.info("collection %s: index caught up (+%d, -%d)", self.name, len(missing), len(gone))
+            log.info(
+                "collection %s: index caught up (+%d, -%d)", self.name, len(missing), len(gone)
+            )
 
     def _build(self) -> FaissIndex:
         """A fresh index of the right family from the whole store, calibrated."""
@@ -460,13 +485,20 @@ class Collection:
         labels, vecs = self._all_vectors()
         family, spec = family_for(self.config.index, self.dim, len(labels), self._gpus)
         rng = np.random.default_rng(0)
-        train = vecs if len(vecs) <= TRAIN_SAMPLE_MAX else vecs[rng.choice(len(vecs), TRAIN_SAMPLE_MAX, replace=False)]
+        train = (
+            vecs
+            if len(vecs) <= TRAIN_SAMPLE_MAX
+            else vecs[rng.choice(len(vecs), TRAIN_SAMPLE_MAX, replace=False)]
+        )
         index = family.build(self.dim, self.metric, spec, train)
         index.add(labels, vecs)
         self._calibrate(index, labels, vecs)
         log.info(
             "collection %s: built %s index over %d points in %.1fs",
-            self.name, index.family, len(labels), time.perf_counter() - started,
+            self.name,
+            index.family,
+            len(labels),
+            time.perf_counter() - started,
         )
         return index
 
@@ -480,7 +512,9 @@ class Collection:
             return np.empty(0, np.int64), np.empty((0, self.dim), np.float32)
         return np.concatenate(labels_parts), np.concatenate(vec_parts)
 
-    def _calibrate(self, index: FaissIndex, labels: np.ndarray, vecs: np.ndarray, k: int = 10) -> None:
+    def _calibrate(
+        self, index: FaissIndex, labels: np.ndarray, vecs: np.ndarray, k: int = 10
+    ) -> None:
         if index.knob is None or len(labels) < CALIBRATION_MIN_POINTS:
             return
         rng = np.random.default_rng(1)
@@ -488,12 +522,19 @@ class Collection:
         queries = vecs[pick]
         _, positions = faiss.knn(queries, vecs, k + 1, metric=self.metric.faiss_metric)
         truth = np.array(
-            [[labels[p] for p in row if p != own][:k] for row, own in zip(positions, pick, strict=True)]
+            [
+                [labels[p] for p in row if p != own][:k]
+                for row, own in zip(positions, pick, strict=True)
+            ]
         )
         recall = index.calibrate(queries, labels[pick], truth, self.config.index.target_recall)
         log.info(
             "collection %s: %s=%s gives recall@%d %.3f on its own data",
-            self.name, index.knob, index.default_knob, k, recall,
+            self.name,
+            index.knob,
+            index.default_knob,
+            k,
+            recall,
         )
 
     def _save(self, index: FaissIndex | None = None) -> None:
@@ -511,7 +552,10 @@ class Collection:
             family.family != index.family
             or spec.storage != index.storage
             or index.dead_fraction > MAX_DEAD_FRACTION
-            or (index.family.startswith("ivf") and len(self._ids) > RETRAIN_GROWTH * index.trained_on)
+            or (
+                index.family.startswith("ivf")
+                and len(self._ids) > RETRAIN_GROWTH * index.trained_on
+            )
         )
 
     def _needs_calibration(self) -> bool:
@@ -532,7 +576,9 @@ class Collection:
             with self._maintain_lock:
                 if self._maintain_thread is None or not self._maintain_thread.is_alive():
                     self._maintain_thread = threading.Thread(
-                        target=self._maintain_in_background, name=f"vecserve-{self.name}", daemon=True
+                        target=self._maintain_in_background,
+                        name=f"vecserve-{self.name}",
+                        daemon=True,
                     )
                     self._maintain_thread.start()
 
@@ -606,4 +652,3 @@ def _keep(
     kept_labels = np.take_along_axis(np.where(mask, labels, -1), order, axis=1)
     kept_distances = np.take_along_axis(distances, order, axis=1)
     return kept_distances, kept_labels
-

@@ -156,7 +156,7 @@ class Engine:
 
 
 def _config(
-    name: str, dim: object, metric: object, index: Any, embedder: str | None
+    name: str, dim: object, metric: Metric | str, index: Any, embedder: str | None
 ) -> CollectionConfig:
     if isinstance(dim, bool) or not isinstance(dim, int) or not 1 <= dim <= 65_536:
         raise InvalidInput(f"dim must be an integer from 1 to 65536, got {dim!r}")

@@ -118,7 +118,9 @@ class _Compiler:
         if isinstance(value, str):
             return self.any_element(path, lambda t, v: f"{t} = 'text' AND {v} {symbol} ?", value)
         if isinstance(value, int | float) and not isinstance(value, bool):
-            return self.any_element(path, lambda t, v: f"{t} IN ('integer','real') AND {v} {symbol} ?", value)
+            return self.any_element(
+                path, lambda t, v: f"{t} IN ('integer','real') AND {v} {symbol} ?", value
+            )
         raise InvalidFilter(f"{op} compares numbers or strings, got {_show(operand)}")
 
     def eq(self, path: str, value: object) -> str:
@@ -145,10 +147,16 @@ class _Compiler:
         numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
         if texts:
             marks = ",".join("?" * len(texts))
-            parts.append(self.any_element(path, lambda t, v: f"{t} = 'text' AND {v} IN ({marks})", *texts))
+            parts.append(
+                self.any_element(path, lambda t, v: f"{t} = 'text' AND {v} IN ({marks})", *texts)
+            )
         if numbers:
             marks = ",".join("?" * len(numbers))
-            parts.append(self.any_element(path, lambda t, v: f"{t} IN ('integer','real') AND {v} IN ({marks})", *numbers))
+            parts.append(
+                self.any_element(
+                    path, lambda t, v: f"{t} IN ('integer','real') AND {v} IN ({marks})", *numbers
+                )
+            )
         parts.extend(self.eq(path, b) for b in {v for v in values if isinstance(v, bool)})
         if None in values:
             parts.append(self.eq(path, None))

@@ -44,7 +44,7 @@ class Metric(StrEnum):
     def scores(self, distances: np.ndarray) -> np.ndarray:
         """FAISS distances to scores: FAISS gives squared L2, we give the distance."""
         if self is Metric.L2:
-            return np.sqrt(np.maximum(distances, 0.0))
+            return np.asarray(np.sqrt(np.maximum(distances, 0.0)))
         return distances
 
     def similarities(self, queries: np.ndarray, vectors: np.ndarray) -> np.ndarray:
@@ -55,5 +55,5 @@ class Metric(StrEnum):
                 - 2.0 * queries @ vectors.T
                 + (vectors**2).sum(1)[None, :]
             )
-            return -np.sqrt(np.maximum(sq, 0.0))
-        return queries @ vectors.T
+            return np.asarray(-np.sqrt(np.maximum(sq, 0.0)))
+        return np.asarray(queries @ vectors.T)

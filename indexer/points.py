@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Iterable, Sized
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,8 +39,8 @@ def validate_ids(ids: Iterable[object], *, unique: bool = True) -> list[PointId]
     if unique:
         keys = [encode_id(i) for i in checked]
         if len(set(keys)) != len(keys):
-            seen: set[str] = set()
-            dups = [i for i, key in zip(checked, keys, strict=True) if key in seen or seen.add(key)]
+            counts = Counter(keys)
+            dups = [i for i, key in zip(checked, keys, strict=True) if counts[key] > 1]
             raise DuplicateIds(f"ids appear more than once in one batch: {dups[:5]!r}")
     return checked
 
@@ -99,7 +100,7 @@ def as_vector_batch(vectors: object, dim: int) -> np.ndarray:
     return np.ascontiguousarray(array)
 
 
-def ensure_lengths(name: str, values: Sequence[object], expected: int) -> None:
+def ensure_lengths(name: str, values: Sized, expected: int) -> None:
     from indexer.errors import InvalidInput
 
     if len(values) != expected:

@@ -123,7 +123,9 @@ class SqliteStore:
                 out[position[label]] = np.frombuffer(blob, dtype=np.float32)
         return out
 
-    def iter_vectors(self, dim: int, labels: np.ndarray | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def iter_vectors(
+        self, dim: int, labels: np.ndarray | None = None
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(labels, vectors) in chunks: of ``labels`` if given, else of every point."""
         if labels is not None:
             for chunk in _chunks(labels):
@@ -142,7 +144,9 @@ class SqliteStore:
             yield chunk, vecs
             after = int(chunk[-1])
 
-    def rows(self, labels: np.ndarray, *, with_vectors: bool) -> dict[int, tuple[str, bytes | None]]:
+    def rows(
+        self, labels: np.ndarray, *, with_vectors: bool
+    ) -> dict[int, tuple[str, bytes | None]]:
         """label -> (payload JSON, vector blob or None) for the labels that exist."""
         column = "vector" if with_vectors else "NULL"
         out: dict[int, tuple[str, bytes | None]] = {}
@@ -163,8 +167,13 @@ class SqliteStore:
         return np.fromiter((r[0] for r in cursor), dtype=np.int64)
 
     def page(
-        self, after_key: str | None, limit: int, where: str | None, params: Sequence[Any],
-        *, with_vectors: bool,
+        self,
+        after_key: str | None,
+        limit: int,
+        where: str | None,
+        params: Sequence[Any],
+        *,
+        with_vectors: bool,
     ) -> list[tuple[int, str, str, bytes | None]]:
         """A page of (label, id key, payload, vector) in id-key order, after ``after_key``."""
         clauses, args = [], []
@@ -246,7 +255,8 @@ def _labels_of(conn: sqlite3.Connection, keys: Sequence[str]) -> np.ndarray:
 def _delete(conn: sqlite3.Connection, labels: np.ndarray) -> None:
     for chunk in _chunks(labels):
         conn.execute(
-            "DELETE FROM points WHERE label IN (SELECT value FROM json_each(?))", (_json_list(chunk),)
+            "DELETE FROM points WHERE label IN (SELECT value FROM json_each(?))",
+            (_json_list(chunk),),
         )
 
 

@@ -78,7 +78,9 @@ class FaissIndex(ABC):
     @classmethod
     def build(cls, dim: int, metric: Metric, spec: IndexSpec, train: np.ndarray) -> Self:
         """A new, empty index; trained on ``train`` if the family needs training."""
-        index = faiss.index_factory(dim, cls.factory_string(dim, spec, len(train)), metric.faiss_metric)
+        index = faiss.index_factory(
+            dim, cls.factory_string(dim, spec, len(train)), metric.faiss_metric
+        )
         cls.configure(index, spec)
         if not index.is_trained:
             index.train(train)
@@ -90,7 +92,8 @@ class FaissIndex(ABC):
 
     @classmethod
     def configure(cls, index: Any, spec: IndexSpec) -> None:
-        """Build-time settings that the factory string cannot express."""
+        """Build-time settings that the factory string cannot express (none by default)."""
+        return
 
     # -- the index protocol -------------------------------------------------------------
 
@@ -149,7 +152,9 @@ class FaissIndex(ABC):
 
     # -- calibration ----------------------------------------------------------------------
 
-    def calibrate(self, queries: np.ndarray, own: np.ndarray, truth: np.ndarray, target: float) -> float:
+    def calibrate(
+        self, queries: np.ndarray, own: np.ndarray, truth: np.ndarray, target: float
+    ) -> float:
         """Pick the smallest knob value whose recall@k on ``queries`` reaches ``target``.
 
         ``own`` are the queries' own labels (excluded from both sides); ``truth`` the exact
@@ -163,7 +168,8 @@ class FaissIndex(ABC):
         for value in self.knob_values:
             if not self.knob_applies(value):
                 break
-            _, found = self.search(queries, k + 1, SearchParams(**{self.knob: value}), None)
+            params = SearchParams.model_validate({self.knob: value})
+            _, found = self.search(queries, k + 1, params, None)
             recall = _recall(found, own, truth)
             if recall > best_recall + 0.002:
                 best_value, best_recall = value, recall

@@ -30,7 +30,25 @@ class IvfIndex(FaissIndex):
     family: ClassVar[str] = "ivf_flat"
     gpu_capable: ClassVar[bool] = True
     knob: ClassVar[str | None] = "nprobe"
-    knob_values: ClassVar[tuple[int, ...]] = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 1024)
+    knob_values: ClassVar[tuple[int, ...]] = (
+        1,
+        2,
+        4,
+        8,
+        12,
+        16,
+        24,
+        32,
+        48,
+        64,
+        96,
+        128,
+        192,
+        256,
+        384,
+        512,
+        1024,
+    )
 
     @classmethod
     def min_points(cls, spec: IndexSpec, dim: int) -> int:
