@@ -278,10 +278,11 @@ class Collection:
 
         - ``average`` searches from ``p + (p - n)``, with p and n the means of the positive
           and negative examples; scores are ordinary search scores.
-        - ``best_score`` takes candidates near each positive example and scores each by
-          its similarity to the nearest positive if that beats the nearest negative, else
-          by minus its similarity to the nearest negative (l2 similarity is minus the
-          distance). Higher is better.
+        - ``best_score`` takes candidates near each positive example. One nearer (more
+          similar) to its best positive than to every negative scores ``σ(best positive
+          similarity)`` in (0, 1); any other scores ``-σ(best negative similarity)`` in
+          (-1, 0), so points like a negative example rank last. σ(x) = (x / (1 + |x|) + 1) / 2
+          keeps the order of similarities; for l2, similarity is minus the distance.
         """
         if not positive:
             raise InvalidInput("recommend needs at least one positive example")
@@ -329,10 +330,10 @@ class Collection:
             return []
         vecs = self.metric.prepare(self.store.vectors(candidates, self.dim))
         best_pos = self.metric.similarities(pos, vecs).max(0)
-        scores = best_pos
+        scores = _squash(best_pos)
         if len(neg):
             best_neg = self.metric.similarities(neg, vecs).max(0)
-            scores = np.where(best_pos > best_neg, best_pos, -best_neg)
+            scores = np.where(best_pos > best_neg, scores, -_squash(best_neg))
         order = np.argsort(-scores, kind="stable")[:k]
         # These are final scores, not FAISS distances: no metric conversion.
         hits = self._hits(
@@ -485,14 +486,19 @@ class Collection:
         labels, vecs = self._all_vectors()
         family, spec = family_for(self.config.index, self.dim, len(labels), self._gpus)
         rng = np.random.default_rng(0)
-        train = (
-            vecs
-            if len(vecs) <= TRAIN_SAMPLE_MAX
-            else vecs[rng.choice(len(vecs), TRAIN_SAMPLE_MAX, replace=False)]
-        )
+        train = vecs
+        if len(vecs) > TRAIN_SAMPLE_MAX:
+            train = vecs[rng.choice(len(vecs), TRAIN_SAMPLE_MAX, replace=False)]
         index = family.build(self.dim, self.metric, spec, train)
-        index.add(labels, vecs)
-        self._calibrate(index, labels, vecs)
+        if index.knob is None or len(labels) < CALIBRATION_MIN_POINTS:
+            index.add(labels, vecs)
+        else:
+            # Calibrate on points held out of the index, as real queries are, then add them.
+            held_out = np.zeros(len(labels), dtype=bool)
+            held_out[rng.choice(len(labels), CALIBRATION_QUERIES, replace=False)] = True
+            index.add(labels[~held_out], vecs[~held_out])
+            self._calibrate(index, vecs[held_out], labels[~held_out], vecs[~held_out])
+            index.add(labels[held_out], vecs[held_out])
         log.info(
             "collection %s: built %s index over %d points in %.1fs",
             self.name,
@@ -513,23 +519,13 @@ class Collection:
         return np.concatenate(labels_parts), np.concatenate(vec_parts)
 
     def _calibrate(
-        self, index: FaissIndex, labels: np.ndarray, vecs: np.ndarray, k: int = 10
+        self, index: FaissIndex, queries: np.ndarray, labels: np.ndarray, vecs: np.ndarray
     ) -> None:
-        if index.knob is None or len(labels) < CALIBRATION_MIN_POINTS:
-            return
-        rng = np.random.default_rng(1)
-        pick = rng.choice(len(labels), min(CALIBRATION_QUERIES, len(labels)), replace=False)
-        queries = vecs[pick]
-        _, positions = faiss.knn(queries, vecs, k + 1, metric=self.metric.faiss_metric)
-        truth = np.array(
-            [
-                [labels[p] for p in row if p != own][:k]
-                for row, own in zip(positions, pick, strict=True)
-            ]
-        )
-        recall = index.calibrate(queries, labels[pick], truth, self.config.index.target_recall)
+        k = 10
+        _, positions = faiss.knn(queries, vecs, k, metric=self.metric.faiss_metric)
+        recall = index.calibrate(queries, labels[positions], self.config.index.target_recall)
         log.info(
-            "collection %s: %s=%s gives recall@%d %.3f on its own data",
+            "collection %s: %s=%s gives recall@%d %.3f on held-out points",
             self.name,
             index.knob,
             index.default_knob,
@@ -556,9 +552,11 @@ class Collection:
                 index.family.startswith("ivf")
                 and len(self._ids) > RETRAIN_GROWTH * index.trained_on
             )
+            or self._needs_calibration()
         )
 
     def _needs_calibration(self) -> bool:
+        """A tuned index is rebuilt, and so recalibrated, each time it doubles in size."""
         index = self._index
         return (
             index.knob is not None
@@ -571,7 +569,7 @@ class Collection:
 
     def _after_write(self, changed: int) -> None:
         self._unsaved += changed
-        maintenance = (self._needs_rebuild, self._needs_calibration, self._needs_save)
+        maintenance = (self._needs_rebuild, self._needs_save)
         if self._background and any(needed() for needed in maintenance):
             with self._maintain_lock:
                 if self._maintain_thread is None or not self._maintain_thread.is_alive():
@@ -603,11 +601,6 @@ class Collection:
                     self._index = index
                     self._filter_cache.clear()
                 self._unsaved = 1
-            elif self._needs_calibration():
-                labels, vecs = self._all_vectors()
-                with self._rw.read():
-                    self._calibrate(self._index, labels, vecs)
-                self._unsaved = max(self._unsaved, 1)
             if self._unsaved:
                 self._save()
 
@@ -621,6 +614,11 @@ class Collection:
                 self._save()
             self._closed = True
             self.store.close()
+
+
+def _squash(similarity: np.ndarray) -> np.ndarray:
+    """An order-keeping map of any similarity into (0, 1)."""
+    return np.asarray((similarity / (1 + np.abs(similarity)) + 1) / 2)
 
 
 def _check_k(k: object) -> int:

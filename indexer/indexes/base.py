@@ -17,8 +17,7 @@ from indexer import devices
 from indexer.metric import Metric
 from indexer.spec import IndexSpec, SearchParams
 
-# Calibration aims a little above the target: it measures on the collection's own vectors,
-# and queries from outside the collection are a little harder.
+# Calibration aims a little above the target: it measures on a sample of queries.
 CALIBRATION_MARGIN = 0.02
 CALIBRATION_QUERIES = 256
 
@@ -152,25 +151,23 @@ class FaissIndex(ABC):
 
     # -- calibration ----------------------------------------------------------------------
 
-    def calibrate(
-        self, queries: np.ndarray, own: np.ndarray, truth: np.ndarray, target: float
-    ) -> float:
+    def calibrate(self, queries: np.ndarray, truth: np.ndarray, target: float) -> float:
         """Pick the smallest knob value whose recall@k on ``queries`` reaches ``target``.
 
-        ``own`` are the queries' own labels (excluded from both sides); ``truth`` the exact
-        neighbours [nq, k]. Returns the recall reached at the chosen value.
+        ``queries`` must not be in the index (held out, like real queries); ``truth`` are
+        their exact neighbours [nq, k]. Returns the recall reached at the chosen value.
         """
         if self.knob is None:
             return 1.0
-        k = truth.shape[1]
         goal = min(1.0, target + CALIBRATION_MARGIN)
         best_value, best_recall = self.knob_values[0], -1.0
         for value in self.knob_values:
             if not self.knob_applies(value):
                 break
             params = SearchParams.model_validate({self.knob: value})
-            _, found = self.search(queries, k + 1, params, None)
-            recall = _recall(found, own, truth)
+            _, found = self.search(queries, truth.shape[1], params, None)
+            hits = sum(len(np.intersect1d(f, t)) for f, t in zip(found, truth, strict=True))
+            recall = hits / truth.size
             if recall > best_recall + 0.002:
                 best_value, best_recall = value, recall
             if recall >= goal:
@@ -208,12 +205,3 @@ class FaissIndex(ABC):
     @abstractmethod
     def _physical_labels(self) -> np.ndarray:
         """Every label in the FAISS structure, tombstones included."""
-
-
-def _recall(found: np.ndarray, own: np.ndarray, truth: np.ndarray) -> float:
-    k = truth.shape[1]
-    hits = 0
-    for row, query_label, expected in zip(found, own, truth, strict=True):
-        got = row[(row != query_label) & (row >= 0)][:k]
-        hits += len(np.intersect1d(got, expected))
-    return hits / truth.size

@@ -1,0 +1,1 @@
+"""vecserve's service layer: the command line (and, next, the HTTP API)."""

@@ -1,0 +1,328 @@
+"""The embedded API: collections, points, search, recommend, and what bad input does."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from indexer import (
+    CollectionExists,
+    CollectionNotFound,
+    DimensionMismatch,
+    DuplicateIds,
+    EmptyBatch,
+    Engine,
+    InvalidFilter,
+    InvalidId,
+    InvalidIndexSpec,
+    InvalidInput,
+    InvalidK,
+    InvalidName,
+    InvalidPayload,
+    InvalidVector,
+    PointNotFound,
+)
+from indexer.collection import Collection
+
+rng = np.random.default_rng(7)
+
+
+def vectors(n: int, dim: int = 8) -> np.ndarray:
+    return rng.standard_normal((n, dim)).astype(np.float32)
+
+
+@pytest.fixture
+def col(engine: Engine) -> Collection:
+    c = engine.create_collection("items", dim=8, metric="cosine")
+    c.upsert(list(range(20)), vectors(20), [{"n": i, "even": i % 2 == 0} for i in range(20)])
+    return c
+
+
+def snapshot(c: Collection) -> list[tuple[Any, Any, list[float]]]:
+    points, _ = c.scroll(limit=1000, with_vectors=True)
+    return sorted(
+        ((repr(p.id), p.payload, p.vector.tolist()) for p in points if p.vector is not None),
+        key=lambda t: t[0],
+    )
+
+
+def test_collections_are_created_listed_fetched_and_dropped(engine: Engine) -> None:
+    engine.create_collection("b", dim=4)
+    engine.create_collection("a", dim=4, metric="l2", index="hnsw")
+    assert engine.list_collections() == ["a", "b"]
+    assert engine.get_collection("a").config.index.kind == "hnsw"
+    engine.drop_collection("a")
+    assert engine.list_collections() == ["b"]
+    with pytest.raises(CollectionNotFound):
+        engine.get_collection("a")
+    with pytest.raises(CollectionNotFound):
+        engine.drop_collection("a")
+
+
+def test_create_is_idempotent_only_for_an_identical_configuration(engine: Engine) -> None:
+    first = engine.create_collection("c", dim=4)
+    assert engine.create_collection("c", dim=4, exist_ok=True) is first
+    with pytest.raises(CollectionExists, match="another configuration"):
+        engine.create_collection("c", dim=5, exist_ok=True)
+    with pytest.raises(CollectionExists):
+        engine.create_collection("c", dim=4)
+
+
+@pytest.mark.parametrize("name", ["../x", "a/b", "", "x" * 65, ".hidden", "a b", "é"])
+def test_collection_names_must_be_plain(engine: Engine, name: str) -> None:
+    with pytest.raises(InvalidName):
+        engine.create_collection(name, dim=4)
+    assert engine.list_collections() == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"dim": 0}, InvalidInput),
+        ({"dim": 4, "metric": "hamming"}, InvalidInput),
+        ({"dim": 4, "index": "lsh"}, InvalidIndexSpec),
+        ({"dim": 4, "index": {"kind": "hnsw", "hnsw_m": 1}}, InvalidIndexSpec),
+        ({"dim": 4, "index": {"kind": "hnsw", "bogus": 1}}, InvalidIndexSpec),
+    ],
+)
+def test_bad_collection_configurations_are_refused(
+    engine: Engine, kwargs: dict[str, Any], error: type[Exception]
+) -> None:
+    with pytest.raises(error):
+        engine.create_collection("c", **kwargs)
+    assert engine.list_collections() == []
+
+
+def test_ids_are_strings_or_integers_and_7_is_not_seven(col: Collection) -> None:
+    col.upsert(["7"], vectors(1), [{"kind": "string"}])
+    assert col.get([7])[0].payload["n"] == 7
+    assert col.get(["7"])[0].payload == {"kind": "string"}
+    assert col.count() == 21
+
+
+def test_upsert_replaces_vector_and_payload(col: Collection) -> None:
+    new = vectors(1)
+    col.upsert([3], new, [{"replaced": True}])
+    point = col.get([3])[0]
+    assert point.payload == {"replaced": True}
+    np.testing.assert_array_equal(point.vector, new[0])
+    assert col.count() == 20
+    assert col.search(new, k=1)[0][0].id == 3
+
+
+def test_get_keeps_request_order_and_skips_missing_ids(col: Collection) -> None:
+    assert [p.id for p in col.get([5, "nope", 2])] == [5, 2]
+
+
+def test_delete_by_ids_and_by_filter(col: Collection) -> None:
+    assert col.delete([1, 2, 999]) == 2
+    assert col.delete(filter={"even": True}) == 9
+    assert col.count() == 9
+    assert all(p.payload["even"] is False for p in col.scroll(limit=100)[0])
+    assert col.delete([1]) == 0
+
+
+def test_scroll_pages_through_every_point_once(col: Collection) -> None:
+    seen, cursor = [], None
+    while True:
+        page, cursor = col.scroll(limit=6, cursor=cursor)
+        seen.extend(p.id for p in page)
+        if cursor is None:
+            break
+    assert sorted(seen) == list(range(20))
+
+
+def test_search_returns_one_list_per_query_best_first(col: Collection) -> None:
+    data = col.get(list(range(20)))
+    queries = np.stack([data[4].vector, data[9].vector])  # type: ignore[list-item]
+    hits = col.search(queries, k=5)
+    assert [row[0].id for row in hits] == [4, 9]
+    for row in hits:
+        scores = [h.score for h in row]
+        assert scores == sorted(scores, reverse=True)
+        assert row[0].score == pytest.approx(1.0, abs=1e-5)
+    assert hits[0][0].payload == {"n": 4, "even": True}
+
+
+def test_search_with_vectors_returns_the_stored_vectors(col: Collection) -> None:
+    stored = col.get([4])[0].vector
+    hit = col.search(stored, k=1, with_payload=False, with_vectors=True)[0][0]
+    assert hit.payload is None
+    np.testing.assert_array_equal(hit.vector, stored)
+
+
+def test_l2_scores_are_euclidean_distances(engine: Engine) -> None:
+    c = engine.create_collection("l2", dim=2, metric="l2")
+    c.upsert(["o", "far"], np.array([[0, 0], [3, 4]], dtype=np.float32))
+    hits = c.search(np.array([0, 0], dtype=np.float32), k=2)[0]
+    assert [(h.id, h.score) for h in hits] == [("o", 0.0), ("far", pytest.approx(5.0))]
+
+
+def test_k_larger_than_the_collection_returns_every_point(col: Collection) -> None:
+    assert len(col.search(vectors(1), k=100)[0]) == 20
+
+
+def test_recommend_average_moves_towards_positives_and_away_from_negatives(engine: Engine) -> None:
+    c = engine.create_collection("rec", dim=2, metric="l2")
+    c.upsert(
+        ["p", "n", "near_p", "near_n", "beyond_p"],
+        np.array([[1, 0], [-1, 0], [1.1, 0], [-1.1, 0], [2.5, 0]], dtype=np.float32),
+    )
+    hits = c.recommend(positive=["p"], negative=["n"], k=3)
+    # The query is p + (p - n) = (3, 0): examples themselves are never returned.
+    assert [h.id for h in hits] == ["beyond_p", "near_p", "near_n"]
+
+
+def test_recommend_best_score_prefers_points_nearer_a_positive_than_any_negative(
+    engine: Engine,
+) -> None:
+    c = engine.create_collection("best", dim=2, metric="l2")
+    c.upsert(
+        ["p1", "p2", "n", "by_p1", "by_p2", "by_n"],
+        np.array([[0, 5], [5, 0], [0, -5], [0, 4], [4, 0], [0, -4]], dtype=np.float32),
+    )
+    hits = c.recommend(["p1", "p2"], ["n"], k=3, strategy="best_score")
+    assert {h.id for h in hits[:2]} == {"by_p1", "by_p2"}
+    assert hits[2].id == "by_n"
+    assert hits[0].score > hits[2].score
+
+
+def test_recommend_accepts_vectors_and_filters(col: Collection) -> None:
+    hits = col.recommend([vectors(1)[0], 0], k=5, filter={"even": False})
+    assert len(hits) == 5
+    assert all(h.payload is not None and h.payload["even"] is False for h in hits)
+    with pytest.raises(PointNotFound):
+        col.recommend(["missing"])
+    with pytest.raises(InvalidInput):
+        col.recommend([])
+
+
+BAD_UPSERTS: list[tuple[str, dict[str, Any], type[Exception]]] = [
+    ("wrong dimension", {"ids": [1], "vectors": np.zeros((1, 9))}, DimensionMismatch),
+    ("NaN", {"ids": [1], "vectors": np.full((1, 8), np.nan)}, InvalidVector),
+    ("infinity", {"ids": [1], "vectors": np.full((1, 8), np.inf)}, InvalidVector),
+    ("zero vector for cosine", {"ids": [1], "vectors": np.zeros((1, 8))}, InvalidVector),
+    ("not numbers", {"ids": [1], "vectors": [["a"] * 8]}, InvalidVector),
+    ("3-d array", {"ids": [1], "vectors": np.ones((1, 1, 8))}, InvalidVector),
+    ("empty batch", {"ids": [], "vectors": np.zeros((0, 8))}, EmptyBatch),
+    ("duplicate ids", {"ids": [1, 1], "vectors": np.ones((2, 8))}, DuplicateIds),
+    ("float id", {"ids": [1.5], "vectors": np.ones((1, 8))}, InvalidId),
+    ("bool id", {"ids": [True], "vectors": np.ones((1, 8))}, InvalidId),
+    ("empty string id", {"ids": [""], "vectors": np.ones((1, 8))}, InvalidId),
+    ("huge int id", {"ids": [2**70], "vectors": np.ones((1, 8))}, InvalidId),
+    ("fewer vectors than ids", {"ids": [1, 2], "vectors": np.ones((1, 8))}, InvalidInput),
+    (
+        "payload not an object",
+        {"ids": [1], "vectors": np.ones((1, 8)), "payloads": [[1]]},
+        InvalidPayload,
+    ),
+    (
+        "payload not JSON",
+        {"ids": [1], "vectors": np.ones((1, 8)), "payloads": [{"x": object()}]},
+        InvalidPayload,
+    ),
+    (
+        "second row bad",
+        {"ids": [100, 101], "vectors": np.array([[1.0] * 8, [np.nan] * 8])},
+        InvalidVector,
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "kwargs", "error"), BAD_UPSERTS, ids=[c[0] for c in BAD_UPSERTS])
+def test_a_bad_upsert_raises_a_typed_error_and_changes_nothing(
+    col: Collection, case: str, kwargs: dict[str, Any], error: type[Exception]
+) -> None:
+    before = snapshot(col)
+    with pytest.raises(error) as info:
+        col.upsert(**kwargs)
+    assert str(info.value)  # a message a person can act on
+    assert snapshot(col) == before
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"k": 0}, InvalidK),
+        ({"k": -1}, InvalidK),
+        ({"k": 10**9}, InvalidK),
+        ({"k": 2.5}, InvalidK),
+        ({"filter": {"n": {"$regex": "x"}}}, InvalidFilter),
+        ({"params": {"nprobe": 0}}, InvalidInput),
+        ({"params": {"ef": 10}}, InvalidInput),
+    ],
+)
+def test_bad_searches_raise_typed_errors(
+    col: Collection, kwargs: dict[str, Any], error: type[Exception]
+) -> None:
+    with pytest.raises(error):
+        col.search(vectors(1), **kwargs)
+
+
+def test_search_with_the_wrong_dimension_is_refused(col: Collection) -> None:
+    with pytest.raises(DimensionMismatch):
+        col.search(np.ones(3))
+
+
+def test_a_failed_delete_changes_nothing(col: Collection) -> None:
+    before = snapshot(col)
+    with pytest.raises(InvalidFilter):
+        col.delete(filter={"$nor": [{"n": 1}]})
+    with pytest.raises(InvalidInput):
+        col.delete()
+    with pytest.raises(InvalidInput):
+        col.delete([1], filter={"n": 1})
+    assert snapshot(col) == before
+
+
+def test_writes_and_deletes_work_on_every_index_family(engine: Engine) -> None:
+    data = vectors(12_000)
+    for kind in ["flat", "hnsw", "ivf_flat", "ivf_pq"]:
+        c = engine.create_collection(kind.replace("_", "-"), dim=8, metric="l2", index=kind)
+        c.upsert(list(range(12_000)), data)
+        c.optimize()
+        assert c.index_info["family"] == kind
+        c.delete(list(range(0, 12_000, 2)))
+        moved = vectors(1)
+        c.upsert([1], moved)
+        assert c.count() == 6_000
+        assert c.index_info["size"] == 6_000
+        found = c.search(data[[2, 4]], k=10, with_payload=False)
+        assert not {h.id for row in found for h in row} & {2, 4}  # deleted ids never return
+        assert c.search(moved, k=1, params={"exact": True})[0][0].id == 1
+
+
+def test_tombstoned_hnsw_is_compacted_by_a_rebuild(engine: Engine) -> None:
+    c = engine.create_collection("h", dim=8, index="hnsw")
+    c.upsert(list(range(2_000)), vectors(2_000))
+    c.optimize()
+    c.delete(list(range(1_000)))
+    assert c.index_info["size"] == 1_000
+    c.optimize()  # half the graph is tombstones: rebuilt without them
+    assert c.index_info["size"] == 1_000
+    assert c._index.dead_fraction == 0.0
+
+
+def test_an_ivf_collection_serves_exactly_until_it_can_train(engine: Engine) -> None:
+    c = engine.create_collection("ivf", dim=8, index="ivf_flat")
+    c.upsert(list(range(500)), vectors(500))
+    c.optimize()
+    assert c.index_info["family"] == "flat"
+    c.upsert(list(range(500, 12_000)), vectors(11_500))
+    c.optimize()
+    assert c.index_info["family"] == "ivf_flat"
+    assert c.index_info["default_params"]["nprobe"] >= 1
+
+
+def test_background_maintenance_moves_auto_to_hnsw(tmp_path: Path) -> None:
+    with Engine(tmp_path) as engine:  # background maintenance on
+        c = engine.create_collection("auto", dim=8, index={"kind": "auto", "auto_threshold": 1_500})
+        c.upsert(list(range(2_000)), vectors(2_000))
+        thread = c._maintain_thread
+        assert thread is not None
+        thread.join(timeout=60)
+        assert c.index_info["family"] == "hnsw"
+        assert c.count() == 2_000
