@@ -1,0 +1,128 @@
+"""The ``Embedder`` protocol and the pieces every implementation shares.
+
+Nothing here imports torch: the protocol and helpers must stay importable on a server that
+only stores vectors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+from indexer.embedders.images import ImageInput, load_image
+from indexer.errors import InvalidEmbedderInput
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+__all__ = [
+    "Device",
+    "Embedder",
+    "Modality",
+    "check_images",
+    "check_texts",
+    "decode_images",
+    "normalize_rows",
+    "unsupported_modality",
+]
+
+Modality = Literal["text", "image"]
+Device = Literal["auto", "cpu", "cuda"]
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """A loaded model that turns texts and/or images into vectors.
+
+    Every method returns a float32 array of shape ``[n, dim]`` whose rows have unit L2 norm,
+    so cosine similarity is a dot product. Inputs are embedded in batches of the
+    configured size; an empty input gives an empty ``[0, dim]`` array.
+    """
+
+    @property
+    def name(self) -> str:
+        """The name this embedder has in the server's allowlist."""
+        ...
+
+    @property
+    def dim(self) -> int:
+        """The length of every vector this embedder returns."""
+        ...
+
+    @property
+    def modalities(self) -> frozenset[str]:
+        """What it can embed: a non-empty subset of ``{"text", "image"}``."""
+        ...
+
+    def embed_texts(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        """Embed texts.
+
+        Raises:
+            InvalidEmbedderInput: this embedder has no text modality, or an item is not a str.
+        """
+        ...
+
+    def embed_images(self, images: Sequence[ImageInput]) -> npt.NDArray[np.float32]:
+        """Embed images given as anything :func:`~indexer.embedders.images.load_image` takes.
+
+        Raises:
+            InvalidEmbedderInput: this embedder has no image modality, or an image cannot be
+                decoded.
+        """
+        ...
+
+
+def unsupported_modality(name: str, modality: Modality, supported: frozenset[str]) -> Exception:
+    """The error an embedder raises when asked to embed a modality it lacks."""
+    can = " and ".join(sorted(supported))
+    return InvalidEmbedderInput(f"embedder {name!r} cannot embed {modality}s; it embeds {can}s")
+
+
+def check_texts(texts: Sequence[str]) -> list[str]:
+    """Return ``texts`` as a list after checking that it is a sequence of strings.
+
+    A bare string is refused rather than embedded character by character.
+    """
+    if isinstance(texts, str):
+        raise InvalidEmbedderInput("texts must be a list of strings, not a single string")
+    checked = list(texts)
+    for position, text in enumerate(checked):
+        if not isinstance(text, str):
+            raise InvalidEmbedderInput(f"text {position} is a {type(text).__name__}, not a string")
+    return checked
+
+
+def check_images(images: Sequence[ImageInput]) -> list[ImageInput]:
+    """Return ``images`` as a list, refusing a bare string or bytes object (not a list)."""
+    if isinstance(images, str | bytes | bytearray | memoryview):
+        raise InvalidEmbedderInput("images must be a list of images, not a single image")
+    return list(images)
+
+
+def decode_images(images: Sequence[ImageInput], offset: int = 0) -> list[Image.Image]:
+    """Decode ``images`` with :func:`load_image`; an error names the failing position.
+
+    ``offset`` is the position of ``images[0]`` in the caller's whole input.
+    """
+    decoded = []
+    for position, image in enumerate(images, start=offset):
+        try:
+            decoded.append(load_image(image))
+        except InvalidEmbedderInput as exc:
+            raise InvalidEmbedderInput(f"image {position}: {exc.message}") from exc
+    return decoded
+
+
+def normalize_rows(vectors: npt.ArrayLike) -> npt.NDArray[np.float32]:
+    """Return ``vectors`` as float32 with every row scaled to unit L2 norm.
+
+    The norm is taken in float32 even when the model ran in fp16, whose range is too small
+    for sums of squares of large activations.
+    """
+    array = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(array, axis=1, keepdims=True)
+    # An all-zero row stays zero instead of becoming NaN.
+    return np.ascontiguousarray(array / np.maximum(norms, np.float32(1e-12)))
