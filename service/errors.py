@@ -1,0 +1,62 @@
+"""Every error is JSON: ``{"error": StableName, "message": ..., "request_id": ...}``.
+
+Engine errors carry their own name and status (see :mod:`indexer.errors`); request
+validation failures are ``InvalidRequest`` (422); anything unexpected is logged with its
+traceback and answered as ``InternalError`` (500) without details.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+
+from indexer.errors import VecserveError
+from service.responses import Json
+
+log = logging.getLogger(__name__)
+
+_HTTP_NAMES = {
+    400: "BadRequest",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "NotFound",
+    405: "MethodNotAllowed",
+    413: "PayloadTooLarge",
+    415: "UnsupportedMediaType",
+}
+
+
+class RequestTooLarge(VecserveError):
+    """A request over one of the server's limits."""
+
+    status_code = 413
+
+
+def error_response(request: Request, status: int, name: str, message: str) -> Json:
+    request_id = getattr(request.state, "request_id", None)
+    return Json({"error": name, "message": message, "request_id": request_id}, status_code=status)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(VecserveError)
+    async def vecserve_error(request: Request, exc: VecserveError) -> Json:
+        return error_response(request, exc.status_code, exc.name, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Json:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        where = ".".join(str(p) for p in first["loc"] if p != "body") or "body"
+        return error_response(request, 422, "InvalidRequest", f"{where}: {first['msg']}")
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> Json:
+        name = _HTTP_NAMES.get(exc.status_code, "HttpError")
+        return error_response(request, exc.status_code, name, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> Json:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(request, 500, "InternalError", "internal error; see the server log")

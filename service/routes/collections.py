@@ -1,0 +1,55 @@
+"""Collections: create, list, describe, drop."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from indexer import Collection
+from service.deps import CollectionDep, EngineDep
+from service.responses import Json
+from service.schemas import CollectionInfo, CollectionList, CreateCollection
+
+router = APIRouter(prefix="/collections", tags=["collections"])
+
+
+def describe(collection: Collection) -> dict[str, object]:
+    config = collection.config
+    return {
+        "name": config.name,
+        "dim": config.dim,
+        "metric": config.metric.value,
+        "index": config.index.model_dump(),
+        "embedder": config.embedder,
+        "count": collection.count(),
+        "serving": collection.index_info,
+    }
+
+
+@router.put("/{name}", operation_id="create_collection", response_model=CollectionInfo)
+def create_collection(name: str, body: CreateCollection, engine: EngineDep) -> Response:
+    """Create a collection; repeating the same request is harmless (200), a different
+    configuration under the same name is a 409 ``CollectionExists``."""
+    existed = name in engine.list_collections()
+    collection = engine.create_collection(
+        name, body.dim, body.metric, body.index, embedder=body.embedder, exist_ok=True
+    )
+    return Json(describe(collection), status_code=200 if existed else 201)
+
+
+@router.get("", operation_id="list_collections", response_model=CollectionList)
+def list_collections(engine: EngineDep) -> Response:
+    """Names of all collections, sorted."""
+    return Json({"collections": engine.list_collections()})
+
+
+@router.get("/{name}", operation_id="get_collection", response_model=CollectionInfo)
+def get_collection(collection: CollectionDep) -> Response:
+    """A collection's configuration, size and the index serving it."""
+    return Json(describe(collection))
+
+
+@router.delete("/{name}", operation_id="delete_collection", status_code=204)
+def delete_collection(name: str, engine: EngineDep) -> Response:
+    """Drop a collection and all its points."""
+    engine.drop_collection(name)
+    return Response(status_code=204)
