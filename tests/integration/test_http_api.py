@@ -54,7 +54,8 @@ def test_points_search_and_recommend(http: httpx.Client) -> None:
     hits = http.post(
         "/collections/items/search", json={"vector": vectors[3].tolist(), "k": 3}
     ).json()["hits"]
-    assert hits[0]["id"] == 3 and hits[0]["score"] == 0.0
+    assert hits[0]["id"] == 3
+    assert hits[0]["score"] == 0.0
     assert hits[0]["payload"] == {"even": False}
 
     filtered = http.post(
@@ -66,9 +67,8 @@ def test_points_search_and_recommend(http: httpx.Client) -> None:
             "with_payload": False,
         },
     ).json()["hits"]
-    assert len(filtered) == 5 and all(
-        h["id"] % 2 == 0 for h in filtered if isinstance(h["id"], int)
-    )
+    assert len(filtered) == 5
+    assert all(h["id"] % 2 == 0 for h in filtered if isinstance(h["id"], int))
     assert "payload" not in filtered[0]
 
     by_id = http.post("/collections/items/search", json={"id": 0, "k": 1}).json()["hits"]
@@ -88,7 +88,8 @@ def test_points_search_and_recommend(http: httpx.Client) -> None:
     rec = http.post(
         "/collections/items/recommend", json={"positive": [1], "negative": [2], "k": 4}
     ).json()
-    assert len(rec["hits"]) == 4 and {1, 2}.isdisjoint(h["id"] for h in rec["hits"])
+    assert len(rec["hits"]) == 4
+    assert {1, 2}.isdisjoint(h["id"] for h in rec["hits"])
 
     got = http.post("/collections/items/points/get", json={"ids": [7, "missing", "b64"]}).json()
     assert [p["id"] for p in got["points"]] == [7, "b64"]
@@ -97,14 +98,16 @@ def test_points_search_and_recommend(http: httpx.Client) -> None:
         "/collections/items/points/delete", json={"filter": {"even": True}}
     ).json() == {"deleted": 25}
     page = http.post("/collections/items/points/scroll", json={"limit": 100}).json()
-    assert len(page["points"]) == 26 and page["next_cursor"] is None
+    assert len(page["points"]) == 26
+    assert page["next_cursor"] is None
 
 
 def test_errors_are_json_with_a_stable_name_and_a_request_id(http: httpx.Client) -> None:
     missing = http.post("/collections/nope/search", json={"vector": [0, 0, 0, 1]})
     assert missing.status_code == 404
     body = missing.json()
-    assert body["error"] == "CollectionNotFound" and "nope" in body["message"]
+    assert body["error"] == "CollectionNotFound"
+    assert "nope" in body["message"]
     assert body["request_id"] == missing.headers["x-request-id"]
 
     create(http)
@@ -140,5 +143,6 @@ def test_acknowledged_points_survive_a_restart(server: Server) -> None:
     server.start()
     with httpx.Client(base_url=server.url) as http:
         info = http.get("/collections/items").json()
-        assert info["count"] == 300 and info["serving"]["family"] == "hnsw"
+        assert info["count"] == 300
+        assert info["serving"]["family"] == "hnsw"
         assert http.post("/collections/items/search", json={"id": 5, "k": 3}).status_code == 200
