@@ -16,10 +16,128 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     demo.add_argument("--data", default="./data", help="data folder (default: ./data)")
     demo.add_argument("--words", type=int, default=50_000, help="most frequent words to index")
+    _add_index_command(commands)
     args = parser.parse_args(argv)
     if args.command == "demo":
         return run_demo(args.data, args.words)
+    if args.command == "index":
+        return run_index(args)
     return 2  # unreachable: argparse requires a command
+
+
+def _add_index_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    index = commands.add_parser(
+        "index",
+        help="embed a JSONL, CSV or Parquet file, or a folder of images, into a collection",
+        description=(
+            "Embed every record of SOURCE and upsert it into a collection (created, cosine, "
+            "if missing). A killed job run again with the same arguments resumes where it "
+            "stopped; records that cannot be indexed go to a reject file with the reason."
+        ),
+    )
+    index.add_argument(
+        "source", metavar="SOURCE", help="a .jsonl, .csv, .tsv or .parquet file, or a folder"
+    )
+    index.add_argument("--collection", required=True, metavar="NAME", help="collection to fill")
+    index.add_argument(
+        "--data", default="./data", metavar="DIR", help="data folder (default: ./data)"
+    )
+    index.add_argument(
+        "--format",
+        choices=["auto", "jsonl", "csv", "parquet", "images"],
+        default="auto",
+        help="input format (default: from the extension; a folder holds images)",
+    )
+    index.add_argument(
+        "--id-field", metavar="NAME", help="field holding each point's id (default: id)"
+    )
+    index.add_argument("--text-field", metavar="NAME", help="field to embed as text")
+    index.add_argument("--image-field", metavar="NAME", help="field holding an image path to embed")
+    index.add_argument(
+        "--payload-fields",
+        default="",
+        metavar="A,B",
+        help="comma-separated fields to keep in the payload",
+    )
+    index.add_argument(
+        "--label-from-folder",
+        action="store_true",
+        help="image folder: keep each image's top-level subfolder as the payload's label",
+    )
+    index.add_argument(
+        "--embedder",
+        metavar="NAME",
+        help="embedder name from the allowlist (default: minilm for text, "
+        "efficientnet-lite0 for images)",
+    )
+    index.add_argument(
+        "--batch-size",
+        type=int,
+        metavar="N",
+        help="records per batch: embedded in one call, written in one transaction "
+        "(default: 4096 texts, 64 images)",
+    )
+
+
+def run_index(args: argparse.Namespace) -> int:
+    """Run an indexing job; exit 2 on bad arguments, 1 when the job fails, 130 on Ctrl-C."""
+    from pydantic import ValidationError
+
+    from indexer.errors import Conflict, InvalidInput, NotFound, VecserveError
+    from indexer.jobs import IndexJobConfig, ProgressLine, run_index_job
+
+    def fail(message: str, code: int) -> int:
+        print(f"vecserve index: error: {message}", file=sys.stderr)
+        return code
+
+    try:
+        config = IndexJobConfig(
+            source=args.source,
+            collection=args.collection,
+            data=args.data,
+            format=args.format,
+            id_field=args.id_field,
+            text_field=args.text_field,
+            image_field=args.image_field,
+            payload_fields=tuple(f.strip() for f in args.payload_fields.split(",") if f.strip()),
+            label_from_folder=args.label_from_folder,
+            embedder=args.embedder,
+            batch_size=args.batch_size,
+        )
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        option = "--" + "-".join(str(part) for part in error["loc"]).replace("_", "-")
+        message = error["msg"].removeprefix("Value error, ")
+        return fail(message if option == "--" else f"{option}: {message}", 2)
+    try:
+        summary = run_index_job(config, progress=ProgressLine(sys.stderr))
+    except (InvalidInput, NotFound, Conflict) as exc:
+        return fail(exc.message, 2)
+    except VecserveError as exc:
+        return fail(exc.message, 1)
+    except KeyboardInterrupt:
+        return fail("interrupted; run the same command again to resume", 130)
+    if summary.already_done:
+        print(
+            f"nothing to do: {summary.source} is already indexed into {summary.collection!r} "
+            f"({summary.total_indexed:,} indexed, {summary.total_rejected:,} rejected) "
+            "and has not changed since"
+        )
+        return 0
+    print(
+        f"indexed {summary.indexed:,} records into {summary.collection!r} in "
+        f"{summary.elapsed_s:.1f}s ({summary.rate:,.0f} records/s); "
+        f"rejected {summary.rejected:,}"
+    )
+    if summary.resumed_from:
+        print(
+            f"  resumed after {summary.resumed_from:,} records done by an earlier run; "
+            f"in all {summary.total_indexed:,} indexed, {summary.total_rejected:,} rejected"
+        )
+    if summary.rejects_path is not None:
+        print(f"  rejected records: {summary.rejects_path}")
+    print(f"  model loaded in {summary.load_s:.1f}s; index built in {summary.index_s:.1f}s")
+    return 0
 
 
 def run_demo(data: str, words: int) -> int:

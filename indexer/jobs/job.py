@@ -1,0 +1,435 @@
+"""Running an indexing job: check it, resume it, pipe its input through the model into
+the collection, and report."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import orjson
+
+from indexer.collection import Collection
+from indexer.embedders import Embedder, EmbedderRegistry, default_embedder_configs
+from indexer.engine import Engine, validate_name
+from indexer.errors import (
+    CollectionExists,
+    CollectionNotFound,
+    DimensionMismatch,
+    InvalidEmbedderInput,
+    InvalidInput,
+    VecserveError,
+)
+from indexer.jobs.checkpoint import Checkpoint, CheckpointFile, job_key
+from indexer.jobs.config import IndexJobConfig, JobSummary
+from indexer.jobs.pipeline import run_pipeline
+from indexer.jobs.progress import JobProgress
+from indexer.jobs.records import Batch, PointFields, read_batches
+from indexer.jobs.sources import Format, Source, Start, detect_format, open_source
+
+__all__ = ["run_index_job"]
+
+DEFAULT_EMBEDDERS = {"text": "minilm", "image": "efficientnet-lite0"}
+DEFAULT_BATCH_SIZES = {"text": 4096, "image": 64}
+# Records read up front to check that the input is readable and has the fields asked for,
+# where no header or schema says so (JSONL).
+PEEK_RECORDS = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """A job's arguments, checked against its input."""
+
+    source: Source
+    fields: PointFields
+    modality: str
+    embedder: str
+    batch_size: int
+    identity: dict[str, Any]
+
+
+def run_index_job(
+    config: IndexJobConfig,
+    *,
+    engine: Engine | None = None,
+    registry: EmbedderRegistry | None = None,
+    progress: JobProgress | None = None,
+) -> JobSummary:
+    """Index ``config.source`` into ``config.collection``, resuming an interrupted run.
+
+    Args:
+        config: what to index, and how.
+        engine: the engine to write through; by default one is opened on ``config.data``
+            (and closed at the end).
+        registry: the embedder allowlist; by default :func:`default_embedder_configs`.
+        progress: told about progress after every committed batch.
+
+    Returns:
+        What the job did; ``already_done`` when the same job had finished over the same
+        input, in which case nothing was read or written.
+
+    Raises:
+        InvalidInput: bad arguments: a missing source, an unknown format, a field that the
+            input does not have, an embedder that cannot embed this input.
+        EmbedderNotFound: the embedder is not in the allowlist.
+        CollectionExists: the collection holds vectors of another embedder.
+        DimensionMismatch: the collection's dimension is not the embedder's.
+        EmbedderUnavailable: the model could not be loaded.
+        VecserveError: the input could not be read at all, or no record of it could be
+            indexed (every one was rejected).
+    """
+    registry = registry or EmbedderRegistry(default_embedder_configs())
+    plan = _plan(config)
+    registry.config(plan.embedder)  # an unknown name fails before any folder is made
+    validate_name(config.collection)
+    owned = engine is None
+    engine = engine or Engine(config.data, background=False)
+    try:
+        return _run(config, plan, engine, registry, progress)
+    finally:
+        if owned:
+            engine.close()
+
+
+def _run(
+    config: IndexJobConfig,
+    plan: _Plan,
+    engine: Engine,
+    registry: EmbedderRegistry,
+    progress: JobProgress | None,
+) -> JobSummary:
+    collection = _existing_collection(engine, config.collection, plan.embedder)
+    if collection is not None:
+        checkpoint_file = CheckpointFile(collection.folder, job_key(plan.identity))
+        saved = _matching(checkpoint_file.load(), plan)
+        if saved is not None and saved.finished:
+            return _summary(config, saved, checkpoint_file, already_done=True)
+
+    started = time.perf_counter()
+    embedder = registry.get(plan.embedder)
+    load_s = time.perf_counter() - started
+    if plan.modality not in embedder.modalities:
+        can = " and ".join(sorted(embedder.modalities))
+        raise InvalidInput(
+            f"embedder {plan.embedder!r} cannot embed {plan.modality}s; it embeds {can}s"
+        )
+    if collection is None:
+        collection = engine.create_collection(
+            config.collection, embedder.dim, "cosine", embedder=plan.embedder, exist_ok=True
+        )
+    elif collection.dim != embedder.dim:
+        raise DimensionMismatch(
+            f"collection {config.collection!r} has dimension {collection.dim}, but embedder "
+            f"{plan.embedder!r} makes vectors of dimension {embedder.dim}"
+        )
+
+    checkpoint_file = CheckpointFile(collection.folder, job_key(plan.identity))
+    checkpoint = _matching(checkpoint_file.load(), plan) or Checkpoint(
+        identity=plan.identity, fingerprint=plan.source.fingerprint()
+    )
+    writer = _Writer(collection, checkpoint_file, checkpoint, progress)
+    if progress is not None:
+        progress.start(
+            done_before=checkpoint.position,
+            units_done=checkpoint.units,
+            units_total=plan.source.total_units(),
+        )
+    started = time.perf_counter()
+    try:
+        items = plan.source.read(Start(checkpoint.position, checkpoint.cursor), plan.fields.used)
+        batches = read_batches(items, plan.fields, plan.batch_size, plan.source.units_done)
+        run_pipeline(batches, _embedding(embedder, plan.modality), writer.write)
+    finally:
+        writer.close()
+        if progress is not None:
+            progress.finish()
+    elapsed_s = time.perf_counter() - started
+
+    final = writer.checkpoint
+    if final.indexed == 0 and final.rejected > 0:
+        raise VecserveError(
+            f"no record of {str(config.source)!r} could be indexed: all {final.rejected:,} "
+            f"were rejected (first: {_first_reason(checkpoint_file.rejects_path)}); "
+            f"see {checkpoint_file.rejects_path}"
+        )
+    started = time.perf_counter()
+    if writer.indexed:
+        collection.optimize()  # build the index the collection's size calls for, once
+    index_s = time.perf_counter() - started
+    final = checkpoint_file.save(final.model_copy(update={"finished": True}))
+    return _summary(
+        config,
+        final,
+        checkpoint_file,
+        indexed=writer.indexed,
+        rejected=writer.rejected,
+        resumed_from=checkpoint.position,
+        elapsed_s=elapsed_s,
+        load_s=load_s,
+        index_s=index_s,
+    )
+
+
+def _plan(config: IndexJobConfig) -> _Plan:
+    """Check the arguments against the input; raise :class:`InvalidInput` if they do not fit."""
+    path = config.source.expanduser()
+    fmt: Format = detect_format(path) if config.format == "auto" else config.format
+    source = open_source(path, fmt)
+    if fmt == "images":
+        fields = _image_folder_fields(config, path)
+    else:
+        fields = _record_fields(config, path, source)
+    modality = "text" if fields.text_field is not None else "image"
+    identity = {
+        "source": str(path.resolve()),
+        "format": fmt,
+        "id_field": fields.id_field,
+        "text_field": fields.text_field,
+        "image_field": fields.image_field,
+        "payload_fields": list(fields.payload_fields),
+        "embedder": config.embedder or DEFAULT_EMBEDDERS[modality],
+    }
+    return _Plan(
+        source=source,
+        fields=fields,
+        modality=modality,
+        embedder=config.embedder or DEFAULT_EMBEDDERS[modality],
+        batch_size=config.batch_size or DEFAULT_BATCH_SIZES[modality],
+        identity=identity,
+    )
+
+
+def _image_folder_fields(config: IndexJobConfig, path: Path) -> PointFields:
+    for option, value in (
+        ("--id-field", config.id_field),
+        ("--text-field", config.text_field),
+        ("--image-field", config.image_field),
+    ):
+        if value is not None:
+            raise InvalidInput(
+                f"{option} does not apply to an image folder: its images are embedded and "
+                "keyed by their path in the folder"
+            )
+    if config.payload_fields:
+        raise InvalidInput(
+            "--payload-fields does not apply to an image folder: the payload is the image's "
+            "path (and its folder with --label-from-folder)"
+        )
+    payload = ("path", "label") if config.label_from_folder else ("path",)
+    return PointFields("path", None, "path", payload, path, check_payloads=False)
+
+
+def _record_fields(config: IndexJobConfig, path: Path, source: Source) -> PointFields:
+    if config.label_from_folder:
+        raise InvalidInput("--label-from-folder applies to image folders only")
+    if config.text_field is None and config.image_field is None:
+        raise InvalidInput("say what to embed: give --text-field (or --image-field)")
+    fields = PointFields(
+        id_field=config.id_field or "id",
+        text_field=config.text_field,
+        image_field=config.image_field,
+        payload_fields=tuple(dict.fromkeys(config.payload_fields)),
+        image_root=path.parent,
+        check_payloads=source.format == "parquet",
+    )
+    columns = source.columns()
+    if columns is None:
+        columns = _peek_fields(source)
+        where = f"the first {PEEK_RECORDS:,} records of {str(path)!r}"
+        if columns is None:
+            return fields  # an empty input: nothing to check, nothing to index
+    else:
+        where = f"the columns of {str(path)!r}"
+    for option, name in (
+        ("--id-field", fields.id_field),
+        ("--text-field", fields.text_field),
+        ("--image-field", fields.image_field),
+        *(("--payload-fields", name) for name in fields.payload_fields),
+    ):
+        if name is not None and name not in columns:
+            seen = ", ".join(repr(c) for c in columns[:20]) or "none"
+            raise InvalidInput(f"{option} {name!r} is not among {where} (found: {seen})")
+    return fields
+
+
+def _peek_fields(source: Source) -> list[str] | None:
+    """The fields seen in the first records, or None for an input with no records.
+
+    Raises:
+        VecserveError: none of those records could be read.
+    """
+    seen: dict[str, None] = {}
+    first_error = None
+    count = 0
+    for item in itertools.islice(source.read(Start()), PEEK_RECORDS):
+        count += 1
+        if item.fields is None:
+            first_error = first_error or f"record {item.position}: {item.error}"
+        else:
+            seen.update(dict.fromkeys(item.fields))
+    if count == 0:
+        return None
+    if not seen and first_error is not None:
+        raise VecserveError(
+            f"cannot read {str(source.path)!r} as {source.format.upper()}: none of its first "
+            f"{count:,} records is readable ({first_error})"
+        )
+    return list(seen)
+
+
+def _existing_collection(engine: Engine, name: str, embedder: str) -> Collection | None:
+    try:
+        collection = engine.get_collection(name)
+    except CollectionNotFound:
+        return None
+    made_by = collection.config.embedder
+    if made_by != embedder:
+        holds = f"vectors of embedder {made_by!r}" if made_by else "vectors of no embedder"
+        raise CollectionExists(
+            f"collection {name!r} already exists and holds {holds}; this job embeds with "
+            f"{embedder!r}: index into another collection"
+        )
+    return collection
+
+
+def _matching(saved: Checkpoint | None, plan: _Plan) -> Checkpoint | None:
+    """``saved`` if it is this job's over this version of the input, else None."""
+    if saved is None or saved.identity != plan.identity:
+        return None
+    if saved.fingerprint != plan.source.fingerprint():
+        return None  # the input changed: start over (upserts replace what was written)
+    return saved
+
+
+def _embedding(embedder: Embedder, modality: str) -> Any:
+    embed = embedder.embed_texts if modality == "text" else embedder.embed_images
+
+    def embed_batch(batch: Batch) -> Batch:
+        if not batch.ids:
+            return batch
+        try:
+            batch.vectors = embed(batch.inputs)
+        except InvalidEmbedderInput:
+            # One bad input fails the whole call: embed one by one to reject only it.
+            ok: list[bool] = []
+            reasons: dict[int, str] = {}
+            rows: list[np.ndarray] = []
+            for i, value in enumerate(batch.inputs):
+                try:
+                    rows.append(embed([value])[0])
+                    ok.append(True)
+                except InvalidEmbedderInput as exc:
+                    ok.append(False)
+                    reasons[i] = exc.message
+            batch.keep(ok, reasons)
+            batch.vectors = np.stack(rows) if rows else None
+        batch.inputs = []  # decoded images can be large: let them go before the write
+        return batch
+
+    return embed_batch
+
+
+class _Writer:
+    """The writing stage: rejects, then points, then the checkpoint, batch after batch."""
+
+    def __init__(
+        self,
+        collection: Collection,
+        checkpoint_file: CheckpointFile,
+        checkpoint: Checkpoint,
+        progress: JobProgress | None,
+    ) -> None:
+        self._collection = collection
+        self._file = checkpoint_file
+        self._progress = progress
+        self.checkpoint = checkpoint
+        self.indexed = 0
+        self.rejected = 0
+        self._rejects: IO[bytes] | None = None
+        path = checkpoint_file.rejects_path
+        if checkpoint.rejects_bytes:
+            # Rejects written after the checkpoint by a killed run are written again.
+            os.truncate(path, checkpoint.rejects_bytes)
+        else:
+            path.unlink(missing_ok=True)
+
+    def write(self, batch: Batch) -> None:
+        rejects_bytes = self.checkpoint.rejects_bytes
+        if batch.rejects:
+            if self._rejects is None:
+                self._file.rejects_path.parent.mkdir(parents=True, exist_ok=True)
+                self._rejects = open(self._file.rejects_path, "ab")  # noqa: SIM115
+            ordered = sorted(batch.rejects, key=lambda reject: reject.position)
+            self._rejects.write(b"".join(reject.to_json() + b"\n" for reject in ordered))
+            self._rejects.flush()
+            os.fsync(self._rejects.fileno())
+            rejects_bytes = self._rejects.tell()
+        if batch.ids:
+            self._collection.upsert(batch.ids, batch.vectors, batch.payloads)
+        self.indexed += len(batch.ids)
+        self.rejected += len(batch.rejects)
+        # Only now is everything before the batch's end in the collection.
+        self.checkpoint = self._file.save(
+            self.checkpoint.model_copy(
+                update={
+                    "position": batch.end_position,
+                    "cursor": batch.end_cursor,
+                    "units": batch.units,
+                    "indexed": self.checkpoint.indexed + len(batch.ids),
+                    "rejected": self.checkpoint.rejected + len(batch.rejects),
+                    "rejects_bytes": rejects_bytes,
+                }
+            )
+        )
+        if self._progress is not None:
+            self._progress.update(
+                indexed=self.indexed, rejected=self.rejected, units_done=batch.units
+            )
+
+    def close(self) -> None:
+        if self._rejects is not None:
+            self._rejects.close()
+
+
+def _first_reason(rejects: Path) -> str:
+    try:
+        with open(rejects, "rb") as f:
+            first = f.readline()
+    except OSError:
+        return "unknown"
+    entry = orjson.loads(first) if first else {}
+    return f"record {entry.get('position')}: {entry.get('reason')}"
+
+
+def _summary(
+    config: IndexJobConfig,
+    checkpoint: Checkpoint,
+    checkpoint_file: CheckpointFile,
+    *,
+    already_done: bool = False,
+    indexed: int = 0,
+    rejected: int = 0,
+    resumed_from: int = 0,
+    elapsed_s: float = 0.0,
+    load_s: float = 0.0,
+    index_s: float = 0.0,
+) -> JobSummary:
+    return JobSummary(
+        collection=config.collection,
+        source=config.source,
+        indexed=indexed,
+        rejected=rejected,
+        total_indexed=checkpoint.indexed,
+        total_rejected=checkpoint.rejected,
+        resumed_from=resumed_from,
+        already_done=already_done,
+        elapsed_s=elapsed_s,
+        load_s=load_s,
+        index_s=index_s,
+        rejects_path=checkpoint_file.rejects_path if checkpoint.rejected else None,
+        checkpoint_path=checkpoint_file.path,
+    )

@@ -1,0 +1,555 @@
+"""Batch indexing jobs: sources, rejects, resuming after a kill, and the `vecserve index` CLI."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("sentence_transformers")
+pytest.importorskip("skimage")
+pq = pytest.importorskip("pyarrow.parquet")
+pa = pytest.importorskip("pyarrow")
+
+from PIL import Image  # noqa: E402  (after the skips: PIL comes with the embed extra)
+from skimage import data as photos  # noqa: E402
+
+from indexer import CollectionExists, Engine, InvalidInput, VecserveError  # noqa: E402
+from indexer.embedders import Embedder, EmbedderRegistry, default_embedder_configs  # noqa: E402
+from indexer.jobs import IndexJobConfig, JobSummary, ProgressLine, run_index_job  # noqa: E402
+from indexer.jobs.pipeline import run_pipeline  # noqa: E402
+from indexer.jobs.sources import Start, open_source  # noqa: E402
+from service.cli import main  # noqa: E402
+
+SENTENCES = {
+    "cat": "The cat sleeps on the warm windowsill all afternoon.",
+    "rain": "Heavy rain flooded the streets of the old town last night.",
+    "stocks": "Stock markets fell sharply after the central bank raised rates.",
+    "guitar": "She practises the guitar every evening after dinner.",
+    "volcano": "The volcano erupted, covering nearby villages in ash.",
+}
+
+
+@pytest.fixture(scope="module")
+def registry() -> EmbedderRegistry:
+    return EmbedderRegistry(default_embedder_configs())
+
+
+@pytest.fixture(scope="module")
+def minilm(registry: EmbedderRegistry) -> Embedder:
+    return registry.get("minilm")
+
+
+def rows(n: int) -> list[dict[str, Any]]:
+    return [{"id": i, "title": f"note {i}: item number {i}", "n": i} for i in range(n)]
+
+
+def write_jsonl(path: Path, records: list[Any]) -> Path:
+    with open(path, "w") as f:
+        for record in records:
+            f.write(record if isinstance(record, str) else json.dumps(record))
+            f.write("\n")
+    return path
+
+
+def job(source: Path, data: Path, **options: Any) -> IndexJobConfig:
+    return IndexJobConfig(source=source, collection="docs", data=data, **options)
+
+
+def run(
+    config: IndexJobConfig, engine: Engine, registry: EmbedderRegistry, **kw: Any
+) -> JobSummary:
+    return run_index_job(config, engine=engine, registry=registry, **kw)
+
+
+def read_rejects(summary: JobSummary) -> list[dict[str, Any]]:
+    assert summary.rejects_path is not None
+    return [json.loads(line) for line in summary.rejects_path.read_text().splitlines()]
+
+
+def all_ids(engine: Engine, name: str = "docs") -> list[Any]:
+    collection = engine.get_collection(name)
+    ids: list[Any] = []
+    cursor = None
+    while True:
+        points, cursor = collection.scroll(limit=1000, cursor=cursor)
+        ids.extend(p.id for p in points)
+        if cursor is None:
+            return ids
+
+
+# -- sources -----------------------------------------------------------------------------
+
+
+def test_each_reader_restarts_exactly_after_any_record(tmp_path: Path) -> None:
+    jsonl = write_jsonl(tmp_path / "a.jsonl", [*rows(5)[:2], "", "{broken", *rows(5)[2:]])
+    csv_path = tmp_path / "a.csv"
+    csv_path.write_text('id,title\n1,"two\nlines, and a comma"\n\n2,plain\n3,"q ""x"""\n')
+    folder = tmp_path / "images"
+    for relative in ("b.png", "a/x.png", "a/sub/y.png", "c/z.jpg", "c/notes.txt"):
+        (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+        (folder / relative).write_bytes(b"")
+    for path, fmt in ((jsonl, "jsonl"), (csv_path, "csv"), (folder, "images")):
+        source = open_source(path, fmt)  # type: ignore[arg-type]
+        items = list(source.read(Start()))
+        for k, item in enumerate(items):
+            resumed = list(source.read(Start(item.position + 1, item.cursor)))
+            assert resumed == items[k + 1 :], (fmt, k)
+    csv_items = list(open_source(csv_path, "csv").read(Start()))
+    assert [i.fields for i in csv_items] == [
+        {"id": "1", "title": "two\nlines, and a comma"},
+        {"id": "2", "title": "plain"},
+        {"id": "3", "title": 'q "x"'},
+    ]
+    image_items = list(open_source(folder, "images").read(Start()))
+    assert [i.fields for i in image_items] == [
+        {"path": "a/sub/y.png", "label": "a"},
+        {"path": "a/x.png", "label": "a"},
+        {"path": "b.png"},
+        {"path": "c/z.jpg", "label": "c"},
+    ]
+
+
+def test_parquet_reader_starts_inside_a_row_group(tmp_path: Path) -> None:
+    path = tmp_path / "a.parquet"
+    pq.write_table(pa.Table.from_pylist(rows(230)), path, row_group_size=50)
+    source = open_source(path, "parquet")
+    items = list(source.read(Start(), ["id", "title"]))
+    assert [i.position for i in items] == list(range(230))
+    assert items[0].fields == {"id": 0, "title": "note 0: item number 0"}  # only wanted columns
+    assert list(source.read(Start(123), ["id", "title"])) == items[123:]
+
+
+# -- jobs over each format ----------------------------------------------------------------
+
+
+def test_jsonl_records_become_points_with_the_embedded_text_and_payload(
+    tmp_path: Path, engine: Engine, registry: EmbedderRegistry, minilm: Embedder
+) -> None:
+    source = write_jsonl(tmp_path / "docs.jsonl", rows(200))
+    summary = run(
+        job(source, engine.path, text_field="title", payload_fields=("n",), batch_size=64),
+        engine,
+        registry,
+    )
+    assert (summary.indexed, summary.rejected, summary.rejects_path) == (200, 0, None)
+    collection = engine.get_collection("docs")
+    assert collection.count() == 200
+    assert collection.config.embedder == "minilm"
+    assert collection.config.dim == 384
+    point = collection.get([17])[0]
+    assert point.payload == {"n": 17}
+    expected = minilm.embed_texts(["note 17: item number 17"])[0]
+    np.testing.assert_allclose(point.vector, expected, atol=1e-4)  # type: ignore[arg-type]
+
+
+def test_csv_ids_are_strings_and_quoted_fields_survive(
+    tmp_path: Path, engine: Engine, registry: EmbedderRegistry
+) -> None:
+    source = tmp_path / "docs.csv"
+    with open(source, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["sku", "name", "colour"])
+        for i in range(300):
+            writer.writerow([f"sku-{i}", f"shirt, size {i}\nsecond line", "red"])
+    config = job(source, engine.path, id_field="sku", text_field="name", payload_fields=("colour",))
+    summary = run(config, engine, registry)
+    assert summary.indexed == 300
+    assert engine.get_collection("docs").get(["sku-299"])[0].payload == {"colour": "red"}
+
+
+def test_parquet_job_reads_only_the_columns_it_uses(
+    tmp_path: Path, engine: Engine, registry: EmbedderRegistry
+) -> None:
+    source = tmp_path / "docs.parquet"
+    table = pa.Table.from_pylist([{**r, "blob": b"\x00" * 10} for r in rows(250)])
+    pq.write_table(table, source, row_group_size=64)
+    summary = run(
+        job(source, engine.path, text_field="title", payload_fields=("n",), batch_size=100),
+        engine,
+        registry,
+    )
+    assert summary.indexed == 250
+    assert engine.get_collection("docs").get([249])[0].payload == {"n": 249}
+
+
+def _photo(name: str) -> Image.Image:
+    return Image.fromarray(getattr(photos, name)()).convert("RGB")
+
+
+def test_image_folder_is_indexed_with_labels_and_a_truncated_image_is_rejected(
+    tmp_path: Path, engine: Engine, registry: EmbedderRegistry
+) -> None:
+    folder = tmp_path / "photos"
+    (folder / "cats").mkdir(parents=True)
+    (folder / "drinks").mkdir()
+    _photo("chelsea").save(folder / "cats" / "chelsea.png")
+    _photo("chelsea").rotate(90).save(folder / "cats" / "chelsea-turned.jpg", quality=90)
+    _photo("coffee").save(folder / "drinks" / "coffee.jpg", quality=90)
+    _photo("astronaut").save(folder / "astronaut.png")
+    jpeg = io.BytesIO()
+    _photo("coffee").save(jpeg, format="JPEG", quality=90)
+    (folder / "drinks" / "cut.jpg").write_bytes(jpeg.getvalue()[: len(jpeg.getvalue()) // 2])
+    (folder / "drinks" / "README.txt").write_text("not an image")
+
+    summary = run(job(folder, engine.path, label_from_folder=True), engine, registry)
+
+    assert (summary.indexed, summary.rejected) == (4, 1)
+    [reject] = read_rejects(summary)
+    assert reject["id"] == "drinks/cut.jpg"
+    assert "cannot decode image" in reject["reason"]
+    collection = engine.get_collection("docs")
+    assert collection.config.embedder == "efficientnet-lite0"
+    assert collection.get(["cats/chelsea.png"])[0].payload == {
+        "path": "cats/chelsea.png",
+        "label": "cats",
+    }
+    assert collection.get(["astronaut.png"])[0].payload == {"path": "astronaut.png"}
+    turned = collection.get(["cats/chelsea-turned.jpg"])[0].vector
+    assert collection.search(turned, k=2)[0][1].id == "cats/chelsea.png"
+
+
+def test_an_image_field_names_files_next_to_a_source_of_a_named_format(
+    tmp_path: Path, engine: Engine, registry: EmbedderRegistry
+) -> None:
+    (tmp_path / "img").mkdir()
+    _photo("coffee").save(tmp_path / "img" / "coffee.png")
+    source = write_jsonl(
+        tmp_path / "products.txt",
+        [
+            {"sku": 1, "picture": "img/coffee.png", "name": "espresso cup"},
+            {"sku": 2, "picture": "img/gone.png", "name": "lost"},
+        ],
+    )
+    config = job(
+        source,
+        engine.path,
+        format="jsonl",
+        id_field="sku",
+        image_field="picture",
+        payload_fields=("name",),
+    )
+    summary = run(config, engine, registry)
+    assert (summary.indexed, summary.rejected) == (1, 1)
+    assert engine.get_collection("docs").get([1])[0].payload == {"name": "espresso cup"}
+    [reject] = read_rejects(summary)
+    assert reject["id"] == 2
+    assert reject["reason"].startswith("cannot read image file")
+
+
+# -- rejects, reruns, failures ---------------------------------------------------------
+
+
+def test_rejected_records_are_listed_with_position_id_and_reason(
+    tmp_path: Path, engine: Engine, registry: EmbedderRegistry
+) -> None:
+    source = write_jsonl(
+        tmp_path / "docs.jsonl",
+        [
+            {"id": "a", "title": "fine"},
+            '{"id": "b", "title": ',
+            {"title": "who am I"},
+            {"id": "c", "body": "no title"},
+            {"id": "d", "title": 42},
+            {"id": "e", "title": "   "},
+            "[1, 2]",
+            {"id": 1.5, "title": "float id"},
+            "",
+            {"id": "f", "title": "also fine"},
+        ],
+    )
+    summary = run(job(source, engine.path, text_field="title", batch_size=3), engine, registry)
+    assert (summary.indexed, summary.rejected) == (2, 7)
+    rejects = read_rejects(summary)
+    assert [(r["position"], r["id"]) for r in rejects] == [
+        (1, None),
+        (2, None),
+        (3, "c"),
+        (4, "d"),
+        (5, "e"),
+        (6, None),
+        (7, None),
+    ]
+    reasons = [r["reason"] for r in rejects]
+    assert reasons[0].startswith("malformed JSON")
+    assert reasons[1:5] == [
+        "missing field 'id'",
+        "missing field 'title'",
+        "field 'title' is a int, not a string",
+        "field 'title' is empty",
+    ]
+    assert reasons[5] == "not a JSON object but a list"
+    assert reasons[6].startswith("invalid id in field 'id'")
+    assert sorted(all_ids(engine)) == ["a", "f"]
+
+
+def test_a_finished_job_run_again_changes_nothing_until_its_source_changes(
+    tmp_path: Path, engine: Engine, registry: EmbedderRegistry
+) -> None:
+    source = write_jsonl(tmp_path / "docs.jsonl", [*rows(100), "{bad"])
+    config = job(source, engine.path, text_field="title")
+    first = run(config, engine, registry)
+    seq = engine.get_collection("docs").store.seq
+    again = run(config, engine, registry)
+    assert again.already_done
+    assert (again.indexed, again.total_indexed, again.total_rejected) == (0, 100, 1)
+    assert engine.get_collection("docs").store.seq == seq
+    assert first.rejects_path is not None
+    assert len(first.rejects_path.read_text().splitlines()) == 1
+
+    write_jsonl(source, [*rows(120), "{bad"])
+    changed = run(config, engine, registry)
+    assert (changed.indexed, changed.rejected, changed.resumed_from) == (120, 1, 0)
+    assert len(first.rejects_path.read_text().splitlines()) == 1
+    assert engine.get_collection("docs").count() == 120
+
+
+def test_a_job_whose_every_record_is_rejected_fails(
+    tmp_path: Path, engine: Engine, registry: EmbedderRegistry
+) -> None:
+    source = write_jsonl(tmp_path / "docs.jsonl", [{"id": i, "title": i} for i in range(10)])
+    with pytest.raises(VecserveError, match="all 10 were rejected") as caught:
+        run(job(source, engine.path, text_field="title"), engine, registry)
+    assert "is a int, not a string" in caught.value.message
+
+
+def test_a_collection_of_another_embedder_is_refused(
+    tmp_path: Path, engine: Engine, registry: EmbedderRegistry
+) -> None:
+    engine.create_collection("docs", dim=384)
+    source = write_jsonl(tmp_path / "docs.jsonl", rows(3))
+    with pytest.raises(CollectionExists, match="vectors of no embedder"):
+        run(job(source, engine.path, text_field="title"), engine, registry)
+
+
+def test_an_image_embedder_is_refused_for_text(
+    tmp_path: Path, engine: Engine, registry: EmbedderRegistry
+) -> None:
+    source = write_jsonl(tmp_path / "docs.jsonl", rows(3))
+    config = job(source, engine.path, text_field="title", embedder="efficientnet-lite0")
+    with pytest.raises(InvalidInput, match="cannot embed texts"):
+        run(config, engine, registry)
+
+
+def test_search_finds_a_paraphrase_of_an_indexed_sentence(
+    tmp_path: Path, engine: Engine, registry: EmbedderRegistry, minilm: Embedder
+) -> None:
+    source = write_jsonl(
+        tmp_path / "docs.jsonl", [{"id": k, "text": v} for k, v in SENTENCES.items()]
+    )
+    run(job(source, engine.path, text_field="text"), engine, registry)
+    collection = engine.get_collection("docs")
+    queries = {
+        "cat": "A kitten naps by the sunny window.",
+        "stocks": "Shares dropped when interest rates went up.",
+        "volcano": "Ash from the eruption buried the villages.",
+    }
+    vectors = minilm.embed_texts(list(queries.values()))
+    found = [hits[0].id for hits in collection.search(vectors, k=1)]
+    assert found == list(queries)
+
+
+# -- the pipeline ----------------------------------------------------------------------
+
+
+def test_reading_embedding_and_writing_overlap() -> None:
+    def slow_batches() -> Iterator[int]:
+        for i in range(20):
+            time.sleep(0.03)
+            yield i
+
+    written: list[int] = []
+    embedded_by: set[str] = set()
+
+    def embed(batch: int) -> int:
+        embedded_by.add(threading.current_thread().name)
+        time.sleep(0.03)
+        return batch
+
+    def write(batch: int) -> None:
+        time.sleep(0.03)
+        written.append(batch)
+
+    started = time.perf_counter()
+    run_pipeline(slow_batches(), embed, write)
+    elapsed = time.perf_counter() - started
+    assert written == list(range(20))
+    assert embedded_by == {threading.current_thread().name}
+    assert elapsed < 1.2  # 1.8 s one stage after another; ~0.66 s overlapped
+
+
+def test_a_failing_embedder_still_writes_the_batches_embedded_before_it() -> None:
+    written: list[int] = []
+
+    def embed(batch: int) -> int:
+        if batch == 5:
+            raise RuntimeError("model broke")
+        return batch
+
+    with pytest.raises(RuntimeError, match="model broke"):
+        run_pipeline(iter(range(100)), embed, written.append)
+    assert written == list(range(5))
+
+
+def test_a_failing_writer_stops_the_pipeline() -> None:
+    def write(batch: int) -> None:
+        if batch == 3:
+            raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        run_pipeline(iter(range(10**9)), lambda b: b, write)
+
+
+def test_progress_lines_show_count_rate_and_eta() -> None:
+    plain = io.StringIO()
+    progress = ProgressLine(plain, interactive=False, log_every_s=0)
+    progress.start(done_before=500, units_done=50, units_total=200)
+    progress.update(indexed=90, rejected=10, units_done=100)
+    progress.finish()
+    first, line = plain.getvalue().splitlines()
+    assert first == "resuming after 500 records done by an earlier run"
+    assert line.startswith("90 indexed, 10 rejected, 50%, ")
+    assert "records/s, ETA 0:00:0" in line
+    terminal = io.StringIO()
+    progress = ProgressLine(terminal, interactive=True, redraw_s=0)
+    progress.start(done_before=0, units_done=0, units_total=None)
+    progress.update(indexed=3, rejected=0, units_done=3)
+    progress.finish()
+    assert terminal.getvalue().startswith("\r\x1b[K3 indexed, 0 rejected, ")
+    assert terminal.getvalue().endswith("\n")
+
+
+# -- the command line --------------------------------------------------------------------
+
+
+def cli(*args: str | Path) -> subprocess.Popen[str]:
+    # One torch thread: on two cores shared with other work, a second OpenMP thread
+    # spin-waiting for a busy core makes the model several times slower.
+    return subprocess.Popen(
+        [sys.executable, "-m", "service.cli", "index", *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+
+
+def checkpoint_of(data: Path) -> dict[str, Any] | None:
+    for path in (data / "collections" / "docs" / "jobs").glob("*.json"):
+        try:
+            return dict(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            return None  # caught between its write and its rename
+    return None
+
+
+def test_a_killed_job_resumes_where_it_stopped(tmp_path: Path, minilm: Embedder) -> None:
+    records: list[Any] = [
+        {"id": f"doc-{i}", "title": f"record {i} of a long list"} for i in range(3000)
+    ]
+    records[100] = "{not json"
+    records[2500] = {"id": "doc-2500"}
+    records[2900] = {"id": "doc-5", "title": "a later record replaces an earlier one"}
+    source = write_jsonl(tmp_path / "docs.jsonl", records)
+    valid = {r["id"] for r in records if isinstance(r, dict) and "title" in r}
+    data = tmp_path / "data"
+    args = (source, "--collection", "docs", "--data", data, "--text-field", "title")
+
+    first = cli(*args, "--batch-size", "50")
+    deadline = time.monotonic() + 120
+    while (checkpoint_of(data) or {}).get("position", 0) < 300:
+        assert first.poll() is None, first.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    first.send_signal(signal.SIGKILL)
+    first.communicate()
+    killed_at = checkpoint_of(data)
+    assert killed_at is not None
+    assert not killed_at["finished"]
+
+    second = cli(*args, "--batch-size", "200")
+    out, err = second.communicate(timeout=180)
+    assert second.returncode == 0, err
+    assert "resumed after" in out
+    indexed = int(out.split("indexed ", 1)[1].split(" records", 1)[0].replace(",", ""))
+    assert indexed < len(valid)
+
+    with Engine(data, background=False) as engine:
+        ids = all_ids(engine)
+        assert len(ids) == len(set(ids)) == len(valid)
+        assert set(ids) == valid
+        collection = engine.get_collection("docs")
+        replaced = collection.get(["doc-5"])[0].vector
+        later = minilm.embed_texts(["a later record replaces an earlier one"])[0]
+        np.testing.assert_allclose(replaced, later, atol=1e-4)  # type: ignore[arg-type]
+        seq = collection.store.seq
+    rejects_file = next((data / "collections" / "docs" / "jobs").glob("*.rejects.jsonl"))
+    rejects = [json.loads(line) for line in rejects_file.read_text().splitlines()]
+    assert [(r["position"], r["id"]) for r in rejects] == [(100, None), (2500, "doc-2500")]
+
+    third = cli(*args)
+    out, err = third.communicate(timeout=60)
+    assert third.returncode == 0, err
+    assert out.startswith("nothing to do")
+    with Engine(data, background=False) as engine:
+        assert engine.get_collection("docs").store.seq == seq
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["missing.jsonl", "--text-field", "title"], "does not exist"),
+        (["docs.txt", "--text-field", "title"], "cannot tell the format"),
+        (["docs.jsonl", "--text-field", "titel"], "--text-field 'titel' is not among"),
+        (["docs.jsonl", "--text-field", "title", "--id-field", "key"], "--id-field 'key'"),
+        (["docs.jsonl", "--text-field", "title", "--embedder", "gpt-9"], "no embedder named"),
+        (["docs.jsonl", "--text-field", "title", "--embedder", "/tmp/model"], "no embedder"),
+        (["docs.jsonl"], "give --text-field"),
+        (["docs.jsonl", "--text-field", "t", "--image-field", "p"], "not both"),
+        (["docs.jsonl", "--text-field", "title", "--batch-size", "0"], "--batch-size"),
+        (["docs.jsonl", "--text-field", "title", "--label-from-folder"], "image folders only"),
+        (["docs.csv", "--text-field", "title", "--payload-fields", "x"], "--payload-fields 'x'"),
+        (["photos", "--text-field", "title"], "does not apply to an image folder"),
+    ],
+)
+def test_bad_arguments_exit_2_with_a_clear_message(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+    message: str,
+) -> None:
+    write_jsonl(tmp_path / "docs.jsonl", rows(3))
+    (tmp_path / "docs.txt").write_text("id,title\n1,x\n")
+    (tmp_path / "docs.csv").write_text("id,title\n1,x\n")
+    (tmp_path / "photos").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert main(["index", *args, "--collection", "docs", "--data", "data"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("vecserve index: error: ")
+    assert message in err
+    assert not (tmp_path / "data").exists()
+
+
+def test_unreadable_input_fails_with_exit_1_and_no_traceback(tmp_path: Path) -> None:
+    garbage = tmp_path / "docs.jsonl"
+    garbage.write_bytes(bytes(range(256)) * 50)
+    process = cli(garbage, "--collection", "docs", "--data", tmp_path / "d", "--text-field", "t")
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 1
+    assert err.startswith("vecserve index: error: cannot read")
+    assert "none of its first" in err
+    assert "Traceback" not in err
