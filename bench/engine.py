@@ -48,15 +48,11 @@ DEFAULT_OUT = Path(__file__).parent / "results" / "engine"
 # The engine's training sample rule (Collection._build): every vector up to this many,
 # else a seeded random choice of this many.
 ENGINE_TRAIN_SEED = 0
-# --quick: the engine's PQ196 for Fashion-MNIST spends minutes in polysemous training
-# (POLYSEMOUS_NOTE) whatever the data size; PQ16 keeps the smoke test short.
-QUICK_SPECS: dict[tuple[str, str], dict[str, Any]] = {("fashion-mnist-784", "ivf_pq"): {"pq_m": 16}}
 POLYSEMOUS_NOTE = (
-    "IVF-PQ factory strings train the PQ for polysemous (Hamming) filtering unless they end "
-    "in 'np': simulated annealing that only reorders each codebook's centroids, and takes "
-    "minutes for PQ196 whatever the data size. The engine builds with it but searches "
-    "with polysemous_ht = 0, where results are the same either way, so raw FAISS skips it: "
-    "the gap in ivf_pq add/s is that training."
+    "IVF-PQ is built without polysemous training (factory suffix 'np') by the engine, and "
+    "so by raw FAISS, which copies the engine's factory string: that training only "
+    "reorders each codebook for Hamming pre-filtering, which neither side searches with "
+    "(polysemous_ht = 0), and takes minutes for PQ196 whatever the data size."
 )
 
 COLUMNS = (
@@ -261,7 +257,8 @@ def recipe_of(family: str, engine_index: Any, n_train: int) -> Recipe:
         return Recipe(f"IVF{ivf.nlist},Flat", None, n_train)
     if ivf.polysemous_ht:
         raise RuntimeError("the engine's IVF-PQ searches with polysemous filtering")
-    return Recipe(f"IVF{ivf.nlist},PQ{ivf.pq.M}x{ivf.pq.nbits}", None, n_train)
+    suffix = "" if ivf.do_polysemous_training else "np"
+    return Recipe(f"IVF{ivf.nlist},PQ{ivf.pq.M}x{ivf.pq.nbits}{suffix}", None, n_train)
 
 
 def search_parameters(family: str, params: dict[str, int]) -> Any:
@@ -366,8 +363,6 @@ def build_raw(dataset: Dataset, recipe: Recipe) -> tuple[Any, float]:
     index = faiss.index_factory(dim, recipe.factory, metric)
     if recipe.ef_construction is not None:
         faiss.downcast_index(index.index).hnsw.efConstruction = recipe.ef_construction
-    if isinstance(index, faiss.IndexIVFPQ):
-        index.do_polysemous_training = False  # see POLYSEMOUS_NOTE
     if not index.is_trained:
         index.train(train)
     index.add_with_ids(vectors, np.arange(n, dtype=np.int64))
@@ -456,8 +451,7 @@ def main() -> None:
     for dataset in datasets:
         truth = ground_truth(dataset)
         for family in FAMILIES:
-            quick = QUICK_SPECS.get((dataset.name, family), {}) if args.quick else {}
-            result = bench_family(dataset, {"kind": family, **quick}, truth, n_single)
+            result = bench_family(dataset, {"kind": family}, truth, n_single)
             results.append(result)
             print(markdown_row(result.row()), flush=True)
     runtime = time.perf_counter() - started

@@ -3,7 +3,9 @@
 from indexer.collection import Collection, CollectionConfig
 from indexer.engine import Engine
 from indexer.errors import (
+    ChecksumMismatch,
     CollectionExists,
+    CollectionNotEmpty,
     CollectionNotFound,
     DimensionMismatch,
     DuplicateIds,
@@ -16,18 +18,23 @@ from indexer.errors import (
     InvalidName,
     InvalidPayload,
     InvalidSearchParams,
+    InvalidSnapshot,
     InvalidVector,
     PointNotFound,
+    SnapshotNotFound,
     VecserveError,
 )
 from indexer.metric import Metric
 from indexer.points import Hit, Point, PointId
+from indexer.snapshots import SnapshotInfo
 from indexer.spec import IndexSpec, SearchParams
 
 __all__ = [
+    "ChecksumMismatch",
     "Collection",
     "CollectionConfig",
     "CollectionExists",
+    "CollectionNotEmpty",
     "CollectionNotFound",
     "DimensionMismatch",
     "DuplicateIds",
@@ -43,11 +50,14 @@ __all__ = [
     "InvalidName",
     "InvalidPayload",
     "InvalidSearchParams",
+    "InvalidSnapshot",
     "InvalidVector",
     "Metric",
     "Point",
     "PointId",
     "PointNotFound",
     "SearchParams",
+    "SnapshotInfo",
+    "SnapshotNotFound",
     "VecserveError",
 ]

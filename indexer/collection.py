@@ -7,6 +7,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
+from itertools import accumulate
 from pathlib import Path
 from typing import Any, Literal
 
@@ -15,6 +16,9 @@ import numpy as np
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
+from indexer import embedding
+from indexer.devices import GPU_MAX_K, Placement
+from indexer.embedders import Embedder, EmbedderRegistry, ImageInput
 from indexer.errors import InvalidInput, InvalidK, InvalidPayload, PointNotFound
 from indexer.filters import compile_filter
 from indexer.indexes import FaissIndex, LabelSet, family_for, load_index, save_index
@@ -47,7 +51,12 @@ MAX_DEAD_FRACTION = 0.2
 RETRAIN_GROWTH = 4
 CALIBRATION_MIN_POINTS = 1000
 FILTER_CACHE_SIZE = 32
+# Batches of at least this many hits read ids from an array (_point_ids), built only while
+# there are at most ID_TABLE_MAX_SPREAD labels, live or deleted, to each live point.
+ID_TABLE_MIN_HITS = 1024
+ID_TABLE_MAX_SPREAD = 4
 TRAIN_SAMPLE_MAX = 256 * 1024
+INDEX_FILE = "index.vsi"  # in the collection's folder, beside the store
 
 Example = PointId | Sequence[float] | np.ndarray
 
@@ -62,6 +71,8 @@ class CollectionConfig(BaseModel):
     metric: Metric = Metric.COSINE
     index: IndexSpec = IndexSpec()
     embedder: str | None = None
+    # Keep each point's text (or image hash) in its payload; see indexer.embedding.
+    store_source: bool = False
 
 
 class Collection:
@@ -72,11 +83,21 @@ class Collection:
     Obtain collections from :class:`indexer.Engine`.
     """
 
-    def __init__(self, folder: Path, store: SqliteStore, *, gpus: int, background: bool) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        store: SqliteStore,
+        *,
+        placement: Placement,
+        background: bool,
+        embedders: EmbedderRegistry,
+    ) -> None:
         self.folder = folder
         self.store = store
         self.config = CollectionConfig.model_validate(store.get_meta("config"))
-        self._gpus = gpus
+        self._embedders = embedders
+        self._placement = placement
+        self._gpus = placement.gpus
         self._background = background
         self._rw = ReadWriteLock()
         self._write_lock = threading.Lock()  # one writer at a time, before the RW lock
@@ -86,6 +107,7 @@ class Collection:
         self._filter_cache: OrderedDict[tuple[str, tuple[Any, ...]], LabelSet] = OrderedDict()
         self._ids: dict[int, PointId] = {}  # label -> user id
         self._labels: dict[str, int] = {}  # id key -> label
+        self._id_table = np.empty(0, dtype=object)  # label -> user id; see _point_ids
         for label, key in store.all_keys():
             self._ids[label] = decode_id(key)
             self._labels[key] = label
@@ -115,6 +137,8 @@ class Collection:
             "family": index.family,
             "storage": index.storage,
             "device": "gpu" if index.on_gpu else "cpu",
+            "gpu_bytes": index.gpu_bytes,
+            "placement_note": index.placement_note,
             "size": index.size,
             "default_params": {index.knob: index.default_knob} if index.knob else {},
         }
@@ -129,19 +153,32 @@ class Collection:
     def upsert(
         self,
         ids: Sequence[PointId],
-        vectors: Any,
+        vectors: Any = None,
         payloads: Sequence[dict[str, Any] | None] | None = None,
+        *,
+        texts: Sequence[str] | None = None,
+        images: Sequence[ImageInput] | None = None,
+        store_source: bool | None = None,
     ) -> int:
         """Insert or replace points; all of the batch or none of it. Returns the count.
 
+        Give exactly one of ``vectors``, ``texts`` or ``images``; texts and images are
+        embedded by the collection's embedder. ``store_source`` (default: the collection's
+        setting) keeps each text, or image hash, in the payload under ``"_source"``.
         Replacing an id replaces its vector and its whole payload. The call returns once
         the batch is committed to the store.
         """
         checked = validate_ids(ids)
-        vecs = as_vector_batch(vectors, self.dim)
-        ensure_lengths("vectors", vecs, len(checked))
         if payloads is None:
             payloads = [None] * len(checked)
+        kind, given = embedding.one_input("upsert", vectors, texts, images)
+        if kind != "vectors":
+            ensure_lengths(kind, given, len(checked))
+            vectors = self._embed(kind, given)
+            if self.config.store_source if store_source is None else store_source:
+                payloads = embedding.with_sources(payloads, kind, given)
+        vecs = as_vector_batch(vectors, self.dim)
+        ensure_lengths("vectors", vecs, len(checked))
         ensure_lengths("payloads", payloads, len(checked))
         payload_json = [_payload_json(p, i) for i, p in enumerate(payloads)]
         prepared = self.metric.prepare(vecs)
@@ -238,9 +275,11 @@ class Collection:
 
     def search(
         self,
-        queries: Any,
+        queries: Any = None,
         k: int = 10,
         *,
+        texts: Sequence[str] | None = None,
+        images: Sequence[ImageInput] | None = None,
         filter: dict[str, Any] | None = None,
         params: SearchParams | dict[str, Any] | None = None,
         with_payload: bool = True,
@@ -248,10 +287,15 @@ class Collection:
     ) -> list[list[Hit]]:
         """The k nearest points to each query, best first: one list of hits per query.
 
-        ``queries`` is one vector or a batch [nq, dim]. With ``filter``, only matching
-        points are returned, and k of them whenever k points match. ``params`` tunes the
-        index (``nprobe``, ``ef_search``) or asks for an ``exact`` search.
+        ``queries`` is one vector or a batch [nq, dim]; or give ``texts`` or ``images``
+        instead, which the collection's embedder turns into query vectors. With ``filter``,
+        only matching points are returned, and k of them whenever k points match.
+        ``params`` tunes the index (``nprobe``, ``ef_search``) or asks for an ``exact``
+        search.
         """
+        kind, given = embedding.one_input("search", queries, texts, images)
+        if kind != "vectors":
+            queries = self._embed(kind, given)
         vecs = self.metric.prepare(as_vector_batch(queries, self.dim))
         k = _check_k(k)
         search_params = SearchParams.parse(params)
@@ -259,6 +303,34 @@ class Collection:
             allowed = self._allowed(filter) if filter is not None else None
             distances, labels = self._search(vecs, k, search_params, allowed)
             return self._hits(distances, labels, with_payload, with_vectors)
+
+    def search_arrays(
+        self,
+        queries: Any,
+        k: int = 10,
+        *,
+        filter: dict[str, Any] | None = None,
+        params: SearchParams | dict[str, Any] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The same search as :meth:`search`, as arrays for batch work: ``(ids, scores)``.
+
+        ``ids`` is an object array [nq, k] of user ids and ``scores`` a float32 array
+        [nq, k], best first; where fewer than k points were found, the row ends in ``None``
+        ids and NaN scores. No hit objects are built and no payloads read, so a large batch
+        costs little more than the FAISS search itself.
+        """
+        vecs = self.metric.prepare(as_vector_batch(queries, self.dim))
+        k = _check_k(k)
+        search_params = SearchParams.parse(params)
+        with self._rw.read():
+            allowed = self._allowed(filter) if filter is not None else None
+            distances, labels = self._search(vecs, k, search_params, allowed)
+            found = labels >= 0
+            ids = np.full(labels.shape, None, dtype=object)
+            ids[found] = self._point_ids(labels[found])
+        scores = self.metric.scores(distances).astype(np.float32, copy=False)
+        scores[~found] = np.nan
+        return ids, scores
 
     def recommend(
         self,
@@ -341,6 +413,31 @@ class Collection:
         )
         return hits[0]
 
+    # -- embedding -----------------------------------------------------------------------
+
+    @property
+    def embedder(self) -> Embedder:
+        """The model that embeds this collection's texts and images, loaded on first use.
+
+        Raises:
+            InvalidEmbedderInput: the collection has no embedder.
+            EmbedderUnavailable: the model cannot be loaded on this server.
+        """
+        return embedding.embedder_for(
+            self._embedders, self.name, self.config.embedder, self.config.dim
+        )
+
+    def embed(
+        self, *, texts: Sequence[str] | None = None, images: Sequence[ImageInput] | None = None
+    ) -> np.ndarray:
+        """Vectors of ``texts`` or ``images`` by the collection's embedder, [n, dim] float32
+        of unit norm: what upsert and search would use (and examples for recommend)."""
+        kind, given = embedding.one_input("embed", None, texts, images)
+        return self._embed(kind, given)
+
+    def _embed(self, kind: str, inputs: Any) -> np.ndarray:
+        return embedding.embed(self.embedder, kind, inputs)
+
     def _examples(self, examples: Sequence[Example]) -> tuple[np.ndarray, np.ndarray]:
         """Example vectors (prepared) and the labels of those given as ids."""
         vectors: list[np.ndarray] = []
@@ -385,11 +482,16 @@ class Collection:
         subset = allowed.labels if allowed is not None else None
         exact_index = index.family == "flat" and index.storage == "float32"
         small = allowed is not None and len(allowed) <= EXACT_SCAN_MAX
-        if (params.exact or small) and not exact_index:
+        beyond_gpu = index.on_gpu and k > GPU_MAX_K  # FAISS GPU k-selection stops there
+        # A small filtered set is scanned exactly, except by a CPU flat index, which takes
+        # it as an ID selector; a GPU takes no selector and would have to over-fetch.
+        small_scan = small and (index.on_gpu or not exact_index)
+        if beyond_gpu or small_scan or (params.exact and not exact_index):
             return self._exact(queries, k, subset)
         if allowed is not None and not index.supports_selector:
             # GPU indexes take no ID selector: over-fetch, then keep the allowed labels.
-            distances, labels = index.search(queries, min(MAX_K, 8 * k), params, None)
+            fetch = min(GPU_MAX_K if index.on_gpu else MAX_K, 8 * k)
+            distances, labels = index.search(queries, fetch, params, None)
             distances, labels = _keep(distances, labels, allowed.contains(labels), k)
         else:
             distances, labels = index.search(queries, k, params, allowed)
@@ -422,34 +524,64 @@ class Collection:
         *,
         raw: bool = False,
     ) -> list[list[Hit]]:
-        scores = distances if raw else self.metric.scores(distances)
-        rows: dict[int, tuple[str, bytes | None]] = {}
+        found = labels >= 0  # -1 pads the rows where fewer than k were found
+        hit_labels = labels[found]
+        scores = (distances if raw else self.metric.scores(distances))[found].tolist()
+        ids = self._point_ids(hit_labels)
+        # Hits are built in C-level passes over the batch: at ~10k hits a batch, a Python
+        # loop per hit would cost a fifth of a fast FAISS search.
         if with_payload or with_vectors:
-            rows = self.store.rows(np.unique(labels[labels >= 0]), with_vectors=with_vectors)
-        results = []
-        for score_row, label_row in zip(scores.tolist(), labels.tolist(), strict=True):
-            hits = []
-            for score, label in zip(score_row, label_row, strict=True):
-                point_id = self._ids.get(label)
-                if point_id is None:  # -1 padding
-                    continue
-                row = rows.get(label)
-                hits.append(
-                    Hit(
-                        point_id,
-                        score,
-                        orjson.loads(row[0]) if with_payload and row else None,
-                        _vector(row[1]) if row else None,
-                    )
-                )
-            results.append(hits)
-        return results
+            rows = self.store.rows(np.unique(hit_labels), with_vectors=with_vectors)
+            fetched = [rows.get(label) for label in hit_labels.tolist()]
+            payloads = [orjson.loads(row[0]) if with_payload and row else None for row in fetched]
+            vectors = [_vector(row[1]) if row else None for row in fetched]
+            hits = list(map(Hit, ids, scores, payloads, vectors))
+        else:
+            hits = list(map(Hit, ids, scores))
+        ends = list(accumulate(found.sum(1).tolist()))
+        return [hits[start:end] for start, end in zip([0, *ends[:-1]], ends, strict=True)]
+
+    def _point_ids(self, labels: np.ndarray) -> list[PointId]:
+        """The user ids of live ``labels`` (read lock held), in order.
+
+        A large batch reads them from ``self._id_table``, an array indexed by label: once
+        a search has pushed the ``self._ids`` dict out of the CPU caches, a lookup in it
+        costs four times as much. Labels are never reused, so after writes the array is
+        still right for every label it covers (deleted ones are never looked up); labels
+        newer than it are read from the dict, and it is rebuilt when they are more than
+        an eighth of a batch.
+        """
+        if len(labels) < ID_TABLE_MIN_HITS:
+            return list(map(self._ids.__getitem__, labels.tolist()))
+        table = self._id_table
+        newer = labels >= len(table)
+        if 8 * int(newer.sum()) > len(labels):
+            table = self._id_table = self._build_id_table()
+            newer = labels >= len(table)
+        if newer.all():
+            return list(map(self._ids.__getitem__, labels.tolist()))
+        ids = table[np.where(newer, 0, labels)]
+        ids[newer] = [self._ids[label] for label in labels[newer].tolist()]
+        point_ids: list[PointId] = ids.tolist()
+        return point_ids
+
+    def _build_id_table(self) -> np.ndarray:
+        """label -> user id for the live labels, or an empty array while labels are too
+        sparse for one (many updates leave gaps: each takes a new label)."""
+        n = len(self._ids)
+        # Labels enter the dict in increasing order, so its last key is the largest.
+        if not n or next(reversed(self._ids)) >= ID_TABLE_MAX_SPREAD * n:
+            return np.empty(0, dtype=object)
+        labels = np.fromiter(self._ids, dtype=np.int64, count=n)
+        table = np.empty(int(labels.max()) + 1, dtype=object)
+        table[labels] = np.fromiter(self._ids.values(), dtype=object, count=n)
+        return table
 
     # -- the index: opening, rebuilding, saving -----------------------------------------
 
     @property
     def _index_path(self) -> Path:
-        return self.folder / "index.vsi"
+        return self.folder / INDEX_FILE
 
     def _open_index(self) -> FaissIndex:
         loaded = load_index(self._index_path, self.metric)
@@ -461,9 +593,15 @@ class Collection:
             if seq != self.store.seq:
                 self._reconcile(index)
                 self._unsaved = 1
-        if self._gpus:
-            index.place_on_gpu()
+        self._place(index)
         return index
+
+    def _place(self, index: FaissIndex) -> None:
+        """Put ``index`` on the GPUs when there are any and it fits (else it says why)."""
+        if self._gpus:
+            index.place_on_gpu(
+                self._placement, self.config.index.model_copy(update={"storage": index.storage})
+            )
 
     def _reconcile(self, index: FaissIndex) -> None:
         """Bring ``index`` in line with the store: add what it lacks, drop what is gone."""
@@ -484,12 +622,12 @@ class Collection:
         """A fresh index of the right family from the whole store, calibrated."""
         started = time.perf_counter()
         labels, vecs = self._all_vectors()
-        family, spec = family_for(self.config.index, self.dim, len(labels), self._gpus)
+        family, spec = self._family(len(labels))
         rng = np.random.default_rng(0)
         train = vecs
         if len(vecs) > TRAIN_SAMPLE_MAX:
             train = vecs[rng.choice(len(vecs), TRAIN_SAMPLE_MAX, replace=False)]
-        index = family.build(self.dim, self.metric, spec, train)
+        index = family.build(self.dim, self.metric, spec, train, self._placement)
         if index.knob is None or len(labels) < CALIBRATION_MIN_POINTS:
             index.add(labels, vecs)
         else:
@@ -507,6 +645,16 @@ class Collection:
             time.perf_counter() - started,
         )
         return index
+
+    def _family(self, n: int) -> tuple[type[FaissIndex], IndexSpec]:
+        """The family (and spec) to serve ``n`` points with: ``family_for``, except that an
+        empty collection serves flat. A bulk load into a new HNSW collection then builds its
+        graph once, from every point, and calibrates it, rather than growing it point by
+        point only for the first calibration to rebuild it."""
+        spec = self.config.index
+        if n == 0:
+            spec = spec.model_copy(update={"kind": "flat"})
+        return family_for(spec, self.dim, n, self._gpus)
 
     def _all_vectors(self) -> tuple[np.ndarray, np.ndarray]:
         """Every label and its prepared vector, from the store."""
@@ -543,9 +691,10 @@ class Collection:
 
     def _needs_rebuild(self) -> bool:
         index = self._index
-        family, spec = family_for(self.config.index, self.dim, len(self._ids), self._gpus)
+        family, spec = self._family(len(self._ids))
         return (
             family.family != index.family
+            or index.over_budget
             or spec.storage != index.storage
             or index.dead_fraction > MAX_DEAD_FRACTION
             or (
@@ -596,8 +745,8 @@ class Collection:
                 index = self._build()
                 with self._write_lock, self._rw.write():
                     self._reconcile(index)
-                    if self._gpus:
-                        index.place_on_gpu()
+                    self._index.release()
+                    self._place(index)
                     self._index = index
                     self._filter_cache.clear()
                 self._unsaved = 1
@@ -613,6 +762,7 @@ class Collection:
             if self._unsaved:
                 self._save()
             self._closed = True
+            self._index.release()
             self.store.close()
 
 

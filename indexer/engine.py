@@ -8,15 +8,25 @@ import re
 import shutil
 import threading
 import uuid
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Literal
 
 import faiss
 
 from indexer import devices
-from indexer.collection import Collection, CollectionConfig
-from indexer.errors import CollectionExists, CollectionNotFound, InvalidInput, InvalidName
+from indexer.collection import INDEX_FILE, Collection, CollectionConfig
+from indexer.embedders import EmbedderRegistry, default_embedder_configs
+from indexer.embedding import embedder_dim
+from indexer.errors import (
+    CollectionExists,
+    CollectionNotEmpty,
+    CollectionNotFound,
+    InvalidInput,
+    InvalidName,
+)
 from indexer.metric import Metric
+from indexer.snapshots import SnapshotArea, SnapshotInfo, unpack
 from indexer.spec import IndexSpec
 from indexer.store import SqliteStore
 
@@ -46,8 +56,13 @@ class Engine:
     >>> products = engine.create_collection("products", dim=384, metric="cosine")
 
     ``device``: ``"auto"`` places indexes on the GPUs when FAISS sees any; ``"cpu"``
-    keeps them on the CPU. ``background``: rebuild, compact and save indexes in a
+    keeps them on the CPU. With several GPUs, ``gpu_mode`` copies each index to every GPU
+    (``replicate``) or splits it across them (``shard``); ``gpu_memory_limit`` caps the bytes
+    per GPU that indexes may take (an index that does not fit stays on the CPU, and
+    :attr:`Collection.index_info` says why). ``background``: rebuild, compact and save indexes in a
     background thread as collections grow (else only on :meth:`Collection.optimize`).
+    ``embedders``: the allowlist of models that collections may embed with (by default
+    :func:`~indexer.embedders.default_embedder_configs`); each loads on first use.
     """
 
     def __init__(
@@ -56,17 +71,25 @@ class Engine:
         *,
         device: Literal["auto", "cpu"] = "auto",
         background: bool = True,
+        gpu_mode: Literal["replicate", "shard"] = "replicate",
+        gpu_memory_limit: int | None = None,
+        embedders: EmbedderRegistry | None = None,
     ) -> None:
         self.path = Path(path)
+        self.embedders = embedders or EmbedderRegistry(default_embedder_configs())
         self._root = self.path / "collections"
         self._root.mkdir(parents=True, exist_ok=True)
-        self._gpus = devices.gpu_count() if device == "auto" else 0
+        self.placement = devices.Placement.detect(
+            device, mode=gpu_mode, memory_limit=gpu_memory_limit
+        )
+        self._gpus = self.placement.gpus
         self._background = background
         self._lock = threading.Lock()
         self._open: dict[str, Collection] = {}
         faiss.cvar.distance_compute_blas_threshold = BLAS_THRESHOLD
         for leftover in self._root.glob(".*"):
-            shutil.rmtree(leftover, ignore_errors=True)  # an interrupted create or drop
+            shutil.rmtree(leftover, ignore_errors=True)  # an interrupted create, drop or restore
+        self._snapshots = SnapshotArea(self.path / "snapshots")  # not a collection
 
     @property
     def gpus(self) -> int:
@@ -79,16 +102,26 @@ class Engine:
     def create_collection(
         self,
         name: str,
-        dim: int,
+        dim: int | None = None,
         metric: Metric | str = Metric.COSINE,
         index: IndexSpec | str | dict[str, Any] | None = None,
         *,
         embedder: str | None = None,
+        store_source: bool = False,
         exist_ok: bool = False,
     ) -> Collection:
         """Create a collection. With ``exist_ok``, an identical existing one is returned;
-        an existing one with another configuration raises :class:`CollectionExists`."""
-        config = _config(validate_name(name), dim, metric, index, embedder)
+        an existing one with another configuration raises :class:`CollectionExists`.
+
+        ``embedder``: a name from :attr:`embedders`; the collection then takes texts or
+        images as well as vectors. Its dimension is the model's (``dim`` may be left out),
+        so the model is loaded now. ``store_source``: points keep their text (or image
+        hash) in the payload by default; see :mod:`indexer.embedding`.
+        """
+        validate_name(name)
+        if embedder is not None:
+            dim = embedder_dim(self.embedders, embedder, dim)
+        config = _config(name, dim, metric, index, embedder, store_source)
         with self._lock:
             folder = self._root / name
             if folder.exists():
@@ -118,17 +151,97 @@ class Engine:
             folder = self._root / validate_name(name)
             if not folder.exists():
                 raise CollectionNotFound(f"collection {name!r} does not exist")
-            collection = self._open.pop(name, None)
-            if collection is not None:
-                collection.close()
-            trash = self._root / f".dropped-{uuid.uuid4().hex}"
-            os.rename(folder, trash)  # gone at once for readers; removed at leisure
-            shutil.rmtree(trash, ignore_errors=True)
+            trash = self._detach(name)
+        shutil.rmtree(trash, ignore_errors=True)
 
     def open_all(self) -> None:
         """Open every collection now (rebuilding indexes where needed)."""
         for name in self.list_collections():
             self.get_collection(name)
+
+    # -- snapshots ---------------------------------------------------------------------
+
+    def snapshot(self, name: str) -> SnapshotInfo:
+        """Write a snapshot of a collection while writes go on: one tar file under
+        ``DATA/snapshots/NAME/`` holding every write committed up to ``info.seq``.
+
+        >>> info = engine.snapshot("products")
+        >>> info.name, info.seq, info.sha256
+        """
+        return self._snapshots.take(self.get_collection(name))
+
+    def list_snapshots(self, name: str) -> list[SnapshotInfo]:
+        """The snapshots of a collection, oldest first (they outlive the collection)."""
+        return self._snapshots.snapshots_of(validate_name(name))
+
+    def get_snapshot(self, name: str, snapshot: str) -> SnapshotInfo:
+        """One snapshot of a collection; ``info.path`` is its tar file.
+        Raises :class:`SnapshotNotFound`."""
+        return self._snapshots.get(validate_name(name), snapshot)
+
+    def delete_snapshot(self, name: str, snapshot: str) -> None:
+        """Delete one snapshot of a collection. Raises :class:`SnapshotNotFound`."""
+        self._snapshots.delete(validate_name(name), snapshot)
+
+    def snapshot_upload(self) -> AbstractContextManager[Path]:
+        """A path in the data folder to receive a snapshot file into, removed on exit."""
+        return self._snapshots.upload()
+
+    def check_restore_target(self, name: str) -> None:
+        """Raise :class:`CollectionNotEmpty` unless a snapshot may be restored into ``name``
+        now: it must not exist, or have no points. :meth:`restore_snapshot` checks again."""
+        with self._lock:
+            folder = self._root / validate_name(name)
+            if folder.exists() and self._get(name).count():
+                raise CollectionNotEmpty(
+                    f"collection {name!r} has points; restore into a new or empty collection"
+                )
+
+    def restore_snapshot(
+        self,
+        name: str,
+        path: str | os.PathLike[str],
+        *,
+        sha256: str,
+        trust_index: bool = False,
+    ) -> Collection:
+        """Restore the snapshot file at ``path`` as collection ``name``, which must not exist
+        or be empty (an empty one is replaced). The file must have SHA-256 ``sha256``.
+
+        The snapshot is checked in full before the collection appears, whole and with its
+        index built. ``trust_index``: use the snapshot's index file instead of rebuilding
+        from the store; FAISS does not defend against crafted index files, so only for
+        snapshots from a trusted source.
+
+        Raises :class:`ChecksumMismatch`, :class:`InvalidSnapshot`, :class:`CollectionNotEmpty`.
+        """
+        self.check_restore_target(name)
+        staging = self._root / f".restore-{uuid.uuid4().hex}"
+        staging.mkdir()
+        trash: Path | None = None
+        try:
+            unpack(
+                Path(path),
+                sha256,
+                name=name,
+                store_path=staging / _STORE_FILE,
+                index_path=staging / INDEX_FILE if trust_index else None,
+            )
+            # Build (or catch up) and save the index now, outside the engine lock.
+            self._load(staging, background=False).close()
+            with self._lock:
+                if (self._root / name).exists():
+                    if self._get(name).count():
+                        raise CollectionNotEmpty(f"collection {name!r} has points")
+                    trash = self._detach(name)
+                os.rename(staging, self._root / name)
+                collection = self._get(name)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+            if trash is not None:
+                shutil.rmtree(trash, ignore_errors=True)
+        log.info("collection %s restored from %s", name, path)
+        return collection
 
     def close(self) -> None:
         """Save what needs saving and close every open collection."""
@@ -149,15 +262,39 @@ class Engine:
             folder = self._root / name
             if not (folder / _STORE_FILE).exists():
                 raise CollectionNotFound(f"collection {name!r} does not exist")
-            store = SqliteStore(folder / _STORE_FILE)
-            collection = Collection(folder, store, gpus=self._gpus, background=self._background)
+            collection = self._load(folder, background=self._background)
             self._open[name] = collection
         return collection
 
+    def _load(self, folder: Path, *, background: bool) -> Collection:
+        return Collection(
+            folder,
+            SqliteStore(folder / _STORE_FILE),
+            placement=self.placement,
+            background=background,
+            embedders=self.embedders,
+        )
+
+    def _detach(self, name: str) -> Path:
+        """Close a collection and move its folder aside (lock held); returns where to."""
+        collection = self._open.pop(name, None)
+        if collection is not None:
+            collection.close()
+        trash = self._root / f".dropped-{uuid.uuid4().hex}"
+        os.rename(self._root / name, trash)  # gone at once for readers; removed at leisure
+        return trash
+
 
 def _config(
-    name: str, dim: object, metric: Metric | str, index: Any, embedder: str | None
+    name: str,
+    dim: object,
+    metric: Metric | str,
+    index: Any,
+    embedder: str | None,
+    store_source: bool,
 ) -> CollectionConfig:
+    if dim is None:
+        raise InvalidInput("dim is required for a collection without an embedder")
     if isinstance(dim, bool) or not isinstance(dim, int) or not 1 <= dim <= 65_536:
         raise InvalidInput(f"dim must be an integer from 1 to 65536, got {dim!r}")
     try:
@@ -165,5 +302,10 @@ def _config(
     except ValueError:
         raise InvalidInput(f"unknown metric {metric!r}; use cosine, dot or l2") from None
     return CollectionConfig(
-        name=name, dim=dim, metric=metric, index=IndexSpec.parse(index), embedder=embedder
+        name=name,
+        dim=dim,
+        metric=metric,
+        index=IndexSpec.parse(index),
+        embedder=embedder,
+        store_source=store_source,
     )

@@ -17,13 +17,18 @@ HTTP status it maps to::
     │   ├── InvalidIndexSpec
     │   ├── InvalidSearchParams
     │   ├── InvalidPayload
-    │   └── InvalidEmbedderInput    undecodable image, text where none is accepted, ...
+    │   ├── InvalidEmbedderInput    undecodable image, text where none is accepted, ...
+    │   ├── UnknownEmbedder         a collection asks for a name outside the allowlist
+    │   └── InvalidSnapshot         a snapshot file that is damaged, unsafe or inconsistent
+    │       └── ChecksumMismatch    the file is not the one its SHA-256 names
     ├── NotFound (404)
     │   ├── CollectionNotFound
     │   ├── PointNotFound
-    │   └── EmbedderNotFound        a name outside the server's allowlist
+    │   ├── EmbedderNotFound        a name outside the server's allowlist
+    │   └── SnapshotNotFound
     ├── Conflict (409)
-    │   └── CollectionExists
+    │   ├── CollectionExists
+    │   └── CollectionNotEmpty      restoring a snapshot onto a collection that has points
     └── EmbedderUnavailable (503)   the model could not be loaded
 """
 
@@ -97,6 +102,18 @@ class InvalidEmbedderInput(InvalidInput):
     pass
 
 
+class UnknownEmbedder(InvalidInput):
+    pass
+
+
+class InvalidSnapshot(InvalidInput):
+    pass
+
+
+class ChecksumMismatch(InvalidSnapshot):
+    pass
+
+
 class NotFound(VecserveError):
     status_code = 404
 
@@ -113,11 +130,19 @@ class EmbedderNotFound(NotFound):
     pass
 
 
+class SnapshotNotFound(NotFound):
+    pass
+
+
 class Conflict(VecserveError):
     status_code = 409
 
 
 class CollectionExists(Conflict):
+    pass
+
+
+class CollectionNotEmpty(Conflict):
     pass
 
 

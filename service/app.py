@@ -10,9 +10,15 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from indexer import Engine
+from indexer.embedders import EmbedderRegistry
+from service.auth import ApiKeyMiddleware
+from service.batching import MicroBatcher
 from service.errors import install_error_handlers
+from service.limits import RequestLimitsMiddleware
+from service.metrics import Metrics, MetricsMiddleware, collection_sizes
+from service.openapi import install_openapi
 from service.responses import Json
-from service.routes import collections, health, points, search
+from service.routes import collections, health, metrics, points, search, snapshots
 from service.settings import Settings
 
 REQUEST_ID_HEADER = "x-request-id"
@@ -49,14 +55,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = Engine(settings.data_dir, device=settings.device)
+        engine = Engine(
+            settings.data_dir,
+            device=settings.device,
+            embedders=EmbedderRegistry(settings.embedders),
+        )
         app.state.engine = engine
-        engine.open_all()
+        batcher = MicroBatcher(
+            settings.batch_window_ms, settings.max_batch, observe=app_metrics.batch_size.observe
+        )
+        app.state.batcher = batcher
+        for name in engine.list_collections():  # all open (indexes loaded) before ready
+            with app_metrics.collection_open_seconds.time():
+                engine.get_collection(name)
         app.state.ready = True
         try:
             yield
         finally:
             app.state.ready = False
+            batcher.close()
             engine.close()  # finishes background work and saves indexes
 
     app = FastAPI(
@@ -66,10 +83,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         default_response_class=Json,
     )
+    app_metrics = Metrics(lambda: collection_sizes(app.state.engine) if app.state.ready else {})
     app.state.settings = settings
+    app.state.metrics = app_metrics
     app.state.ready = False
     install_error_handlers(app)
-    for module in (health, collections, points, search):
+    for module in (health, collections, points, search, metrics, snapshots):
         app.include_router(module.router)
+    install_openapi(app, auth_enabled=settings.auth_enabled)
+    # Outermost last: request id, then metrics (which count refused requests too), then
+    # API keys and the body size limit, both before the body is read.
+    app.add_middleware(RequestLimitsMiddleware, settings=settings, routes=app.routes)
+    app.add_middleware(ApiKeyMiddleware, settings=settings, routes=app.routes)
+    app.add_middleware(MetricsMiddleware, metrics=app_metrics, routes=app.routes)
     app.add_middleware(RequestIdMiddleware)
     return app

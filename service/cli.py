@@ -17,11 +17,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--data", default="./data", help="data folder (default: ./data)")
     demo.add_argument("--words", type=int, default=50_000, help="most frequent words to index")
     _add_index_command(commands)
+    _add_serve_command(commands)
     args = parser.parse_args(argv)
     if args.command == "demo":
         return run_demo(args.data, args.words)
     if args.command == "index":
         return run_index(args)
+    if args.command == "serve":
+        return run_serve(args)
     return 2  # unreachable: argparse requires a command
 
 
@@ -77,6 +80,79 @@ def _add_index_command(commands: argparse._SubParsersAction[argparse.ArgumentPar
         help="records per batch: embedded in one call, written in one transaction "
         "(default: 4096 texts, 64 images)",
     )
+
+
+def _add_serve_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve = commands.add_parser(
+        "serve",
+        help="run the HTTP API",
+        description=(
+            "Serve the collections in the data folder over HTTP, in this one process. "
+            "Every setting can also come from the environment (VECSERVE_DATA_DIR, "
+            "VECSERVE_HOST, VECSERVE_API_KEYS, VECSERVE_MAX_K, ...); options given here win. "
+            "SIGTERM or Ctrl-C stops taking connections, finishes the requests in flight, "
+            "saves the indexes and exits 0."
+        ),
+    )
+    serve.add_argument(
+        "--data", metavar="DIR", help="data folder (default: $VECSERVE_DATA_DIR or ./data)"
+    )
+    serve.add_argument("--host", help="address to listen on (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default: 8000)")
+    serve.add_argument(
+        "--allow-no-auth",
+        action="store_true",
+        default=None,
+        help="serve without API keys on an address other than loopback: anyone who can "
+        "reach the port may read, write and delete everything",
+    )
+    serve.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        default="info",
+        help="default: info",
+    )
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """Serve until SIGTERM or SIGINT, then shut down gracefully and exit 0; exit 2 on
+    bad settings."""
+    import logging
+    import signal
+
+    import uvicorn
+    from pydantic import ValidationError
+
+    from service.app import create_app
+    from service.settings import Settings
+
+    given = {"data_dir": args.data, "host": args.host, "port": args.port}
+    given["allow_no_auth"] = args.allow_no_auth
+    try:
+        settings = Settings(**{k: v for k, v in given.items() if v is not None})
+    except ValidationError as exc:
+        for error in exc.errors():
+            where = ".".join(str(p) for p in error["loc"])
+            message = error["msg"].removeprefix("Value error, ")
+            print(
+                f"vecserve serve: error: {where + ': ' if where else ''}{message}", file=sys.stderr
+            )
+        return 2
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    # uvicorn shuts down gracefully on these, then raises them again for the handlers
+    # that were there before it: these, so that a requested stop exits 0.
+    for stop in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop, lambda *_: None)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=args.log_level,
+        server_header=False,
+    )
+    return 0
 
 
 def run_index(args: argparse.Namespace) -> int:

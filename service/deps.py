@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from indexer import Collection, Engine
+from service.batching import MicroBatcher
 from service.settings import Settings
 
 
@@ -20,6 +21,11 @@ def get_settings(request: Request) -> Settings:
     return settings
 
 
+def get_batcher(request: Request) -> MicroBatcher:
+    batcher: MicroBatcher = request.app.state.batcher
+    return batcher
+
+
 def get_collection(name: str, engine: EngineDep) -> Collection:
     return engine.get_collection(name)
 
@@ -27,3 +33,4 @@ def get_collection(name: str, engine: EngineDep) -> Collection:
 EngineDep = Annotated[Engine, Depends(get_engine)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 CollectionDep = Annotated[Collection, Depends(get_collection)]
+BatcherDep = Annotated[MicroBatcher, Depends(get_batcher)]

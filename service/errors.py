@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException
 
 from indexer.errors import VecserveError
 from service.responses import Json
+from service.routing import allowed_methods
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,13 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Json:
         name = _HTTP_NAMES.get(exc.status_code, "HttpError")
-        return error_response(request, exc.status_code, name, str(exc.detail))
+        response = error_response(request, exc.status_code, name, str(exc.detail))
+        response.headers.update(exc.headers or {})
+        if exc.status_code == 405:  # the router names one route's methods; name them all
+            response.headers["Allow"] = ", ".join(
+                allowed_methods(request.scope, request.app.routes)
+            )
+        return response
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> Json:

@@ -4,20 +4,40 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    model_validator,
+)
 
-from indexer.errors import InvalidVector
+from indexer.errors import InvalidEmbedderInput, InvalidVector
 from indexer.spec import IndexSpec, SearchParams
+from service.limits import check_dim, check_filter_depth
 
 PointIdModel = StrictStr | StrictInt
-Filter = dict[str, Any]
+# The server's limits (max_filter_depth, max_dim) are checked as bodies are parsed.
+Filter = Annotated[dict[str, Any], AfterValidator(check_filter_depth)]
 
 
 class Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Strict: a JSON body means what it says (`0` is not `false`, `"5"` is not `5`).
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class ErrorBody(BaseModel):
+    """Every error: a stable name (the SDK raises the exception of that name), a message
+    for people, and the request id (also in the ``X-Request-ID`` header)."""
+
+    error: str = Field(examples=["CollectionNotFound"])
+    message: str
+    request_id: str | None
 
 
 class VectorInput(Body):
@@ -40,6 +60,38 @@ class VectorInput(Body):
         raise InvalidVector("no vector given")
 
 
+class EmbedInput(VectorInput):
+    """Or, for a collection with an embedder, a text or an image (base64 of the encoded
+    file, or a ``data:image/...;base64,`` URL) that the collection's model embeds."""
+
+    text: str | None = None
+    image: str | None = None
+
+    def given(self) -> list[str]:
+        """The input fields that are set."""
+        fields = ("vector", "vector_b64", "text", "image")
+        return [name for name in fields if getattr(self, name) is not None]
+
+    def image_bytes(self) -> bytes:
+        """The encoded image file sent in ``image``."""
+        return decode_image(self.image or "")
+
+
+def decode_image(text: str) -> bytes:
+    """The bytes of a base64 image, plain or as a data URL (missing padding is fine)."""
+    if text.startswith("data:"):
+        header, _, text = text.partition(",")
+        if not header.endswith(";base64"):
+            raise InvalidEmbedderInput(
+                "a data URL image must look like 'data:image/png;base64,...'"
+            )
+    compact = "".join(text.split())
+    try:
+        return base64.b64decode(compact + "=" * (-len(compact) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidEmbedderInput("image is not valid base64") from None
+
+
 def stack(vectors: list[np.ndarray]) -> Any:
     """One [n, dim] matrix, or the ragged list as it is (the engine says what is wrong)."""
     return np.stack(vectors) if len({len(v) for v in vectors}) == 1 else vectors
@@ -49,10 +101,15 @@ def stack(vectors: list[np.ndarray]) -> Any:
 
 
 class CreateCollection(Body):
-    dim: int = Field(ge=1, le=65_536)
+    """``embedder``: a name from the server's allowlist; the collection then takes texts
+    or images too, and ``dim`` (the model's) may be left out. ``store_source``: points keep
+    their text, or image hash, in the payload under ``"_source"`` by default."""
+
+    dim: Annotated[int, Field(ge=1, le=65_536), AfterValidator(check_dim)] | None = None
     metric: Literal["cosine", "dot", "l2"] = "cosine"
     index: IndexSpec | Literal["auto", "flat", "ivf_flat", "ivf_pq", "hnsw"] = "auto"
     embedder: str | None = None
+    store_source: bool = False
 
 
 class CollectionInfo(BaseModel):
@@ -61,6 +118,7 @@ class CollectionInfo(BaseModel):
     metric: str
     index: dict[str, Any]
     embedder: str | None
+    store_source: bool
     count: int
     serving: dict[str, Any] = Field(description="the index serving now: family, device, ...")
 
@@ -72,19 +130,23 @@ class CollectionList(BaseModel):
 # -- points ----------------------------------------------------------------------------------
 
 
-class PointIn(VectorInput):
+class PointIn(EmbedInput):
     id: PointIdModel
     payload: dict[str, Any] | None = None
 
     @model_validator(mode="after")
     def _one_vector(self) -> PointIn:
-        if (self.vector is None) == (self.vector_b64 is None):
-            raise ValueError("give exactly one of vector or vector_b64")
+        if len(self.given()) != 1:
+            raise ValueError("give exactly one of vector, vector_b64, text or image")
         return self
 
 
 class Upsert(Body):
+    """Points of one kind: all vectors, all texts or all images. ``store_source``
+    overrides the collection's setting for this request."""
+
     points: list[PointIn] = Field(min_length=1)
+    store_source: bool | None = None
 
 
 class Upserted(BaseModel):
@@ -135,8 +197,9 @@ class ScrollPage(Points):
 # -- search ----------------------------------------------------------------------------------
 
 
-class Search(VectorInput):
-    """Search by a vector, or by the id of a stored point (which is then left out)."""
+class Search(EmbedInput):
+    """Search by a vector, a text or an image, or by the id of a stored point (which is
+    then left out)."""
 
     id: PointIdModel | None = None
     k: int = Field(default=10, ge=1)
@@ -147,9 +210,8 @@ class Search(VectorInput):
 
     @model_validator(mode="after")
     def _one_query(self) -> Search:
-        given = sum(x is not None for x in (self.vector, self.vector_b64, self.id))
-        if given != 1:
-            raise ValueError("give exactly one of vector, vector_b64 or id")
+        if len(self.given()) + (self.id is not None) != 1:
+            raise ValueError("give exactly one of vector, vector_b64, text, image or id")
         return self
 
 
@@ -172,14 +234,42 @@ class BatchHits(BaseModel):
     results: list[Hits]
 
 
-class Recommend(Body):
-    """Examples are point ids or vectors (JSON arrays)."""
+class TextExample(Body):
+    text: str
 
-    positive: list[PointIdModel | list[float]] = Field(min_length=1)
-    negative: list[PointIdModel | list[float]] = Field(default_factory=list)
+
+class ImageExample(Body):
+    image: str = Field(description="base64 of the encoded image file, or a data URL")
+
+
+Example = PointIdModel | list[float] | TextExample | ImageExample
+
+
+class Recommend(Body):
+    """Examples are point ids, vectors (JSON arrays), or ``{"text": ...}`` and
+    ``{"image": ...}`` for a collection with an embedder."""
+
+    positive: list[Example] = Field(min_length=1)
+    negative: list[Example] = Field(default_factory=list)
     strategy: Literal["average", "best_score"] = "average"
     k: int = Field(default=10, ge=1)
     filter: Filter | None = None
     params: SearchParams | None = None
     with_payload: bool = True
     with_vector: bool = False
+
+
+# -- snapshots -------------------------------------------------------------------------------
+
+
+class SnapshotOut(BaseModel):
+    name: str
+    size: int = Field(description="bytes of the tar file")
+    sha256: str = Field(description="SHA-256 of the tar file, hex")
+    created_at: str = Field(description="UTC, ISO 8601")
+    points: int
+    seq: int = Field(description="the store sequence number the snapshot holds")
+
+
+class SnapshotList(BaseModel):
+    snapshots: list[SnapshotOut]

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from indexer.embedders import EmbedderConfig, default_embedder_configs
+
+LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+MIN_KEY_LENGTH = 16
+
+ApiKeys = Annotated[list[SecretStr], NoDecode]
 
 
 class Settings(BaseSettings):
@@ -22,3 +30,76 @@ class Settings(BaseSettings):
     max_queries_per_batch: int = Field(default=1_024, ge=1)
     max_k: int = Field(default=1_000, ge=1, le=10_000)
     max_payload_bytes: int = Field(default=64 * 1024, ge=64)
+    max_dim: int = Field(default=8_192, ge=1, le=65_536)
+    # Nesting of $and/$or/$not plus the segments of dotted paths; the engine stops at 16.
+    max_filter_depth: int = Field(default=8, ge=1, le=16)
+    # A snapshot upload (restore) is streamed to a file in the data folder, not held in
+    # memory, so it has its own bound instead of max_body_bytes.
+    max_snapshot_bytes: int = Field(default=16 * 1024**3, ge=1024)
+
+    # The embedder allowlist: the models collections may embed with, as a JSON list of
+    # {"name", "kind", "source", "device", "batch_size"}. Requests only ever name one.
+    embedders: list[EmbedderConfig] = Field(default_factory=default_embedder_configs)
+    # Micro-batching: searches to one collection that arrive within this window are
+    # embedded and searched together (0 turns it off). A request that finds the
+    # collection idle never waits. max_batch bounds the queries in one batch.
+    batch_window_ms: float = Field(default=2.0, ge=0, le=1_000)
+    max_batch: int = Field(default=256, ge=1, le=65_536)
+
+    # Where `vecserve serve` listens.
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65_535)
+    # API keys: a JSON list or comma-separated. With none, every client has full access,
+    # which `vecserve serve` accepts only on a loopback address or with allow_no_auth.
+    api_keys: ApiKeys = Field(default_factory=list)
+    read_only_api_keys: ApiKeys = Field(default_factory=list)
+    allow_no_auth: bool = False
+
+    @field_validator("embedders")
+    @classmethod
+    def _unique_embedders(cls, configs: list[EmbedderConfig]) -> list[EmbedderConfig]:
+        names = [config.name for config in configs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"an embedder name is configured twice: {names}")
+        return configs
+
+    @field_validator("api_keys", "read_only_api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [key.strip() for key in text.split(",") if key.strip()]
+
+    @field_validator("api_keys", "read_only_api_keys")
+    @classmethod
+    def _strong_keys(cls, keys: list[SecretStr]) -> list[SecretStr]:
+        for key in keys:
+            secret = key.get_secret_value()
+            if len(secret) < MIN_KEY_LENGTH or not all(33 <= ord(c) <= 126 for c in secret):
+                raise ValueError(
+                    f"an API key is {MIN_KEY_LENGTH} or more printable ASCII characters "
+                    "without spaces or commas (e.g. `openssl rand -hex 32`)"
+                )
+            if "," in secret:
+                raise ValueError("an API key may not contain a comma")
+        return keys
+
+    @model_validator(mode="after")
+    def _safe_exposure(self) -> Settings:
+        read_write = {k.get_secret_value() for k in self.api_keys}
+        if read_write & {k.get_secret_value() for k in self.read_only_api_keys}:
+            raise ValueError("a key is both in api_keys and read_only_api_keys")
+        if not self.auth_enabled and self.host not in LOCAL_HOSTS and not self.allow_no_auth:
+            raise ValueError(
+                f"refusing to listen on {self.host} without API keys: set VECSERVE_API_KEYS, "
+                "or allow_no_auth (--allow-no-auth) if anyone who can reach the port may "
+                "read and write everything"
+            )
+        return self
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.api_keys or self.read_only_api_keys)

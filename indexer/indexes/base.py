@@ -2,11 +2,13 @@
 
 Families that cannot remove vectors (HNSW, and any index while it lives on a GPU) keep
 *tombstones*: labels that stay in the FAISS structure but are excluded from every search
-by an ID selector until the collection compacts the index by rebuilding it.
+(by an ID selector on the CPU; on a GPU, which takes no selector, by over-fetching and
+dropping them) until the collection compacts the index by rebuilding it.
 """
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar, Self
 
@@ -16,6 +18,8 @@ import numpy as np
 from indexer import devices
 from indexer.metric import Metric
 from indexer.spec import IndexSpec, SearchParams
+
+log = logging.getLogger(__name__)
 
 # Calibration aims a little above the target: it measures on a sample of queries.
 CALIBRATION_MARGIN = 0.02
@@ -66,6 +70,11 @@ class FaissIndex(ABC):
         self._dead = np.asarray(meta.get("dead", []), dtype=np.int64)
         self._dead_set: LabelSet | None = None
         self.on_gpu = False
+        self.gpu_bytes = 0  # estimated GPU memory held, 0 on the CPU
+        self.placement_note: str | None = None  # why it stays on the CPU, when GPUs exist
+        self._placement: devices.Placement | None = None
+        self._spec: IndexSpec | None = None
+        self.over_budget = False  # grew past its GPU booking: the collection moves it off
 
     # -- building ------------------------------------------------------------------------
 
@@ -75,19 +84,37 @@ class FaissIndex(ABC):
         return 0
 
     @classmethod
-    def build(cls, dim: int, metric: Metric, spec: IndexSpec, train: np.ndarray) -> Self:
-        """A new, empty index; trained on ``train`` if the family needs training."""
+    def build(
+        cls,
+        dim: int,
+        metric: Metric,
+        spec: IndexSpec,
+        train: np.ndarray,
+        placement: devices.Placement | None = None,
+    ) -> Self:
+        """A new, empty CPU index; trained on ``train`` if the family needs training (with
+        the GPUs' help when ``placement`` has any)."""
         index = faiss.index_factory(
             dim, cls.factory_string(dim, spec, len(train)), metric.faiss_metric
         )
         cls.configure(index, spec)
         if not index.is_trained:
-            index.train(train)
+            cls.train(index, train, placement)
         return cls(index, metric, {"trained_on": len(train), "storage": spec.storage})
+
+    @classmethod
+    def train(cls, index: Any, train: np.ndarray, placement: devices.Placement | None) -> None:
+        index.train(train)
 
     @classmethod
     @abstractmethod
     def factory_string(cls, dim: int, spec: IndexSpec, n_train: int) -> str: ...
+
+    @classmethod
+    def gpu_bytes_for(cls, dim: int, spec: IndexSpec, n: int) -> int:
+        """Estimated GPU memory for ``n`` vectors (codes, ids and the family's structures)."""
+        bytes_per_value = {"float32": 4, "float16": 2, "int8": 1}[spec.storage]
+        return n * (dim * bytes_per_value + 8)
 
     @classmethod
     def configure(cls, index: Any, spec: IndexSpec) -> None:
@@ -111,7 +138,13 @@ class FaissIndex(ABC):
         return not self.on_gpu
 
     def add(self, labels: np.ndarray, vectors: np.ndarray) -> None:
-        if len(labels):
+        if not len(labels):
+            return
+        if self.on_gpu:
+            with devices.gpu_lock:
+                self._index.add_with_ids(vectors, labels)
+            self._rebook()
+        else:
             self._index.add_with_ids(vectors, labels)
 
     def remove(self, labels: np.ndarray) -> None:
@@ -119,10 +152,11 @@ class FaissIndex(ABC):
             return
         if self.can_remove and not self.on_gpu:
             self._index.remove_ids(np.ascontiguousarray(labels, dtype=np.int64))
-        else:
-            present = labels[np.isin(labels, self._physical_labels())]
-            self._dead = np.union1d(self._dead, present)
-            self._dead_set = None
+            return
+        if not self.on_gpu:  # on a GPU, listing its labels would copy the whole index back
+            labels = labels[np.isin(labels, self._physical_labels())]
+        self._dead = np.union1d(self._dead, labels)
+        self._dead_set = None
 
     def labels(self) -> np.ndarray:
         """Sorted live labels."""
@@ -140,9 +174,27 @@ class FaissIndex(ABC):
                 if self._dead_set is None:
                     self._dead_set = LabelSet(self._dead)
                 selector = faiss.IDSelectorNot(self._dead_set.selector)
+        if self.on_gpu:
+            return self._search_gpu(queries, k, params)
         search_params = self.search_parameters(params, selector)
         distances, labels = self._index.search(queries, k, params=search_params)
         return distances, labels
+
+    def _search_gpu(
+        self, queries: np.ndarray, k: int, params: SearchParams
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Search on the GPU: no selector there, so tombstones are over-fetched and dropped
+        (rows left short of k are answered exactly by the collection)."""
+        fetch = min(k + len(self._dead), devices.GPU_MAX_K)
+        with devices.gpu_lock:
+            distances, labels = self._index.search(
+                queries, fetch, params=self.search_parameters(params, None)
+            )
+        if not len(self._dead):
+            return distances, labels
+        if self._dead_set is None:
+            self._dead_set = LabelSet(self._dead)
+        return keep_labels(distances, labels, ~self._dead_set.contains(labels), k)
 
     def search_parameters(self, params: SearchParams, selector: Any) -> Any:
         if selector is None:
@@ -181,13 +233,59 @@ class FaissIndex(ABC):
 
     # -- placement and persistence ------------------------------------------------------
 
-    def place_on_gpu(self) -> bool:
-        """Move the index to the GPU(s) if the family can live there; say whether it moved."""
-        if not self.gpu_capable or self.on_gpu or devices.gpu_count() == 0:
+    def place_on_gpu(self, placement: devices.Placement, spec: IndexSpec) -> bool:
+        """Move the index to the GPU(s) if the family can live there and it fits; else say
+        why in :attr:`placement_note`. Returns whether it is on the GPU now."""
+        if self.on_gpu or not placement.gpus:
+            return self.on_gpu
+        if not self.gpu_capable:
+            self.placement_note = f"{self.family} indexes have no GPU form in FAISS"
             return False
-        self._index = devices.to_gpu(self._index)
-        self.on_gpu = True
+        dim = int(self._index.d)
+        nbytes = self.gpu_bytes_for(dim, spec, int(self._index.ntotal))
+        refused = placement.reserve(self, nbytes)
+        if refused is not None:
+            self.placement_note = f"kept on the CPU: {refused}"
+            log.warning("%s index %s", self.family, self.placement_note)
+            return False
+        try:
+            self._index = placement.to_gpu(self.gpu_source(), float16=self.gpu_float16)
+        except RuntimeError as exc:  # out of GPU memory, or a form the GPU lacks
+            placement.release(self)
+            self.placement_note = f"kept on the CPU: FAISS could not place it ({exc})"
+            log.warning("%s index %s", self.family, self.placement_note)
+            return False
+        self.on_gpu, self.gpu_bytes, self.placement_note = True, nbytes, None
+        self._placement, self._spec = placement, spec
         return True
+
+    def _rebook(self) -> None:
+        """After growing on the GPU, book the extra memory, or flag the index to move off."""
+        if self._placement is None or self._spec is None:
+            return
+        nbytes = self.gpu_bytes_for(int(self._index.d), self._spec, int(self._index.ntotal))
+        if nbytes <= self.gpu_bytes:
+            return
+        refused = self._placement.reserve(self, nbytes)
+        if refused is None:
+            self.gpu_bytes = nbytes
+        else:
+            self.over_budget = True
+            self.placement_note = f"moving to the CPU: {refused}"
+
+    @property
+    def gpu_float16(self) -> bool:
+        """Whether the GPU copy computes in float16 (the cloner's ``useFloat16``)."""
+        return self.storage == "float16"
+
+    def gpu_source(self) -> Any:
+        """The CPU index to copy to the GPU (the index itself unless a family converts)."""
+        return self._index
+
+    def release(self) -> None:
+        """Give back the GPU memory booked for this index (when it is replaced)."""
+        if self._placement is not None:
+            self._placement.release(self)
 
     def cpu_index(self) -> Any:
         return devices.to_cpu(self._index) if self.on_gpu else self._index
@@ -205,3 +303,13 @@ class FaissIndex(ABC):
     @abstractmethod
     def _physical_labels(self) -> np.ndarray:
         """Every label in the FAISS structure, tombstones included."""
+
+
+def keep_labels(
+    distances: np.ndarray, labels: np.ndarray, mask: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Keep the first k entries of each row where ``mask`` holds, padding with -1."""
+    order = np.argsort(~mask, axis=1, kind="stable")[:, :k]
+    kept_labels = np.take_along_axis(np.where(mask, labels, -1), order, axis=1)
+    kept_distances = np.take_along_axis(distances, order, axis=1)
+    return kept_distances, kept_labels

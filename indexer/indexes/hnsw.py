@@ -8,6 +8,7 @@ import faiss
 import numpy as np
 
 from indexer.indexes.base import FaissIndex
+from indexer.metric import Metric
 from indexer.spec import IndexSpec, SearchParams
 
 _STORAGE = {"float32": "", "float16": "_SQfp16", "int8": "_SQ8"}
@@ -23,6 +24,12 @@ class HnswIndex(FaissIndex):
     def min_points(cls, spec: IndexSpec, dim: int) -> int:
         return 1000 if spec.storage == "int8" else 0
 
+    def __init__(self, index: Any, metric: Metric, meta: dict[str, Any] | None = None) -> None:
+        super().__init__(index, metric, meta)
+        # Unfiltered parameters, one per ef_search: building one costs a tenth of a
+        # single-query search.
+        self._unfiltered: dict[int, Any] = {}
+
     @classmethod
     def factory_string(cls, dim: int, spec: IndexSpec, n_train: int) -> str:
         return f"IDMap,HNSW{spec.hnsw_m}{_STORAGE[spec.storage]}"
@@ -33,7 +40,11 @@ class HnswIndex(FaissIndex):
 
     def search_parameters(self, params: SearchParams, selector: Any) -> Any:
         ef = params.ef_search or self.default_knob or 64
-        return faiss.SearchParametersHNSW(efSearch=ef, sel=selector)
+        if selector is not None:
+            return faiss.SearchParametersHNSW(efSearch=ef, sel=selector)
+        if ef not in self._unfiltered:
+            self._unfiltered[ef] = faiss.SearchParametersHNSW(efSearch=ef)
+        return self._unfiltered[ef]
 
     def _physical_labels(self) -> np.ndarray:
         return np.sort(faiss.vector_to_array(self._index.id_map))

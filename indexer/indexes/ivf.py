@@ -13,11 +13,14 @@ from typing import Any, ClassVar
 import faiss
 import numpy as np
 
+from indexer import devices
 from indexer.indexes.base import FaissIndex
+from indexer.metric import Metric
 from indexer.spec import IndexSpec, SearchParams
 
 _STORAGE = {"float32": "Flat", "float16": "SQfp16", "int8": "SQ8"}
-MIN_POINTS_PER_LIST = 39  # below this FAISS k-means warns and clusters poorly
+MIN_POINTS_PER_LIST = 39
+FLOAT32_LUT_MAX_M = 48  # below this FAISS k-means warns and clusters poorly
 
 
 def choose_nlist(spec: IndexSpec, n: int) -> int:
@@ -54,16 +57,45 @@ class IvfIndex(FaissIndex):
     def min_points(cls, spec: IndexSpec, dim: int) -> int:
         return max(10_000, MIN_POINTS_PER_LIST * (spec.nlist or 0))
 
+    def __init__(self, index: Any, metric: Metric, meta: dict[str, Any] | None = None) -> None:
+        super().__init__(index, metric, meta)
+        self.nlist = int(faiss.extract_index_ivf(index).nlist)
+        self._unfiltered: dict[int, Any] = {}  # nprobe -> its SearchParametersIVF; see hnsw
+
     @classmethod
     def factory_string(cls, dim: int, spec: IndexSpec, n_train: int) -> str:
         return f"IVF{choose_nlist(spec, n_train)},{_STORAGE[spec.storage]}"
 
+    @classmethod
+    def train(cls, index: Any, train: np.ndarray, placement: devices.Placement | None) -> None:
+        """Train; with GPUs, k-means assigns on a GPU (the index itself stays here)."""
+        if placement is None or not placement.gpus:
+            index.train(train)
+            return
+        ivf = faiss.extract_index_ivf(index)
+        assign = placement.to_gpu(faiss.IndexFlat(ivf.d, ivf.metric_type))
+        ivf.clustering_index = assign  # ``assign`` must outlive training: it owns the memory
+        try:
+            with devices.gpu_lock:
+                index.train(train)
+        finally:
+            ivf.clustering_index = None
+
+    @classmethod
+    def gpu_bytes_for(cls, dim: int, spec: IndexSpec, n: int) -> int:
+        centroids = choose_nlist(spec, n) * dim * 4
+        return super().gpu_bytes_for(dim, spec, n) + centroids
+
     def search_parameters(self, params: SearchParams, selector: Any) -> Any:
         nprobe = params.nprobe or self.default_knob or 16
-        return faiss.SearchParametersIVF(nprobe=nprobe, sel=selector)
+        if selector is not None:
+            return faiss.SearchParametersIVF(nprobe=nprobe, sel=selector)
+        if nprobe not in self._unfiltered:
+            self._unfiltered[nprobe] = faiss.SearchParametersIVF(nprobe=nprobe)
+        return self._unfiltered[nprobe]
 
     def knob_applies(self, value: int) -> bool:
-        return value <= int(faiss.extract_index_ivf(self._index).nlist)
+        return value <= self.nlist
 
     def _physical_labels(self) -> np.ndarray:
         invlists = faiss.extract_index_ivf(self.cpu_index()).invlists
@@ -81,7 +113,24 @@ class IvfPqIndex(IvfIndex):
     @classmethod
     def factory_string(cls, dim: int, spec: IndexSpec, n_train: int) -> str:
         m = spec.pq_m or choose_pq_m(dim)
-        return f"IVF{choose_nlist(spec, n_train)},PQ{m}x{spec.pq_bits}"
+        # "np": no polysemous training. It only reorders each codebook for Hamming
+        # pre-filtering, which searches never use (polysemous_ht stays 0), and it takes
+        # minutes for large m whatever the data size.
+        return f"IVF{choose_nlist(spec, n_train)},PQ{m}x{spec.pq_bits}np"
+
+    @classmethod
+    def gpu_bytes_for(cls, dim: int, spec: IndexSpec, n: int) -> int:
+        m = spec.pq_m or choose_pq_m(dim)
+        codes = n * (m * spec.pq_bits // 8 + 8)
+        codebooks = 2 ** int(spec.pq_bits) * dim * 4
+        return int(codes + choose_nlist(spec, n) * dim * 4 + codebooks)
+
+    @property
+    def gpu_float16(self) -> bool:
+        # float16 lookup tables, which FAISS GPU needs past 48 sub-quantizers of 8 bits
+        # (their float32 tables would overflow a block's shared memory).
+        ivf = faiss.downcast_index(faiss.extract_index_ivf(self.cpu_index()))
+        return int(ivf.pq.M) > FLOAT32_LUT_MAX_M
 
 
 def choose_pq_m(dim: int) -> int:

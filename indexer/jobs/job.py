@@ -65,7 +65,8 @@ def run_index_job(
         config: what to index, and how.
         engine: the engine to write through; by default one is opened on ``config.data``
             (and closed at the end).
-        registry: the embedder allowlist; by default :func:`default_embedder_configs`.
+        registry: the embedder allowlist; by default the engine's (when given) or
+            :func:`default_embedder_configs`.
         progress: told about progress after every committed batch.
 
     Returns:
@@ -82,12 +83,13 @@ def run_index_job(
         VecserveError: the input could not be read at all, or no record of it could be
             indexed (every one was rejected).
     """
-    registry = registry or EmbedderRegistry(default_embedder_configs())
+    if registry is None:
+        registry = engine.embedders if engine else EmbedderRegistry(default_embedder_configs())
     plan = _plan(config)
     registry.config(plan.embedder)  # an unknown name fails before any folder is made
     validate_name(config.collection)
     owned = engine is None
-    engine = engine or Engine(config.data, background=False)
+    engine = engine or Engine(config.data, background=False, embedders=registry)
     try:
         return _run(config, plan, engine, registry, progress)
     finally:

@@ -20,18 +20,33 @@ def describe(collection: Collection) -> dict[str, object]:
         "metric": config.metric.value,
         "index": config.index.model_dump(),
         "embedder": config.embedder,
+        "store_source": config.store_source,
         "count": collection.count(),
         "serving": collection.index_info,
     }
 
 
-@router.put("/{name}", operation_id="create_collection", response_model=CollectionInfo)
+@router.put(
+    "/{name}",
+    operation_id="create_collection",
+    response_model=CollectionInfo,
+    responses={
+        201: {"model": CollectionInfo, "description": "Created"},
+        409: {"description": "Another collection of that name (`CollectionExists`)"},
+    },
+)
 def create_collection(name: str, body: CreateCollection, engine: EngineDep) -> Response:
     """Create a collection; repeating the same request is harmless (200), a different
     configuration under the same name is a 409 ``CollectionExists``."""
     existed = name in engine.list_collections()
     collection = engine.create_collection(
-        name, body.dim, body.metric, body.index, embedder=body.embedder, exist_ok=True
+        name,
+        body.dim,
+        body.metric,
+        body.index,
+        embedder=body.embedder,
+        store_source=body.store_source,
+        exist_ok=True,
     )
     return Json(describe(collection), status_code=200 if existed else 201)
 

@@ -8,6 +8,7 @@ import orjson
 from fastapi import APIRouter, Response
 
 from indexer import Point
+from indexer.errors import InvalidInput
 from service.deps import CollectionDep, SettingsDep
 from service.errors import RequestTooLarge
 from service.responses import Json
@@ -35,7 +36,10 @@ def point_json(point: Point) -> dict[str, Any]:
 
 @router.put("", operation_id="upsert_points", response_model=Upserted)
 def upsert_points(body: Upsert, collection: CollectionDep, settings: SettingsDep) -> Response:
-    """Insert or replace points; all of them or none. Durable when this returns."""
+    """Insert or replace points; all of them or none. Durable when this returns.
+
+    Points carry vectors, or (for a collection with an embedder) texts or images, which
+    the collection's model embeds; one request holds points of one kind."""
     if len(body.points) > settings.max_points_per_upsert:
         raise RequestTooLarge(
             f"{len(body.points)} points in one upsert; "
@@ -47,8 +51,28 @@ def upsert_points(body: Upsert, collection: CollectionDep, settings: SettingsDep
             raise RequestTooLarge(
                 f"payload of point {i} is over the limit of {settings.max_payload_bytes} bytes"
             )
-    vectors = stack([p.array() for p in body.points])
-    count = collection.upsert([p.id for p in body.points], vectors, payloads)
+    ids = [p.id for p in body.points]
+    kinds = {
+        "text" if p.text is not None else "image" if p.image is not None else "vector"
+        for p in body.points
+    }
+    if len(kinds) > 1:
+        raise InvalidInput(
+            "the points of one upsert are all vectors, all texts or all images; "
+            "send each kind in its own request"
+        )
+    if kinds == {"text"}:
+        texts = [p.text or "" for p in body.points]
+        count = collection.upsert(
+            ids, texts=texts, payloads=payloads, store_source=body.store_source
+        )
+    elif kinds == {"image"}:
+        images = [p.image_bytes() for p in body.points]
+        count = collection.upsert(
+            ids, images=images, payloads=payloads, store_source=body.store_source
+        )
+    else:
+        count = collection.upsert(ids, stack([p.array() for p in body.points]), payloads)
     return Json({"upserted": count})
 
 

@@ -1,17 +1,34 @@
-"""Search (single and batch) and recommend."""
+"""Search (single and batch) and recommend.
+
+Searches go through the app's :class:`~service.batching.MicroBatcher`, which embeds and
+searches concurrent requests to one collection together and answers each on its own.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from fastapi import APIRouter, Response
+from starlette.concurrency import run_in_threadpool
 
-from indexer import Collection, Hit
+from indexer import Collection, Hit, PointId
 from indexer.errors import InvalidK
-from service.deps import CollectionDep, SettingsDep
+from service.batching import MicroBatcher, Query
+from service.deps import BatcherDep, CollectionDep, SettingsDep
 from service.errors import RequestTooLarge
 from service.responses import Json
-from service.schemas import BatchHits, Hits, Recommend, Search, SearchBatch, stack
+from service.schemas import (
+    BatchHits,
+    Example,
+    Hits,
+    ImageExample,
+    Recommend,
+    Search,
+    SearchBatch,
+    TextExample,
+    decode_image,
+)
 
 router = APIRouter(prefix="/collections/{name}", tags=["search"])
 
@@ -33,29 +50,40 @@ def check_k(k: int, max_k: int) -> None:
         raise InvalidK(f"k is {k}; this server answers at most k={max_k}")
 
 
-def run_search(collection: Collection, search: Search) -> list[Hit]:
-    common: dict[str, Any] = {
-        "filter": search.filter,
-        "params": search.params,
-        "with_payload": search.with_payload,
-        "with_vectors": search.with_vector,
-    }
-    if search.id is not None:  # "more like this point": the point itself is left out
-        return collection.recommend([search.id], k=search.k, **common)
-    return collection.search(search.array(), k=search.k, **common)[0]
+def to_query(search: Search) -> Query:
+    """The batcher's query for a search body (base64 is decoded here, in the request)."""
+    has_vector = search.vector is not None or search.vector_b64 is not None
+    return Query(
+        vector=search.array() if has_vector else None,
+        text=search.text,
+        image=search.image_bytes() if search.image is not None else None,
+        point_id=search.id,
+        k=search.k,
+        filter=search.filter,
+        params=search.params,
+        with_payload=search.with_payload,
+        with_vectors=search.with_vector,
+    )
 
 
 @router.post("/search", operation_id="search", response_model=Hits)
-def search(body: Search, collection: CollectionDep, settings: SettingsDep) -> Response:
-    """The k nearest points to a vector, or to a stored point given by id."""
+async def search(
+    body: Search, collection: CollectionDep, settings: SettingsDep, batcher: BatcherDep
+) -> Response:
+    """The k nearest points to a vector, a text or an image (for a collection with an
+    embedder), or to a stored point given by id."""
     check_k(body.k, settings.max_k)
-    return Json({"hits": hits_json(run_search(collection, body))})
+    hits = await batcher.search(collection, [to_query(body)])
+    return Json({"hits": hits_json(hits[0])})
 
 
 @router.post("/search/batch", operation_id="search_batch", response_model=BatchHits)
-def search_batch(body: SearchBatch, collection: CollectionDep, settings: SettingsDep) -> Response:
-    """Several searches in one request; vector searches that share k, filter and
-    parameters run as one batch through the index."""
+async def search_batch(
+    body: SearchBatch, collection: CollectionDep, settings: SettingsDep, batcher: BatcherDep
+) -> Response:
+    """Several searches in one request; those that share filter and parameters run as one
+    batch through the index (with concurrent requests' searches too). If one search
+    fails, the request fails with its error."""
     if len(body.searches) > settings.max_queries_per_batch:
         raise RequestTooLarge(
             f"{len(body.searches)} searches in one batch; the limit is "
@@ -63,36 +91,22 @@ def search_batch(body: SearchBatch, collection: CollectionDep, settings: Setting
         )
     for s in body.searches:
         check_k(s.k, settings.max_k)
-    results: list[list[Hit] | None] = [None] * len(body.searches)
-    groups: dict[str, list[int]] = {}
-    for i, s in enumerate(body.searches):
-        if s.id is None:
-            key = s.model_dump_json(exclude={"vector", "vector_b64"})
-            groups.setdefault(key, []).append(i)
-        else:
-            results[i] = run_search(collection, s)
-    for members in groups.values():
-        first = body.searches[members[0]]
-        found = collection.search(
-            stack([body.searches[i].array() for i in members]),
-            k=first.k,
-            filter=first.filter,
-            params=first.params,
-            with_payload=first.with_payload,
-            with_vectors=first.with_vector,
-        )
-        for i, hits in zip(members, found, strict=True):
-            results[i] = hits
-    return Json({"results": [{"hits": hits_json(r or [])} for r in results]})
+    results = await batcher.search(collection, [to_query(s) for s in body.searches])
+    return Json({"results": [{"hits": hits_json(hits)} for hits in results]})
 
 
 @router.post("/recommend", operation_id="recommend", response_model=Hits)
-def recommend(body: Recommend, collection: CollectionDep, settings: SettingsDep) -> Response:
-    """Points like the positive examples and unlike the negative ones (ids or vectors)."""
+async def recommend(
+    body: Recommend, collection: CollectionDep, settings: SettingsDep, batcher: BatcherDep
+) -> Response:
+    """Points like the positive examples and unlike the negative ones: ids, vectors, or
+    texts and images (for a collection with an embedder)."""
     check_k(body.k, settings.max_k)
-    hits = collection.recommend(
-        body.positive,
-        body.negative,
+    positive, negative = await embedded_examples(batcher, collection, body.positive, body.negative)
+    hits = await run_in_threadpool(
+        collection.recommend,
+        positive,
+        negative,
         k=body.k,
         strategy=body.strategy,
         filter=body.filter,
@@ -101,3 +115,31 @@ def recommend(body: Recommend, collection: CollectionDep, settings: SettingsDep)
         with_vectors=body.with_vector,
     )
     return Json({"hits": hits_json(hits)})
+
+
+async def embedded_examples(
+    batcher: MicroBatcher, collection: Collection, *groups: list[Example]
+) -> list[list[PointId | list[float] | np.ndarray]]:
+    """The example lists with every text and image replaced by its vector (embedded in
+    one batch)."""
+    out: list[list[PointId | list[float] | np.ndarray]] = []
+    places: list[tuple[int, int]] = []
+    sources: list[str | bytes] = []
+    for g, group in enumerate(groups):
+        resolved: list[PointId | list[float] | np.ndarray] = []
+        for i, example in enumerate(group):
+            if isinstance(example, TextExample):
+                sources.append(example.text)
+            elif isinstance(example, ImageExample):
+                sources.append(decode_image(example.image))
+            else:
+                resolved.append(example)
+                continue
+            places.append((g, i))
+            resolved.append([])  # its vector, once embedded
+        out.append(resolved)
+    if sources:
+        vectors = await batcher.embed(collection, sources)
+        for (g, i), vector in zip(places, vectors, strict=True):
+            out[g][i] = vector
+    return out

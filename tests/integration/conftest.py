@@ -22,14 +22,15 @@ def free_port() -> int:
 class Server:
     """The real service under uvicorn on 127.0.0.1, in its own process."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
         self.data_dir = data_dir
+        self.env = {"VECSERVE_DEVICE": "cpu", **(env or {})}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        env = {**os.environ, "VECSERVE_DATA_DIR": str(self.data_dir), "VECSERVE_DEVICE": "cpu"}
+        env = {**os.environ, "VECSERVE_DATA_DIR": str(self.data_dir), **self.env}
         self.process = subprocess.Popen(
             [
                 sys.executable,

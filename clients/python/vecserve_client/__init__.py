@@ -1,0 +1,115 @@
+"""vecserve-client: the Python SDK of vecserve, the self-hosted vector search service.
+
+>>> from vecserve_client import Client
+>>> with Client("http://127.0.0.1:8000") as client:
+...     client.create_collection("products", dim=384)
+...     client.upsert("products", ["a", "b"], vectors)
+...     hits = client.search("products", vectors[0], k=5)
+"""
+
+from httpx import Timeout
+
+from vecserve_client._async_client import AsyncClient
+from vecserve_client._client import Client
+from vecserve_client._exceptions import (
+    APIError,
+    BadRequest,
+    ChecksumMismatch,
+    CollectionExists,
+    CollectionNotEmpty,
+    CollectionNotFound,
+    Conflict,
+    ConnectError,
+    DimensionMismatch,
+    DuplicateIds,
+    EmbedderNotFound,
+    EmbedderUnavailable,
+    EmptyBatch,
+    Forbidden,
+    InternalError,
+    InvalidEmbedderInput,
+    InvalidFilter,
+    InvalidId,
+    InvalidIndexSpec,
+    InvalidInput,
+    InvalidK,
+    InvalidName,
+    InvalidPayload,
+    InvalidRequest,
+    InvalidSearchParams,
+    InvalidSnapshot,
+    InvalidVector,
+    MethodNotAllowed,
+    NotFound,
+    PointNotFound,
+    RateLimited,
+    RequestTooLarge,
+    ServerError,
+    ServiceUnavailable,
+    SnapshotNotFound,
+    TimeoutException,
+    TransportError,
+    Unauthorized,
+    UnknownEmbedder,
+    UnsupportedMediaType,
+    VecserveError,
+)
+from vecserve_client._models import CollectionInfo, Health, Hit, Point, Snapshot
+from vecserve_client._transport import Retries
+from vecserve_client._types import PointId
+from vecserve_client._version import __version__
+
+__all__ = [
+    "APIError",
+    "AsyncClient",
+    "BadRequest",
+    "ChecksumMismatch",
+    "Client",
+    "CollectionExists",
+    "CollectionInfo",
+    "CollectionNotEmpty",
+    "CollectionNotFound",
+    "Conflict",
+    "ConnectError",
+    "DimensionMismatch",
+    "DuplicateIds",
+    "EmbedderNotFound",
+    "EmbedderUnavailable",
+    "EmptyBatch",
+    "Forbidden",
+    "Health",
+    "Hit",
+    "InternalError",
+    "InvalidEmbedderInput",
+    "InvalidFilter",
+    "InvalidId",
+    "InvalidIndexSpec",
+    "InvalidInput",
+    "InvalidK",
+    "InvalidName",
+    "InvalidPayload",
+    "InvalidRequest",
+    "InvalidSearchParams",
+    "InvalidSnapshot",
+    "InvalidVector",
+    "MethodNotAllowed",
+    "NotFound",
+    "Point",
+    "PointId",
+    "PointNotFound",
+    "RateLimited",
+    "RequestTooLarge",
+    "Retries",
+    "ServerError",
+    "ServiceUnavailable",
+    "Snapshot",
+    "SnapshotNotFound",
+    "Timeout",
+    "TimeoutException",
+    "TransportError",
+    "Unauthorized",
+    "UnknownEmbedder",
+    "UnsupportedMediaType",
+    "VecserveError",
+    "__version__",
+]

@@ -1,0 +1,132 @@
+"""What the methods return: typed views of the server's answers.
+
+Fields the server adds later are ignored rather than rejected, so an older SDK keeps
+working against a newer server.
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+from typing import Annotated, Any
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import BaseModel, BeforeValidator, ConfigDict, model_validator
+
+from vecserve_client._types import PointId
+
+
+def _as_array(value: object) -> object:
+    """A vector from the wire (a JSON array, or base64 of little-endian float32) as a
+    float32 numpy array."""
+    if value is None or isinstance(value, np.ndarray):
+        return value
+    if isinstance(value, str):
+        return np.frombuffer(base64.b64decode(value), dtype="<f4").astype(np.float32)
+    return np.asarray(value, dtype=np.float32)
+
+
+VectorOut = Annotated[npt.NDArray[np.float32] | None, BeforeValidator(_as_array)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore", arbitrary_types_allowed=True)
+
+
+class _WithVector(_Model):
+    @model_validator(mode="before")
+    @classmethod
+    def _compact_vector(cls, data: Any) -> Any:
+        """Accept the vector in the compact form (``vector_b64``) as well."""
+        if isinstance(data, dict) and "vector_b64" in data:
+            data = {**data, "vector": data["vector_b64"]}
+        return data
+
+
+class Hit(_WithVector):
+    """One search result.
+
+    Attributes:
+        id: the point's id.
+        score: similarity for ``cosine`` and ``dot`` (higher is nearer), Euclidean
+            distance for ``l2`` (lower is nearer).
+        payload: the point's payload, or None when ``with_payload=False``.
+        vector: the stored vector as a float32 array, when ``with_vector=True``.
+    """
+
+    id: PointId
+    score: float
+    payload: dict[str, Any] | None = None
+    vector: VectorOut = None
+
+
+class Point(_WithVector):
+    """A stored point.
+
+    Attributes:
+        id: the point's id.
+        payload: its payload (an empty dict when it has none).
+        vector: the vector as written, as a float32 array, when ``with_vector=True``.
+    """
+
+    id: PointId
+    payload: dict[str, Any]
+    vector: VectorOut = None
+
+
+class CollectionInfo(_Model):
+    """A collection's configuration and state.
+
+    Attributes:
+        name: the collection's name.
+        dim: the dimension of its vectors.
+        metric: ``cosine``, ``dot`` or ``l2``.
+        index: the index spec it was created with, every field filled in.
+        embedder: the model that embeds its texts or images, or None.
+        store_source: whether points keep their text (or image hash) in the payload,
+            under ``"_source"``.
+        count: how many points it holds.
+        serving: the index serving searches now (family, device, ...).
+    """
+
+    name: str
+    dim: int
+    metric: str
+    index: dict[str, Any]
+    embedder: str | None = None
+    store_source: bool = False
+    count: int
+    serving: dict[str, Any]
+
+
+class Snapshot(_Model):
+    """A snapshot of a collection, kept by the server.
+
+    Attributes:
+        name: the snapshot's name, to download, restore or delete it by.
+        size: its size in bytes.
+        sha256: the SHA-256 of the snapshot file, in hex.
+        created_at: when it was made (UTC).
+        points: how many points it holds.
+        seq: the store's sequence number it holds: every write up to it, none after.
+    """
+
+    name: str
+    size: int
+    sha256: str
+    created_at: datetime
+    points: int
+    seq: int
+
+
+class Health(_Model):
+    """Whether the server can answer searches.
+
+    Attributes:
+        ready: True once every collection is open and its index loaded.
+        status: the server's word for its state (``"ready"``, ``"starting"``).
+    """
+
+    ready: bool
+    status: str

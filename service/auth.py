@@ -1,0 +1,188 @@
+"""API keys, checked in ASGI middleware before a request's body is read.
+
+A key comes as ``Authorization: Bearer KEY`` or ``X-API-Key: KEY``. Read-write keys
+(setting ``api_keys``) may call every route; read-only keys (``read_only_api_keys``) may
+call the routes that change nothing. What each route needs is :data:`ROUTE_PERMISSIONS`,
+keyed by method and path template; a route missing from it needs a read-write key, and is
+named in a warning at start-up (and fails ``tests/integration/test_auth.py``).
+
+Health checks and the API's description (OpenAPI, docs) are open: they hold no data, and
+load balancers and SDK generators need them without a key. ``/metrics`` needs a key, read
+only enough: it names collections and their sizes (Prometheus sends one with
+``authorization: {credentials: KEY}``).
+
+With no keys configured, auth is off and every request passes (``vecserve serve`` allows
+that only on a loopback address unless told otherwise).
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+import logging
+from collections.abc import Mapping, Sequence
+
+from starlette.requests import Request
+from starlette.routing import BaseRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from service.errors import error_response
+from service.routing import endpoints, route_path
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class Permission(enum.Enum):
+    OPEN = "open"  # no key
+    READ = "read"  # a read-only or a read-write key
+    WRITE = "write"  # a read-write key
+
+
+ROUTE_PERMISSIONS: Mapping[tuple[str, str], Permission] = {
+    ("GET", "/healthz"): Permission.OPEN,
+    ("GET", "/readyz"): Permission.OPEN,
+    ("GET", "/openapi.json"): Permission.OPEN,
+    ("GET", "/docs"): Permission.OPEN,
+    ("GET", "/docs/oauth2-redirect"): Permission.OPEN,
+    ("GET", "/redoc"): Permission.OPEN,
+    ("GET", "/metrics"): Permission.READ,
+    ("GET", "/collections"): Permission.READ,
+    ("GET", "/collections/{name}"): Permission.READ,
+    ("PUT", "/collections/{name}"): Permission.WRITE,
+    ("DELETE", "/collections/{name}"): Permission.WRITE,
+    ("PUT", "/collections/{name}/points"): Permission.WRITE,
+    ("POST", "/collections/{name}/points/get"): Permission.READ,
+    ("POST", "/collections/{name}/points/delete"): Permission.WRITE,
+    ("POST", "/collections/{name}/points/scroll"): Permission.READ,
+    ("POST", "/collections/{name}/search"): Permission.READ,
+    ("POST", "/collections/{name}/search/batch"): Permission.READ,
+    ("POST", "/collections/{name}/recommend"): Permission.READ,
+    # A read-only key may read every point anyway, so it may list and download snapshots.
+    ("GET", "/collections/{name}/snapshots"): Permission.READ,
+    ("GET", "/collections/{name}/snapshots/{snapshot}"): Permission.READ,
+    ("POST", "/collections/{name}/snapshots"): Permission.WRITE,
+    ("DELETE", "/collections/{name}/snapshots/{snapshot}"): Permission.WRITE,
+    ("POST", "/collections/{name}/snapshots/restore"): Permission.WRITE,
+}
+
+
+def permission_for(method: str, path: str) -> Permission:
+    """What a route needs; a route missing from the table needs a read-write key."""
+    return ROUTE_PERMISSIONS.get(("GET" if method == "HEAD" else method, path), Permission.WRITE)
+
+
+def check_route_table(routes: Sequence[BaseRoute]) -> list[tuple[str, str]]:
+    """Routes the table forgets (they need a read-write key), each logged as a warning;
+    entries for routes that no longer exist are logged too."""
+    served = set(endpoints(routes))
+    forgotten = sorted(served - ROUTE_PERMISSIONS.keys())
+    for method, path in forgotten:
+        log.warning(
+            "%s %s is not in auth.ROUTE_PERMISSIONS: it needs a read-write key", method, path
+        )
+    for method, path in sorted(ROUTE_PERMISSIONS.keys() - served):
+        log.warning(
+            "auth.ROUTE_PERMISSIONS names %s %s, which the app does not serve", method, path
+        )
+    return forgotten
+
+
+class KeyRing:
+    """The configured keys, compared in constant time."""
+
+    def __init__(self, read_write: Sequence[str], read_only: Sequence[str]) -> None:
+        # Comparing digests keeps every comparison the same length, so its time tells
+        # nothing about a key's length or prefix.
+        self._keys = [(_digest(k), Permission.WRITE) for k in read_write] + [
+            (_digest(k), Permission.READ) for k in read_only
+        ]
+
+    def grant(self, key: str | None) -> Permission | None:
+        """What ``key`` may do, or None for no key or an unknown one."""
+        if key is None:
+            return None
+        presented = _digest(key)
+        granted = None
+        for digest, permission in self._keys:  # every key, no early exit
+            if hmac.compare_digest(presented, digest):
+                granted = permission
+        return granted
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
+
+
+def presented_key(scope: Scope) -> str | None:
+    """The key from ``Authorization: Bearer`` or, failing that, ``X-API-Key``."""
+    headers: dict[bytes, bytes] = dict(scope["headers"])
+    scheme, _, token = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    api_key = headers.get(b"x-api-key", b"").decode("latin-1").strip()
+    return api_key or None
+
+
+class ApiKeyMiddleware:
+    """Answers 401 ``Unauthorized`` (no key or an unknown one) and 403 ``Forbidden`` (a
+    read-only key on a write) before the app reads the body; lets the rest through."""
+
+    def __init__(self, app: ASGIApp, settings: Settings, routes: Sequence[BaseRoute]) -> None:
+        # Built when the server starts (Starlette builds middleware on the first event,
+        # lifespan startup), when every route is in ``routes``.
+        self.app = app
+        self.routes = routes
+        self.served = set(endpoints(routes))
+        check_route_table(routes)
+        self.keys: KeyRing | None = None
+        if settings.auth_enabled:
+            self.keys = KeyRing(
+                [k.get_secret_value() for k in settings.api_keys],
+                [k.get_secret_value() for k in settings.read_only_api_keys],
+            )
+            log.info(
+                "auth is on: %d read-write and %d read-only API keys",
+                len(settings.api_keys),
+                len(settings.read_only_api_keys),
+            )
+        else:
+            log.warning(
+                "auth is OFF: no API keys configured (VECSERVE_API_KEYS), "
+                "so every client can read, write and delete everything"
+            )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.keys is None or scope["type"] == "lifespan":
+            await self.app(scope, receive, send)
+            return
+        if scope["type"] != "http":  # no websocket routes; refuse rather than let through
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        method = "GET" if scope["method"] == "HEAD" else scope["method"]
+        path = route_path(scope, self.routes)
+        if path is not None and (method, path) in self.served:
+            needed = permission_for(method, path)
+        else:  # a path no route serves (404), or a method it does not take (405)
+            needed = Permission.READ
+        if needed is Permission.OPEN:
+            await self.app(scope, receive, send)
+            return
+        granted = self.keys.grant(presented_key(scope))
+        if granted is None:
+            response = error_response(
+                Request(scope),
+                401,
+                "Unauthorized",
+                "a valid API key is needed: send `Authorization: Bearer KEY` or `X-API-Key: KEY`",
+            )
+            response.headers["WWW-Authenticate"] = 'Bearer realm="vecserve"'
+            await response(scope, receive, send)
+        elif needed is Permission.WRITE and granted is not Permission.WRITE:
+            response = error_response(
+                Request(scope), 403, "Forbidden", "this API key is read-only; this route writes"
+            )
+            await response(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)

@@ -1,0 +1,366 @@
+"""Micro-batching: concurrent searches to one collection are embedded and searched together.
+
+A batch of queries costs little more than one query (FAISS scans with BLAS or on the GPU,
+a model embeds a batch in one forward pass), so the HTTP layer does not search request by
+request. Each request puts its queries in its collection's lane:
+
+- a request that finds the lane idle (nothing waiting, nothing running) goes at once, so a
+  lone request never waits;
+- otherwise its queries wait until the window (``batch_window_ms``, counted from the oldest
+  waiting query) has closed and the lane's running batch is done, or until ``max_batch``
+  queries wait; then all that wait go as one batch.
+
+Waiting for the running batch makes batches grow with the load: where a batch takes longer
+than the window (a text model on a CPU), flushing on the window alone would queue many small
+batches behind it. A window of 0 turns batching off: every request goes at once, alone.
+
+Each batch runs in a worker thread, so the event loop reads the next requests meanwhile:
+
+1. texts are embedded in one call; images are decoded one by one, then embedded in one call;
+2. vectors are checked one by one, so a wrong dimension fails only its own request;
+3. queries with the same filter and params are searched as one batch, with the largest k
+   among them; each answer is then cut to its own k (and stripped of the payloads or
+   vectors it did not ask for);
+4. searches by point id ("more like this point") are recommendations and run one by one.
+
+A step that fails for a whole batch is retried query by query, so an error reaches only
+the request that caused it.
+
+With an HNSW index, a query searched with a larger k than it asked for may find slightly
+better neighbours than it would alone (the search breadth grows with k); exact and IVF
+indexes answer the same either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+from indexer import Collection, Hit, PointId, SearchParams
+from indexer.embedders import load_image
+from indexer.points import as_vector_batch
+
+__all__ = ["MicroBatcher", "Query"]
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """One search: exactly one of ``vector``, ``text``, ``image`` (an encoded image file)
+    or ``point_id``, and how to search."""
+
+    vector: np.ndarray | None = None
+    text: str | None = None
+    image: bytes | None = None
+    point_id: PointId | None = None
+    k: int = 10
+    filter: dict[str, Any] | None = None
+    params: SearchParams | None = None
+    with_payload: bool = True
+    with_vectors: bool = False
+
+
+@dataclass(slots=True)
+class _Item:
+    query: Query
+    search: bool  # False: only embed it (a recommend example)
+    future: asyncio.Future[Any]
+
+
+class _Lane:
+    """The queries waiting for one collection, and its batches running."""
+
+    __slots__ = ("due", "pending", "running", "timer")
+
+    def __init__(self) -> None:
+        self.pending: list[_Item] = []
+        self.running = 0
+        self.timer: asyncio.TimerHandle | None = None
+        self.due = False  # the window of the waiting queries has closed
+
+
+class MicroBatcher:
+    """Gathers concurrent searches per collection into batches; see the module docstring.
+
+    ``window_ms`` 0 turns batching off: every request is searched on its own, at once
+    (the queries of one request still go together). ``observe`` is told the size of each
+    batch (the service passes its Prometheus histogram). ``workers`` threads run the
+    batches.
+    """
+
+    def __init__(
+        self,
+        window_ms: float,
+        max_batch: int,
+        *,
+        workers: int = 2,
+        observe: Callable[[int], None] | None = None,
+    ) -> None:
+        self._window = window_ms / 1000
+        self._max_batch = max_batch
+        self._observe = observe
+        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="vecserve-batch")
+        self._lanes: dict[Collection, _Lane] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def search(self, collection: Collection, queries: Sequence[Query]) -> list[list[Hit]]:
+        """The hits of each query, in order; raises the first query's error if any fails."""
+        return await self._submit(collection, [(q, True) for q in queries])
+
+    async def embed(self, collection: Collection, sources: Sequence[str | bytes]) -> np.ndarray:
+        """Vectors of texts (``str``) and encoded images (``bytes``), [n, dim], in order,
+        embedded together with whatever else the collection is embedding now."""
+        queries = [Query(text=s) if isinstance(s, str) else Query(image=s) for s in sources]
+        vectors = await self._submit(collection, [(q, False) for q in queries])
+        return np.stack(vectors) if vectors else np.empty((0, collection.dim), np.float32)
+
+    def close(self) -> None:
+        """Wait for running batches to finish; call once no more requests arrive."""
+        for lane in self._lanes.values():
+            if lane.timer is not None:
+                lane.timer.cancel()
+        self._executor.shutdown(wait=True)
+
+    async def _submit(self, collection: Collection, queries: list[tuple[Query, bool]]) -> list[Any]:
+        loop = asyncio.get_running_loop()
+        items = [_Item(q, search, loop.create_future()) for q, search in queries]
+        lane = self._lanes.get(collection)
+        if lane is None:
+            lane = self._lanes[collection] = _Lane()
+        idle = not lane.pending and lane.running == 0
+        lane.pending.extend(items)
+        if idle or self._window <= 0 or len(lane.pending) >= self._max_batch:
+            self._flush(collection, lane)
+        elif lane.timer is None and not lane.due:
+            lane.timer = loop.call_later(self._window, self._window_closed, collection, lane)
+        results = await asyncio.gather(*(item.future for item in items), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return results
+
+    def _window_closed(self, collection: Collection, lane: _Lane) -> None:
+        lane.timer = None
+        lane.due = True
+        if not lane.running:
+            self._flush(collection, lane)
+
+    def _flush(self, collection: Collection, lane: _Lane) -> None:
+        if lane.timer is not None:
+            lane.timer.cancel()
+            lane.timer = None
+        lane.due = False
+        loop = asyncio.get_running_loop()
+        while lane.pending:
+            batch = lane.pending[: self._max_batch]
+            del lane.pending[: self._max_batch]
+            lane.running += 1
+            task = loop.create_task(self._run(collection, lane, batch))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, collection: Collection, lane: _Lane, items: list[_Item]) -> None:
+        loop = asyncio.get_running_loop()
+        results: list[Any] | None = None
+        try:
+            results = await loop.run_in_executor(self._executor, _execute, collection, items)
+        except Exception as exc:  # the executor is shut down: fail the batch, not the loop
+            results = [exc] * len(items)
+        finally:
+            lane.running -= 1
+            for i, item in enumerate(items):
+                if item.future.done():
+                    continue  # the request was cancelled meanwhile
+                if results is None:
+                    item.future.cancel()
+                elif isinstance(results[i], BaseException):
+                    item.future.set_exception(results[i])
+                else:
+                    item.future.set_result(results[i])
+            if not lane.running:
+                if lane.due and lane.pending:
+                    self._flush(collection, lane)  # they waited for this batch
+                elif not lane.pending and self._lanes.get(collection) is lane:
+                    del self._lanes[collection]
+        if self._observe is not None:
+            self._observe(len(items))
+
+
+# -- the work of one batch, in a worker thread ----------------------------------------------
+
+_MISSING = object()
+
+
+def _execute(collection: Collection, items: Sequence[_Item]) -> list[Any]:
+    """Each item's result (hits, or a vector for embed-only items) or its exception."""
+    results: list[Any] = [_MISSING] * len(items)
+    vectors = _query_vectors(collection, items, results)
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, item in enumerate(items):
+        if results[i] is not _MISSING:
+            continue  # failed already
+        query = item.query
+        if not item.search:
+            results[i] = vectors[i]
+        elif query.point_id is not None:
+            results[i] = _attempt(_more_like_point, collection, query)
+        else:
+            groups.setdefault(_group_key(query, i), []).append(i)
+    for members in groups.values():
+        _search_group(collection, items, members, vectors, results)
+    return results
+
+
+def _query_vectors(
+    collection: Collection, items: Sequence[_Item], results: list[Any]
+) -> dict[int, np.ndarray]:
+    """The query vector of every item that has or needs one; errors go to ``results``."""
+    vectors: dict[int, np.ndarray] = {}
+    texts: list[tuple[int, str]] = []
+    images: list[tuple[int, bytes]] = []
+    for i, item in enumerate(items):
+        query = item.query
+        if query.vector is not None:
+            try:
+                vectors[i] = as_vector_batch(query.vector, collection.dim)[0]
+            except Exception as exc:
+                results[i] = exc
+        elif query.text is not None:
+            texts.append((i, query.text))
+        elif query.image is not None:
+            images.append((i, query.image))
+    if not texts and not images:
+        return vectors
+    try:
+        embedder = collection.embedder
+    except Exception as exc:  # no embedder, or it cannot be loaded: every such query fails
+        for i, _ in texts + images:
+            results[i] = exc
+        return vectors
+    _embed_each(embedder.embed_texts, texts, vectors, results)
+    decoded = []
+    for i, image in images:
+        try:
+            # Bytes from a client: never a file path on this machine.
+            decoded.append((i, load_image(image, allow_paths=False)))
+        except Exception as exc:
+            results[i] = exc
+    _embed_each(embedder.embed_images, decoded, vectors, results)
+    return vectors
+
+
+def _embed_each(
+    embed: Callable[[list[Any]], np.ndarray],
+    inputs: list[tuple[int, Any]],
+    vectors: dict[int, np.ndarray],
+    results: list[Any],
+) -> None:
+    """Embed ``inputs`` in one call; if that fails, one by one to find the culprits."""
+    if not inputs:
+        return
+    try:
+        embedded = embed([value for _, value in inputs])
+    except Exception:
+        for i, value in inputs:
+            try:
+                vectors[i] = embed([value])[0]
+            except Exception as exc:
+                results[i] = exc
+        return
+    for (i, _), vector in zip(inputs, embedded, strict=True):
+        vectors[i] = vector
+
+
+def _group_key(query: Query, position: int) -> tuple[str, str]:
+    """Queries with equal keys can be searched as one batch."""
+    try:
+        filter_key = orjson.dumps(query.filter, option=orjson.OPT_SORT_KEYS).decode()
+    except TypeError:
+        filter_key = f"#{position}"  # not JSON: searched alone, and refused by the engine
+    params_key = query.params.model_dump_json() if query.params is not None else ""
+    return filter_key, params_key
+
+
+def _search_group(
+    collection: Collection,
+    items: Sequence[_Item],
+    members: list[int],
+    vectors: dict[int, np.ndarray],
+    results: list[Any],
+) -> None:
+    queries = [items[i].query for i in members]
+    payloads = any(q.with_payload for q in queries)
+    with_vectors = any(q.with_vectors for q in queries)
+    try:
+        found = collection.search(
+            np.stack([vectors[i] for i in members]),
+            k=max(q.k for q in queries),
+            filter=queries[0].filter,
+            params=queries[0].params,
+            with_payload=payloads,
+            with_vectors=with_vectors,
+        )
+    except Exception as exc:
+        if len(members) == 1:
+            results[members[0]] = exc
+            return
+        # Find which query caused it (a bad k, say): search each alone.
+        for i, query in zip(members, queries, strict=True):
+            results[i] = _attempt(_search_one, collection, query, vectors[i])
+        return
+    for i, query, hits in zip(members, queries, found, strict=True):
+        results[i] = _trimmed(hits, query, payloads, with_vectors)
+
+
+def _search_one(collection: Collection, query: Query, vector: np.ndarray) -> list[Hit]:
+    return collection.search(
+        vector,
+        k=query.k,
+        filter=query.filter,
+        params=query.params,
+        with_payload=query.with_payload,
+        with_vectors=query.with_vectors,
+    )[0]
+
+
+def _more_like_point(collection: Collection, query: Query) -> list[Hit]:
+    """The point itself is left out, as in recommend."""
+    assert query.point_id is not None
+    return collection.recommend(
+        [query.point_id],
+        k=query.k,
+        filter=query.filter,
+        params=query.params,
+        with_payload=query.with_payload,
+        with_vectors=query.with_vectors,
+    )
+
+
+def _trimmed(hits: list[Hit], query: Query, payloads: bool, vectors: bool) -> list[Hit]:
+    """A group's answer as this query asked for it: its k, and no payloads or vectors
+    (fetched for others in the group, ``payloads`` / ``vectors``) that it did not ask for."""
+    hits = hits[: query.k]
+    if (payloads and not query.with_payload) or (vectors and not query.with_vectors):
+        hits = [
+            Hit(
+                hit.id,
+                hit.score,
+                hit.payload if query.with_payload else None,
+                hit.vector if query.with_vectors else None,
+            )
+            for hit in hits
+        ]
+    return hits
+
+
+def _attempt(work: Callable[..., Any], *args: Any) -> Any:
+    """``work(*args)``, or the exception it raised."""
+    try:
+        return work(*args)
+    except Exception as exc:
+        return exc

@@ -1,0 +1,137 @@
+"""Prometheus metrics, in a registry of each app's own (no process-wide globals).
+
+- ``vecserve_requests_total`` and ``vecserve_request_duration_seconds``: by method, route
+  template (``/collections/{name}/search``, never the raw path, so the number of series
+  stays bounded) and status. Requests that match no route count as route ``unmatched``.
+- ``vecserve_collection_points``: points per collection, read when scraped.
+- ``vecserve_collection_open_seconds``: opening a collection at start-up, which loads its
+  index and catches it up with the store, or rebuilds it. The engine does not report the
+  rebuilds it runs in the background, so those are not here.
+- ``vecserve_search_batch_size``: queries searched together by the micro-batcher, which
+  observes into :attr:`Metrics.batch_size`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from starlette.routing import BaseRoute
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from indexer import Engine
+from indexer.errors import NotFound
+from service.routing import route_path
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+_OPEN_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+
+class Metrics:
+    """The service's metrics; ``render()`` is the body of ``GET /metrics``.
+
+    ``collection_sizes`` is called at each scrape and returns points per collection.
+    """
+
+    def __init__(self, collection_sizes: Callable[[], Mapping[str, int]]) -> None:
+        self.registry = CollectorRegistry()
+        labels = ("method", "route", "status")
+        self.requests = Counter(
+            "vecserve_requests", "HTTP requests answered", labels, registry=self.registry
+        )
+        self.request_seconds = Histogram(
+            "vecserve_request_duration_seconds",
+            "Time from a request's arrival to the end of its response",
+            labels,
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.collection_open_seconds = Histogram(
+            "vecserve_collection_open_seconds",
+            "Time to open a collection at start-up: load (or rebuild) and catch up its index",
+            buckets=_OPEN_BUCKETS,
+            registry=self.registry,
+        )
+        self.batch_size = Histogram(
+            "vecserve_search_batch_size",
+            "Queries searched as one batch by the micro-batcher",
+            buckets=_BATCH_BUCKETS,
+            registry=self.registry,
+        )
+        self.registry.register(_CollectionPoints(collection_sizes))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _CollectionPoints(Collector):
+    def __init__(self, sizes: Callable[[], Mapping[str, int]]) -> None:
+        self.sizes = sizes
+
+    def _family(self) -> GaugeMetricFamily:
+        return GaugeMetricFamily(
+            "vecserve_collection_points", "Points in each collection", labels=["collection"]
+        )
+
+    def describe(self) -> Iterable[Metric]:
+        return [self._family()]
+
+    def collect(self) -> Iterable[Metric]:
+        family = self._family()
+        for name, count in sorted(self.sizes().items()):
+            family.add_metric([name], count)
+        return [family]
+
+
+def collection_sizes(engine: Engine) -> dict[str, int]:
+    """Points per collection, skipping any dropped while they are counted."""
+    sizes = {}
+    for name in engine.list_collections():
+        try:
+            sizes[name] = engine.get_collection(name).count()
+        except NotFound:
+            continue
+    return sizes
+
+
+class MetricsMiddleware:
+    """Counts and times every HTTP request, including those refused before routing."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics, routes: Sequence[BaseRoute]) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # unless a response starts: an exception escaped the app
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = route_path(scope, self.routes) or "unmatched"
+            method = scope["method"] if scope["method"] in _METHODS else "other"
+            labels = (method, route, str(status))
+            self.metrics.requests.labels(*labels).inc()
+            self.metrics.request_seconds.labels(*labels).observe(time.perf_counter() - started)

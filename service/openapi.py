@@ -1,0 +1,92 @@
+"""The OpenAPI document, completed with what the layers around the routes answer.
+
+FastAPI describes what each route returns when it succeeds. Every operation also gets:
+
+- its error statuses, each with the :class:`~service.schemas.ErrorBody` shape: 422 where
+  it takes a body or parameters (FastAPI's own 422 shape is replaced: validation failures
+  are answered as ``InvalidRequest``), 400 and 413 where it takes a body, 404 where its
+  path names a collection, and, when auth is on, 401 and (for writes) 403 as
+  :data:`service.auth.ROUTE_PERMISSIONS` says;
+- when auth is on, the two ways to send a key (bearer token, ``X-API-Key``) on every
+  operation that needs one.
+
+Statuses a route declares itself (``responses=``) keep their description.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import FastAPI
+
+from service.auth import Permission, permission_for
+from service.schemas import ErrorBody
+
+_ERROR_REF = "#/components/schemas/ErrorBody"
+_DESCRIPTIONS = {
+    400: "The body cannot be decoded (`BadRequest`): not UTF-8, for instance",
+    401: "No API key, or an unknown one (`Unauthorized`)",
+    403: "A read-only API key on a route that writes (`Forbidden`)",
+    404: "The collection does not exist (`CollectionNotFound`), or another named thing",
+    413: "The body, or a count in it, is over one of the server's limits (`RequestTooLarge`)",
+    422: "The request is invalid: `InvalidRequest`, or a precise name (`InvalidFilter`, ...)",
+}
+_SECURITY_SCHEMES = {
+    "bearer": {"type": "http", "scheme": "bearer", "description": "an API key"},
+    "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+}
+
+
+def install_openapi(app: FastAPI, *, auth_enabled: bool) -> None:
+    """Make ``app.openapi()`` (and so ``/openapi.json``) return the completed document."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = complete(generate(), auth_enabled=auth_enabled)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def complete(document: dict[str, Any], *, auth_enabled: bool) -> dict[str, Any]:
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    schemas["ErrorBody"] = ErrorBody.model_json_schema(ref_template=_ERROR_REF)
+    for path, item in document.get("paths", {}).items():
+        for method, operation in item.items():
+            permission = permission_for(method.upper(), path)
+            _add_errors(operation, permission, auth_enabled)
+            if auth_enabled:
+                needs_key = permission is not Permission.OPEN
+                operation["security"] = [{"bearer": []}, {"apiKey": []}] if needs_key else []
+    if auth_enabled:
+        document["components"]["securitySchemes"] = _SECURITY_SCHEMES
+    for unused in ("HTTPValidationError", "ValidationError"):
+        if f'"#/components/schemas/{unused}"' not in json.dumps(document):
+            schemas.pop(unused, None)
+    return document
+
+
+def _add_errors(operation: dict[str, Any], permission: Permission, auth_enabled: bool) -> None:
+    parameters = operation.get("parameters", [])
+    has_body = "requestBody" in operation
+    statuses = set()
+    if has_body or parameters:
+        statuses.add(422)
+    if has_body:
+        statuses.update((400, 413))
+    if any(p.get("in") == "path" for p in parameters):
+        statuses.add(404)
+    if auth_enabled and permission is not Permission.OPEN:
+        statuses.add(401)
+        if permission is Permission.WRITE:
+            statuses.add(403)
+    responses = operation.setdefault("responses", {})
+    for status in sorted(statuses):
+        responses.setdefault(str(status), {"description": _DESCRIPTIONS[status]})
+    for status, response in responses.items():
+        if status.isdigit() and int(status) >= 400:
+            response["content"] = {"application/json": {"schema": {"$ref": _ERROR_REF}}}
+            if status == "422" and response.get("description") == "Validation Error":
+                response["description"] = _DESCRIPTIONS[422]

@@ -1,0 +1,145 @@
+"""``vecserve serve``: the command line that runs the service, its start-up safety check
+and its graceful stop."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import orjson
+
+from indexer import Engine
+from indexer.indexes import load_index
+from indexer.metric import Metric
+from indexer.store import SqliteStore
+from tests.integration.conftest import free_port
+
+VECSERVE = str(Path(sys.executable).with_name("vecserve"))
+ENV = {**os.environ, "VECSERVE_DEVICE": "cpu"}
+
+
+def saved_seq(folder: Path) -> int:
+    loaded = load_index(folder / "index.vsi", Metric.COSINE)
+    assert loaded is not None
+    return loaded[1]
+
+
+def test_serve_refuses_a_public_address_without_api_keys(tmp_path: Path) -> None:
+    args = ["serve", "--data", str(tmp_path), "--host", "0.0.0.0", "--port", str(free_port())]
+    result = subprocess.run(
+        [VECSERVE, *args], env=ENV, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 2
+    assert "without API keys" in result.stderr
+    assert "--allow-no-auth" in result.stderr
+
+
+def test_sigterm_finishes_requests_in_flight_saves_indexes_and_exits_0(tmp_path: Path) -> None:
+    data, port = tmp_path / "data", free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = (tmp_path / "serve.log").open("wb")
+    process = subprocess.Popen(
+        [VECSERVE, "serve", "--data", str(data), "--port", str(port), "--log-level", "warning"],
+        env=ENV,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_ready(url, process)
+        with httpx.Client(base_url=url, timeout=60) as http:
+            http.put("/collections/items", json={"dim": 8}).raise_for_status()
+            first = [{"id": i, "vector": [i % 7 + 1.0] * 8} for i in range(1000)]
+            http.put("/collections/items/points", json={"points": first}).raise_for_status()
+        folder = data / "collections" / "items"
+        stale_seq = saved_seq(folder)  # saved when created; not after each write
+
+        # An upsert whose body is still arriving when SIGTERM does.
+        halfway, signalled = threading.Event(), threading.Event()
+        late = [{"id": f"late-{i}", "vector": [0.5] * 8} for i in range(500)]
+        body = orjson.dumps({"points": late})
+
+        def slow_body() -> Iterator[bytes]:
+            yield body[: len(body) // 2]
+            halfway.set()
+            signalled.wait(10)
+            yield body[len(body) // 2 :]
+
+        in_flight: list[httpx.Response] = []
+        upsert = threading.Thread(
+            target=lambda: in_flight.append(
+                httpx.put(
+                    f"{url}/collections/items/points",
+                    content=slow_body(),
+                    headers={"content-type": "application/json"},
+                    timeout=60,
+                )
+            )
+        )
+        # And a burst of searches that runs into the shutdown.
+        statuses: list[int] = []
+        stop = threading.Event()
+
+        def search() -> None:
+            with httpx.Client(base_url=url, timeout=60) as client:
+                while not stop.is_set():
+                    try:
+                        query = {"vector": [1.0] * 8, "k": 5}
+                        statuses.append(
+                            client.post("/collections/items/search", json=query).status_code
+                        )
+                    except httpx.TransportError:
+                        return  # the server has stopped taking requests
+
+        burst = [threading.Thread(target=search) for _ in range(4)]
+        upsert.start()
+        for thread in burst:
+            thread.start()
+        assert halfway.wait(10)
+        time.sleep(0.3)  # the server has the request's headers and half its body
+        process.send_signal(signal.SIGTERM)
+        signalled.set()
+        upsert.join(60)
+        stop.set()
+        for thread in burst:
+            thread.join(60)
+        assert process.wait(60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        log.close()
+
+    assert in_flight[0].status_code == 200
+    assert in_flight[0].json() == {"upserted": 500}
+    assert statuses
+    assert all(status == 200 for status in statuses)
+    store = SqliteStore(folder / "store.sqlite3")
+    try:
+        assert saved_seq(folder) == store.seq > stale_seq  # the index was saved on the way out
+    finally:
+        store.close()
+    with Engine(data, device="cpu") as engine:
+        assert engine.get_collection("items").count() == 1500
+    output = (tmp_path / "serve.log").read_text()
+    assert "auth is OFF" in output
+    assert "Traceback" not in output
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert process.poll() is None, f"vecserve serve exited with {process.returncode}"
+        time.sleep(0.1)
+    raise AssertionError("vecserve serve was not ready in 30 s")

@@ -1,0 +1,248 @@
+"""The micro-batcher: concurrent searches form batches, and each caller gets its own answer.
+
+Every answer is compared with a direct search through the engine; the batcher runs on a
+real event loop over real collections (a flat index, so answers are exact).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from indexer import Collection, DimensionMismatch, Engine, Hit, InvalidFilter, InvalidK
+from indexer.collection import MAX_K
+from indexer.embedders import EmbedderRegistry, default_embedder_configs
+from indexer.errors import InvalidEmbedderInput
+from service.batching import MicroBatcher, Query
+
+rng = np.random.default_rng(11)
+DIM = 16
+
+
+class Batches:
+    """Records the size of every batch the batcher runs."""
+
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+
+    def __call__(self, size: int) -> None:
+        self.sizes.append(size)
+
+
+@pytest.fixture
+def col(engine: Engine) -> Collection:
+    c = engine.create_collection("items", dim=DIM, metric="cosine", index="flat")
+    vectors = rng.standard_normal((500, DIM)).astype(np.float32)
+    c.upsert(list(range(500)), vectors, [{"group": i % 3, "n": i} for i in range(500)])
+    return c
+
+
+def run_batcher(window_ms: float, max_batch: int, work: Any, *args: Any) -> tuple[Any, Batches]:
+    """Run ``work(batcher, *args)`` on a fresh event loop; return its result and batches."""
+    batches = Batches()
+    batcher = MicroBatcher(window_ms, max_batch, observe=batches)
+    try:
+        return asyncio.run(work(batcher, *args)), batches
+    finally:
+        batcher.close()
+
+
+def same_hits(got: list[Hit], expected: list[Hit]) -> None:
+    assert [h.id for h in got] == [h.id for h in expected]
+    np.testing.assert_allclose([h.score for h in got], [h.score for h in expected], atol=1e-5)
+    assert [h.payload for h in got] == [h.payload for h in expected]
+    assert [h.vector is None for h in got] == [h.vector is None for h in expected]
+
+
+def direct(col: Collection, query: Query) -> list[Hit]:
+    """What the engine answers for ``query`` on its own."""
+    if query.point_id is not None:
+        return col.recommend(
+            [query.point_id],
+            k=query.k,
+            filter=query.filter,
+            with_payload=query.with_payload,
+            with_vectors=query.with_vectors,
+        )
+    return col.search(
+        query.vector,
+        k=query.k,
+        filter=query.filter,
+        params=query.params,
+        with_payload=query.with_payload,
+        with_vectors=query.with_vectors,
+    )[0]
+
+
+async def one_each(
+    batcher: MicroBatcher, col: Collection, queries: list[Query]
+) -> list[list[Hit] | BaseException]:
+    """Each query as its own concurrent request; errors are returned, not raised."""
+    searches = (batcher.search(col, [q]) for q in queries)
+    answers = await asyncio.gather(*searches, return_exceptions=True)
+    return [a if isinstance(a, BaseException) else a[0] for a in answers]
+
+
+def test_concurrent_requests_are_searched_together_and_each_gets_its_own_answer(
+    col: Collection,
+) -> None:
+    queries = [
+        Query(
+            vector=rng.standard_normal(DIM).astype(np.float32),
+            k=[1, 5, 10, 3][i % 4],
+            filter=[None, {"group": 1}][i % 2],
+            with_payload=i % 3 != 0,
+            with_vectors=i % 5 == 0,
+        )
+        for i in range(40)
+    ]
+    queries.append(Query(point_id=7, k=4))
+    answers, batches = run_batcher(50, 256, one_each, col, queries)
+    # The first request finds the collection idle and goes at once; the rest wait for
+    # the window and go together.
+    assert batches.sizes == [1, 40]
+    for query, answer in zip(queries, answers, strict=True):
+        assert not isinstance(answer, BaseException)
+        same_hits(answer, direct(col, query))
+
+
+def test_an_error_reaches_only_the_request_that_caused_it(col: Collection) -> None:
+    good = [Query(vector=rng.standard_normal(DIM).astype(np.float32), k=3) for _ in range(6)]
+    wrong_dim = Query(vector=np.ones(DIM + 1, dtype=np.float32))
+    too_many = Query(vector=np.ones(DIM, dtype=np.float32), k=MAX_K + 1)
+    bad_filter = Query(vector=np.ones(DIM, dtype=np.float32), filter={"n": {"$regex": "x"}})
+    no_embedder = Query(text="a text for a collection without an embedder")
+    queries = [good[0], wrong_dim, good[1], too_many, good[2], bad_filter, no_embedder, *good[3:]]
+    answers, batches = run_batcher(50, 256, one_each, col, queries)
+    assert sum(batches.sizes) == len(queries)
+    assert isinstance(answers[1], DimensionMismatch)
+    assert isinstance(answers[3], InvalidK)
+    assert isinstance(answers[5], InvalidFilter)
+    assert isinstance(answers[6], InvalidEmbedderInput)
+    for query, answer in zip(queries, answers, strict=True):
+        if any(query is g for g in good):
+            assert not isinstance(answer, BaseException)
+            same_hits(answer, direct(col, query))
+
+
+def test_a_request_with_several_queries_fails_with_the_first_error(col: Collection) -> None:
+    async def work(batcher: MicroBatcher) -> None:
+        queries = [Query(vector=np.ones(DIM, np.float32)), Query(vector=np.ones(3, np.float32))]
+        with pytest.raises(DimensionMismatch):
+            await batcher.search(col, queries)
+
+    run_batcher(5, 256, work)
+
+
+def test_a_lone_request_does_not_wait_for_the_window(col: Collection) -> None:
+    query = Query(vector=np.ones(DIM, dtype=np.float32))
+
+    async def timed(batcher: MicroBatcher) -> float:
+        await batcher.search(col, [query])  # warm up
+        started = time.perf_counter()
+        await batcher.search(col, [query])
+        return time.perf_counter() - started
+
+    took, _ = run_batcher(2_000, 256, timed)
+    assert took < 1.0
+
+
+def test_a_full_batch_goes_before_the_window_closes(col: Collection) -> None:
+    queries = [Query(vector=rng.standard_normal(DIM).astype(np.float32)) for _ in range(17)]
+
+    async def timed(batcher: MicroBatcher) -> float:
+        started = time.perf_counter()
+        await one_each(batcher, col, queries)
+        return time.perf_counter() - started
+
+    took, batches = run_batcher(60_000, 8, timed)
+    assert batches.sizes == [1, 8, 8]
+    assert took < 30
+
+
+def test_a_zero_window_searches_every_request_on_its_own(col: Collection) -> None:
+    queries = [Query(vector=rng.standard_normal(DIM).astype(np.float32)) for _ in range(10)]
+    answers, batches = run_batcher(0, 256, one_each, col, queries)
+    assert batches.sizes == [1] * 10
+    for query, answer in zip(queries, answers, strict=True):
+        assert not isinstance(answer, BaseException)
+        same_hits(answer, direct(col, query))
+
+
+def test_the_queries_of_one_request_go_in_one_batch(col: Collection) -> None:
+    queries = [Query(vector=rng.standard_normal(DIM).astype(np.float32), k=2) for _ in range(64)]
+
+    async def work(batcher: MicroBatcher) -> list[list[Hit]]:
+        return await batcher.search(col, queries)
+
+    answers, batches = run_batcher(0, 256, work)
+    assert batches.sizes == [64]
+    for query, answer in zip(queries, answers, strict=True):
+        same_hits(answer, direct(col, query))
+
+
+# -- texts and images ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def registry() -> EmbedderRegistry:
+    pytest.importorskip("sentence_transformers")
+    return EmbedderRegistry(default_embedder_configs())
+
+
+@pytest.fixture
+def docs(tmp_path: Path, registry: EmbedderRegistry) -> Iterator[Collection]:
+    with Engine(tmp_path / "texts", background=False, embedders=registry) as engine:
+        c = engine.create_collection("docs", embedder="minilm", index="flat")
+        texts = [
+            "a cat sleeps on the sofa",
+            "the stock market fell sharply",
+            "a recipe for tomato soup",
+            "the football team won the cup",
+            "rain is expected tomorrow",
+            "a new phone was released",
+        ]
+        c.upsert(list(range(len(texts))), texts=texts)
+        yield c
+
+
+def png() -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_texts_are_embedded_together_and_answered_separately(docs: Collection) -> None:
+    texts = ["kitten", "finance news", "soup", "soccer", "weather", "smartphone", "cats"]
+    queries = [Query(text=t, k=2) for t in texts]
+    queries.append(Query(image=png()))  # a text model embeds no images: only this one fails
+    queries.append(Query(image=b"not an image"))
+    answers, batches = run_batcher(50, 256, one_each, docs, queries)
+    assert batches.sizes == [1, len(queries) - 1]
+    assert isinstance(answers[-2], InvalidEmbedderInput)
+    assert isinstance(answers[-1], InvalidEmbedderInput)
+    for text, answer in zip(texts, answers, strict=False):
+        assert not isinstance(answer, BaseException)
+        same_hits(answer, docs.search(texts=[text], k=2)[0])
+
+
+def test_embedding_for_examples_shares_the_batch_and_keeps_order(docs: Collection) -> None:
+    async def work(batcher: MicroBatcher) -> tuple[np.ndarray, list[list[Hit]]]:
+        vectors, hits = await asyncio.gather(
+            batcher.embed(docs, ["kitten", "soup"]), batcher.search(docs, [Query(text="rain")])
+        )
+        return vectors, hits
+
+    (vectors, hits), batches = run_batcher(50, 256, work)
+    np.testing.assert_allclose(vectors, docs.embed(texts=["kitten", "soup"]), atol=1e-5)
+    same_hits(hits[0], docs.search(texts=["rain"])[0])
+    assert sum(batches.sizes) == 3
