@@ -424,7 +424,9 @@ def save(out: Path, report: dict[str, Any], cells: list[Cell]) -> None:
         "compare ratios within this run, not absolute figures across runs.",
         "",
         f"- `vector`: {setup['glove_words']:,} GloVe words (50-d, cosine), index "
-        f"{setup['glove_index']['family']} {setup['glove_index']['default_params']} "
+        f"{setup['glove_index']['family']} "
+        + " ".join(f"{k}={v}" for k, v in setup["glove_index"]["default_params"].items())
+        + " "
         f"(built in {setup['glove_build_s']:.0f} s). `text`: {setup['texts']:,} further "
         f"GloVe words embedded by all-MiniLM-L6-v2 (`minilm`, 384-d, flat; "
         f"{setup['words_embed_s']:.0f} s to embed); queries are other words.",
@@ -437,6 +439,8 @@ def save(out: Path, report: dict[str, Any], cells: list[Cell]) -> None:
         "`Collection.search` on the same collections, before the server starts.",
         "- The httpx clients run in this process and share the cores with the server; "
         "part of the HTTP cost is theirs.",
+        "- Cells whose requests take seconds (text batch64 with 8 or 32 clients) complete "
+        "only a few requests each: coarse figures.",
         "",
         *markdown(COLUMNS, comparison_rows(cells)),
         "",

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Sequence
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # faiss and torch each bring an OpenMP runtime whose idle threads spin, by default, on
+    # the cores the other one needs: under load on a small machine a search or an
+    # embedding then stalls for hundreds of ms. Set before either is imported.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = argparse.ArgumentParser(prog="vecserve", description="Self-hosted vector search.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     demo = commands.add_parser(

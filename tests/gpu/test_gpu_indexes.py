@@ -90,7 +90,10 @@ def test_ivf_on_gpu_has_the_cpu_recall(engines: Engines, family: str) -> None:
         assert col.index_info["device"] == name
         found = ids_of(col.search(queries, k=10, params={"nprobe": 16}))
         recalls[name] = recall(found, truth)
-    assert abs(recalls["gpu"] - recalls["cpu"]) <= 0.01, recalls
+    # IVF-Flat computes the same distances on both; the GPU's IVF-PQ sums its lookup
+    # tables in another order and rounding, which moves PQ recall by about a point.
+    tolerance = 0.01 if family == "ivf_flat" else 0.02
+    assert abs(recalls["gpu"] - recalls["cpu"]) <= tolerance, recalls
 
 
 def test_writes_on_the_gpu_are_searchable(engines: Engines) -> None:
