@@ -15,7 +15,7 @@ from service.auth import ApiKeyMiddleware
 from service.batching import MicroBatcher
 from service.errors import install_error_handlers
 from service.limits import RequestLimitsMiddleware
-from service.metrics import Metrics, MetricsMiddleware, collection_sizes
+from service.metrics import Metrics, MetricsMiddleware, collection_gpu_bytes, collection_sizes
 from service.openapi import install_openapi
 from service.responses import Json
 from service.routes import collections, health, metrics, points, search, snapshots
@@ -83,7 +83,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         default_response_class=Json,
     )
-    app_metrics = Metrics(lambda: collection_sizes(app.state.engine) if app.state.ready else {})
+    app_metrics = Metrics(
+        lambda: collection_sizes(app.state.engine) if app.state.ready else {},
+        lambda: collection_gpu_bytes(app.state.engine) if app.state.ready else {},
+    )
     app.state.settings = settings
     app.state.metrics = app_metrics
     app.state.ready = False

@@ -4,6 +4,8 @@
   template (``/collections/{name}/search``, never the raw path, so the number of series
   stays bounded) and status. Requests that match no route count as route ``unmatched``.
 - ``vecserve_collection_points``: points per collection, read when scraped.
+- ``vecserve_collection_gpu_memory_bytes``: GPU memory each collection's index holds (an
+  estimate made when it was placed and as it grew; 0 for an index on the CPU).
 - ``vecserve_collection_open_seconds``: opening a collection at start-up, which loads its
   index and catches it up with the store, or rebuilds it. The engine does not report the
   rebuilds it runs in the background, so those are not here.
@@ -42,10 +44,15 @@ _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 class Metrics:
     """The service's metrics; ``render()`` is the body of ``GET /metrics``.
 
-    ``collection_sizes`` is called at each scrape and returns points per collection.
+    ``collection_sizes`` and ``gpu_bytes`` are called at each scrape and return points
+    and GPU bytes per collection.
     """
 
-    def __init__(self, collection_sizes: Callable[[], Mapping[str, int]]) -> None:
+    def __init__(
+        self,
+        collection_sizes: Callable[[], Mapping[str, int]],
+        gpu_bytes: Callable[[], Mapping[str, int]] = dict,
+    ) -> None:
         self.registry = CollectorRegistry()
         labels = ("method", "route", "status")
         self.requests = Counter(
@@ -70,20 +77,35 @@ class Metrics:
             buckets=_BATCH_BUCKETS,
             registry=self.registry,
         )
-        self.registry.register(_CollectionPoints(collection_sizes))
+        self.registry.register(
+            _CollectionGauge(
+                "vecserve_collection_points", "Points in each collection", collection_sizes
+            )
+        )
+        self.registry.register(
+            _CollectionGauge(
+                "vecserve_collection_gpu_memory_bytes",
+                "GPU memory held by each collection's index (estimated; 0 on the CPU)",
+                gpu_bytes,
+            )
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
 
-class _CollectionPoints(Collector):
-    def __init__(self, sizes: Callable[[], Mapping[str, int]]) -> None:
-        self.sizes = sizes
+class _CollectionGauge(Collector):
+    """One gauge per collection, read when scraped."""
+
+    def __init__(
+        self, name: str, documentation: str, read: Callable[[], Mapping[str, int]]
+    ) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.sizes = read
 
     def _family(self) -> GaugeMetricFamily:
-        return GaugeMetricFamily(
-            "vecserve_collection_points", "Points in each collection", labels=["collection"]
-        )
+        return GaugeMetricFamily(self.name, self.documentation, labels=["collection"])
 
     def describe(self) -> Iterable[Metric]:
         return [self._family()]
@@ -104,6 +126,17 @@ def collection_sizes(engine: Engine) -> dict[str, int]:
         except NotFound:
             continue
     return sizes
+
+
+def collection_gpu_bytes(engine: Engine) -> dict[str, int]:
+    """GPU bytes per collection, skipping any dropped while they are read."""
+    held = {}
+    for name in engine.list_collections():
+        try:
+            held[name] = int(engine.get_collection(name).index_info["gpu_bytes"])
+        except NotFound:
+            continue
+    return held
 
 
 class MetricsMiddleware:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import httpx
@@ -40,5 +41,9 @@ def test_service_serves_searches_from_the_gpu(tmp_path: Path) -> None:
                 json={"searches": [{"vector": vectors[i].tolist(), "k": 1} for i in range(64)]},
             ).json()
             assert [r["hits"][0]["id"] for r in batch["results"]] == list(range(64))
+            metrics = http.get("/metrics").text
+            assert re.search(
+                r'vecserve_collection_gpu_memory_bytes\{collection="items"\} [1-9]', metrics
+            )
     finally:
         server.stop()

@@ -49,6 +49,7 @@ def test_points_per_collection_are_read_at_scrape_time(http: httpx.Client) -> No
     seen = samples(http)
     assert seen["vecserve_collection_points", labels(collection="shoes")] == 5
     assert seen["vecserve_collection_points", labels(collection="empty")] == 0
+    assert seen["vecserve_collection_gpu_memory_bytes", labels(collection="shoes")] == 0  # CPU
     http.post("/collections/shoes/points/delete", json={"ids": [0, 1]})
     assert samples(http)["vecserve_collection_points", labels(collection="shoes")] == 3
 
