@@ -29,7 +29,9 @@ HTTP status it maps to::
     ├── Conflict (409)
     │   ├── CollectionExists
     │   └── CollectionNotEmpty      restoring a snapshot onto a collection that has points
-    └── EmbedderUnavailable (503)   the model could not be loaded
+    ├── EmbedderUnavailable (503)   the model could not be loaded
+    └── JobFailed                   a batch indexing job could not finish (jobs run outside
+                                    the server: never sent over HTTP)
 """
 
 from __future__ import annotations
@@ -148,3 +150,9 @@ class CollectionNotEmpty(Conflict):
 
 class EmbedderUnavailable(VecserveError):
     status_code = 503
+
+
+class JobFailed(VecserveError):
+    """A batch indexing job could not finish: its input could not be read, none of its
+    records could be indexed, or the server it sends points to refused them or could not
+    be reached."""

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 __all__ = ["IndexJobConfig", "JobSummary"]
 
@@ -16,7 +17,12 @@ class IndexJobConfig(BaseModel):
     Attributes:
         source: a JSONL, CSV or Parquet file, or a folder of images (searched recursively).
         collection: the collection to fill; created (cosine) if it does not exist.
-        data: the engine's data folder.
+        data: the engine's data folder, where the points and the job's checkpoint go.
+        url: a running vecserve service (``http://host:port``) to send the points to over
+            HTTP instead of writing them to ``data``; give one or the other.
+        api_key: the service's read-write API key, for ``url``.
+        state_dir: for ``url``, the local folder that keeps the job's checkpoint and reject
+            file (under ``jobs/``), so that the job resumes as it does for a data folder.
         format: ``auto`` tells a folder (images) or a file's format from its extension.
         id_field: the field holding each point's id (default ``id``). An image folder keys
             points by their relative path and takes no id field.
@@ -40,6 +46,9 @@ class IndexJobConfig(BaseModel):
     source: Path
     collection: str
     data: Path = Path("./data")
+    url: str | None = None
+    api_key: SecretStr | None = None
+    state_dir: Path = Path("./.vecserve")
     format: Literal["auto", "jsonl", "csv", "parquet", "images"] = "auto"
     id_field: str | None = Field(default=None, min_length=1)
     text_field: str | None = Field(default=None, min_length=1)
@@ -49,10 +58,31 @@ class IndexJobConfig(BaseModel):
     embedder: str | None = Field(default=None, min_length=1)
     batch_size: int | None = Field(default=None, ge=1, le=65_536)
 
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str | None) -> str | None:
+        if url is not None and not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", url):
+            raise ValueError(f"{url!r} is not a service URL like http://127.0.0.1:8000")
+        return url.rstrip("/") if url else url
+
     @model_validator(mode="after")
     def _one_field_to_embed(self) -> IndexJobConfig:
         if self.text_field is not None and self.image_field is not None:
             raise ValueError("give --text-field or --image-field, not both")
+        return self
+
+    @model_validator(mode="after")
+    def _one_destination(self) -> IndexJobConfig:
+        if self.url is None:
+            if self.api_key is not None:
+                raise ValueError("--api-key goes with --url")
+            if "state_dir" in self.model_fields_set:
+                raise ValueError(
+                    "state_dir goes with url: a job into a data folder keeps its checkpoint "
+                    "in the collection's folder"
+                )
+        elif "data" in self.model_fields_set:
+            raise ValueError("give --data or --url, not both")
         return self
 
 

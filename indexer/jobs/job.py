@@ -6,6 +6,8 @@ from __future__ import annotations
 import itertools
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -13,23 +15,16 @@ from typing import IO, Any
 import numpy as np
 import orjson
 
-from indexer.collection import Collection
 from indexer.embedders import Embedder, EmbedderRegistry, default_embedder_configs
 from indexer.engine import Engine, validate_name
-from indexer.errors import (
-    CollectionExists,
-    CollectionNotFound,
-    DimensionMismatch,
-    InvalidEmbedderInput,
-    InvalidInput,
-    VecserveError,
-)
+from indexer.errors import InvalidEmbedderInput, InvalidInput, JobFailed
 from indexer.jobs.checkpoint import Checkpoint, CheckpointFile, job_key
 from indexer.jobs.config import IndexJobConfig, JobSummary
 from indexer.jobs.pipeline import run_pipeline
 from indexer.jobs.progress import JobProgress
-from indexer.jobs.records import Batch, PointFields, read_batches
+from indexer.jobs.records import Batch, PointFields, Reject, read_batches
 from indexer.jobs.sources import Format, Source, Start, detect_format, open_source
+from indexer.jobs.targets import LocalTarget, Target
 
 __all__ = ["run_index_job"]
 
@@ -62,9 +57,10 @@ def run_index_job(
     """Index ``config.source`` into ``config.collection``, resuming an interrupted run.
 
     Args:
-        config: what to index, and how.
+        config: what to index, and how; with ``config.url``, the points go to that vecserve
+            service over HTTP (see :mod:`indexer.jobs.remote`) instead of a data folder.
         engine: the engine to write through; by default one is opened on ``config.data``
-            (and closed at the end).
+            (and closed at the end). Not for a job with a url.
         registry: the embedder allowlist; by default the engine's (when given) or
             :func:`default_embedder_configs`.
         progress: told about progress after every committed batch.
@@ -80,18 +76,43 @@ def run_index_job(
         CollectionExists: the collection holds vectors of another embedder.
         DimensionMismatch: the collection's dimension is not the embedder's.
         EmbedderUnavailable: the model could not be loaded.
-        VecserveError: the input could not be read at all, or no record of it could be
-            indexed (every one was rejected).
+        JobFailed: the input could not be read at all, no record of it could be indexed
+            (every one was rejected), or the service refused the points or stayed out of
+            reach.
     """
+    if engine is not None and config.url is not None:
+        raise InvalidInput("a job that sends its points to a url writes through no engine")
     if registry is None:
         registry = engine.embedders if engine else EmbedderRegistry(default_embedder_configs())
     plan = _plan(config)
     registry.config(plan.embedder)  # an unknown name fails before any folder is made
     validate_name(config.collection)
+    with _target(config, plan.embedder, engine, registry) as target:
+        return _run(config, plan, target, registry, progress)
+
+
+@contextmanager
+def _target(
+    config: IndexJobConfig, embedder: str, engine: Engine | None, registry: EmbedderRegistry
+) -> Iterator[Target]:
+    """Where the job's points go: the service at ``config.url``, or a collection of
+    ``engine`` (by default one opened on ``config.data``)."""
+    if config.url is not None:
+        from indexer.jobs.remote import RemoteTarget  # httpx, for the jobs that need it
+
+        api_key = config.api_key.get_secret_value() if config.api_key else None
+        remote = RemoteTarget(
+            config.url, config.collection, embedder, config.state_dir, api_key=api_key
+        )
+        try:
+            yield remote
+        finally:
+            remote.close()
+        return
     owned = engine is None
     engine = engine or Engine(config.data, background=False, embedders=registry)
     try:
-        return _run(config, plan, engine, registry, progress)
+        yield LocalTarget(engine, config.collection, embedder)
     finally:
         if owned:
             engine.close()
@@ -100,13 +121,14 @@ def run_index_job(
 def _run(
     config: IndexJobConfig,
     plan: _Plan,
-    engine: Engine,
+    target: Target,
     registry: EmbedderRegistry,
     progress: JobProgress | None,
 ) -> JobSummary:
-    collection = _existing_collection(engine, config.collection, plan.embedder)
-    if collection is not None:
-        checkpoint_file = CheckpointFile(collection.folder, job_key(plan.identity))
+    key = job_key(plan.identity)
+    state = target.existing()
+    if state is not None:
+        checkpoint_file = CheckpointFile(state, key)
         saved = _matching(checkpoint_file.load(), plan)
         if saved is not None and saved.finished:
             return _summary(config, saved, checkpoint_file, already_done=True)
@@ -119,21 +141,11 @@ def _run(
         raise InvalidInput(
             f"embedder {plan.embedder!r} cannot embed {plan.modality}s; it embeds {can}s"
         )
-    if collection is None:
-        collection = engine.create_collection(
-            config.collection, embedder.dim, "cosine", embedder=plan.embedder, exist_ok=True
-        )
-    elif collection.dim != embedder.dim:
-        raise DimensionMismatch(
-            f"collection {config.collection!r} has dimension {collection.dim}, but embedder "
-            f"{plan.embedder!r} makes vectors of dimension {embedder.dim}"
-        )
-
-    checkpoint_file = CheckpointFile(collection.folder, job_key(plan.identity))
+    checkpoint_file = CheckpointFile(target.prepare(embedder.dim), key)
     checkpoint = _matching(checkpoint_file.load(), plan) or Checkpoint(
         identity=plan.identity, fingerprint=plan.source.fingerprint()
     )
-    writer = _Writer(collection, checkpoint_file, checkpoint, progress)
+    writer = _Writer(target, checkpoint_file, checkpoint, progress)
     if progress is not None:
         progress.start(
             done_before=checkpoint.position,
@@ -153,14 +165,14 @@ def _run(
 
     final = writer.checkpoint
     if final.indexed == 0 and final.rejected > 0:
-        raise VecserveError(
+        raise JobFailed(
             f"no record of {str(config.source)!r} could be indexed: all {final.rejected:,} "
             f"were rejected (first: {_first_reason(checkpoint_file.rejects_path)}); "
             f"see {checkpoint_file.rejects_path}"
         )
     started = time.perf_counter()
     if writer.indexed:
-        collection.optimize()  # build the index the collection's size calls for, once
+        target.finish()
     index_s = time.perf_counter() - started
     final = checkpoint_file.save(final.model_copy(update={"finished": True}))
     return _summary(
@@ -195,6 +207,10 @@ def _plan(config: IndexJobConfig) -> _Plan:
         "payload_fields": list(fields.payload_fields),
         "embedder": config.embedder or DEFAULT_EMBEDDERS[modality],
     }
+    if config.url is not None:
+        # A local job's checkpoint lives in its collection's folder; a remote one's in a
+        # state folder shared by every service and collection.
+        identity.update(url=config.url, collection=config.collection)
     return _Plan(
         source=source,
         fields=fields,
@@ -262,7 +278,7 @@ def _peek_fields(source: Source) -> list[str] | None:
     """The fields seen in the first records, or None for an input with no records.
 
     Raises:
-        VecserveError: none of those records could be read.
+        JobFailed: none of those records could be read.
     """
     seen: dict[str, None] = {}
     first_error = None
@@ -276,26 +292,11 @@ def _peek_fields(source: Source) -> list[str] | None:
     if count == 0:
         return None
     if not seen and first_error is not None:
-        raise VecserveError(
+        raise JobFailed(
             f"cannot read {str(source.path)!r} as {source.format.upper()}: none of its first "
             f"{count:,} records is readable ({first_error})"
         )
     return list(seen)
-
-
-def _existing_collection(engine: Engine, name: str, embedder: str) -> Collection | None:
-    try:
-        collection = engine.get_collection(name)
-    except CollectionNotFound:
-        return None
-    made_by = collection.config.embedder
-    if made_by != embedder:
-        holds = f"vectors of embedder {made_by!r}" if made_by else "vectors of no embedder"
-        raise CollectionExists(
-            f"collection {name!r} already exists and holds {holds}; this job embeds with "
-            f"{embedder!r}: index into another collection"
-        )
-    return collection
 
 
 def _matching(saved: Checkpoint | None, plan: _Plan) -> Checkpoint | None:
@@ -336,16 +337,16 @@ def _embedding(embedder: Embedder, modality: str) -> Any:
 
 
 class _Writer:
-    """The writing stage: rejects, then points, then the checkpoint, batch after batch."""
+    """The writing stage: points, then rejects, then the checkpoint, batch after batch."""
 
     def __init__(
         self,
-        collection: Collection,
+        target: Target,
         checkpoint_file: CheckpointFile,
         checkpoint: Checkpoint,
         progress: JobProgress | None,
     ) -> None:
-        self._collection = collection
+        self._target = target
         self._file = checkpoint_file
         self._progress = progress
         self.checkpoint = checkpoint
@@ -360,20 +361,25 @@ class _Writer:
             path.unlink(missing_ok=True)
 
     def write(self, batch: Batch) -> None:
+        rejects = list(batch.rejects)
+        indexed = 0
+        if batch.ids:
+            assert batch.vectors is not None
+            refused = self._target.upsert(batch.ids, batch.vectors, batch.payloads)
+            rejects += [Reject(batch.positions[i], batch.ids[i], why) for i, why in refused]
+            indexed = len(batch.ids) - len(refused)
         rejects_bytes = self.checkpoint.rejects_bytes
-        if batch.rejects:
+        if rejects:
             if self._rejects is None:
                 self._file.rejects_path.parent.mkdir(parents=True, exist_ok=True)
                 self._rejects = open(self._file.rejects_path, "ab")  # noqa: SIM115
-            ordered = sorted(batch.rejects, key=lambda reject: reject.position)
+            ordered = sorted(rejects, key=lambda reject: reject.position)
             self._rejects.write(b"".join(reject.to_json() + b"\n" for reject in ordered))
             self._rejects.flush()
             os.fsync(self._rejects.fileno())
             rejects_bytes = self._rejects.tell()
-        if batch.ids:
-            self._collection.upsert(batch.ids, batch.vectors, batch.payloads)
-        self.indexed += len(batch.ids)
-        self.rejected += len(batch.rejects)
+        self.indexed += indexed
+        self.rejected += len(rejects)
         # Only now is everything before the batch's end in the collection.
         self.checkpoint = self._file.save(
             self.checkpoint.model_copy(
@@ -381,8 +387,8 @@ class _Writer:
                     "position": batch.end_position,
                     "cursor": batch.end_cursor,
                     "units": batch.units,
-                    "indexed": self.checkpoint.indexed + len(batch.ids),
-                    "rejected": self.checkpoint.rejected + len(batch.rejects),
+                    "indexed": self.checkpoint.indexed + indexed,
+                    "rejected": self.checkpoint.rejected + len(rejects),
                     "rejects_bytes": rejects_bytes,
                 }
             )

@@ -24,7 +24,7 @@ from typing import IO, Any, Literal, NamedTuple, Protocol
 
 import orjson
 
-from indexer.errors import InvalidInput, VecserveError
+from indexer.errors import InvalidInput, JobFailed
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -130,7 +130,7 @@ def open_source(path: Path, fmt: Format) -> Source:
 
     Raises:
         InvalidInput: the path is missing or of the wrong kind (a folder for a file format).
-        VecserveError: the file cannot be opened as ``fmt`` at all.
+        JobFailed: the file cannot be opened as ``fmt`` at all.
     """
     if fmt == "images":
         if not path.is_dir():
@@ -228,13 +228,11 @@ class CsvSource:
         try:
             header = next(csv.reader(lines, delimiter=self._delimiter))
         except StopIteration:
-            raise VecserveError(
+            raise JobFailed(
                 f"{str(self.path)!r} is empty: a CSV source needs a header row"
             ) from None
         except (UnicodeDecodeError, csv.Error) as exc:
-            raise VecserveError(
-                f"cannot read the header row of {str(self.path)!r}: {exc}"
-            ) from None
+            raise JobFailed(f"cannot read the header row of {str(self.path)!r}: {exc}") from None
         header = [name.strip().lstrip("\ufeff") for name in header]
         if len(set(header)) != len(header):
             raise InvalidInput(f"the header row of {str(self.path)!r} repeats a column name")
@@ -317,7 +315,7 @@ class ParquetSource:
         try:
             self._file = pq.ParquetFile(path)
         except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ... for a bad file
-            raise VecserveError(f"cannot read {str(path)!r} as Parquet: {exc}") from None
+            raise JobFailed(f"cannot read {str(path)!r} as Parquet: {exc}") from None
         self._columns: list[str] = list(self._file.schema_arrow.names)
 
     def columns(self) -> list[str] | None:

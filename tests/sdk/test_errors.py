@@ -35,6 +35,8 @@ SERVICE = Path(service.errors.__file__).parent
 # on the status for them too.
 GENERIC = {"VecserveError", "HttpError"}
 ALIASES = {"PayloadTooLarge": "RequestTooLarge"}  # the framework's name for a 413
+# Engine errors raised only outside the server (by batch jobs in the command line).
+NEVER_SENT = {"JobFailed"}
 
 
 def server_error_names() -> dict[str, int]:
@@ -43,7 +45,11 @@ def server_error_names() -> dict[str, int]:
     names: dict[str, int] = {}
     for module in (indexer.errors, service.errors):
         for cls in vars(module).values():
-            if inspect.isclass(cls) and issubclass(cls, indexer.errors.VecserveError):
+            if (
+                inspect.isclass(cls)
+                and issubclass(cls, indexer.errors.VecserveError)
+                and cls.__name__ not in NEVER_SENT
+            ):
                 names[cls.__name__] = cls.status_code
     for status, name in service.errors._HTTP_NAMES.items():
         names[name] = status

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 
@@ -27,10 +28,12 @@ pa = pytest.importorskip("pyarrow")
 from PIL import Image  # noqa: E402  (after the skips: PIL comes with the embed extra)
 from skimage import data as photos  # noqa: E402
 
-from indexer import CollectionExists, Engine, InvalidInput, VecserveError  # noqa: E402
+from indexer import CollectionExists, Engine, InvalidInput  # noqa: E402
 from indexer.embedders import Embedder, EmbedderRegistry, default_embedder_configs  # noqa: E402
+from indexer.errors import JobFailed  # noqa: E402
 from indexer.jobs import IndexJobConfig, JobSummary, ProgressLine, run_index_job  # noqa: E402
 from indexer.jobs.pipeline import run_pipeline  # noqa: E402
+from indexer.jobs.remote import Retries, retry_after  # noqa: E402
 from indexer.jobs.sources import Start, open_source  # noqa: E402
 from service.cli import main  # noqa: E402
 
@@ -321,7 +324,7 @@ def test_a_job_whose_every_record_is_rejected_fails(
     tmp_path: Path, engine: Engine, registry: EmbedderRegistry
 ) -> None:
     source = write_jsonl(tmp_path / "docs.jsonl", [{"id": i, "title": i} for i in range(10)])
-    with pytest.raises(VecserveError, match="all 10 were rejected") as caught:
+    with pytest.raises(JobFailed, match="all 10 were rejected") as caught:
         run(job(source, engine.path, text_field="title"), engine, registry)
     assert "is a int, not a string" in caught.value.message
 
@@ -553,3 +556,52 @@ def test_unreadable_input_fails_with_exit_1_and_no_traceback(tmp_path: Path) -> 
     assert err.startswith("vecserve index: error: cannot read")
     assert "none of its first" in err
     assert "Traceback" not in err
+
+
+# -- jobs that send their points to a service (see tests/integration/test_index_url.py) -----
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--data", "d", "--url", "http://127.0.0.1:1"], "not allowed with argument"),
+        (["--api-key", "k" * 20], "--api-key goes with --url"),
+        (["--url", "127.0.0.1:8000"], "is not a service URL like http://127.0.0.1:8000"),
+    ],
+)
+def test_a_job_goes_to_a_data_folder_or_to_a_url_with_its_key(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+    message: str,
+) -> None:
+    write_jsonl(tmp_path / "docs.jsonl", rows(3))
+    monkeypatch.chdir(tmp_path)
+    try:
+        code = main(["index", "docs.jsonl", "--collection", "docs", "--text-field", "title", *args])
+    except SystemExit as exit:  # argparse's own errors
+        code = int(exit.code or 0)
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert sorted(os.listdir(tmp_path)) == ["docs.jsonl"]
+
+
+def test_retries_wait_longer_each_time_and_as_long_as_the_service_asks() -> None:
+    retries = Retries(max_retries=3, backoff=1.0, max_backoff=3.0, max_retry_after=10.0)
+    first, second, third = (retries.delay(n) or -1.0 for n in (1, 2, 3))
+    assert 0.5 <= first <= 1.0 <= second <= 2.0
+    assert 1.5 <= third <= 3.0
+    assert retries.delay(4) is None
+    assert retries.delay(1, retry_after=7.0) == 7.0
+    assert retries.delay(1, retry_after=600.0) == 10.0
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [("3", 3.0), ("0.5", 0.5), ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0), ("soon", None)],
+)
+def test_retry_after_is_read_as_seconds_or_as_a_date(header: str, seconds: float | None) -> None:
+    response = httpx.Response(429, headers={"retry-after": header})
+    assert retry_after(response) == seconds
+    assert retry_after(httpx.Response(429)) is None
