@@ -406,8 +406,9 @@ def save(out: Path, report: dict[str, Any], results: list[Result]) -> None:
         f"({report['machine']['faiss_omp_threads']} OpenMP threads), "
         f"{report['runtime_s']:.0f} s in all. One-minute load average "
         f"{report['machine']['load_average_1m']['start']:.1f} at the start and "
-        f"{report['machine']['load_average_1m']['end']:.1f} at the end: other jobs shared "
-        "the machine, so compare the ratios, not the absolute figures, with other runs.",
+        f"{report['machine']['load_average_1m']['end']:.1f} at the end (the benchmark itself keeps "
+        "the cores busy; anything above their count is other work on a shared machine), so "
+        "compare the ratios, not the absolute figures, with other runs.",
         "",
         *table_header(),
         *(markdown_row(r.row()) for r in results),

@@ -1,6 +1,6 @@
 """vecserve's engine: durable collections on SQLite, searched through FAISS indexes."""
 
-from indexer.collection import Collection, CollectionConfig
+from indexer.collection import Collection, CollectionConfig, IndexBuild
 from indexer.engine import Engine
 from indexer.errors import (
     ChecksumMismatch,
@@ -41,6 +41,7 @@ __all__ = [
     "EmptyBatch",
     "Engine",
     "Hit",
+    "IndexBuild",
     "IndexSpec",
     "InvalidFilter",
     "InvalidId",

@@ -6,7 +6,8 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from itertools import accumulate
 from pathlib import Path
 from typing import Any, Literal
@@ -61,6 +62,20 @@ INDEX_FILE = "index.vsi"  # in the collection's folder, beside the store
 Example = PointId | Sequence[float] | np.ndarray
 
 
+@dataclass(frozen=True, slots=True)
+class IndexBuild:
+    """An index built from a collection's whole store: on open (missing or damaged index
+    file), or when maintenance moves it to another family, retrains or compacts it."""
+
+    collection: str
+    family: str
+    points: int
+    seconds: float
+
+
+IndexBuildObserver = Callable[[IndexBuild], None]
+
+
 class CollectionConfig(BaseModel):
     """What a collection is; fixed at creation."""
 
@@ -91,6 +106,7 @@ class Collection:
         placement: Placement,
         background: bool,
         embedders: EmbedderRegistry,
+        on_index_build: IndexBuildObserver | None = None,
     ) -> None:
         self.folder = folder
         self.store = store
@@ -99,6 +115,7 @@ class Collection:
         self._placement = placement
         self._gpus = placement.gpus
         self._background = background
+        self._on_index_build = on_index_build
         self._rw = ReadWriteLock()
         self._write_lock = threading.Lock()  # one writer at a time, before the RW lock
         self._maintain_lock = threading.Lock()
@@ -637,13 +654,19 @@ class Collection:
             index.add(labels[~held_out], vecs[~held_out])
             self._calibrate(index, vecs[held_out], labels[~held_out], vecs[~held_out])
             index.add(labels[held_out], vecs[held_out])
+        build = IndexBuild(self.name, index.family, len(labels), time.perf_counter() - started)
         log.info(
             "collection %s: built %s index over %d points in %.1fs",
-            self.name,
-            index.family,
-            len(labels),
-            time.perf_counter() - started,
+            build.collection,
+            build.family,
+            build.points,
+            build.seconds,
         )
+        if self._on_index_build is not None:
+            try:
+                self._on_index_build(build)
+            except Exception:  # an observer's failure must not fail a build
+                log.exception("collection %s: index build observer failed", self.name)
         return index
 
     def _family(self, n: int) -> tuple[type[FaissIndex], IndexSpec]:

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import faiss
 
 from indexer import devices
-from indexer.collection import INDEX_FILE, Collection, CollectionConfig
+from indexer.collection import INDEX_FILE, Collection, CollectionConfig, IndexBuildObserver
 from indexer.embedders import EmbedderRegistry, default_embedder_configs
 from indexer.embedding import embedder_dim
 from indexer.errors import (
@@ -63,6 +63,8 @@ class Engine:
     background thread as collections grow (else only on :meth:`Collection.optimize`).
     ``embedders``: the allowlist of models that collections may embed with (by default
     :func:`~indexer.embedders.default_embedder_configs`); each loads on first use.
+    ``on_index_build``: called with an :class:`~indexer.collection.IndexBuild` after each
+    index built from a whole store (on open or by maintenance), e.g. to export its time.
     """
 
     def __init__(
@@ -74,6 +76,7 @@ class Engine:
         gpu_mode: Literal["replicate", "shard"] = "replicate",
         gpu_memory_limit: int | None = None,
         embedders: EmbedderRegistry | None = None,
+        on_index_build: IndexBuildObserver | None = None,
     ) -> None:
         self.path = Path(path)
         self.embedders = embedders or EmbedderRegistry(default_embedder_configs())
@@ -84,6 +87,7 @@ class Engine:
         )
         self._gpus = self.placement.gpus
         self._background = background
+        self._on_index_build = on_index_build
         self._lock = threading.Lock()
         self._open: dict[str, Collection] = {}
         faiss.cvar.distance_compute_blas_threshold = BLAS_THRESHOLD
@@ -273,6 +277,7 @@ class Engine:
             placement=self.placement,
             background=background,
             embedders=self.embedders,
+            on_index_build=self._on_index_build,
         )
 
     def _detach(self, name: str) -> Path:

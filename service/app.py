@@ -59,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.data_dir,
             device=settings.device,
             embedders=EmbedderRegistry(settings.embedders),
+            on_index_build=app_metrics.observe_index_build,
         )
         app.state.engine = engine
         batcher = MicroBatcher(

@@ -66,4 +66,12 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> Json:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error_response(request, 500, "InternalError", "internal error; see the server log")
+        response = error_response(
+            request, 500, "InternalError", "internal error; see the server log"
+        )
+        # Starlette answers this outside every middleware, so the request id middleware
+        # never sees the response: set its header here.
+        request_id = getattr(request.state, "request_id", None)
+        if request_id is not None:
+            response.headers["x-request-id"] = request_id
+        return response

@@ -7,8 +7,10 @@
 - ``vecserve_collection_gpu_memory_bytes``: GPU memory each collection's index holds (an
   estimate made when it was placed and as it grew; 0 for an index on the CPU).
 - ``vecserve_collection_open_seconds``: opening a collection at start-up, which loads its
-  index and catches it up with the store, or rebuilds it. The engine does not report the
-  rebuilds it runs in the background, so those are not here.
+  index and catches it up with the store, or rebuilds it.
+- ``vecserve_index_build_seconds``: by index family, every index built from a whole
+  store (training, adding, calibrating): on open, and the rebuilds that maintenance runs
+  in the background as a collection grows or gathers tombstones.
 - ``vecserve_search_batch_size``: queries searched together by the micro-batcher, which
   observes into :attr:`Metrics.batch_size`.
 """
@@ -30,7 +32,7 @@ from prometheus_client.registry import Collector
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from indexer import Engine
+from indexer import Engine, IndexBuild
 from indexer.errors import NotFound
 from service.routing import route_path
 
@@ -71,6 +73,13 @@ class Metrics:
             buckets=_OPEN_BUCKETS,
             registry=self.registry,
         )
+        self.index_build_seconds = Histogram(
+            "vecserve_index_build_seconds",
+            "Time to build an index from a collection's whole store, by index family",
+            ("family",),
+            buckets=_OPEN_BUCKETS,
+            registry=self.registry,
+        )
         self.batch_size = Histogram(
             "vecserve_search_batch_size",
             "Queries searched as one batch by the micro-batcher",
@@ -89,6 +98,9 @@ class Metrics:
                 gpu_bytes,
             )
         )
+
+    def observe_index_build(self, build: IndexBuild) -> None:
+        self.index_build_seconds.labels(build.family).observe(build.seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

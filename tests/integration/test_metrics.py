@@ -54,15 +54,17 @@ def test_points_per_collection_are_read_at_scrape_time(http: httpx.Client) -> No
     assert samples(http)["vecserve_collection_points", labels(collection="shoes")] == 3
 
 
-def test_collection_open_times_and_batch_sizes_are_exposed(server: Server) -> None:
+def test_open_and_index_build_times_and_batch_sizes_are_exposed(server: Server) -> None:
     with httpx.Client(base_url=server.url) as http:
         for name in ("a", "b"):
             http.put(f"/collections/{name}", json={"dim": 2})
     server.stop()
+    (server.data_dir / "collections" / "a" / "index.vsi").unlink()  # rebuilt on open
     server.start()  # opens both collections before it is ready
     with httpx.Client(base_url=server.url) as http:
         seen = samples(http)
     assert seen["vecserve_collection_open_seconds_count", frozenset()] == 2
+    assert seen["vecserve_index_build_seconds_count", labels(family="flat")] == 1
     assert ("vecserve_search_batch_size_count", frozenset()) in seen
 
 

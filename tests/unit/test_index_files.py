@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from indexer import Engine
+from indexer import Engine, IndexBuild
 
 rng = np.random.default_rng(3)
 DATA = rng.standard_normal((3_000, 16)).astype(np.float32)
@@ -82,3 +82,16 @@ def test_a_stale_index_catches_up_with_the_store_on_open(tmp_path: Path) -> None
         assert results(col) == expected
         approximate = col.search(DATA[:2] + 1, k=1)
         assert [row[0].id for row in approximate] == [0, "new"]
+
+
+def test_rebuilds_are_reported_to_the_engines_observer(tmp_path: Path) -> None:
+    seen: list[IndexBuild] = []
+    with Engine(tmp_path, background=False, on_index_build=seen.append) as engine:
+        col = engine.create_collection("c", dim=16, metric="l2", index="flat")
+        col.upsert(list(range(100)), DATA[:100])
+    seen.clear()
+    (tmp_path / "collections" / "c" / "index.vsi").unlink()
+    with Engine(tmp_path, background=False, on_index_build=seen.append) as engine:
+        assert engine.get_collection("c").count() == 100
+    assert [(b.collection, b.family, b.points) for b in seen] == [("c", "flat", 100)]
+    assert seen[0].seconds >= 0
