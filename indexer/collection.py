@@ -389,7 +389,7 @@ class Collection:
             wanted = k + (0 if allowed is not None else len(exclude))
             if strategy == "average":
                 p = pos.mean(0)
-                query = (2 * p - neg.mean(0)) if len(neg) else p
+                query = self._recommend_query((2 * p - neg.mean(0)) if len(neg) else p)
                 distances, labels = self._search(query[None, :], wanted, search_params, allowed)
                 keep = ~np.isin(labels[0], exclude)
                 hits = self._hits(
@@ -399,6 +399,19 @@ class Collection:
             return self._best_score(
                 pos, neg, k, wanted, exclude, allowed, search_params, with_payload, with_vectors
             )
+
+    def _recommend_query(self, query: np.ndarray) -> np.ndarray:
+        """The average strategy's query, of unit length for cosine so that its scores are
+        cosine similarities like any search's."""
+        if self.metric is not Metric.COSINE:
+            return query
+        if not np.linalg.norm(query) > 0:
+            raise InvalidInput(
+                "the positive and negative examples cancel out: their average has no "
+                "direction to search in; use strategy 'best_score' or other examples"
+            )
+        prepared: np.ndarray = self.metric.prepare(query[None, :])[0]
+        return prepared
 
     def _best_score(
         self,

@@ -35,11 +35,15 @@ class Metric(StrEnum):
         """The vectors as the index holds them: unit length for cosine, as they are otherwise."""
         if self is not Metric.COSINE:
             return vectors
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        if (norms == 0).any():
-            row = int(np.flatnonzero(norms[:, 0] == 0)[0])
+        squares = np.einsum("ij,ij->i", vectors, vectors)
+        if not squares.all():
+            row = int(np.flatnonzero(squares == 0)[0])
             raise InvalidVector(f"vector {row} is all zeros, which has no cosine direction")
-        return np.ascontiguousarray(vectors / norms, dtype=np.float32)
+        if np.isfinite(squares).all():
+            scale = (1.0 / np.sqrt(squares)).astype(np.float32, copy=False)
+        else:  # a finite vector whose squares overflow float32: take its norm in float64
+            scale = (1.0 / np.linalg.norm(vectors.astype(np.float64), axis=1)).astype(np.float32)
+        return np.asarray(np.multiply(vectors, scale[:, None], dtype=np.float32))
 
     def scores(self, distances: np.ndarray) -> np.ndarray:
         """FAISS distances to scores: FAISS gives squared L2, we give the distance."""

@@ -61,13 +61,16 @@ class SearchParams(BaseModel):
     @classmethod
     def parse(cls, value: SearchParams | dict[str, Any] | None) -> SearchParams:
         if value is None:
-            return cls()
+            return _DEFAULT_SEARCH_PARAMS  # frozen: one instance serves every search
         if isinstance(value, SearchParams):
             return value
         try:
             return cls.model_validate(value)
         except ValidationError as exc:
             raise InvalidSearchParams(_first_error(exc)) from None
+
+
+_DEFAULT_SEARCH_PARAMS = SearchParams()
 
 
 def _first_error(exc: ValidationError) -> str:

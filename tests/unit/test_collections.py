@@ -176,6 +176,24 @@ def test_recommend_average_moves_towards_positives_and_away_from_negatives(engin
     assert [h.id for h in hits] == ["beyond_p", "near_p", "near_n"]
 
 
+def test_recommend_average_scores_are_cosines_of_the_normalised_query(
+    engine: Engine,
+) -> None:
+    c = engine.create_collection("cos", dim=8, metric="cosine")
+    data = vectors(50)
+    c.upsert(list(range(50)), data)
+    hits = c.recommend(positive=[0, 1, 2], negative=[3], k=5)
+    unit = data / np.linalg.norm(data, axis=1, keepdims=True)
+    query = 2 * unit[:3].mean(0) - unit[3]
+    expected = unit[4:] @ (query / np.linalg.norm(query))
+    order = np.argsort(-expected)[:5]
+    assert [h.id for h in hits] == [int(i) + 4 for i in order]
+    assert [h.score for h in hits] == pytest.approx(expected[order].tolist(), abs=1e-5)
+    assert all(-1 <= h.score <= 1 for h in hits)
+    with pytest.raises(InvalidInput, match="cancel out"):
+        c.recommend(positive=[data[0], -data[0]], k=1)  # their mean is 0
+
+
 def test_recommend_best_score_prefers_points_nearer_a_positive_than_any_negative(
     engine: Engine,
 ) -> None:
