@@ -366,7 +366,8 @@ class Collection:
         Examples are point ids or vectors; example points never appear in the results.
 
         - ``average`` searches from ``p + (p - n)``, with p and n the means of the positive
-          and negative examples; scores are ordinary search scores.
+          and negative examples (made unit length for cosine); scores are ordinary search
+          scores.
         - ``best_score`` takes candidates near each positive example. One nearer (more
           similar) to its best positive than to every negative scores ``s(best positive
           similarity)`` in (0, 1); any other scores ``-s(best negative similarity)`` in
