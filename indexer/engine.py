@@ -149,6 +149,12 @@ class Engine:
         with self._lock:
             return self._get(validate_name(name))
 
+    def opened_collection(self, name: str) -> Collection | None:
+        """The collection if it is open now, else None (then :meth:`get_collection` opens
+        it). It never waits for the engine's lock, which a create, drop or open holds for
+        as long as it takes, so an event loop may call it."""
+        return self._open.get(name)  # a dict read is atomic; a miss takes the slow path
+
     def drop_collection(self, name: str) -> None:
         """Delete a collection and everything in it."""
         with self._lock:

@@ -19,17 +19,26 @@ def endpoints(routes: Sequence[BaseRoute]) -> Iterator[tuple[str, str]]:
                 yield method, context.path
 
 
+_ROUTE_PATH = "vecserve.route_path"  # the answer, kept in the request's scope
+
+
 def route_path(scope: Scope, routes: Sequence[BaseRoute]) -> str | None:
     """The path template of the route matching the request's path (and, preferably, its
-    method), or None when no route matches the path."""
-    path_only = None
+    method), or None when no route matches the path. Matched once per request (the
+    limits, auth and metrics middleware all ask) and kept in the scope."""
+    if _ROUTE_PATH in scope:
+        cached: str | None = scope[_ROUTE_PATH]
+        return cached
+    found = None
     for context in iter_route_contexts(routes):
         match, _ = context.matches(scope)
         if match is Match.FULL:
-            return context.path
-        if match is Match.PARTIAL and path_only is None:
-            path_only = context.path
-    return path_only
+            found = context.path
+            break
+        if match is Match.PARTIAL and found is None:
+            found = context.path
+    scope[_ROUTE_PATH] = found
+    return found
 
 
 def allowed_methods(scope: Scope, routes: Sequence[BaseRoute]) -> list[str]:

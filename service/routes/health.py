@@ -10,13 +10,13 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz", operation_id="healthz")
-def healthz() -> Response:
+async def healthz() -> Response:
     """The process is up."""
     return Json({"status": "ok"})
 
 
 @router.get("/readyz", operation_id="readyz")
-def readyz(request: Request) -> Response:
+async def readyz(request: Request) -> Response:
     """Every collection is open and its index loaded: the server can answer searches."""
     if not getattr(request.app.state, "ready", False):
         return Json({"status": "starting"}, status_code=503)
