@@ -343,10 +343,14 @@ class Collection:
             allowed = self._allowed(filter) if filter is not None else None
             distances, labels = self._search(vecs, k, search_params, allowed)
             found = labels >= 0
-            ids = np.full(labels.shape, None, dtype=object)
-            ids[found] = self._point_ids(labels[found])
+            if found.all():  # the usual case: no row short of k
+                ids = self._point_id_array(labels.ravel()).reshape(labels.shape)
+            else:
+                ids = np.full(labels.shape, None, dtype=object)
+                ids[found] = self._point_id_array(labels[found])
         scores = self.metric.scores(distances).astype(np.float32, copy=False)
-        scores[~found] = np.nan
+        if not found.all():
+            scores[~found] = np.nan
         return ids, scores
 
     def recommend(
@@ -595,6 +599,17 @@ class Collection:
         ids[newer] = [self._ids[label] for label in labels[newer].tolist()]
         point_ids: list[PointId] = ids.tolist()
         return point_ids
+
+    def _point_id_array(self, labels: np.ndarray) -> np.ndarray:
+        """:meth:`_point_ids` as an object array, taken from the id table without a list
+        in between where it can be."""
+        table = self._id_table
+        if len(labels) >= ID_TABLE_MIN_HITS and len(table) and int(labels.max()) < len(table):
+            found: np.ndarray = table[labels]
+            return found
+        ids = np.empty(len(labels), dtype=object)
+        ids[:] = self._point_ids(labels)
+        return ids
 
     def _build_id_table(self) -> np.ndarray:
         """label -> user id for the live labels, or an empty array while labels are too

@@ -32,3 +32,25 @@ def test_k_past_the_collection_size_gives_every_point(engine: Engine) -> None:
     assert ids.shape == (1, 3)
     assert ids[0, 0] == "x"
     assert scores[0, 0] == pytest.approx(0.0)
+
+
+def test_large_batches_read_ids_right_after_updates_and_deletes(engine: Engine) -> None:
+    """Batches of 1,024 hits and more read ids from a label table: it must stay right as
+    updates give points new labels and deletes leave gaps."""
+    rng = np.random.default_rng(1)
+    col = engine.create_collection("c", dim=8, metric="l2")
+    ids = [f"p{i}" if i % 3 else i for i in range(400)]
+    col.upsert(ids, rng.normal(size=(400, 8)).astype(np.float32))
+    queries = rng.normal(size=(150, 8)).astype(np.float32)
+
+    def check() -> None:
+        for _ in range(2):  # the first call may build the table, the second reads it
+            found, _ = col.search_arrays(queries, k=10)
+            hits = col.search(queries, k=10, with_payload=False)
+            assert found.tolist() == [[h.id for h in row] for row in hits]
+
+    check()
+    col.upsert(ids[:60], rng.normal(size=(60, 8)).astype(np.float32))  # new labels
+    check()
+    col.delete(ids=ids[100:150])
+    check()
