@@ -43,7 +43,7 @@ class Metric(StrEnum):
             scale = (1.0 / np.sqrt(squares)).astype(np.float32, copy=False)
         else:  # a finite vector whose squares overflow float32: take its norm in float64
             scale = (1.0 / np.linalg.norm(vectors.astype(np.float64), axis=1)).astype(np.float32)
-        return np.asarray(np.multiply(vectors, scale[:, None], dtype=np.float32))
+        return np.asarray(np.multiply(vectors, scale[:, None], dtype=np.float32, order="C"))
 
     def scores(self, distances: np.ndarray) -> np.ndarray:
         """FAISS distances to scores: FAISS gives squared L2, we give the distance."""

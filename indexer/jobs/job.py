@@ -127,9 +127,20 @@ def _run(
 ) -> JobSummary:
     key = job_key(plan.identity)
     state = target.existing()
+    held = target.points()
+
+    def saved_checkpoint(file: CheckpointFile) -> Checkpoint | None:
+        saved = _matching(file.load(), plan)
+        if saved is not None and saved.indexed > 0 and held == 0:
+            # Written for a collection of this name that is gone (dropped, or dropped and
+            # made anew): the points it counts are not there, so the job starts over. A
+            # remote job's checkpoint is kept apart from its collection, so this happens.
+            return None
+        return saved
+
     if state is not None:
         checkpoint_file = CheckpointFile(state, key)
-        saved = _matching(checkpoint_file.load(), plan)
+        saved = saved_checkpoint(checkpoint_file)
         if saved is not None and saved.finished:
             return _summary(config, saved, checkpoint_file, already_done=True)
 
@@ -142,7 +153,7 @@ def _run(
             f"embedder {plan.embedder!r} cannot embed {plan.modality}s; it embeds {can}s"
         )
     checkpoint_file = CheckpointFile(target.prepare(embedder.dim), key)
-    checkpoint = _matching(checkpoint_file.load(), plan) or Checkpoint(
+    checkpoint = saved_checkpoint(checkpoint_file) or Checkpoint(
         identity=plan.identity, fingerprint=plan.source.fingerprint()
     )
     writer = _Writer(target, checkpoint_file, checkpoint, progress)

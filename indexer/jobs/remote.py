@@ -58,7 +58,7 @@ class Retries(BaseModel):
     again: retry ``n`` (from 1) waits ``backoff * 2 ** (n - 1)`` seconds, at most
     ``max_backoff``, less a random part of up to half (so that jobs do not retry in step);
     or what the service asks with ``Retry-After``, at most ``max_retry_after``. The
-    defaults ride out a service restart of about a minute and a half."""
+    defaults keep trying for 46 to 92 seconds in all: long enough to ride out a restart."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -117,6 +117,7 @@ class RemoteTarget:
             transport=transport,
         )
         self._dim: int | None = None
+        self._points = 0
         self._max_points: int | None = None
 
     def existing(self) -> Path | None:
@@ -133,7 +134,11 @@ class RemoteTarget:
                 f"job embeds with {self._embedder!r}: index into another collection"
             )
         self._dim = int(info["dim"])
+        self._points = int(info["count"])
         return self._state_dir
+
+    def points(self) -> int:
+        return self._points
 
     def prepare(self, dim: int) -> Path:
         if self._dim is not None:

@@ -35,6 +35,12 @@ class Target(Protocol):
         """
         ...
 
+    def points(self) -> int:
+        """Points the collection held when :meth:`existing` looked (0 if it did not
+        exist): a checkpoint that counts indexed points in a collection holding none was
+        written for another collection of that name, dropped since."""
+        ...
+
     def prepare(self, dim: int) -> Path:
         """Create the collection if it is missing, or check that it takes vectors of
         dimension ``dim``; the folder of the job's checkpoints.
@@ -66,6 +72,7 @@ class LocalTarget:
         self._name = name
         self._embedder = embedder
         self._collection: Collection | None = None
+        self._points = 0
 
     def existing(self) -> Path | None:
         try:
@@ -80,7 +87,11 @@ class LocalTarget:
                 f"with {self._embedder!r}: index into another collection"
             )
         self._collection = collection
+        self._points = collection.count()
         return collection.folder
+
+    def points(self) -> int:
+        return self._points
 
     def prepare(self, dim: int) -> Path:
         if self._collection is None:

@@ -103,6 +103,14 @@ def test_a_job_fills_a_collection_on_the_service_and_a_rerun_changes_nothing(
     assert time.monotonic() - started < 20  # no model was loaded
     assert http.get("/collections/notes").json()["count"] == 200
 
+    # Dropped on the service, the collection is filled anew: the finished job's checkpoint,
+    # kept here, counts points that are gone.
+    assert http.delete("/collections/notes").is_success
+    code, out, err = finish(index(tmp_path, service.url, "notes", "--payload-fields", "n"))
+    assert code == 0, err
+    assert out.startswith(f"indexed 200 records into 'notes' on {service.url}")
+    assert http.get("/collections/notes").json()["count"] == 200
+
 
 @pytest.mark.slow
 def test_batches_over_the_services_limits_are_split_and_an_oversized_point_rejected(
