@@ -20,7 +20,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from indexer import embedding
 from indexer.devices import GPU_MAX_K, Placement
 from indexer.embedders import Embedder, EmbedderRegistry, ImageInput
-from indexer.errors import InvalidInput, InvalidK, InvalidPayload, PointNotFound
+from indexer.errors import (
+    CollectionNotFound,
+    InvalidInput,
+    InvalidK,
+    InvalidPayload,
+    PointNotFound,
+)
 from indexer.filters import compile_filter
 from indexer.indexes import FaissIndex, LabelSet, family_for, load_index, save_index
 from indexer.indexes.base import CALIBRATION_QUERIES
@@ -163,6 +169,7 @@ class Collection:
     def count(self, filter: dict[str, Any] | None = None) -> int:
         """Points in the collection, or matching ``filter``."""
         with self._rw.read():
+            self._check_open()
             return len(self._ids) if filter is None else len(self._allowed(filter))
 
     # -- writes ------------------------------------------------------------------------
@@ -200,7 +207,7 @@ class Collection:
         payload_json = [_payload_json(p, i) for i, p in enumerate(payloads)]
         prepared = self.metric.prepare(vecs)
         keys = [encode_id(i) for i in checked]
-        with self._write_lock, self.store.transaction() as txn:
+        with self._write_lock, self._transaction() as txn:
             labels, replaced = txn.upsert(keys, vecs, payload_json)
             with self._rw.write():
                 txn.commit()
@@ -224,7 +231,7 @@ class Collection:
             raise InvalidInput("delete takes either ids or a filter")
         compiled = compile_filter(filter) if filter is not None else None
         keys = [encode_id(i) for i in validate_ids(ids)] if ids is not None else []
-        with self._write_lock, self.store.transaction() as txn:
+        with self._write_lock, self._transaction() as txn:
             if compiled is not None:
                 labels = txn.delete_where(compiled.where, compiled.params)
             else:
@@ -257,6 +264,7 @@ class Collection:
         """The points with these ids, in the order asked; ids that do not exist are left out."""
         checked = validate_ids(ids, unique=False)
         with self._rw.read():
+            self._check_open()
             found = [(i, self._labels.get(encode_id(i))) for i in checked]
             labels = np.array([lb for _, lb in found if lb is not None], dtype=np.int64)
             rows = self.store.rows(labels, with_vectors=with_vectors)
@@ -278,13 +286,15 @@ class Collection:
         if not 1 <= limit <= MAX_K:
             raise InvalidInput(f"limit must be between 1 and {MAX_K}, got {limit}")
         compiled = compile_filter(filter) if filter is not None else None
-        rows = self.store.page(
-            cursor,
-            limit + 1,
-            compiled.where if compiled else None,
-            compiled.params if compiled else (),
-            with_vectors=with_vectors,
-        )
+        with self._rw.read():
+            self._check_open()
+            rows = self.store.page(
+                cursor,
+                limit + 1,
+                compiled.where if compiled else None,
+                compiled.params if compiled else (),
+                with_vectors=with_vectors,
+            )
         points = [
             Point(decode_id(key), orjson.loads(p), _vector(v)) for _, key, p, v in rows[:limit]
         ]
@@ -317,6 +327,7 @@ class Collection:
         k = _check_k(k)
         search_params = SearchParams.parse(params)
         with self._rw.read():
+            self._check_open()
             allowed = self._allowed(filter) if filter is not None else None
             distances, labels = self._search(vecs, k, search_params, allowed)
             return self._hits(distances, labels, with_payload, with_vectors)
@@ -340,6 +351,7 @@ class Collection:
         k = _check_k(k)
         search_params = SearchParams.parse(params)
         with self._rw.read():
+            self._check_open()
             allowed = self._allowed(filter) if filter is not None else None
             distances, labels = self._search(vecs, k, search_params, allowed)
             found = labels >= 0
@@ -385,6 +397,7 @@ class Collection:
         k = _check_k(k)
         search_params = SearchParams.parse(params)
         with self._rw.read():
+            self._check_open()
             pos, pos_labels = self._examples(positive)
             neg, neg_labels = self._examples(negative)
             exclude = np.union1d(pos_labels, neg_labels)
@@ -796,6 +809,8 @@ class Collection:
             if self._needs_rebuild():
                 index = self._build()
                 with self._write_lock, self._rw.write():
+                    if self._is_closed():  # closed while the index was built
+                        return
                     self._reconcile(index)
                     self._index.release()
                     self._place(index)
@@ -806,16 +821,37 @@ class Collection:
                 self._save()
 
     def close(self) -> None:
-        """Finish background work, save the index if it is behind, and close the store."""
+        """Finish background work, save the index if it is behind, and close the store.
+
+        Writes and searches in flight finish first; later calls raise
+        :class:`CollectionNotFound` (the collection was dropped, or its engine closed).
+        """
         thread = self._maintain_thread
         if thread is not None:
             thread.join()
-        if not self._closed:
+        with self._write_lock:  # no write is running, and none starts
+            if self._closed:
+                return
             if self._unsaved:
                 self._save()
-            self._closed = True
-            self._index.release()
-            self.store.close()
+            with self._rw.write():  # the searches in flight are done
+                self._closed = True
+                self._index.release()
+                self.store.close()
+
+    def _is_closed(self) -> bool:
+        return self._closed
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise CollectionNotFound(
+                f"collection {self.name!r} was dropped (or its engine closed) during the call"
+            )
+
+    def _transaction(self) -> Any:
+        """The store's write transaction, for a collection still open (write lock held)."""
+        self._check_open()
+        return self.store.transaction()
 
 
 def _squash(similarity: np.ndarray) -> np.ndarray:

@@ -163,7 +163,9 @@ def test_a_full_batch_goes_before_the_window_closes(col: Collection) -> None:
         return time.perf_counter() - started
 
     took, batches = run_batcher(60_000, 8, timed)
-    assert batches.sizes == [1, 8, 8]
+    # The first goes alone (its collection was idle); full batches go while it runs, so
+    # the batches may finish, and be observed, in any order.
+    assert sorted(batches.sizes) == [1, 8, 8]
     assert took < 30
 
 

@@ -344,3 +344,24 @@ def test_background_maintenance_moves_auto_to_hnsw(tmp_path: Path) -> None:
         thread.join(timeout=60)
         assert c.index_info["family"] == "hnsw"
         assert c.count() == 2_000
+
+
+def test_a_collection_dropped_under_a_caller_says_so(engine: Engine) -> None:
+    """A caller holding a collection object that is dropped meanwhile gets
+    CollectionNotFound from every call, not an error from a closed store."""
+    c = engine.create_collection("gone", dim=8)
+    c.upsert([1, 2], vectors(2))
+    engine.drop_collection("gone")
+    calls = [
+        lambda: c.search(vectors(1), k=1),
+        lambda: c.search_arrays(vectors(1), k=1),
+        lambda: c.recommend([1], k=1),
+        lambda: c.get([1]),
+        lambda: c.scroll(),
+        lambda: c.count(),
+        lambda: c.upsert([3], vectors(1)),
+        lambda: c.delete(ids=[1]),
+    ]
+    for call in calls:
+        with pytest.raises(CollectionNotFound, match="dropped"):
+            call()
