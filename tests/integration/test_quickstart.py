@@ -56,10 +56,10 @@ class Run:
         return sections
 
 
-def run(data: Path) -> Run:
+def run(data: Path, films: int = FILMS) -> Run:
     started = time.monotonic()
     result = subprocess.run(
-        quickstart(data, "--no-serve", "--movies", str(FILMS)),
+        quickstart(data, "--no-serve", "--movies", str(films)),
         env=ENV,
         capture_output=True,
         text=True,
@@ -132,15 +132,8 @@ def test_a_second_quickstart_reuses_the_collections_without_embedding(
 def test_fewer_films_than_the_last_run_leave_only_those(tmp_path: Path) -> None:
     data = tmp_path / "data"
     for films in (40, 25):
-        result = subprocess.run(
-            quickstart(data, "--no-serve", "--movies", str(films)),
-            env=ENV,
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
-        assert result.returncode == 0, result.stderr
+        result = run(data, films)
+        assert result.code == 0, result.err
     assert seqs(data)["movies"][0] == 25
 
 
