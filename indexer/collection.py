@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -82,6 +83,13 @@ class IndexBuild:
 IndexBuildObserver = Callable[[IndexBuild], None]
 
 
+def new_uid() -> str:
+    """A collection's identity: new for each collection made, dropped and made again, or
+    restored from a snapshot, so that what outlives a collection (a batch job's checkpoint)
+    can tell it from another of the same name."""
+    return uuid.uuid4().hex
+
+
 class CollectionConfig(BaseModel):
     """What a collection is; fixed at creation."""
 
@@ -117,6 +125,11 @@ class Collection:
         self.folder = folder
         self.store = store
         self.config = CollectionConfig.model_validate(store.get_meta("config"))
+        uid = store.get_meta("uid")
+        if not isinstance(uid, str):  # made by a version without identities
+            uid = new_uid()
+            store.set_meta("uid", uid)
+        self.uid: str = uid
         self._embedders = embedders
         self._placement = placement
         self._gpus = placement.gpus

@@ -15,7 +15,13 @@ from typing import Any, Literal
 import faiss
 
 from indexer import devices
-from indexer.collection import INDEX_FILE, Collection, CollectionConfig, IndexBuildObserver
+from indexer.collection import (
+    INDEX_FILE,
+    Collection,
+    CollectionConfig,
+    IndexBuildObserver,
+    new_uid,
+)
 from indexer.embedders import EmbedderRegistry, default_embedder_configs
 from indexer.embedding import embedder_dim
 from indexer.errors import (
@@ -140,6 +146,7 @@ class Engine:
             staging.mkdir()
             store = SqliteStore(staging / _STORE_FILE)
             store.set_meta("config", config.model_dump(mode="json"))
+            store.set_meta("uid", new_uid())
             store.close()
             os.rename(staging, folder)  # the collection appears whole, or not at all
             return self._get(name)
@@ -237,6 +244,10 @@ class Engine:
                 store_path=staging / _STORE_FILE,
                 index_path=staging / INDEX_FILE if trust_index else None,
             )
+            # A restored collection is a new one, whoever's snapshot it came from.
+            store = SqliteStore(staging / _STORE_FILE)
+            store.set_meta("uid", new_uid())
+            store.close()
             # Build (or catch up) and save the index now, outside the engine lock.
             self._load(staging, background=False).close()
             with self._lock:

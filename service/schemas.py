@@ -114,6 +114,10 @@ class CreateCollection(Body):
 
 class CollectionInfo(BaseModel):
     name: str
+    uid: str = Field(
+        description="the collection's identity: new whenever a collection of this name is "
+        "made again (after a drop) or restored from a snapshot"
+    )
     dim: int
     metric: str
     index: dict[str, Any]

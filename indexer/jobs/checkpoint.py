@@ -52,6 +52,8 @@ class Checkpoint(BaseModel):
     rejects_bytes: int = 0
     """Length of the reject file when this checkpoint was written."""
     finished: bool = False
+    collection_uid: str | None = None
+    """The identity of the collection the points went to (None from older versions)."""
     updated_at: str = ""
 
 

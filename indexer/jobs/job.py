@@ -130,11 +130,16 @@ def _run(
     held = target.points()
 
     def saved_checkpoint(file: CheckpointFile) -> Checkpoint | None:
+        """The checkpoint to go on from: none where it was written for another collection
+        of this name (dropped since, maybe made again), whose points are not here. A
+        remote job's checkpoint is kept apart from its collection, so this happens."""
         saved = _matching(file.load(), plan)
-        if saved is not None and saved.indexed > 0 and held == 0:
-            # Written for a collection of this name that is gone (dropped, or dropped and
-            # made anew): the points it counts are not there, so the job starts over. A
-            # remote job's checkpoint is kept apart from its collection, so this happens.
+        if saved is None:
+            return None
+        uid = target.uid()
+        if saved.collection_uid is not None and uid is not None and saved.collection_uid != uid:
+            return None
+        if saved.indexed > 0 and held == 0:  # for checkpoints that name no collection
             return None
         return saved
 
@@ -153,9 +158,10 @@ def _run(
             f"embedder {plan.embedder!r} cannot embed {plan.modality}s; it embeds {can}s"
         )
     checkpoint_file = CheckpointFile(target.prepare(embedder.dim), key)
-    checkpoint = saved_checkpoint(checkpoint_file) or Checkpoint(
-        identity=plan.identity, fingerprint=plan.source.fingerprint()
-    )
+    checkpoint = (
+        saved_checkpoint(checkpoint_file)
+        or Checkpoint(identity=plan.identity, fingerprint=plan.source.fingerprint())
+    ).model_copy(update={"collection_uid": target.uid()})
     writer = _Writer(target, checkpoint_file, checkpoint, progress)
     if progress is not None:
         progress.start(

@@ -118,6 +118,7 @@ class RemoteTarget:
         )
         self._dim: int | None = None
         self._points = 0
+        self._uid: str | None = None
         self._max_points: int | None = None
 
     def existing(self) -> Path | None:
@@ -135,10 +136,14 @@ class RemoteTarget:
             )
         self._dim = int(info["dim"])
         self._points = int(info["count"])
+        self._uid = info.get("uid")
         return self._state_dir
 
     def points(self) -> int:
         return self._points
+
+    def uid(self) -> str | None:
+        return self._uid
 
     def prepare(self, dim: int) -> Path:
         if self._dim is not None:
@@ -166,6 +171,7 @@ class RemoteTarget:
         if response.status_code not in (200, 201):
             raise self._failure(response, f"create collection {self._name!r}")
         self._dim = dim
+        self._uid = response.json().get("uid")
         return self._state_dir
 
     def upsert(

@@ -41,6 +41,11 @@ class Target(Protocol):
         written for another collection of that name, dropped since."""
         ...
 
+    def uid(self) -> str | None:
+        """The collection's identity once :meth:`existing` found it or :meth:`prepare`
+        made it (None before, or from a service without identities)."""
+        ...
+
     def prepare(self, dim: int) -> Path:
         """Create the collection if it is missing, or check that it takes vectors of
         dimension ``dim``; the folder of the job's checkpoints.
@@ -92,6 +97,9 @@ class LocalTarget:
 
     def points(self) -> int:
         return self._points
+
+    def uid(self) -> str | None:
+        return self._collection.uid if self._collection is not None else None
 
     def prepare(self, dim: int) -> Path:
         if self._collection is None:

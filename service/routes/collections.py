@@ -16,6 +16,7 @@ def describe(collection: Collection) -> dict[str, object]:
     config = collection.config
     return {
         "name": config.name,
+        "uid": collection.uid,
         "dim": config.dim,
         "metric": config.metric.value,
         "index": config.index.model_dump(),

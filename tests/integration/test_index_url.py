@@ -104,12 +104,18 @@ def test_a_job_fills_a_collection_on_the_service_and_a_rerun_changes_nothing(
     assert http.get("/collections/notes").json()["count"] == 200
 
     # Dropped on the service, the collection is filled anew: the finished job's checkpoint,
-    # kept here, counts points that are gone.
-    assert http.delete("/collections/notes").is_success
-    code, out, err = finish(index(tmp_path, service.url, "notes", "--payload-fields", "n"))
-    assert code == 0, err
-    assert out.startswith(f"indexed 200 records into 'notes' on {service.url}")
-    assert http.get("/collections/notes").json()["count"] == 200
+    # kept here, counts points that are gone. So too when it was made again meanwhile
+    # and holds other points: the checkpoint names the collection it was written for.
+    for remade in (False, True):
+        assert http.delete("/collections/notes").is_success
+        if remade:
+            http.put("/collections/notes", json={"embedder": "minilm"}).raise_for_status()
+            point = {"id": "other", "text": "another note"}
+            http.put("/collections/notes/points", json={"points": [point]}).raise_for_status()
+        code, out, err = finish(index(tmp_path, service.url, "notes", "--payload-fields", "n"))
+        assert code == 0, err
+        assert out.startswith(f"indexed 200 records into 'notes' on {service.url}")
+        assert http.get("/collections/notes").json()["count"] == 200 + remade
 
 
 @pytest.mark.slow

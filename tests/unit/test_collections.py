@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -365,3 +367,26 @@ def test_a_collection_dropped_under_a_caller_says_so(engine: Engine) -> None:
     for call in calls:
         with pytest.raises(CollectionNotFound, match="dropped"):
             call()
+
+
+def test_a_collection_keeps_its_identity_and_one_made_again_gets_another(
+    tmp_path: Path,
+) -> None:
+    with Engine(tmp_path, background=False) as engine:
+        uid = engine.create_collection("c", dim=8).uid
+    with Engine(tmp_path, background=False) as engine:
+        assert engine.get_collection("c").uid == uid  # kept in the store
+        engine.drop_collection("c")
+        assert engine.create_collection("c", dim=8).uid != uid
+
+
+def test_a_collection_made_before_identities_gets_one_that_lasts(tmp_path: Path) -> None:
+    with Engine(tmp_path, background=False) as engine:
+        engine.create_collection("old", dim=8)
+    store = tmp_path / "collections" / "old" / "store.sqlite3"
+    with closing(sqlite3.connect(store)) as conn, conn:
+        conn.execute("DELETE FROM meta WHERE key = 'uid'")
+    with Engine(tmp_path, background=False) as engine:
+        uid = engine.get_collection("old").uid
+    with Engine(tmp_path, background=False) as engine:
+        assert engine.get_collection("old").uid == uid

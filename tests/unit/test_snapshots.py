@@ -122,6 +122,7 @@ def test_snapshots_outlive_their_collection_and_restore_under_its_name(
     restored = engine.restore_snapshot("items", info.path, sha256=info.sha256)
     assert state(restored) == before
     assert engine.list_collections() == ["items"]
+    assert restored.uid != items.uid  # the same points, another collection
 
 
 def test_restore_onto_a_collection_with_points_is_a_conflict(

@@ -80,6 +80,8 @@ class CollectionInfo(_Model):
 
     Attributes:
         name: the collection's name.
+        uid: its identity, new whenever a collection of that name is made again (after
+            a drop) or restored from a snapshot; None from a server that has none.
         dim: the dimension of its vectors.
         metric: ``cosine``, ``dot`` or ``l2``.
         index: the index spec it was created with, every field filled in.
@@ -91,6 +93,7 @@ class CollectionInfo(_Model):
     """
 
     name: str
+    uid: str | None = None
     dim: int
     metric: str
     index: dict[str, Any]
