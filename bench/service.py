@@ -9,20 +9,21 @@ Two collections are built in a temporary data folder: ``glove`` (the N most freq
 client sends its next request as soon as the last is answered.
 
 - in-process: threads calling ``Collection.search`` (vectors, or ``texts=``) directly;
-- HTTP: the real server under uvicorn on 127.0.0.1 (a subprocess), driven by httpx async
-  clients from this process, with micro-batching on (the default window) and off (0).
+- HTTP: the real server under uvicorn on 127.0.0.1 (a subprocess), driven by a lean
+  keep-alive load generator in another process (:mod:`bench.load`; an httpx client in
+  this process cost more CPU per request than the server), with micro-batching on (the
+  default window) and off (0).
 
 Single-query cells send one search per request; batch cells 64 per request
 (``/search/batch``). QPS counts queries, not requests. A wide-window server (20 ms)
-shows what the adaptive flush saves a lone request. The client shares the machine's cores
-with the server, as the in-process threads do not: on a small machine part of the HTTP
-cost is the client's.
+shows what the adaptive flush saves a lone request. The load generator shares the
+machine's cores with the server, as the in-process threads do not: on a small machine part
+of the HTTP cost is the client's.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime as dt
 import json
 import os
@@ -163,28 +164,20 @@ def run_threads(call: Callable[[int], object], clients: int, seconds: float) -> 
     return [x for per_client in latencies for x in per_client]
 
 
-async def run_http(
-    url: str, path: str, bodies: list[bytes], clients: int, seconds: float
-) -> list[float]:
-    """Closed-loop async clients posting ``bodies`` in turn; latencies of 200 answers."""
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    headers = {"content-type": "application/json"}
-    latencies: list[float] = []
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
-        start = time.perf_counter() + WARMUP_S
-        stop = start + seconds
-
-        async def worker(c: int) -> None:
-            i = c
-            while (now := time.perf_counter()) < stop:
-                response = await client.post(path, content=bodies[i % len(bodies)], headers=headers)
-                if response.status_code != 200:
-                    raise RuntimeError(f"{path}: {response.status_code} {response.text[:200]}")
-                if now >= start:
-                    latencies.append(time.perf_counter() - now)
-                i += clients
-
-        await asyncio.gather(*(worker(c) for c in range(clients)))
+def run_http(url: str, path: str, bodies: list[bytes], clients: int, seconds: float) -> list[float]:
+    """Closed-loop clients posting ``bodies`` in turn, from a load generator process of
+    its own (:mod:`bench.load`); latencies of the requests after the warm-up."""
+    with tempfile.NamedTemporaryFile(suffix=".jsonl") as file:
+        file.write(b"\n".join(bodies))
+        file.flush()
+        command = [sys.executable, "-m", "bench.load", url, path, file.name]
+        command += [str(clients), str(seconds), str(WARMUP_S)]
+        result = subprocess.run(
+            command, capture_output=True, check=False, cwd=Path(__file__).parents[1]
+        )
+    if result.returncode != 0:
+        raise RuntimeError(f"the load generator failed: {result.stderr.decode()[-500:]}")
+    latencies: list[float] = json.loads(result.stdout)
     return latencies
 
 
@@ -307,9 +300,7 @@ def http_cells(
             for clients in CLIENTS:
                 if only is not None and (workload.kind, request, clients) not in only:
                     continue
-                latencies = asyncio.run(
-                    run_http(url, workload.path(request), bodies, clients, seconds)
-                )
+                latencies = run_http(url, workload.path(request), bodies, clients, seconds)
                 cell = Cell.of(target, workload.kind, request, clients, latencies, seconds)
                 cells.append(cell)
                 print_cell(cell)
@@ -437,8 +428,9 @@ def save(out: Path, report: dict[str, Any], cells: list[Cell]) -> None:
         f"- Batching on: the default window ({report['window_ms']:g} ms, max_batch "
         f"{report['max_batch']}); off: window 0. In-process: threads calling "
         "`Collection.search` on the same collections, before the server starts.",
-        "- The httpx clients run in this process and share the cores with the server; "
-        "part of the HTTP cost is theirs.",
+        "- HTTP load comes from a lean keep-alive client in a process of its own "
+        "(`bench/load.py`), which shares the cores with the server: part of the HTTP "
+        "cost is the client's.",
         "- Cells whose requests take seconds (text batch64 with 8 or 32 clients) complete "
         "only a few requests each: coarse figures.",
         "",
