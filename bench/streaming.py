@@ -80,8 +80,9 @@ def records(start: int, stop: int) -> list[dict[str, Any]]:
     ]
 
 
-def write_input(path: Path, fmt: str, n: int) -> None:
-    """``n`` records as ``fmt``, written a chunk at a time."""
+def write_input(path: Path, fmt: str, n: int, row_group: int = ROW_GROUP) -> None:
+    """``n`` records as ``fmt``, written a chunk at a time (Parquet: a row group at a
+    time, of ``row_group`` rows)."""
     if fmt == "jsonl":
         with open(path, "wb") as f:
             for start in range(0, n, CHUNK):
@@ -100,8 +101,8 @@ def write_input(path: Path, fmt: str, n: int) -> None:
 
         parquet: Any = None
         try:
-            for start in range(0, n, ROW_GROUP):
-                table = pa.Table.from_pylist(records(start, min(n, start + ROW_GROUP)))
+            for start in range(0, n, row_group):
+                table = pa.Table.from_pylist(records(start, min(n, start + row_group)))
                 if parquet is None:
                     parquet = pq.ParquetWriter(path, table.schema)
                 parquet.write_table(table)

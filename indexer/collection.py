@@ -127,9 +127,8 @@ class Collection:
         self.config = CollectionConfig.model_validate(store.get_meta("config"))
         uid = store.get_meta("uid")
         if not isinstance(uid, str):  # made by a version without identities
-            uid = new_uid()
-            store.set_meta("uid", uid)
-        self.uid: str = uid
+            uid = store.set_meta_once("uid", new_uid())
+        self.uid: str = str(uid)
         self._embedders = embedders
         self._placement = placement
         self._gpus = placement.gpus
@@ -148,6 +147,7 @@ class Collection:
             self._ids[label] = decode_id(key)
             self._labels[key] = label
         self._unsaved = 0
+        self._closing = False
         self._closed = False
         self._index = self._open_index()
 
@@ -761,6 +761,8 @@ class Collection:
 
     def _save(self, index: FaissIndex | None = None) -> None:
         with self._rw.read():
+            if self._closed:  # saved by close(); the folder may hold another collection now
+                return
             index = index or self._index
             save_index(self._index_path, index, self.store.seq)
             self._unsaved = 0
@@ -799,6 +801,8 @@ class Collection:
         maintenance = (self._needs_rebuild, self._needs_save)
         if self._background and any(needed() for needed in maintenance):
             with self._maintain_lock:
+                if self._closing:
+                    return
                 if self._maintain_thread is None or not self._maintain_thread.is_alive():
                     self._maintain_thread = threading.Thread(
                         target=self._maintain_in_background,
@@ -839,7 +843,9 @@ class Collection:
         Writes and searches in flight finish first; later calls raise
         :class:`CollectionNotFound` (the collection was dropped, or its engine closed).
         """
-        thread = self._maintain_thread
+        with self._maintain_lock:
+            self._closing = True  # no maintenance starts from here on
+            thread = self._maintain_thread
         if thread is not None:
             thread.join()
         with self._write_lock:  # no write is running, and none starts

@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 import orjson
 
+from indexer.errors import CollectionNotFound
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS points (
@@ -44,19 +46,30 @@ class SqliteStore:
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
+        self._closed = False
         self._writer = self._connect()
         self._writer.executescript(_SCHEMA)
         self._writer.execute("INSERT OR IGNORE INTO meta VALUES ('seq', '0')")
 
     def _connect(self) -> sqlite3.Connection:
+        self._check_open()
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         # FULL: an acknowledged write survives power loss, not only a killed process.
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA busy_timeout=30000")
         with self._connections_lock:
+            if self._closed:  # closed meanwhile
+                conn.close()
+                self._check_open()
             self._connections.append(conn)
         return conn
+
+    def _check_open(self) -> None:
+        """A closed store stays closed: a thread without a connection yet must not open
+        one to the path, where another collection of the same name may live by now."""
+        if self._closed:
+            raise CollectionNotFound("the collection was dropped (or its engine closed)")
 
     @property
     def _reader(self) -> sqlite3.Connection:
@@ -68,6 +81,7 @@ class SqliteStore:
 
     def close(self) -> None:
         with self._connections_lock:
+            self._closed = True
             for conn in self._connections:
                 conn.close()
             self._connections.clear()
@@ -77,6 +91,13 @@ class SqliteStore:
     def get_meta(self, key: str) -> Any:
         row = self._reader.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else orjson.loads(row[0])
+
+    def set_meta_once(self, key: str, value: Any) -> Any:
+        """Set ``key`` unless it is set (by another process, say); its value either way."""
+        self._writer.execute(
+            "INSERT OR IGNORE INTO meta VALUES (?, ?)", (key, orjson.dumps(value).decode())
+        )
+        return self.get_meta(key)
 
     def set_meta(self, key: str, value: Any) -> None:
         self._writer.execute(
@@ -194,6 +215,9 @@ class SqliteStore:
         dest = sqlite3.connect(target)
         try:
             self._reader.backup(dest)
+        except sqlite3.Error:
+            self._check_open()  # closed during the backup: the collection is gone
+            raise
         finally:
             dest.close()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -390,3 +391,58 @@ def test_a_collection_made_before_identities_gets_one_that_lasts(tmp_path: Path)
         uid = engine.get_collection("old").uid
     with Engine(tmp_path, background=False) as engine:
         assert engine.get_collection("old").uid == uid
+
+
+def test_a_dropped_collections_store_never_opens_its_path_again(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """A thread that never read the dropped store must not connect to its path, where a
+    new collection of the same name lives now."""
+    stale = engine.create_collection("c", dim=8)
+    stale.upsert([1], vectors(1))
+    engine.drop_collection("c")
+    engine.create_collection("c", dim=8).upsert(["new"], vectors(1))
+    raised: list[BaseException] = []
+
+    def read_stale() -> None:
+        try:
+            stale.store.get_meta("seq")
+        except BaseException as exc:
+            raised.append(exc)
+
+    thread = threading.Thread(target=read_stale)
+    thread.start()
+    thread.join()
+    assert [type(exc) for exc in raised] == [CollectionNotFound]
+    with pytest.raises(CollectionNotFound):
+        stale.store.backup_to(tmp_path / "copy.sqlite3")
+
+
+def test_dropping_a_collection_waits_for_a_search_in_flight(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    c = engine.create_collection("busy", dim=8)
+    c.upsert(list(range(10)), vectors(10))
+    inside, go_on = threading.Event(), threading.Event()
+    search = c._index.search
+
+    def held_search(*args: Any, **kwargs: Any) -> Any:
+        inside.set()
+        go_on.wait(10)
+        return search(*args, **kwargs)
+
+    monkeypatch.setattr(c._index, "search", held_search)
+    answers: list[Any] = []
+    searcher = threading.Thread(target=lambda: answers.append(c.search(vectors(1), k=3)))
+    searcher.start()
+    assert inside.wait(10)
+    dropper = threading.Thread(target=engine.drop_collection, args=("busy",))
+    dropper.start()
+    dropper.join(0.3)
+    assert dropper.is_alive()  # the drop waits for the search...
+    go_on.set()
+    searcher.join(10)
+    dropper.join(10)
+    assert not dropper.is_alive()
+    assert len(answers[0][0]) == 3  # ...which finishes with its answer
+    assert engine.list_collections() == []

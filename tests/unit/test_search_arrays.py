@@ -44,10 +44,14 @@ def test_large_batches_read_ids_right_after_updates_and_deletes(engine: Engine) 
     queries = rng.normal(size=(150, 8)).astype(np.float32)
 
     def check() -> None:
+        # One query at a time (10 hits a call) reads ids from the label -> id dict, not
+        # the table that batches read: the reference.
+        expected = [[h.id for h in col.search(q, k=10, with_payload=False)[0]] for q in queries]
         for _ in range(2):  # the first call may build the table, the second reads it
             found, _ = col.search_arrays(queries, k=10)
+            assert found.tolist() == expected
             hits = col.search(queries, k=10, with_payload=False)
-            assert found.tolist() == [[h.id for h in row] for row in hits]
+            assert [[h.id for h in row] for row in hits] == expected
 
     check()
     col.upsert(ids[:60], rng.normal(size=(60, 8)).astype(np.float32))  # new labels
