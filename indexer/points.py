@@ -82,6 +82,12 @@ def as_vector_batch(vectors: object, dim: int) -> np.ndarray:
     Raises :class:`InvalidVector` for a wrong shape, NaN or infinity, and
     :class:`DimensionMismatch` for the wrong dimension.
     """
+    return vector_batch_and_squares(vectors, dim)[0]
+
+
+def vector_batch_and_squares(vectors: object, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`as_vector_batch`, with each row's sum of squares (float32, and possibly
+    infinite where a finite row overflows), which the check computes anyway."""
     from indexer.errors import DimensionMismatch, InvalidVector
 
     try:
@@ -98,11 +104,12 @@ def as_vector_batch(vectors: object, dim: int) -> np.ndarray:
         raise DimensionMismatch(f"expected vectors of dimension {dim}, got {array.shape[1]}")
     # A row's sum of squares carries any NaN or infinity in it, in one pass that costs less
     # than an isfinite mask; only when one is not finite (or overflowed) are rows checked.
-    if not np.isfinite(np.einsum("ij,ij->i", array, array)).all():
+    squares = np.einsum("ij,ij->i", array, array)
+    if not np.isfinite(squares).all():
         finite = np.isfinite(array).all(axis=1)
         if not finite.all():
             raise InvalidVector(f"vector {int(np.flatnonzero(~finite)[0])} holds NaN or infinity")
-    return np.ascontiguousarray(array)
+    return np.ascontiguousarray(array), squares
 
 
 def ensure_lengths(name: str, values: Sized, expected: int) -> None:

@@ -58,3 +58,40 @@ def test_large_batches_read_ids_right_after_updates_and_deletes(engine: Engine) 
     check()
     col.delete(ids=ids[100:150])
     check()
+
+
+@pytest.mark.parametrize(
+    "index",
+    [
+        {"kind": "flat"},
+        {"kind": "hnsw"},
+        {"kind": "ivf_flat", "nlist": 16},
+        {"kind": "ivf_pq", "nlist": 16, "pq_m": 4},
+    ],
+)
+def test_cosine_scores_do_not_depend_on_the_query_length(
+    engine: Engine, index: dict[str, object]
+) -> None:
+    """Cosine queries of moderate length reach the index unnormalised and have their
+    distances divided by their length; short and long ones are normalised first. Either
+    way the hits and their scores are those of the unit query."""
+    rng = np.random.default_rng(2)
+    vectors = rng.normal(size=(12_000, 16)).astype(np.float32)
+    col = engine.create_collection("len", dim=16, metric="cosine", index=index)
+    col.upsert(list(range(len(vectors))), vectors)
+    col.optimize()
+    unit = rng.normal(size=(30, 16)).astype(np.float32)
+    unit /= np.linalg.norm(unit, axis=1, keepdims=True)
+    assert col.index_info["family"] == index["kind"]
+    expected_ids, expected_scores = col.search_arrays(unit, k=10)
+    if index["kind"] == "flat":
+        normed = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+        truth = np.argsort(-(unit.astype(np.float64) @ normed.T), axis=1)[:, :10]
+        assert expected_ids.astype(np.int64).tolist() == truth.tolist()
+    for length in (1e-3, 0.05, 3.0, 900.0, 1e5):
+        ids, scores = col.search_arrays(unit * np.float32(length), k=10)
+        assert ids.tolist() == expected_ids.tolist(), length
+        np.testing.assert_allclose(scores, expected_scores, atol=2e-6)
+        hits = col.search(unit * np.float32(length), k=10, with_payload=False)
+        assert [[h.id for h in row] for row in hits] == expected_ids.tolist()
+        assert np.abs(scores).max() <= 1.0 + 1e-6
