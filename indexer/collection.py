@@ -41,6 +41,7 @@ from indexer.points import (
     decode_id,
     encode_id,
     ensure_lengths,
+    validate_id,
     validate_ids,
     vector_batch_and_squares,
 )
@@ -141,6 +142,7 @@ class Collection:
         self._optimize_lock = threading.Lock()
         self._maintain_thread: threading.Thread | None = None
         self._filter_cache: OrderedDict[tuple[str, tuple[Any, ...]], LabelSet] = OrderedDict()
+        self._filter_cache_lock = threading.Lock()
         self._ids: dict[int, PointId] = {}  # label -> user id
         self._labels: dict[str, int] = {}  # id key -> label
         self._id_table = np.empty(0, dtype=object)  # label -> user id; see _point_ids
@@ -405,7 +407,7 @@ class Collection:
           (-1, 0), so points like a negative example rank last. s(x) = (x / (1 + |x|) + 1) / 2
           keeps the order of similarities; for l2, similarity is minus the distance.
         """
-        if not positive:
+        if len(positive) == 0:  # not `not positive`: an array of vectors has no truth value
             raise InvalidInput("recommend needs at least one positive example")
         if strategy not in ("average", "best_score"):
             raise InvalidInput(f"unknown strategy {strategy!r}; use 'average' or 'best_score'")
@@ -506,8 +508,10 @@ class Collection:
         vectors: list[np.ndarray] = []
         labels: list[int] = []
         for example in examples:
+            if isinstance(example, np.integer):
+                example = int(example)
             if isinstance(example, str | int) and not isinstance(example, bool):
-                label = self._labels.get(encode_id(example))
+                label = self._labels.get(encode_id(validate_id(example)))
                 if label is None:
                     raise PointNotFound(f"example point {example!r} does not exist")
                 labels.append(label)
@@ -523,14 +527,18 @@ class Collection:
         """The labels matching a filter (read lock held), cached until the next write."""
         compiled = compile_filter(filter)
         key = (compiled.where, compiled.params)
-        cached = self._filter_cache.get(key)
-        if cached is not None:
-            self._filter_cache.move_to_end(key)
-            return cached
+        # Readers share the cache: its lock keeps one reader's eviction from landing
+        # between another's lookup and its move to the end.
+        with self._filter_cache_lock:
+            cached = self._filter_cache.get(key)
+            if cached is not None:
+                self._filter_cache.move_to_end(key)
+                return cached
         allowed = LabelSet(self.store.select_labels(compiled.where, compiled.params))
-        self._filter_cache[key] = allowed
-        while len(self._filter_cache) > FILTER_CACHE_SIZE:
-            self._filter_cache.popitem(last=False)
+        with self._filter_cache_lock:
+            self._filter_cache[key] = allowed
+            while len(self._filter_cache) > FILTER_CACHE_SIZE:
+                self._filter_cache.popitem(last=False)
         return allowed
 
     def _queries(self, queries: Any) -> tuple[np.ndarray, np.ndarray | None]:
@@ -904,6 +912,8 @@ def _squash(similarity: np.ndarray) -> np.ndarray:
 
 
 def _check_k(k: object) -> int:
+    if isinstance(k, np.integer):
+        k = int(k)
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
         raise InvalidK(f"k must be an integer from 1 to {MAX_K}, got {k!r}")
     return k
@@ -915,9 +925,26 @@ def _payload_json(payload: dict[str, Any] | None, row: int) -> str:
     if not isinstance(payload, dict):
         raise InvalidPayload(f"payload {row} must be a JSON object, got {type(payload).__name__}")
     try:
-        return orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+        text = orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY).decode()
     except TypeError as exc:
         raise InvalidPayload(f"payload {row} is not JSON: {exc}") from None
+    # orjson writes NaN and infinity as null: refuse them rather than change the payload.
+    if "null" in text and not _all_finite(payload):
+        raise InvalidPayload(f"payload {row} holds NaN or infinity, which JSON cannot carry")
+    return text
+
+
+def _all_finite(value: object) -> bool:
+    """Whether every float in a JSON-like value is finite."""
+    if isinstance(value, float | np.floating):
+        return bool(np.isfinite(value))
+    if isinstance(value, dict):
+        return all(_all_finite(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return all(_all_finite(v) for v in value)
+    if isinstance(value, np.ndarray) and value.dtype.kind in "fc":
+        return bool(np.isfinite(value).all())
+    return True
 
 
 def _vector(blob: bytes | None) -> np.ndarray | None:

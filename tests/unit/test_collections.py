@@ -221,6 +221,26 @@ def test_recommend_accepts_vectors_and_filters(col: Collection) -> None:
         col.recommend([])
 
 
+def test_recommend_and_search_take_numpy_values_and_check_example_ids(col: Collection) -> None:
+    v0 = col.get([0], with_vectors=True)[0].vector
+    assert v0 is not None
+    by_array = col.recommend(np.stack([v0, -v0 + 0.5]), k=3)  # a 2-d array of examples
+    assert [h.id for h in by_array] == [h.id for h in col.recommend([v0, -v0 + 0.5], k=3)]
+    assert [h.id for h in col.recommend([np.int64(0)], k=3)] == [
+        h.id for h in col.recommend([0], k=3)
+    ]
+    assert len(col.search(vectors(1), k=np.int64(4))[0]) == 4
+    with pytest.raises(InvalidId):
+        col.recommend([2**70])
+    with pytest.raises(InvalidId):
+        col.recommend([""])
+
+
+def test_payloads_with_nulls_are_kept(col: Collection) -> None:
+    col.upsert(["n"], vectors(1), [{"a": None, "b": [None, 1.5]}])
+    assert col.get(["n"])[0].payload == {"a": None, "b": [None, 1.5]}
+
+
 BAD_UPSERTS: list[tuple[str, dict[str, Any], type[Exception]]] = [
     ("wrong dimension", {"ids": [1], "vectors": np.zeros((1, 9))}, DimensionMismatch),
     ("NaN", {"ids": [1], "vectors": np.full((1, 8), np.nan)}, InvalidVector),
@@ -243,6 +263,16 @@ BAD_UPSERTS: list[tuple[str, dict[str, Any], type[Exception]]] = [
     (
         "payload not JSON",
         {"ids": [1], "vectors": np.ones((1, 8)), "payloads": [{"x": object()}]},
+        InvalidPayload,
+    ),
+    (
+        "NaN in a payload",
+        {"ids": [1], "vectors": np.ones((1, 8)), "payloads": [{"a": {"b": [1.0, float("nan")]}}]},
+        InvalidPayload,
+    ),
+    (
+        "infinity in a payload",
+        {"ids": [1], "vectors": np.ones((1, 8)), "payloads": [{"x": None, "y": np.float32("inf")}]},
         InvalidPayload,
     ),
     (
@@ -446,3 +476,39 @@ def test_dropping_a_collection_waits_for_a_search_in_flight(
     assert not dropper.is_alive()
     assert len(answers[0][0]) == 3  # ...which finishes with its answer
     assert engine.list_collections() == []
+
+
+def test_concurrent_filtered_reads_share_the_filter_cache_safely(engine: Engine) -> None:
+    """Readers hold the lock only in shared mode, yet each moves its filter to the end of
+    the LRU cache or evicts the oldest: more filters than the cache holds, from several
+    threads switching often, must all be answered."""
+    import sys
+
+    col = engine.create_collection("race", dim=4, metric="l2")
+    col.upsert(
+        list(range(200)),
+        np.random.default_rng(0).random((200, 4)),
+        [{"v": i % 50} for i in range(200)],
+    )
+    errors: list[BaseException] = []
+
+    def read(seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        try:
+            for _ in range(3_000):
+                v = int(rng.integers(0, 40))  # 40 filters for a cache of 32
+                assert col.count({"v": v}) == 4
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=read, args=(seed,)) for seed in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert not errors, errors[:3]
