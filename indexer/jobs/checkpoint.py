@@ -3,7 +3,7 @@
 A checkpoint is a small JSON file in the collection's folder (``jobs/<key>.json``), so
 dropping the collection drops its checkpoints with it. Its key hashes the source path and
 every argument that decides what gets written, so only the same job resumes from it; the
-source's fingerprint (size and modification time) tells whether the input is still the one
+source's fingerprint (a file's size and modification time) tells whether the input is still the one
 the checkpoint describes.
 
 It is rewritten, atomically, only after a batch's upsert has returned: everything before

@@ -89,6 +89,10 @@ class IndexJobConfig(BaseModel):
 class JobSummary(BaseModel):
     """What a job did in this run (and in all its runs, for a resumed job).
 
+    ``indexed`` counts records, not points: a record whose id an earlier one had replaces
+    that point (the last record of an id wins), and counts as indexed and as ``replaced``;
+    ``indexed + rejected`` is the records read.
+
     ``elapsed_s`` runs from the first record read to the last batch committed; loading the
     model (``load_s``) and building the collection's index at the end (``index_s``) are
     timed apart.
@@ -102,6 +106,11 @@ class JobSummary(BaseModel):
     rejected: int
     total_indexed: int
     total_rejected: int
+    replaced: int = 0
+    """Records indexed in this run whose id the collection held already, repeated from
+    earlier in the input or indexed before this run: the collection gained ``indexed -
+    replaced`` points. Taken from its size before and after, so others writing to it
+    meanwhile skew it."""
     resumed_from: int = 0
     """Records already done by earlier runs (0 for a job run from the start)."""
     already_done: bool = False

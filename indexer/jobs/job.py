@@ -76,9 +76,9 @@ def run_index_job(
         CollectionExists: the collection holds vectors of another embedder.
         DimensionMismatch: the collection's dimension is not the embedder's.
         EmbedderUnavailable: the model could not be loaded.
-        JobFailed: the input could not be read at all, no record of it could be indexed
-            (every one was rejected), or the service refused the points or stayed out of
-            reach.
+        JobFailed: the input could not be read at all, holds no records, no record of it
+            could be indexed (every one was rejected), or the service refused the points
+            or stayed out of reach.
     """
     if engine is not None and config.url is not None:
         raise InvalidInput("a job that sends its points to a url writes through no engine")
@@ -187,6 +187,9 @@ def _run(
             f"were rejected (first: {_first_reason(checkpoint_file.rejects_path)}); "
             f"see {checkpoint_file.rejects_path}"
         )
+    # The records that did not add a point replaced one, written by an earlier record of
+    # the same id or before this run.
+    replaced = max(0, writer.indexed - (target.count() - held)) if writer.indexed else 0
     started = time.perf_counter()
     if writer.indexed:
         target.finish()
@@ -197,6 +200,7 @@ def _run(
         final,
         checkpoint_file,
         indexed=writer.indexed,
+        replaced=replaced,
         rejected=writer.rejected,
         resumed_from=checkpoint.position,
         elapsed_s=elapsed_s,
@@ -214,6 +218,10 @@ def _plan(config: IndexJobConfig) -> _Plan:
         fields = _image_folder_fields(config, path)
     else:
         fields = _record_fields(config, path, source)
+    if next(iter(source.read(Start(), fields.used)), None) is None:
+        # Before the model is loaded or the collection made: nothing would go into it.
+        what = "images" if fmt == "images" else "records"
+        raise JobFailed(f"no {what} in {str(path)!r}: nothing to index")
     modality = "text" if fields.text_field is not None else "image"
     identity = {
         "source": str(path.resolve()),
@@ -276,7 +284,7 @@ def _record_fields(config: IndexJobConfig, path: Path, source: Source) -> PointF
         columns = _peek_fields(source)
         where = f"the first {PEEK_RECORDS:,} records of {str(path)!r}"
         if columns is None:
-            return fields  # an empty input: nothing to check, nothing to index
+            return fields  # an empty input, which the caller refuses
     else:
         where = f"the columns of {str(path)!r}"
     for option, name in (
@@ -384,7 +392,8 @@ class _Writer:
             assert batch.vectors is not None
             refused = self._target.upsert(batch.ids, batch.vectors, batch.payloads)
             rejects += [Reject(batch.positions[i], batch.ids[i], why) for i, why in refused]
-            indexed = len(batch.ids) - len(refused)
+            # Records, not points: each record of an id repeated in the batch counts.
+            indexed = sum(batch.record_counts) - sum(batch.record_counts[i] for i, _ in refused)
         rejects_bytes = self.checkpoint.rejects_bytes
         if rejects:
             if self._rejects is None:
@@ -437,6 +446,7 @@ def _summary(
     *,
     already_done: bool = False,
     indexed: int = 0,
+    replaced: int = 0,
     rejected: int = 0,
     resumed_from: int = 0,
     elapsed_s: float = 0.0,
@@ -447,6 +457,7 @@ def _summary(
         collection=config.collection,
         source=config.source,
         indexed=indexed,
+        replaced=replaced,
         rejected=rejected,
         total_indexed=checkpoint.indexed,
         total_rejected=checkpoint.rejected,

@@ -56,12 +56,17 @@ class Batch:
 
     ``end_position``/``end_cursor`` is where the input continues after the batch, and
     ``units`` the progress units done once it is written.
+
+    An id repeated within the batch makes one point, of its last record (as it would
+    across batches, and one upsert never holds an id twice); ``record_counts`` says how
+    many records each point stands for.
     """
 
     ids: list[PointId] = field(default_factory=list)
     inputs: list[Any] = field(default_factory=list)
     payloads: list[dict[str, Any]] = field(default_factory=list)
     positions: list[int] = field(default_factory=list)
+    record_counts: list[int] = field(default_factory=list)
     rejects: list[Reject] = field(default_factory=list)
     end_position: int = 0
     end_cursor: Cursor = None
@@ -71,7 +76,7 @@ class Batch:
 
     @property
     def records(self) -> int:
-        return len(self.ids) + len(self.rejects)
+        return sum(self.record_counts) + len(self.rejects)
 
     def add(self, position: int, point_id: PointId, value: Any, payload: dict[str, Any]) -> None:
         key = (isinstance(point_id, str), point_id)
@@ -82,12 +87,12 @@ class Batch:
             self.inputs.append(value)
             self.payloads.append(payload)
             self.positions.append(position)
+            self.record_counts.append(1)
         else:
-            # An id repeated within a batch: the later record wins, as it would across
-            # batches, and one upsert never holds an id twice.
             self.inputs[slot] = value
             self.payloads[slot] = payload
             self.positions[slot] = position
+            self.record_counts[slot] += 1
 
     def keep(self, ok: list[bool], reasons: dict[int, str]) -> None:
         """Drop the points whose ``ok`` is false, rejecting them with ``reasons[i]``."""
@@ -98,6 +103,7 @@ class Batch:
         self.inputs = [x for x, good in zip(self.inputs, ok, strict=True) if good]
         self.payloads = [x for x, good in zip(self.payloads, ok, strict=True) if good]
         self.positions = [x for x, good in zip(self.positions, ok, strict=True) if good]
+        self.record_counts = [x for x, good in zip(self.record_counts, ok, strict=True) if good]
         self._slots.clear()
 
 

@@ -122,12 +122,9 @@ class RemoteTarget:
         self._max_points: int | None = None
 
     def existing(self) -> Path | None:
-        response = self._request("GET", self._path)
-        if response.status_code == 404 and _error_of(response)[0] == "CollectionNotFound":
+        info = self._describe()
+        if info is None:
             return None
-        if response.status_code != 200:
-            raise self._failure(response, f"describe collection {self._name!r}")
-        info = response.json()
         made_by = info.get("embedder")
         if made_by not in (None, self._embedder):
             raise CollectionExists(
@@ -141,6 +138,10 @@ class RemoteTarget:
 
     def points(self) -> int:
         return self._points
+
+    def count(self) -> int:
+        info = self._describe()
+        return int(info["count"]) if info is not None else 0
 
     def uid(self) -> str | None:
         return self._uid
@@ -190,6 +191,16 @@ class RemoteTarget:
 
     def close(self) -> None:
         self._client.close()
+
+    def _describe(self) -> dict[str, Any] | None:
+        """``GET /collections/{name}``: the collection's description, None if missing."""
+        response = self._request("GET", self._path)
+        if response.status_code == 404 and _error_of(response)[0] == "CollectionNotFound":
+            return None
+        if response.status_code != 200:
+            raise self._failure(response, f"describe collection {self._name!r}")
+        info: dict[str, Any] = response.json()
+        return info
 
     def _send(self, points: _Points, start: int, stop: int, refused: Refused) -> bool:
         """Upsert points ``start:stop``, split while the service finds them too many;

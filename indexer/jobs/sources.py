@@ -10,12 +10,16 @@ reason it could not be read.
 An image folder reads as records with a ``path`` field (relative to the folder, with
 ``/`` separators) and a ``label`` field (the top-level subfolder, as torchvision's
 ``ImageFolder`` names classes; absent for files directly in the folder).
+
+A UTF-8 byte-order mark at the start of a JSONL or CSV file (Excel's "CSV UTF-8" writes
+one) is skipped; byte offsets count it, so a cursor is a position in the file as it is.
 """
 
 from __future__ import annotations
 
 import codecs
 import csv
+import hashlib
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -88,7 +92,8 @@ class Source(Protocol):
         ...
 
     def fingerprint(self) -> dict[str, Any]:
-        """What changes when the input changes (size and modification time of a file)."""
+        """What changes when the input changes: a file's size and modification time, the
+        paths, sizes and modification times of a folder's images."""
         ...
 
     def total_units(self) -> int | None:
@@ -150,6 +155,15 @@ def _file_fingerprint(path: Path) -> dict[str, Any]:
     return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
+def _skip_bom(stream: IO[bytes]) -> int:
+    """Move a stream at the start of a file past its UTF-8 byte-order mark, if it has
+    one; the offset reading goes on from."""
+    if stream.read(len(codecs.BOM_UTF8)) == codecs.BOM_UTF8:
+        return len(codecs.BOM_UTF8)
+    stream.seek(0)
+    return 0
+
+
 def _read_line(stream: IO[bytes]) -> tuple[bytes | None, int]:
     """The next line and the bytes it took (0 at the end of the stream). A line longer
     than :data:`MAX_LINE_BYTES` is skipped up to its end and returned as ``None``."""
@@ -184,11 +198,14 @@ class JsonlSource:
         return cursor if isinstance(cursor, int) else 0
 
     def read(self, start: Start, wanted: Sequence[str] = ()) -> Iterator[Item]:
-        offset = start.cursor if isinstance(start.cursor, int) else 0
         position = start.position
         loads = orjson.loads
         with open(self.path, "rb") as stream:
-            stream.seek(offset)
+            if isinstance(start.cursor, int):
+                offset = start.cursor
+                stream.seek(offset)
+            else:
+                offset = _skip_bom(stream)
             while True:
                 line, consumed = _read_line(stream)
                 if not consumed:
@@ -224,16 +241,17 @@ class CsvSource:
         self._columns = header
 
     def _header(self, stream: IO[bytes]) -> tuple[list[str], int]:
+        _skip_bom(stream)  # before the parser: a quoted first name must start the line
         lines = _Lines(stream)
         try:
             header = next(csv.reader(lines, delimiter=self._delimiter))
         except StopIteration:
             raise JobFailed(
-                f"{str(self.path)!r} is empty: a CSV source needs a header row"
+                f"no records in {str(self.path)!r}: it is empty, not even a header row"
             ) from None
         except (UnicodeDecodeError, csv.Error) as exc:
             raise JobFailed(f"cannot read the header row of {str(self.path)!r}: {exc}") from None
-        header = [name.strip().lstrip("\ufeff") for name in header]
+        header = [name.strip() for name in header]
         if len(set(header)) != len(header):
             raise InvalidInput(f"the header row of {str(self.path)!r} repeats a column name")
         return header, lines.offset
@@ -259,14 +277,27 @@ class CsvSource:
             lines = _Lines(stream)
             reader = csv.reader(lines, delimiter=self._delimiter, strict=True)
             while True:
+                record_start = lines.offset
                 try:
                     row = next(reader)
                 except StopIteration:
                     return
                 except (csv.Error, UnicodeDecodeError) as exc:
-                    # The reader stops at the line it could not parse; go on after it.
+                    error = f"malformed CSV row: {exc}"
+                    if _unclosed_quote(exc):
+                        # The quote took every line after it as its field, to the end of
+                        # the file or to csv's field size limit: those lines are records
+                        # of their own. Skip only the line it opened on.
+                        stream.seek(record_start)
+                        _read_line(stream)
+                        lines = _Lines(stream)
+                        error = (
+                            f"malformed CSV row: a quoted field is never closed ({exc}); "
+                            f"only its first line, from byte {record_start}, was skipped"
+                        )
+                    # Else csv stopped at the line it could not parse: read on after it.
                     reader = csv.reader(lines, delimiter=self._delimiter, strict=True)
-                    yield Item(position, lines.offset, None, f"malformed CSV row: {exc}")
+                    yield Item(position, lines.offset, None, error)
                     position += 1
                     continue
                 if not row:  # a blank line
@@ -278,6 +309,13 @@ class CsvSource:
                     # A short row lacks its last fields: they are missing, not empty.
                     yield Item(position, lines.offset, dict(zip(columns, row, strict=False)), None)
                 position += 1
+
+
+def _unclosed_quote(error: Exception) -> bool:
+    """Whether csv gave up on a record because a quoted field in it never ended."""
+    return isinstance(error, csv.Error) and str(error).startswith(
+        ("unexpected end of data", "field larger than field limit")
+    )
 
 
 class _Lines:
@@ -364,26 +402,42 @@ class ParquetSource:
 
 class ImageFolderSource:
     """Image files under a folder, recursively, in sorted path order; hidden files and
-    folders and files without an image extension are left out."""
+    folders and files without an image extension are left out.
+
+    Symlinks to files are followed. A symlink to a folder is followed when it leads out
+    of the source folder (to another disk, say); one that leads back into it is not, as
+    the images there are read under their own paths, and neither is one that loops back
+    to a folder it is in.
+    """
 
     format: Format = "images"
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._total: int | None = None
+        self._root = os.path.realpath(path)
+        self._fingerprint: dict[str, Any] | None = None
 
     def columns(self) -> list[str] | None:
         return ["path", "label"]
 
     def fingerprint(self) -> dict[str, Any]:
-        # A folder has no size: files added later sort into place and are picked up by
-        # the cursor comparison, which resumes by path rather than by count.
-        return {}
+        # The images' paths, sizes and modification times: adding, removing or rewriting
+        # one changes it. Taken once, by one walk of the folder, that also counts them.
+        if self._fingerprint is None:
+            digest = hashlib.sha256()
+            images = 0
+            for parts, entry in self._images():
+                try:
+                    stat = entry.stat()
+                except OSError:  # gone since the folder was listed
+                    continue
+                digest.update(orjson.dumps(["/".join(parts), stat.st_size, stat.st_mtime_ns]))
+                images += 1
+            self._fingerprint = {"images": images, "sha256": digest.hexdigest()}
+        return dict(self._fingerprint)
 
     def total_units(self) -> int | None:
-        if self._total is None:
-            self._total = sum(1 for _ in self._walk(self.path, ()))
-        return self._total
+        return int(self.fingerprint()["images"])
 
     def units_done(self, position: int, cursor: Cursor) -> int:
         return position
@@ -391,7 +445,7 @@ class ImageFolderSource:
     def read(self, start: Start, wanted: Sequence[str] = ()) -> Iterator[Item]:
         after = tuple(start.cursor.split("/")) if isinstance(start.cursor, str) else None
         position = start.position
-        for parts in self._walk(self.path, (), after):
+        for parts, _ in self._images(after):
             relative = "/".join(parts)
             record: dict[str, Any] = {"path": relative}
             if len(parts) > 1:
@@ -399,11 +453,26 @@ class ImageFolderSource:
             yield Item(position, relative, record, None)
             position += 1
 
+    def _images(
+        self, after: tuple[str, ...] | None = None
+    ) -> Iterator[tuple[tuple[str, ...], os.DirEntry[str]]]:
+        """The images of the folder (see :meth:`_walk`)."""
+        try:
+            root = os.stat(self.path)
+        except OSError:
+            return iter(())
+        return self._walk(str(self.path), (), after, frozenset({(root.st_dev, root.st_ino)}))
+
     def _walk(
-        self, folder: Path, prefix: tuple[str, ...], after: tuple[str, ...] | None = None
-    ) -> Iterator[tuple[str, ...]]:
-        """Relative paths (as parts) of the images under ``folder``, depth first in name
-        order, which is the order of the part tuples; with ``after``, only later ones."""
+        self,
+        folder: str,
+        prefix: tuple[str, ...],
+        after: tuple[str, ...] | None,
+        above: frozenset[tuple[int, int]],
+    ) -> Iterator[tuple[tuple[str, ...], os.DirEntry[str]]]:
+        """The images under ``folder`` as relative paths (in parts) and entries, depth
+        first in name order, which is the order of the part tuples; with ``after``, only
+        later ones. ``above`` identifies the folders walked into on the way here."""
         try:
             entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
         except OSError:
@@ -412,12 +481,35 @@ class ImageFolderSource:
             if entry.name.startswith("."):
                 continue
             parts = (*prefix, entry.name)
-            if entry.is_dir():
+            try:
+                is_dir = entry.is_dir()
+                is_image = (
+                    not is_dir
+                    and entry.is_file()
+                    and Path(entry.name).suffix.lower() in IMAGE_SUFFIXES
+                )
+            except OSError:  # a link that cannot be resolved
+                continue
+            if is_dir:
                 if after is None or parts >= after[: len(parts)]:
-                    yield from self._walk(Path(entry.path), parts, after)
-            elif (
-                entry.is_file()
-                and Path(entry.name).suffix.lower() in IMAGE_SUFFIXES
-                and (after is None or parts > after)
-            ):
-                yield parts
+                    identity = self._folder_to_walk(entry, above)
+                    if identity is not None:
+                        yield from self._walk(entry.path, parts, after, above | {identity})
+            elif is_image and (after is None or parts > after):
+                yield parts, entry
+
+    def _folder_to_walk(
+        self, entry: os.DirEntry[str], above: frozenset[tuple[int, int]]
+    ) -> tuple[int, int] | None:
+        """The (device, inode) of the folder at ``entry``, or None for a folder to leave
+        out: a symlink back into the source folder, or a loop."""
+        try:
+            if entry.is_symlink():
+                target = os.path.realpath(entry.path)
+                if os.path.commonpath([target, self._root]) == self._root:
+                    return None
+            stat = entry.stat()
+        except OSError:
+            return None
+        identity = (stat.st_dev, stat.st_ino)
+        return None if identity in above else identity

@@ -41,6 +41,10 @@ class Target(Protocol):
         written for another collection of that name, dropped since."""
         ...
 
+    def count(self) -> int:
+        """Points the collection holds now (0 before :meth:`prepare` made it)."""
+        ...
+
     def uid(self) -> str | None:
         """The collection's identity once :meth:`existing` found it or :meth:`prepare`
         made it (None before, or from a service without identities)."""
@@ -97,6 +101,9 @@ class LocalTarget:
 
     def points(self) -> int:
         return self._points
+
+    def count(self) -> int:
+        return self._collection.count() if self._collection is not None else 0
 
     def uid(self) -> str | None:
         return self._collection.uid if self._collection is not None else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
@@ -97,6 +98,15 @@ def all_ids(engine: Engine, name: str = "docs") -> list[Any]:
 # -- sources -----------------------------------------------------------------------------
 
 
+def assert_restarts_after_each_record(path: Path, fmt: str) -> list[Any]:
+    """The records of ``path``, checking that reading from after each gives the rest."""
+    source = open_source(path, fmt)  # type: ignore[arg-type]
+    items = list(source.read(Start()))
+    for k, item in enumerate(items):
+        assert list(source.read(Start(item.position + 1, item.cursor))) == items[k + 1 :], k
+    return items
+
+
 def test_each_reader_restarts_exactly_after_any_record(tmp_path: Path) -> None:
     jsonl = write_jsonl(tmp_path / "a.jsonl", [*rows(5)[:2], "", "{broken", *rows(5)[2:]])
     csv_path = tmp_path / "a.csv"
@@ -106,11 +116,7 @@ def test_each_reader_restarts_exactly_after_any_record(tmp_path: Path) -> None:
         (folder / relative).parent.mkdir(parents=True, exist_ok=True)
         (folder / relative).write_bytes(b"")
     for path, fmt in ((jsonl, "jsonl"), (csv_path, "csv"), (folder, "images")):
-        source = open_source(path, fmt)  # type: ignore[arg-type]
-        items = list(source.read(Start()))
-        for k, item in enumerate(items):
-            resumed = list(source.read(Start(item.position + 1, item.cursor)))
-            assert resumed == items[k + 1 :], (fmt, k)
+        assert_restarts_after_each_record(path, fmt)
     csv_items = list(open_source(csv_path, "csv").read(Start()))
     assert [i.fields for i in csv_items] == [
         {"id": "1", "title": "two\nlines, and a comma"},
@@ -124,6 +130,87 @@ def test_each_reader_restarts_exactly_after_any_record(tmp_path: Path) -> None:
         {"path": "b.png"},
         {"path": "c/z.jpg", "label": "c"},
     ]
+
+
+def test_a_byte_order_mark_is_skipped_and_cursors_stay_on_record_boundaries(
+    tmp_path: Path,
+) -> None:
+    bom = codecs.BOM_UTF8
+    jsonl = tmp_path / "a.jsonl"
+    jsonl.write_bytes(bom + b'{"id": 1, "title": "one"}\n{"id": 2, "title": "two"}\n')
+    excel = tmp_path / "excel.csv"  # Excel's "CSV UTF-8": a BOM, then quoted names
+    excel.write_bytes(bom + b'"id","title"\r\n"1","one"\r\n"2","two"\r\n')
+    tsv = tmp_path / "a.tsv"
+    tsv.write_bytes(bom + b"id\ttitle\n1\tone\n2\ttwo\n")
+    for path, fmt in ((jsonl, "jsonl"), (excel, "csv"), (tsv, "csv")):
+        items = assert_restarts_after_each_record(path, fmt)
+        assert [(i.position, i.error) for i in items] == [(0, None), (1, None)], path
+        assert [str(i.fields["id"]) for i in items] == ["1", "2"], path
+        # Cursors are offsets in the file as it is, BOM included.
+        raw = path.read_bytes()
+        assert items[0].cursor == raw.rindex(b"\n", 0, raw.index(b"two")) + 1, path
+    assert open_source(excel, "csv").columns() == ["id", "title"]
+
+
+def test_an_unclosed_csv_quote_rejects_only_its_line_and_reading_goes_on(tmp_path: Path) -> None:
+    path = tmp_path / "a.csv"
+    path.write_text('id,title\n1,"one\n2,two\n3,three\n')
+    items = assert_restarts_after_each_record(path, "csv")
+    assert [(i.position, i.fields) for i in items] == [
+        (0, None),
+        (1, {"id": "2", "title": "two"}),
+        (2, {"id": "3", "title": "three"}),
+    ]
+    assert items[0].error is not None
+    assert "a quoted field is never closed" in items[0].error
+    assert "from byte 9" in items[0].error
+    # Far from the end of the file, csv's field size limit stops the quote instead.
+    long = tmp_path / "long.csv"
+    with open(long, "w") as f:
+        f.write('id,title\n1,"one\n')
+        f.writelines(f"{i},row number {i}\n" for i in range(2, 20_002))
+    items = list(open_source(long, "csv").read(Start()))
+    assert items[0].fields is None
+    assert [i.fields["id"] for i in items[1:] if i.fields] == [str(i) for i in range(2, 20_002)]
+
+
+def test_an_image_folders_fingerprint_changes_with_its_images(tmp_path: Path) -> None:
+    folder = tmp_path / "photos"
+    (folder / "a").mkdir(parents=True)
+    (folder / "a" / "x.png").write_bytes(b"x")
+    (folder / "b.png").write_bytes(b"b")
+
+    def fingerprint() -> dict[str, Any]:
+        return open_source(folder, "images").fingerprint()
+
+    first = fingerprint()
+    assert fingerprint() == first
+    (folder / "notes.txt").write_text("not an image")
+    assert fingerprint() == first
+    (folder / "c").mkdir()
+    (folder / "c" / "y.png").write_bytes(b"y")
+    added = fingerprint()
+    assert added != first
+    (folder / "b.png").write_bytes(b"bigger")
+    assert fingerprint() != added
+
+
+def test_an_image_folder_follows_a_symlinked_folder_once_and_never_a_loop(
+    tmp_path: Path,
+) -> None:
+    folder, outside = tmp_path / "photos", tmp_path / "elsewhere"
+    (folder / "cats").mkdir(parents=True)
+    (folder / "cats" / "a.png").write_bytes(b"a")
+    outside.mkdir()
+    (outside / "b.png").write_bytes(b"b")
+    os.symlink(folder, folder / "loop")  # back to the folder itself
+    os.symlink(folder / "cats", folder / "alias")  # another name for a folder in it
+    os.symlink(folder / "gone", folder / "broken")
+    os.symlink(outside, folder / "more")  # a folder outside: read, under this name
+    os.symlink(outside, outside / "again")  # a loop out there
+    items = assert_restarts_after_each_record(folder, "images")
+    assert [i.cursor for i in items] == ["cats/a.png", "more/b.png"]
+    assert open_source(folder, "images").fingerprint()["images"] == 2
 
 
 def test_parquet_reader_starts_inside_a_row_group(tmp_path: Path) -> None:
@@ -225,6 +312,21 @@ def test_image_folder_is_indexed_with_labels_and_a_truncated_image_is_rejected(
     assert collection.search(turned, k=2)[0][1].id == "cats/chelsea.png"
 
 
+def test_a_finished_image_folder_job_indexes_images_added_since(
+    tmp_path: Path, engine: Engine, registry: EmbedderRegistry
+) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    _photo("chelsea").save(folder / "chelsea.png")
+    config = job(folder, engine.path)
+    assert run(config, engine, registry).indexed == 1
+    assert run(config, engine, registry).already_done
+    _photo("coffee").save(folder / "coffee.png")
+    again = run(config, engine, registry)
+    assert not again.already_done
+    assert sorted(all_ids(engine)) == ["chelsea.png", "coffee.png"]
+
+
 def test_an_image_field_names_files_next_to_a_source_of_a_named_format(
     tmp_path: Path, engine: Engine, registry: EmbedderRegistry
 ) -> None:
@@ -316,8 +418,108 @@ def test_a_finished_job_run_again_changes_nothing_until_its_source_changes(
     write_jsonl(source, [*rows(120), "{bad"])
     changed = run(config, engine, registry)
     assert (changed.indexed, changed.rejected, changed.resumed_from) == (120, 1, 0)
+    assert changed.replaced == 100  # the points of the first version, written again
     assert len(first.rejects_path.read_text().splitlines()) == 1
     assert engine.get_collection("docs").count() == 120
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 100])
+def test_a_repeated_id_counts_as_indexed_and_replaced_however_records_are_batched(
+    tmp_path: Path, engine: Engine, registry: EmbedderRegistry, batch_size: int
+) -> None:
+    titles = [(1, "one"), (2, "two"), (1, "uno"), (3, "three"), (1, "eins")]
+    source = write_jsonl(tmp_path / "docs.jsonl", [{"id": i, "title": t} for i, t in titles])
+    config = job(source, engine.path, text_field="title", payload_fields=("title",))
+    summary = run(config.model_copy(update={"batch_size": batch_size}), engine, registry)
+    assert (summary.indexed, summary.replaced, summary.rejected) == (5, 2, 0)
+    assert summary.total_indexed == 5
+    collection = engine.get_collection("docs")
+    assert collection.count() == 3
+    assert collection.get([1])[0].payload == {"title": "eins"}  # the last record wins
+
+
+class StopAfterFirstBatch:
+    """A progress display that stops the job after its first batch is committed."""
+
+    def start(self, *, done_before: int, units_done: int, units_total: int | None) -> None:
+        pass
+
+    def update(self, *, indexed: int, rejected: int, units_done: int) -> None:
+        raise RuntimeError("stopped")
+
+    def finish(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("excel.csv", '"id","title"\r\n' + "".join(f'"{i}","note {i}"\r\n' for i in range(10))),
+        (
+            "docs.jsonl",
+            "".join(json.dumps({"id": str(i), "title": f"note {i}"}) + "\n" for i in range(10)),
+        ),
+    ],
+)
+def test_a_file_with_a_byte_order_mark_is_indexed_whole_after_a_resume(
+    tmp_path: Path, engine: Engine, registry: EmbedderRegistry, name: str, text: str
+) -> None:
+    source = tmp_path / name
+    source.write_bytes(codecs.BOM_UTF8 + text.encode())
+    config = job(source, engine.path, text_field="title", payload_fields=("title",), batch_size=4)
+    with pytest.raises(RuntimeError, match="stopped"):
+        run(config, engine, registry, progress=StopAfterFirstBatch())
+    summary = run(config, engine, registry)
+    assert (summary.resumed_from, summary.indexed, summary.rejected) == (4, 6, 0)
+    assert (summary.total_indexed, summary.total_rejected) == (10, 0)
+    collection = engine.get_collection("docs")
+    assert sorted(all_ids(engine)) == sorted(str(i) for i in range(10))
+    assert collection.get(["0"])[0].payload == {"title": "note 0"}
+
+
+def test_an_unclosed_csv_quote_loses_one_record_not_the_rest_of_the_file(
+    tmp_path: Path, engine: Engine, registry: EmbedderRegistry
+) -> None:
+    source = tmp_path / "docs.csv"
+    source.write_text('id,title\n1,"one\n2,two\n3,three\n')
+    summary = run(job(source, engine.path, text_field="title"), engine, registry)
+    assert (summary.indexed, summary.rejected) == (2, 1)
+    [reject] = read_rejects(summary)
+    assert reject["position"] == 0
+    assert "a quoted field is never closed" in reject["reason"]
+    assert sorted(all_ids(engine)) == ["2", "3"]
+
+
+class NoModels(EmbedderRegistry):
+    """The allowlist, with models that must not be loaded."""
+
+    def get(self, name: str) -> Embedder:
+        raise AssertionError(f"model {name!r} loaded")
+
+
+@pytest.mark.parametrize(
+    "name", ["empty.jsonl", "blank.jsonl", "empty.csv", "header.csv", "empty.parquet", "photos"]
+)
+def test_an_input_with_no_records_fails_before_a_model_or_a_collection_is_made(
+    tmp_path: Path, engine: Engine, name: str
+) -> None:
+    source = tmp_path / name
+    if name == "photos":
+        source.mkdir()
+        (source / "README.txt").write_text("no images yet")
+    elif name.endswith(".parquet"):
+        empty = pa.table({"id": pa.array([], pa.int64()), "title": pa.array([], pa.string())})
+        pq.write_table(empty, source)
+    else:
+        source.write_text({"blank.jsonl": "\n\n", "header.csv": "id,title\n"}.get(name, ""))
+    config = (
+        job(source, engine.path)
+        if name == "photos"
+        else job(source, engine.path, text_field="title")
+    )
+    with pytest.raises(JobFailed, match=r"^no (records|images) in '.*'"):
+        run(config, engine, NoModels(default_embedder_configs()))
+    assert engine.list_collections() == []
 
 
 def test_a_job_whose_every_record_is_rejected_fails(
