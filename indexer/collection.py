@@ -68,7 +68,7 @@ ID_TABLE_MAX_SPREAD = 4
 TRAIN_SAMPLE_MAX = 256 * 1024
 INDEX_FILE = "index.vsi"  # in the collection's folder, beside the store
 
-Example = PointId | Sequence[float] | np.ndarray
+Example = PointId | np.integer[Any] | Sequence[float] | np.ndarray
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import re
 import shutil
 import threading
 import uuid
+import weakref
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Literal
@@ -28,6 +30,7 @@ from indexer.errors import (
     CollectionExists,
     CollectionNotEmpty,
     CollectionNotFound,
+    DataFolderInUse,
     InvalidInput,
     InvalidName,
 )
@@ -40,6 +43,7 @@ log = logging.getLogger(__name__)
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _STORE_FILE = "store.sqlite3"
+LOCK_FILE = ".lock"  # in the data folder; see _lock_folder
 # FAISS scans query by query below this many queries x dimensions and uses BLAS above it.
 # Its default (128,000) leaves batches of a few hundred short vectors on the slow path;
 # measured on GloVe (50-d) with 1,000 queries, BLAS is ~9x faster (PERFORMANCE-NOTES).
@@ -85,9 +89,11 @@ class Engine:
         on_index_build: IndexBuildObserver | None = None,
     ) -> None:
         self.path = Path(path)
-        self.embedders = embedders or EmbedderRegistry(default_embedder_configs())
         self._root = self.path / "collections"
         self._root.mkdir(parents=True, exist_ok=True)
+        self._folder_lock = _lock_folder(self.path)
+        self._release_folder = weakref.finalize(self, os.close, self._folder_lock)
+        self.embedders = embedders or EmbedderRegistry(default_embedder_configs())
         self.placement = devices.Placement.detect(
             device, mode=gpu_mode, memory_limit=gpu_memory_limit
         )
@@ -265,11 +271,12 @@ class Engine:
         return collection
 
     def close(self) -> None:
-        """Save what needs saving and close every open collection."""
+        """Save what needs saving, close every open collection and let go of the folder."""
         with self._lock:
             for collection in self._open.values():
                 collection.close()
             self._open.clear()
+            self._release_folder()  # once: later calls do nothing
 
     def __enter__(self) -> Engine:
         return self
@@ -305,6 +312,35 @@ class Engine:
         trash = self._root / f".dropped-{uuid.uuid4().hex}"
         os.rename(self._root / name, trash)  # gone at once for readers; removed at leisure
         return trash
+
+
+def check_folder_free(path: str | os.PathLike[str]) -> None:
+    """Raise :class:`DataFolderInUse` if an engine has the data folder open now (a check
+    before a slow start; the engine takes the lock itself when it opens)."""
+    path = Path(path)
+    if path.is_dir():
+        os.close(_lock_folder(path, note_pid=False))
+
+
+def _lock_folder(path: Path, *, note_pid: bool = True) -> int:
+    """Take the data folder's lock file and return its descriptor, held while the engine
+    lives (the kernel lets go of it if the process dies); raise :class:`DataFolderInUse`
+    when another engine holds it. Each engine keeps its collections' ids in memory and
+    would not see another's writes, so a folder has one engine at a time."""
+    fd = os.open(path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
+        os.close(fd)
+        raise DataFolderInUse(
+            f"the data folder {str(path)!r} is open in another engine "
+            f"(process {holder or 'unknown'}); one engine at a time may open it"
+        ) from None
+    if note_pid:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd
 
 
 def _config(

@@ -30,6 +30,8 @@ HTTP status it maps to::
     │   ├── CollectionExists
     │   └── CollectionNotEmpty      restoring a snapshot onto a collection that has points
     ├── EmbedderUnavailable (503)   the model could not be loaded
+    ├── DataFolderInUse             another engine (in this process or another) has the data
+    │                               folder open (raised on open: never sent over HTTP)
     └── JobFailed                   a batch indexing job could not finish (jobs run outside
                                     the server: never sent over HTTP)
 """
@@ -150,6 +152,11 @@ class CollectionNotEmpty(Conflict):
 
 class EmbedderUnavailable(VecserveError):
     status_code = 503
+
+
+class DataFolderInUse(VecserveError):
+    """Another engine, in this process or another, has the data folder open: two engines
+    on one folder would each miss the other's writes."""
 
 
 class JobFailed(VecserveError):

@@ -191,6 +191,8 @@ def serve(given: dict[str, Any], log_level: str, command: str = "serve") -> int:
     import uvicorn
     from pydantic import ValidationError
 
+    from indexer.engine import check_folder_free
+    from indexer.errors import DataFolderInUse
     from service.app import create_app
     from service.settings import Settings
 
@@ -205,6 +207,11 @@ def serve(given: dict[str, Any], log_level: str, command: str = "serve") -> int:
                 file=sys.stderr,
             )
         return 2
+    try:
+        check_folder_free(settings.data_dir)
+    except DataFolderInUse as exc:
+        print(f"vecserve {command}: error: {exc.message}", file=sys.stderr)
+        return 1
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -265,7 +272,7 @@ def run_index(args: argparse.Namespace) -> int:
     """Run an indexing job; exit 2 on bad arguments, 1 when the job fails, 130 on Ctrl-C."""
     from pydantic import ValidationError
 
-    from indexer.errors import Conflict, InvalidInput, NotFound, VecserveError
+    from indexer.errors import Conflict, DataFolderInUse, InvalidInput, NotFound, VecserveError
     from indexer.jobs import IndexJobConfig, ProgressLine, run_index_job
 
     def fail(message: str, code: int) -> int:
@@ -300,6 +307,9 @@ def run_index(args: argparse.Namespace) -> int:
         return fail(message if option == "--" else f"{option}: {message}", 2)
     try:
         summary = run_index_job(config, progress=ProgressLine(sys.stderr))
+    except DataFolderInUse as exc:
+        hint = "if a vecserve service has it open, send the job there with --url URL"
+        return fail(f"{exc.message}; {hint}", 1)
     except (InvalidInput, NotFound, Conflict) as exc:
         return fail(exc.message, 2)
     except VecserveError as exc:
@@ -319,6 +329,11 @@ def run_index(args: argparse.Namespace) -> int:
         f"{summary.elapsed_s:.1f}s ({summary.rate:,.0f} records/s); "
         f"rejected {summary.rejected:,}"
     )
+    if summary.replaced:
+        print(
+            f"  {summary.replaced:,} of them replaced a point with the same id (an earlier run's, "
+            "or an earlier record's in this input)"
+        )
     if summary.resumed_from:
         print(
             f"  resumed after {summary.resumed_from:,} records done by an earlier run; "
