@@ -723,11 +723,12 @@ class Collection:
                 "collection %s: index caught up (+%d, -%d)", self.name, len(missing), len(gone)
             )
 
-    def _build(self) -> FaissIndex:
-        """A fresh index of the right family from the whole store, calibrated."""
+    def _build(self, current: str | None = None) -> FaissIndex:
+        """A fresh index of the right family from the whole store, calibrated; ``current``
+        is the family serving now, if any (see :meth:`_family`)."""
         started = time.perf_counter()
         labels, vecs = self._all_vectors()
-        family, spec = self._family(len(labels))
+        family, spec = self._family(len(labels), current)
         rng = np.random.default_rng(0)
         train = vecs
         if len(vecs) > TRAIN_SAMPLE_MAX:
@@ -757,15 +758,24 @@ class Collection:
                 log.exception("collection %s: index build observer failed", self.name)
         return index
 
-    def _family(self, n: int) -> tuple[type[FaissIndex], IndexSpec]:
+    def _family(self, n: int, current: str | None = None) -> tuple[type[FaissIndex], IndexSpec]:
         """The family (and spec) to serve ``n`` points with: ``family_for``, except that an
         empty collection serves flat. A bulk load into a new HNSW collection then builds its
         graph once, from every point, and calibrates it, rather than growing it point by
-        point only for the first calibration to rebuild it."""
+        point only for the first calibration to rebuild it.
+
+        A collection that shrinks below the size its ``current`` family needs keeps that
+        family until it has half that size: one that hovers at a threshold would otherwise
+        rebuild its whole index at each crossing."""
         spec = self.config.index
         if n == 0:
             spec = spec.model_copy(update={"kind": "flat"})
-        return family_for(spec, self.dim, n, self._gpus)
+        family, chosen = family_for(spec, self.dim, n, self._gpus)
+        if n and current not in (None, family.family) and family.family == "flat":
+            kept, kept_spec = family_for(spec, self.dim, 2 * n, self._gpus)
+            if kept.family == current:
+                return kept, kept_spec
+        return family, chosen
 
     def _all_vectors(self) -> tuple[np.ndarray, np.ndarray]:
         """Every label and its prepared vector, from the store."""
@@ -804,7 +814,7 @@ class Collection:
 
     def _needs_rebuild(self) -> bool:
         index = self._index
-        family, spec = self._family(len(self._ids))
+        family, spec = self._family(len(self._ids), index.family)
         return (
             family.family != index.family
             or index.over_budget
@@ -857,7 +867,7 @@ class Collection:
             if self._closed:
                 return
             if self._needs_rebuild():
-                index = self._build()
+                index = self._build(self._index.family)
                 with self._write_lock, self._rw.write():
                     if self._is_closed():  # closed while the index was built
                         return

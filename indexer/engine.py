@@ -363,7 +363,7 @@ def _config(
         name=name,
         dim=dim,
         metric=metric,
-        index=IndexSpec.parse(index),
+        index=IndexSpec.parse(index).for_dim(dim),
         embedder=embedder,
         store_source=store_source,
     )

@@ -48,6 +48,16 @@ class IndexSpec(BaseModel):
         except ValidationError as exc:
             raise InvalidIndexSpec(_first_error(exc)) from None
 
+    def for_dim(self, dim: int) -> IndexSpec:
+        """The spec, if an index of it can be built over ``dim``-dimensional vectors;
+        else :class:`InvalidIndexSpec` now rather than a failed build later."""
+        if self.pq_m is not None and (self.pq_m > dim or dim % self.pq_m):
+            raise InvalidIndexSpec(
+                f"pq_m must divide the dimension {dim} (each sub-quantizer takes "
+                f"dim / pq_m dimensions), got {self.pq_m}"
+            )
+        return self
+
 
 class SearchParams(BaseModel):
     """Per-search knobs. None means the collection's calibrated default."""

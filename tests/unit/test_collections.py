@@ -89,6 +89,8 @@ def test_collection_names_must_be_plain(engine: Engine, name: str) -> None:
         ({"dim": 4, "index": "lsh"}, InvalidIndexSpec),
         ({"dim": 4, "index": {"kind": "hnsw", "hnsw_m": 1}}, InvalidIndexSpec),
         ({"dim": 4, "index": {"kind": "hnsw", "bogus": 1}}, InvalidIndexSpec),
+        ({"dim": 10, "index": {"kind": "ivf_pq", "pq_m": 3}}, InvalidIndexSpec),
+        ({"dim": 4, "index": {"kind": "ivf_pq", "pq_m": 8}}, InvalidIndexSpec),
     ],
 )
 def test_bad_collection_configurations_are_refused(
@@ -512,3 +514,34 @@ def test_concurrent_filtered_reads_share_the_filter_cache_safely(engine: Engine)
     finally:
         sys.setswitchinterval(interval)
     assert not errors, errors[:3]
+
+
+def test_auto_keeps_its_index_until_the_collection_halves(tmp_path: Path) -> None:
+    """A collection hovering at auto's threshold must not rebuild at every crossing."""
+    builds: list[Any] = []
+    with Engine(tmp_path, background=False, on_index_build=builds.append) as engine:
+        c = engine.create_collection("hover", dim=8, metric="l2", index={"auto_threshold": 400})
+        c.upsert(list(range(400)), vectors(400))
+        c.optimize()
+        assert c.index_info["family"] == "hnsw"
+        built = len(builds)
+        for _ in range(3):
+            c.delete(ids=[0])
+            c.optimize()
+            c.upsert([0], vectors(1))
+            c.optimize()
+        assert len(builds) == built  # no rebuild at any crossing
+        c.delete(ids=list(range(150)))
+        c.optimize()
+        assert c.index_info["family"] == "hnsw"  # 250 points: more than half of 400
+        c.delete(ids=list(range(150, 201)))
+        c.optimize()
+        assert c.index_info["family"] == "flat"  # 199 points
+        c.upsert(list(range(201)), vectors(201))
+        c.optimize()
+        assert c.index_info["family"] == "hnsw"
+    with Engine(tmp_path, background=False) as engine:  # the saved index serves on
+        c = engine.get_collection("hover")
+        c.delete(ids=list(range(100)))
+        c.optimize()
+        assert c.index_info["family"] == "hnsw"
