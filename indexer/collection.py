@@ -689,7 +689,7 @@ class Collection:
         return self.folder / INDEX_FILE
 
     def _open_index(self) -> FaissIndex:
-        loaded = load_index(self._index_path, self.metric)
+        loaded = load_index(self._index_path, self.metric, self.dim)
         if loaded is None:
             index = self._build()
             self._save(index)

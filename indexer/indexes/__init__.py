@@ -74,17 +74,26 @@ def save_index(path: Path, index: FaissIndex, seq: int) -> None:
     _fsync_dir(path.parent)
 
 
-def load_index(path: Path, metric: Metric) -> tuple[FaissIndex, int] | None:
-    """The saved index and the seq it covers, or None if it is missing or damaged."""
+def load_index(path: Path, metric: Metric, dim: int) -> tuple[FaissIndex, int] | None:
+    """The saved index and the seq it covers, or None if it is missing, damaged, or not
+    an index of ``dim``-dimensional vectors under ``metric``."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
+        return None
+    except OSError as exc:  # unreadable, or a folder: rebuild, and let the save say more
+        log.warning("index file %s cannot be read (%s); rebuilding from the store", path, exc)
         return None
     try:
         header, body = _split(data)
         meta: dict[str, Any] = header["meta"]
         family = FAMILIES[meta["family"]]
         index = faiss.deserialize_index(np.frombuffer(body, dtype=np.uint8))
+        if index.d != dim or index.metric_type != metric.faiss_metric:
+            raise ValueError(
+                f"it holds {index.d}-d vectors under FAISS metric {index.metric_type}, "
+                f"not {dim}-d under {metric.value}"
+            )
         return family(index, metric, meta), int(header["seq"])
     except Exception as exc:  # any damage means "rebuild", whatever form it takes
         log.warning("index file %s is unusable (%s); rebuilding from the store", path, exc)

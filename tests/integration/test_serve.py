@@ -26,7 +26,7 @@ ENV = {**os.environ, "VECSERVE_DEVICE": "cpu"}
 
 
 def saved_seq(folder: Path) -> int:
-    loaded = load_index(folder / "index.vsi", Metric.COSINE)
+    loaded = load_index(folder / "index.vsi", Metric.COSINE, 8)
     assert loaded is not None
     return loaded[1]
 

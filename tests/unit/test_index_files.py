@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -50,7 +51,18 @@ def remove(path: Path) -> None:
     path.unlink()
 
 
-@pytest.mark.parametrize("damage", [truncate, garbage, flip_a_byte, empty, remove])
+def another_collections(path: Path) -> None:
+    """A sound index file, of another collection with another dimension."""
+    with tempfile.TemporaryDirectory() as other, Engine(other, background=False) as engine:
+        col = engine.create_collection("o", dim=8, metric="l2")
+        col.upsert(list(range(50)), rng.standard_normal((50, 8)).astype(np.float32))
+        engine.close()
+        path.write_bytes((Path(other) / "collections" / "o" / "index.vsi").read_bytes())
+
+
+@pytest.mark.parametrize(
+    "damage", [truncate, garbage, flip_a_byte, empty, remove, another_collections]
+)
 @pytest.mark.parametrize("index", ["flat", "hnsw"])
 def test_a_damaged_index_file_is_rebuilt_with_the_same_results(
     tmp_path: Path, index: str, damage: Callable[[Path], None]
