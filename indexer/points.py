@@ -28,6 +28,11 @@ def validate_id(point_id: object) -> PointId:
             raise InvalidId(f"integer id {point_id} is outside the signed 64-bit range")
     elif not 0 < len(point_id) <= MAX_ID_LENGTH:
         raise InvalidId(f"a string id has 1 to {MAX_ID_LENGTH} characters, got {len(point_id)}")
+    elif not point_id.isascii():
+        try:
+            point_id.encode()
+        except UnicodeEncodeError:  # a lone surrogate: neither JSON nor SQLite can store it
+            raise InvalidId(f"string id {point_id!r} is not valid Unicode text") from None
     return point_id
 
 

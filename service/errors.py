@@ -8,6 +8,7 @@ traceback and answered as ``InternalError`` (500) without details.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -48,7 +49,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> Json:
-        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        errors = exc.errors()
+        first: dict[str, Any] = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+        if first.get("type") == "json_invalid":  # loc is ("body", character offset)
+            offset = first["loc"][-1]
+            message = f"the body is not valid JSON: {first['ctx']['error']} (at character {offset})"
+            return error_response(request, 422, "InvalidRequest", message)
         where = ".".join(str(p) for p in first["loc"] if p != "body") or "body"
         return error_response(request, 422, "InvalidRequest", f"{where}: {first['msg']}")
 

@@ -25,12 +25,13 @@ from service.schemas import ErrorBody
 
 _ERROR_REF = "#/components/schemas/ErrorBody"
 _DESCRIPTIONS = {
-    400: "The body cannot be decoded (`BadRequest`): not UTF-8, for instance",
+    400: "The body could not be read (`BadRequest`)",
     401: "No API key, or an unknown one (`Unauthorized`)",
     403: "A read-only API key on a route that writes (`Forbidden`)",
     404: "The collection does not exist (`CollectionNotFound`), or another named thing",
     413: "The body, or a count in it, is over one of the server's limits (`RequestTooLarge`)",
-    422: "The request is invalid: `InvalidRequest`, or a precise name (`InvalidFilter`, ...)",
+    422: "The request is invalid: `InvalidRequest` (not JSON, or not the shape asked for), "
+    "or a precise name (`InvalidFilter`, ...)",
 }
 _SECURITY_SCHEMES = {
     "bearer": {"type": "http", "scheme": "bearer", "description": "an API key"},

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import Response
 
 from indexer import Collection
 from service.deps import CollectionDep, EngineDep
 from service.responses import Json
+from service.routing import ApiRouter
 from service.schemas import CollectionInfo, CollectionList, CreateCollection
 
-router = APIRouter(prefix="/collections", tags=["collections"])
+router = ApiRouter(prefix="/collections", tags=["collections"])
 
 
 def describe(collection: Collection) -> dict[str, object]:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 
 from service.responses import Json
+from service.routing import ApiRouter
 
-router = APIRouter(tags=["health"])
+router = ApiRouter(tags=["health"])
 
 
 @router.get("/healthz", operation_id="healthz")

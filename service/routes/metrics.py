@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 
 from service.metrics import CONTENT_TYPE, Metrics
+from service.routing import ApiRouter
 
-router = APIRouter(tags=["metrics"])
+router = ApiRouter(tags=["metrics"])
 
 
 @router.get(

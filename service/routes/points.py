@@ -1,21 +1,26 @@
-"""Points: upsert, get, delete, scroll."""
+"""Points: upsert, get (many, or one by its path), delete, scroll."""
 
 from __future__ import annotations
 
-from typing import Any
+import base64
+import re
+from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Response
+from fastapi import Query, Response
 
-from indexer import Point
-from indexer.errors import InvalidInput
+from indexer import Point, PointId
+from indexer.errors import InvalidId, InvalidInput, InvalidPayload, PointNotFound
+from indexer.points import decode_id, encode_id, validate_id
 from service.deps import CollectionDep, SettingsDep
 from service.errors import RequestTooLarge
 from service.responses import Json
+from service.routing import ApiRouter
 from service.schemas import (
     Deleted,
     DeletePoints,
     GetPoints,
+    PointOut,
     Points,
     Scroll,
     ScrollPage,
@@ -24,7 +29,11 @@ from service.schemas import (
     stack,
 )
 
-router = APIRouter(prefix="/collections/{name}/points", tags=["points"])
+router = ApiRouter(prefix="/collections/{name}/points", tags=["points"])
+
+# An integer as it prints: no sign but "-", no leading zeros, ASCII digits only.
+_INTEGER = re.compile(r"-?(?:0|[1-9][0-9]*)")
+_CURSOR_VERSION = "v1"
 
 
 def point_json(point: Point) -> dict[str, Any]:
@@ -47,7 +56,13 @@ def upsert_points(body: Upsert, collection: CollectionDep, settings: SettingsDep
         )
     payloads = [p.payload for p in body.points]
     for i, payload in enumerate(payloads):
-        if payload is not None and len(orjson.dumps(payload)) > settings.max_payload_bytes:
+        if payload is None:
+            continue
+        try:
+            size = len(orjson.dumps(payload))
+        except TypeError as exc:  # nested deeper than orjson (and the store) can write
+            raise InvalidPayload(f"payload of point {i} cannot be stored as JSON: {exc}") from None
+        if size > settings.max_payload_bytes:
             raise RequestTooLarge(
                 f"payload of point {i} is over the limit of {settings.max_payload_bytes} bytes"
             )
@@ -83,6 +98,34 @@ def get_points(body: GetPoints, collection: CollectionDep) -> Response:
     return Json({"points": [point_json(p) for p in points]})
 
 
+@router.get("/{point_id:path}", operation_id="get_point", response_model=PointOut)
+def get_point(
+    point_id: str,
+    collection: CollectionDep,
+    with_vector: bool = False,
+    id_type: Annotated[
+        Literal["auto", "str"],
+        Query(description="`str`: the id is a string, even when it looks like an integer"),
+    ] = "auto",
+) -> Response:
+    """One point by id; a 404 ``PointNotFound`` when there is none.
+
+    The id is the rest of the path (percent-encoded where needed; a ``/`` may stay as it
+    is). Written as an integer prints (``7``, ``-3``), it is an integer id; anything else
+    (``a``, ``007``, ``7.0``) is a string id. The string id ``"7"`` is
+    ``/points/7?id_type=str``."""
+    wanted = path_id(point_id, id_type)
+    found = collection.get([wanted], with_vectors=with_vector)
+    if not found:
+        raise PointNotFound(f"collection {collection.name!r} has no point with id {wanted!r}")
+    return Json(point_json(found[0]))
+
+
+def path_id(text: str, id_type: Literal["auto", "str"]) -> PointId:
+    """The point id a path segment names (see :func:`get_point`)."""
+    return int(text) if id_type == "auto" and _INTEGER.fullmatch(text) else text
+
+
 @router.post("/delete", operation_id="delete_points", response_model=Deleted)
 def delete_points(body: DeletePoints, collection: CollectionDep) -> Response:
     """Delete points by ids or by filter; returns how many were deleted."""
@@ -92,8 +135,33 @@ def delete_points(body: DeletePoints, collection: CollectionDep) -> Response:
 
 @router.post("/scroll", operation_id="scroll_points", response_model=ScrollPage)
 def scroll_points(body: Scroll, collection: CollectionDep) -> Response:
-    """A page of points in a stable order; pass ``next_cursor`` back for the next page."""
-    points, cursor = collection.scroll(
-        body.limit, body.cursor, filter=body.filter, with_vectors=body.with_vector
+    """A page of points in a stable order; pass ``next_cursor`` back for the next page.
+
+    A cursor is opaque: one this server did not hand out is a 422 ``InvalidInput``."""
+    after = decode_cursor(body.cursor) if body.cursor is not None else None
+    points, key = collection.scroll(
+        body.limit, after, filter=body.filter, with_vectors=body.with_vector
     )
+    cursor = encode_cursor(key) if key is not None else None
     return Json({"points": [point_json(p) for p in points], "next_cursor": cursor})
+
+
+def encode_cursor(key: str) -> str:
+    """The engine's cursor (the key of the page's last id) as an opaque, versioned token."""
+    return f"{_CURSOR_VERSION}.{base64.urlsafe_b64encode(key.encode()).decode()}"
+
+
+def decode_cursor(token: str) -> str:
+    """The engine's cursor in a token from :func:`encode_cursor`; raises
+    :class:`InvalidInput` for anything else, rather than paging from an arbitrary key."""
+    version, _, encoded = token.partition(".")
+    try:
+        key = base64.b64decode(encoded, altchars=b"-_", validate=True).decode()
+        valid = version == _CURSOR_VERSION and encode_id(validate_id(decode_id(key))) == key
+    except (ValueError, InvalidId):  # bad base64, UTF-8 or JSON are all ValueErrors
+        valid = False
+    if not valid:
+        raise InvalidInput(
+            "cursor is not one this server handed out: pass back next_cursor as it came"
+        )
+    return key

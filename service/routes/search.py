@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from fastapi import APIRouter, Response
+from fastapi import Response
 from starlette.concurrency import run_in_threadpool
 
 from indexer import Collection, Hit, PointId
@@ -18,6 +18,7 @@ from service.batching import MicroBatcher, Query
 from service.deps import BatcherDep, CollectionDep, SettingsDep
 from service.errors import RequestTooLarge
 from service.responses import Json
+from service.routing import ApiRouter
 from service.schemas import (
     BatchHits,
     Example,
@@ -30,7 +31,7 @@ from service.schemas import (
     decode_image,
 )
 
-router = APIRouter(prefix="/collections/{name}", tags=["search"])
+router = ApiRouter(prefix="/collections/{name}", tags=["search"])
 
 
 def hits_json(hits: list[Hit]) -> list[dict[str, Any]]:

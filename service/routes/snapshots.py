@@ -11,7 +11,7 @@ import base64
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import Header, Query, Request, Response
 from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -23,9 +23,10 @@ from service.deps import EngineDep, SettingsDep
 from service.errors import RequestTooLarge
 from service.responses import Json
 from service.routes.collections import describe
+from service.routing import ApiRouter
 from service.schemas import CollectionInfo, ErrorBody, SnapshotList, SnapshotOut
 
-router = APIRouter(prefix="/collections/{name}/snapshots", tags=["snapshots"])
+router = ApiRouter(prefix="/collections/{name}/snapshots", tags=["snapshots"])
 
 CHECKSUM_HEADER = "X-Checksum-Sha256"
 TAR_TYPES = ("application/x-tar", "application/octet-stream")

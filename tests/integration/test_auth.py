@@ -120,7 +120,7 @@ def test_unknown_paths_and_methods_need_a_key_then_say_what_is_wrong(auth_server
         assert http.get("/no/such/route", headers=read_only).status_code == 404
         not_allowed = http.request("OPTIONS", "/collections/items", headers=read_only)
         assert not_allowed.status_code == 405
-        assert not_allowed.headers["allow"] == "DELETE, GET, PUT"
+        assert not_allowed.headers["allow"] == "DELETE, GET, HEAD, PUT"
 
 
 def test_the_key_is_checked_before_the_body_is_read(auth_server: Server) -> None:

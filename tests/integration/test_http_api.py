@@ -146,3 +146,75 @@ def test_acknowledged_points_survive_a_restart(server: Server) -> None:
         assert info["count"] == 300
         assert info["serving"]["family"] == "hnsw"
         assert http.post("/collections/items/search", json={"id": 5, "k": 3}).status_code == 200
+
+
+def test_get_one_point_by_its_path(http: httpx.Client) -> None:
+    create(http)
+    points = [
+        {"id": 7, "vector": [1, 0, 0, 0], "payload": {"kind": "int"}},
+        {"id": "7", "vector": [0, 1, 0, 0], "payload": {"kind": "str"}},
+        {"id": "docs/a b.md", "vector": [0, 0, 1, 0]},
+        {"id": -3, "vector": [0, 0, 0, 1]},
+    ]
+    upsert(http, points)
+    # An integer as it prints is an integer id; id_type=str reads it as a string.
+    assert http.get("/collections/items/points/7").json() == {"id": 7, "payload": {"kind": "int"}}
+    as_str = http.get("/collections/items/points/7", params={"id_type": "str"}).json()
+    assert as_str == {"id": "7", "payload": {"kind": "str"}}
+    assert http.get("/collections/items/points/-3").json()["id"] == -3
+    # Any other text is a string id, '/' and all, percent-encoded or not.
+    for path in ("docs/a%20b.md", "docs%2Fa%20b.md"):
+        with_vector = http.get(f"/collections/items/points/{path}", params={"with_vector": True})
+        assert with_vector.json() == {"id": "docs/a b.md", "payload": {}, "vector": [0, 0, 1, 0]}
+
+    missing = http.get("/collections/items/points/07")  # the string "07": no such point
+    assert (missing.status_code, missing.json()["error"]) == (404, "PointNotFound")
+    assert "'07'" in missing.json()["message"]
+    too_big = http.get(f"/collections/items/points/{2**64}")
+    assert (too_big.status_code, too_big.json()["error"]) == (422, "InvalidId")
+    no_collection = http.get("/collections/nope/points/7")
+    assert (no_collection.status_code, no_collection.json()["error"]) == (404, "CollectionNotFound")
+    assert "get_point" in {
+        operation["operationId"]
+        for item in http.get("/openapi.json").json()["paths"].values()
+        for operation in item.values()
+    }
+
+
+def test_get_routes_answer_head_with_headers_only(http: httpx.Client) -> None:
+    create(http)
+    upsert(http, [{"id": 1, "vector": [1, 0, 0, 0]}])
+    for path in ("/healthz", "/readyz", "/collections", "/collections/items/points/1"):
+        got, head = http.get(path), http.head(path)
+        assert head.status_code == got.status_code == 200, path
+        assert head.content == b""
+        assert head.headers["content-length"] == got.headers["content-length"]
+        assert head.headers["content-type"] == got.headers["content-type"]
+    assert http.head("/collections/items/points/2").status_code == 404
+    document = http.get("/openapi.json").json()
+    assert not [path for path, item in document["paths"].items() if "head" in item]
+
+
+def test_scroll_cursors_are_opaque_and_checked(http: httpx.Client) -> None:
+    create(http)
+    upsert(http, [{"id": i, "vector": [i, 1, 0, 0]} for i in range(5)])
+    seen: list[int] = []
+    cursors: list[str] = []
+    body: dict[str, object] = {"limit": 2}
+    while True:
+        page = http.post("/collections/items/points/scroll", json=body).json()
+        seen += [p["id"] for p in page["points"]]
+        if page["next_cursor"] is None:
+            break
+        cursors.append(page["next_cursor"])
+        body["cursor"] = page["next_cursor"]
+    assert sorted(seen) == list(range(5))
+    assert len(cursors) == 2
+
+    # Anything but a cursor this server handed out, a bare id key ("3") included.
+    newer_version = "v2" + cursors[0].removeprefix("v1")
+    for cursor in ("garbage", "3", "v1.", "v1.not-base64!", newer_version):
+        refused = http.post("/collections/items/points/scroll", json={"cursor": cursor})
+        assert refused.status_code == 422, cursor
+        assert refused.json()["error"] == "InvalidInput"
+        assert "next_cursor" in refused.json()["message"]

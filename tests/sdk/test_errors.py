@@ -35,8 +35,9 @@ SERVICE = Path(service.errors.__file__).parent
 # on the status for them too.
 GENERIC = {"VecserveError", "HttpError"}
 ALIASES = {"PayloadTooLarge": "RequestTooLarge"}  # the framework's name for a 413
-# Engine errors raised only outside the server (by batch jobs in the command line).
-NEVER_SENT = {"JobFailed"}
+# Engine errors never raised while serving a request: by batch jobs in the command line,
+# or when an engine opens its data folder (the server's start).
+NEVER_SENT = {"JobFailed", "DataFolderInUse"}
 
 
 def server_error_names() -> dict[str, int]:

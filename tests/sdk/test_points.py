@@ -9,8 +9,10 @@ from vecserve_client import (
     Client,
     CollectionNotFound,
     DimensionMismatch,
+    DuplicateIds,
     InvalidFilter,
     Point,
+    PointNotFound,
     RequestTooLarge,
 )
 
@@ -148,3 +150,55 @@ def test_scroll_follows_the_cursor_through_every_point(client: Client, name: str
 def test_scroll_of_an_empty_collection_yields_nothing(client: Client, name: str) -> None:
     client.create_collection(name, 4)
     assert list(client.scroll(name)) == []
+
+
+def test_get_point_returns_one_point_and_keeps_string_and_integer_ids_apart(
+    client: Client, name: str
+) -> None:
+    client.create_collection(name, 4, metric="l2")
+    data = vectors(3)
+    client.upsert(name, [7, "7", "docs/a b?.md"], data, payloads=[{"n": 1}, {"n": 2}, None])
+    point = client.get_point(name, 7)
+    assert isinstance(point, Point)
+    assert (point.id, point.payload, point.vector) == (7, {"n": 1}, None)
+    assert client.get_point(name, "7").payload == {"n": 2}
+    with_vector = client.get_point(name, "docs/a b?.md", with_vector=True)
+    assert with_vector.id == "docs/a b?.md"
+    assert with_vector.vector is not None
+    np.testing.assert_array_equal(with_vector.vector, data[2])
+    with pytest.raises(PointNotFound) as caught:
+        client.get_point(name, 8)
+    assert caught.value.status_code == 404
+    with pytest.raises(CollectionNotFound):
+        client.get_point("no-such-collection", 7)
+
+
+def test_numpy_values_in_payloads_and_filters_go_as_plain_json(client: Client, name: str) -> None:
+    client.create_collection(name, 4)
+    payloads = [
+        {"price": np.float32(1.5), "n": np.int64(i), "ok": np.bool_(i % 2), "v": np.arange(2)}
+        for i in range(4)
+    ]
+    client.upsert(name, np.arange(4), vectors(4), payloads=payloads)
+    (point,) = client.get(name, np.array([1]))
+    assert point.payload == {"price": 1.5, "n": 1, "ok": True, "v": [0, 1]}
+    assert type(point.payload["n"]) is int
+    hits = client.search(name, vectors(1)[0], filter={"n": {"$lt": np.int64(2)}})
+    assert {h.id for h in hits} == {0, 1}
+    assert client.delete(name, filter={"ok": np.bool_(True)}) == 2
+    assert client.delete(name, np.array([0, 2])) == 2
+    assert client.get_collection(name).count == 0
+
+
+def test_ids_repeated_across_batches_raise_duplicate_ids_before_anything_is_sent(
+    client: Client, name: str
+) -> None:
+    client.create_collection(name, 4)
+    with pytest.raises(DuplicateIds) as caught:
+        client.upsert(name, [1, 2, 3, 1], vectors(4), batch_size=2)
+    assert caught.value.status_code == 422
+    assert "[1]" in caught.value.message
+    with pytest.raises(DuplicateIds):
+        client.upsert(name, np.array([5, 5]), vectors(2))
+    assert client.get_collection(name).count == 0
+    assert client.upsert(name, [1, "1"], vectors(2), batch_size=1) == 2  # not the same id

@@ -56,7 +56,7 @@ from vecserve_client._exceptions import (
 )
 from vecserve_client._models import CollectionInfo, Health, Hit, Point, Snapshot
 from vecserve_client._transport import Retries
-from vecserve_client._types import PointId
+from vecserve_client._types import Ids, PointId
 from vecserve_client._version import __version__
 
 __all__ = [
@@ -79,6 +79,7 @@ __all__ = [
     "Forbidden",
     "Health",
     "Hit",
+    "Ids",
     "InternalError",
     "InvalidEmbedderInput",
     "InvalidFilter",

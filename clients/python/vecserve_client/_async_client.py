@@ -32,6 +32,7 @@ from vecserve_client._transport import RETRIED, RETRY_EXTENSION, AsyncRetryTrans
 from vecserve_client._types import (
     Example,
     Filter,
+    Ids,
     ImageInput,
     IndexSpec,
     Metric,
@@ -129,11 +130,16 @@ class AsyncClient:
         stream: bool = False,
         accept: frozenset[int] = frozenset(),
     ) -> httpx.Response:
-        """Send one request; raise the typed error for an error answer not in ``accept``."""
+        """Send one request; raise the typed error for an error answer not in ``accept``.
+
+        A ``json`` body is encoded here rather than by httpx, so that numpy values in
+        payloads and filters go as the numbers, booleans and lists they hold."""
+        if json is not None:
+            content = enc.json_body(json)
+            headers = {"content-type": "application/json", **(headers or {})}
         request = self._http.build_request(
             method,
             url,
-            json=json,
             params=params,
             content=content,
             headers=headers,
@@ -264,7 +270,7 @@ class AsyncClient:
     async def upsert(
         self,
         collection: str,
-        ids: Sequence[PointId],
+        ids: Ids,
         vectors: Vectors | None = None,
         *,
         payloads: Sequence[Payload | None] | None = None,
@@ -285,7 +291,8 @@ class AsyncClient:
 
         Args:
             collection: the collection's name.
-            ids: the points' ids, strings or integers, unique within the call.
+            ids: the points' ids, strings or integers (or a numpy array of integers),
+                unique within the call.
             vectors: one row per id: a numpy array [n, dim] or a list of lists.
             payloads: one JSON object (or None) per id.
             texts: one text per id, embedded by the server.
@@ -303,6 +310,8 @@ class AsyncClient:
         Raises:
             ValueError: not exactly one of vectors, texts or images, or columns whose
                 lengths differ from ``ids``.
+            DuplicateIds: an id appears more than once (found before anything is sent,
+                whatever the ``batch_size``).
             DimensionMismatch: the vectors' dimension is not the collection's.
             RequestTooLarge: ``batch_size`` is over the server's limit.
             CollectionNotFound: there is no such collection.
@@ -346,14 +355,12 @@ class AsyncClient:
         upserted: int = response.json()["upserted"]
         return upserted
 
-    async def get(
-        self, collection: str, ids: Sequence[PointId], *, with_vector: bool = False
-    ) -> list[Point]:
+    async def get(self, collection: str, ids: Ids, *, with_vector: bool = False) -> list[Point]:
         """Points by id, in the order asked; ids that do not exist are left out.
 
         Args:
             collection: the collection's name.
-            ids: the ids to fetch.
+            ids: the ids to fetch (a list, or a numpy array of integers).
             with_vector: also return each point's vector, as a float32 numpy array.
 
         Returns:
@@ -372,10 +379,38 @@ class AsyncClient:
         )
         return enc.points(response.json())
 
+    async def get_point(self, collection: str, id: PointId, *, with_vector: bool = False) -> Point:
+        """One point by id.
+
+        Args:
+            collection: the collection's name.
+            id: the point's id; ``"7"`` and ``7`` are different points.
+            with_vector: also return the point's vector, as a float32 numpy array.
+
+        Returns:
+            The point.
+
+        Raises:
+            PointNotFound: no point has the id.
+            CollectionNotFound: there is no such collection.
+
+        Example:
+            >>> point = await client.get_point("products", "a")
+            >>> point.payload
+            {'color': 'red'}
+        """
+        value = enc.point_id(id)
+        params = {"with_vector": "true" if with_vector else "false"}
+        if isinstance(value, str):
+            params["id_type"] = "str"  # else the server reads "7" as the integer 7
+        url = collection_url(collection, "points", str(value))
+        response = await self._request("get_point", "GET", url, params=params)
+        return Point.model_validate(response.json())
+
     async def delete(
         self,
         collection: str,
-        ids: Sequence[PointId] | None = None,
+        ids: Ids | None = None,
         *,
         filter: Filter | None = None,
     ) -> int:
@@ -518,7 +553,7 @@ class AsyncClient:
         *,
         texts: Sequence[str] | None = None,
         images: Sequence[ImageInput] | None = None,
-        ids: Sequence[PointId] | None = None,
+        ids: Ids | None = None,
         k: int = 10,
         filter: Filter | None = None,
         params: SearchParams | None = None,
@@ -646,10 +681,11 @@ class AsyncClient:
             collection: the collection's name.
 
         Returns:
-            The snapshots, with their names, sizes and SHA-256s.
+            The snapshots, with their names, sizes and SHA-256s; none for a collection
+            that has none or does not exist (snapshots outlive their collection).
 
         Raises:
-            CollectionNotFound: there is no such collection.
+            InvalidName: ``collection`` is not a valid collection name.
 
         Example:
             >>> [s.name for s in await client.list_snapshots("products")]
@@ -676,7 +712,9 @@ class AsyncClient:
             The path written.
 
         Raises:
-            NotFound: there is no such snapshot or collection.
+            SnapshotNotFound: the collection has no snapshot of that name.
+            InvalidName: ``snapshot`` is not a snapshot's name (nor ``collection`` a
+                collection's).
             ChecksumMismatch: the file's SHA-256 differs from the server's.
 
         Example:
@@ -767,7 +805,9 @@ class AsyncClient:
             None.
 
         Raises:
-            NotFound: there is no such snapshot or collection.
+            SnapshotNotFound: the collection has no snapshot of that name.
+            InvalidName: ``snapshot`` is not a snapshot's name (nor ``collection`` a
+                collection's).
 
         Example:
             >>> await client.delete_snapshot("products", snapshot.name)

@@ -24,6 +24,7 @@ from vecserve_client._transport import RETRIED, RETRY_EXTENSION, Retries, RetryT
 from vecserve_client._types import (
     Example,
     Filter,
+    Ids,
     ImageInput,
     IndexSpec,
     Metric,
@@ -78,7 +79,9 @@ class Client:
         retries: how requests that are safe to repeat are retried (see :class:`Retries`).
         headers: extra headers sent with every request.
         transport: an httpx transport to send requests through instead of the network,
-            such as ``httpx.MockTransport`` in tests or ``httpx.WSGITransport``.
+            such as ``httpx.MockTransport`` in tests. httpx's ASGI transport is async
+            only: to call the app in-process, use :class:`AsyncClient` with
+            ``httpx.ASGITransport(app)``.
 
     Example:
         >>> from vecserve_client import Client
@@ -143,11 +146,16 @@ class Client:
         stream: bool = False,
         accept: frozenset[int] = frozenset(),
     ) -> httpx.Response:
-        """Send one request; raise the typed error for an error answer not in ``accept``."""
+        """Send one request; raise the typed error for an error answer not in ``accept``.
+
+        A ``json`` body is encoded here rather than by httpx, so that numpy values in
+        payloads and filters go as the numbers, booleans and lists they hold."""
+        if json is not None:
+            content = enc.json_body(json)
+            headers = {"content-type": "application/json", **(headers or {})}
         request = self._http.build_request(
             method,
             url,
-            json=json,
             params=params,
             content=content,
             headers=headers,
@@ -278,7 +286,7 @@ class Client:
     def upsert(
         self,
         collection: str,
-        ids: Sequence[PointId],
+        ids: Ids,
         vectors: Vectors | None = None,
         *,
         payloads: Sequence[Payload | None] | None = None,
@@ -299,7 +307,8 @@ class Client:
 
         Args:
             collection: the collection's name.
-            ids: the points' ids, strings or integers, unique within the call.
+            ids: the points' ids, strings or integers (or a numpy array of integers),
+                unique within the call.
             vectors: one row per id: a numpy array [n, dim] or a list of lists.
             payloads: one JSON object (or None) per id.
             texts: one text per id, embedded by the server.
@@ -317,6 +326,8 @@ class Client:
         Raises:
             ValueError: not exactly one of vectors, texts or images, or columns whose
                 lengths differ from ``ids``.
+            DuplicateIds: an id appears more than once (found before anything is sent,
+                whatever the ``batch_size``).
             DimensionMismatch: the vectors' dimension is not the collection's.
             RequestTooLarge: ``batch_size`` is over the server's limit.
             CollectionNotFound: there is no such collection.
@@ -354,14 +365,12 @@ class Client:
         upserted: int = response.json()["upserted"]
         return upserted
 
-    def get(
-        self, collection: str, ids: Sequence[PointId], *, with_vector: bool = False
-    ) -> list[Point]:
+    def get(self, collection: str, ids: Ids, *, with_vector: bool = False) -> list[Point]:
         """Points by id, in the order asked; ids that do not exist are left out.
 
         Args:
             collection: the collection's name.
-            ids: the ids to fetch.
+            ids: the ids to fetch (a list, or a numpy array of integers).
             with_vector: also return each point's vector, as a float32 numpy array.
 
         Returns:
@@ -380,10 +389,38 @@ class Client:
         )
         return enc.points(response.json())
 
+    def get_point(self, collection: str, id: PointId, *, with_vector: bool = False) -> Point:
+        """One point by id.
+
+        Args:
+            collection: the collection's name.
+            id: the point's id; ``"7"`` and ``7`` are different points.
+            with_vector: also return the point's vector, as a float32 numpy array.
+
+        Returns:
+            The point.
+
+        Raises:
+            PointNotFound: no point has the id.
+            CollectionNotFound: there is no such collection.
+
+        Example:
+            >>> point = client.get_point("products", "a")
+            >>> point.payload
+            {'color': 'red'}
+        """
+        value = enc.point_id(id)
+        params = {"with_vector": "true" if with_vector else "false"}
+        if isinstance(value, str):
+            params["id_type"] = "str"  # else the server reads "7" as the integer 7
+        url = collection_url(collection, "points", str(value))
+        response = self._request("get_point", "GET", url, params=params)
+        return Point.model_validate(response.json())
+
     def delete(
         self,
         collection: str,
-        ids: Sequence[PointId] | None = None,
+        ids: Ids | None = None,
         *,
         filter: Filter | None = None,
     ) -> int:
@@ -523,7 +560,7 @@ class Client:
         *,
         texts: Sequence[str] | None = None,
         images: Sequence[ImageInput] | None = None,
-        ids: Sequence[PointId] | None = None,
+        ids: Ids | None = None,
         k: int = 10,
         filter: Filter | None = None,
         params: SearchParams | None = None,
@@ -649,10 +686,11 @@ class Client:
             collection: the collection's name.
 
         Returns:
-            The snapshots, with their names, sizes and SHA-256s.
+            The snapshots, with their names, sizes and SHA-256s; none for a collection
+            that has none or does not exist (snapshots outlive their collection).
 
         Raises:
-            CollectionNotFound: there is no such collection.
+            InvalidName: ``collection`` is not a valid collection name.
 
         Example:
             >>> [s.name for s in client.list_snapshots("products")]
@@ -677,7 +715,9 @@ class Client:
             The path written.
 
         Raises:
-            NotFound: there is no such snapshot or collection.
+            SnapshotNotFound: the collection has no snapshot of that name.
+            InvalidName: ``snapshot`` is not a snapshot's name (nor ``collection`` a
+                collection's).
             ChecksumMismatch: the file's SHA-256 differs from the server's.
 
         Example:
@@ -762,7 +802,9 @@ class Client:
             None.
 
         Raises:
-            NotFound: there is no such snapshot or collection.
+            SnapshotNotFound: the collection has no snapshot of that name.
+            InvalidName: ``snapshot`` is not a snapshot's name (nor ``collection`` a
+                collection's).
 
         Example:
             >>> client.delete_snapshot("products", snapshot.name)

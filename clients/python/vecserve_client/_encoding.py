@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import os
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeGuard
@@ -17,10 +19,12 @@ from typing import Any, TypeGuard
 import numpy as np
 import numpy.typing as npt
 
+from vecserve_client._exceptions import DuplicateIds
 from vecserve_client._models import Hit, Point
 from vecserve_client._types import (
     Example,
     Filter,
+    Ids,
     ImageInput,
     Payload,
     PointId,
@@ -28,6 +32,22 @@ from vecserve_client._types import (
     Vector,
     Vectors,
 )
+
+
+def json_body(value: Any) -> bytes:
+    """A request body as compact JSON, as httpx would encode it, with numpy values
+    (``np.float32(1.5)``, ``np.int64(3)``, arrays) as the JSON they hold."""
+    return json.dumps(
+        value, default=_numpy_json, ensure_ascii=False, separators=(",", ":"), allow_nan=False
+    ).encode()
+
+
+def _numpy_json(value: object) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
 def compact(vector: Vector) -> str:
@@ -95,7 +115,7 @@ def queries(
     vectors: Vectors | None,
     texts: Sequence[str] | None,
     images: Sequence[ImageInput] | None,
-    ids: Sequence[PointId] | None,
+    ids: Ids | None,
 ) -> list[dict[str, Any]]:
     """The query parts of a batch search: exactly one of vectors, texts, images or ids."""
     given = [v is not None for v in (vectors, texts, images, ids)]
@@ -148,7 +168,7 @@ def example(value: Example) -> PointId | list[float] | dict[str, str]:
 class PointColumns:
     """The points of an upsert, column by column, checked to have one row per id."""
 
-    ids: Sequence[PointId]
+    ids: Ids
     vectors: npt.NDArray[np.float32] | None
     payloads: Sequence[Payload | None] | None
     texts: Sequence[str] | None
@@ -158,7 +178,7 @@ class PointColumns:
     @classmethod
     def of(
         cls,
-        ids: Sequence[PointId],
+        ids: Ids,
         vectors: Vectors | None,
         payloads: Sequence[Payload | None] | None,
         texts: Sequence[str] | None,
@@ -172,6 +192,7 @@ class PointColumns:
             if column is not None and len(column) != n:
                 raise ValueError(f"{len(column)} {name} for {n} ids")
         array = matrix(vectors, n) if vectors is not None else None
+        check_unique(ids)
         return cls(ids, array, payloads, texts, images, store_source)
 
     def __len__(self) -> int:
@@ -210,6 +231,19 @@ class PointColumns:
         if self.store_source is None:
             return {"points": points}
         return {"points": points, "store_source": self.store_source}
+
+
+def check_unique(ids: Ids) -> None:
+    """Raise :class:`DuplicateIds`, as the server would, when an id repeats: checked here
+    for the whole call, since the server sees one batch at a time."""
+    counts = Counter(point_id(i) for i in ids)
+    if len(counts) != len(ids):
+        repeated = [i for i, n in counts.items() if n > 1]
+        raise DuplicateIds(
+            f"ids appear more than once in one upsert: {repeated[:5]!r}",
+            status_code=422,
+            name="DuplicateIds",
+        )
 
 
 def hits(body: dict[str, Any]) -> list[Hit]:

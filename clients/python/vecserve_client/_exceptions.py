@@ -47,7 +47,9 @@ The server sends each error as ``{"error": name, "message": ..., "request_id": .
 :func:`error_from_response` rebuilds the class of that name, and falls back on the HTTP
 status for a name this SDK does not know (a newer server), so ``except NotFound`` still
 catches it. Arguments the SDK can reject without asking the server (a query given twice,
-vectors and ids of different lengths) raise the built-in ``ValueError`` or ``TypeError``.
+vectors and ids of different lengths) raise the built-in ``ValueError`` or ``TypeError``;
+the exception is ids repeated in one upsert, which raise :class:`DuplicateIds` (as the
+server does for one batch) before any batch is sent.
 """
 
 from __future__ import annotations

@@ -12,6 +12,9 @@ import numpy.typing as npt
 PointId = str | int
 """A point's id: the caller's own, a string or an integer."""
 
+Ids = Sequence[PointId] | npt.NDArray[np.integer[Any]]
+"""Several ids: a list of strings and integers, or a numpy array of integers."""
+
 Payload = Mapping[str, Any]
 """A point's JSON payload."""
 

@@ -16,6 +16,7 @@ delete_collection  DELETE /collections/{name}             no       after a lost 
 upsert             PUT /collections/{name}/points         yes      by id: the same points again
                                                                    leave the same state
 get                POST .../points/get                    yes      read
+get_point          GET .../points/{id}                    yes      read
 delete (ids)       POST .../points/delete {"ids"}         yes      deleting the same ids again
                                                                    changes nothing
 delete (filter)    POST .../points/delete {"filter"}      no       could delete points written
@@ -54,6 +55,7 @@ RETRIED: Final[Mapping[str, bool]] = {
     "delete_collection": False,
     "upsert": True,
     "get": True,
+    "get_point": True,
     "delete_by_ids": True,
     "delete_by_filter": False,
     "scroll": True,
