@@ -20,7 +20,10 @@ _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 def validate_id(point_id: object) -> PointId:
-    """Return ``point_id`` if it is a usable id, else raise :class:`InvalidId`."""
+    """Return ``point_id`` if it is a usable id (a numpy integer as an int), else raise
+    :class:`InvalidId`."""
+    if isinstance(point_id, np.integer):
+        point_id = int(point_id)
     if isinstance(point_id, bool) or not isinstance(point_id, str | int):
         raise InvalidId(f"a point id is a string or an integer, not {type(point_id).__name__}")
     if isinstance(point_id, int):

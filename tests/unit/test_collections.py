@@ -238,6 +238,18 @@ def test_recommend_and_search_take_numpy_values_and_check_example_ids(col: Colle
         col.recommend([""])
 
 
+def test_numpy_integer_ids_are_integer_ids(engine: Engine) -> None:
+    c = engine.create_collection("np", dim=8)
+    assert c.upsert(np.arange(5, dtype=np.int64), vectors(5)) == 5
+    assert c.upsert(np.array([7], dtype=np.uint32), vectors(1)) == 1
+    assert [p.id for p in c.get(np.array([3, 7]))] == [3, 7]
+    assert all(type(p.id) is int for p in c.get([0, 1]))
+    assert c.get(["3"]) == []  # still not the string "3"
+    assert c.delete(np.array([0, 1])) == 2
+    with pytest.raises(InvalidId):
+        c.upsert(np.array([2**63], dtype=np.uint64), vectors(1))
+
+
 def test_payloads_with_nulls_are_kept(col: Collection) -> None:
     col.upsert(["n"], vectors(1), [{"a": None, "b": [None, 1.5]}])
     assert col.get(["n"])[0].payload == {"a": None, "b": [None, 1.5]}
