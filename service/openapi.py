@@ -4,7 +4,8 @@ FastAPI describes what each route returns when it succeeds. Every operation also
 
 - its error statuses, each with the :class:`~service.schemas.ErrorBody` shape: 422 where
   it takes a body or parameters (FastAPI's own 422 shape is replaced: validation failures
-  are answered as ``InvalidRequest``), 400 and 413 where it takes a body, 404 where its
+  are answered as ``InvalidRequest``), 400 and 413 where it takes a body, 415 where that
+  body is JSON (sent as anything else: ``UnsupportedMediaType``), 404 where its
   path names a collection, and, when auth is on, 401 and (for writes) 403 as
   :data:`service.auth.ROUTE_PERMISSIONS` says;
 - when auth is on, the two ways to send a key (bearer token, ``X-API-Key``) on every
@@ -30,6 +31,7 @@ _DESCRIPTIONS = {
     403: "A read-only API key on a route that writes (`Forbidden`)",
     404: "The collection does not exist (`CollectionNotFound`), or another named thing",
     413: "The body, or a count in it, is over one of the server's limits (`RequestTooLarge`)",
+    415: "The body was not sent with `Content-Type: application/json` (`UnsupportedMediaType`)",
     422: "The request is invalid: `InvalidRequest` (not JSON, or not the shape asked for), "
     "or a precise name (`InvalidFilter`, ...)",
 }
@@ -77,6 +79,8 @@ def _add_errors(operation: dict[str, Any], permission: Permission, auth_enabled:
         statuses.add(422)
     if has_body:
         statuses.update((400, 413))
+        if "application/json" in operation["requestBody"].get("content", {}):
+            statuses.add(415)
     if any(p.get("in") == "path" for p in parameters):
         statuses.add(404)
     if auth_enabled and permission is not Permission.OPEN:

@@ -11,6 +11,13 @@ for all of them:
   and it parses faster. The body is parsed once, by FastAPI, before validation.
   Integers beyond 64 bits arrive as floats, as JavaScript reads them (an id that large
   is refused: ids are strings or 64-bit integers).
+- A body sent as anything but JSON (``curl -d`` sends
+  ``application/x-www-form-urlencoded``; some clients send no ``Content-Type``) is a 415
+  ``UnsupportedMediaType`` that says to send ``Content-Type: application/json``, not a
+  422 about the body's shape. It is not parsed anyway: browsers send such bodies across
+  sites without a CORS preflight, and a server on loopback runs without API keys by
+  default, so a web page could otherwise write to it (FastAPI's strict content type, and
+  CVE-2021-32677).
 - Every GET route answers HEAD too (the same status and headers, no body), as load
   balancers and ``curl -I`` expect; the HEAD routes stay out of the OpenAPI document.
 """
@@ -18,12 +25,14 @@ for all of them:
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine, Iterator, Sequence
+from email.message import Message
 from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request, Response
 from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.types import DecoratedCallable
+from starlette.exceptions import HTTPException
 from starlette.routing import BaseRoute, Match
 from starlette.types import Scope
 
@@ -39,14 +48,39 @@ class OrjsonRequest(Request):
         return self._json
 
 
+def is_json(content_type: str | None) -> bool:
+    """Whether a ``Content-Type`` names JSON (``application/json``, ``.../*+json``), as
+    FastAPI reads it."""
+    if content_type is None:
+        return False
+    header = Message()
+    header["content-type"] = content_type
+    subtype = header.get_content_subtype()
+    return header.get_content_maintype() == "application" and (
+        subtype == "json" or subtype.endswith("+json")
+    )
+
+
 class OrjsonRoute(APIRoute):
-    """A route whose endpoint gets an :class:`OrjsonRequest`."""
+    """A route whose endpoint gets an :class:`OrjsonRequest`, and which refuses a body
+    that is not sent as JSON."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        takes_json = self.body_field is not None
 
         async def handle(request: Request) -> Response:
-            return await handler(OrjsonRequest(request.scope, request.receive))
+            request = OrjsonRequest(request.scope, request.receive)
+            content_type = request.headers.get("content-type")
+            # The body is read once: the handler gets it from the same request.
+            if takes_json and not is_json(content_type) and await request.body():
+                sent = f"it came as {content_type!r}" if content_type else "it came without one"
+                raise HTTPException(
+                    415,
+                    f"send the body as JSON, with the header Content-Type: application/json "
+                    f"({sent})",
+                )
+            return await handler(request)
 
         return handle
 

@@ -40,21 +40,47 @@ class ErrorBody(BaseModel):
     request_id: str | None
 
 
+# -- vectors -------------------------------------------------------------------------------
+
+_B64_DESCRIPTION = "the vector as base64 of little-endian float32"
+
+VECTOR_ENCODING = (
+    "how returned vectors are sent: `float`, a JSON array in `vector`; `b64`, "
+    f"{_B64_DESCRIPTION} in `vector_b64` (smaller, exact, and no float formatting or "
+    "parsing: the fast path)"
+)
+VectorEncoding = Literal["float", "b64"]
+VectorEncodingOption = Annotated[VectorEncoding, Field(description=VECTOR_ENCODING)]
+
+
+def decode_vector(text: str) -> np.ndarray:
+    """A ``vector_b64`` as a float32 array; :class:`InvalidVector` when it is not one."""
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidVector("vector_b64 is not valid base64") from None
+    if len(raw) % 4:
+        raise InvalidVector("vector_b64 must hold little-endian float32 values")
+    return np.frombuffer(raw, dtype="<f4")
+
+
+def vector_field(vector: np.ndarray, encoding: VectorEncoding) -> tuple[str, Any]:
+    """A returned vector's key and value in the encoding asked for."""
+    if encoding == "b64":
+        raw = np.asarray(vector, dtype="<f4").tobytes()
+        return "vector_b64", base64.b64encode(raw).decode("ascii")
+    return "vector", vector
+
+
 class VectorInput(Body):
     """A vector as a JSON array, or as base64 of little-endian float32 (the fast path)."""
 
     vector: list[float] | None = None
-    vector_b64: str | None = None
+    vector_b64: str | None = Field(default=None, description=_B64_DESCRIPTION)
 
     def array(self) -> np.ndarray:
         if self.vector_b64 is not None:
-            try:
-                raw = base64.b64decode(self.vector_b64, validate=True)
-            except (binascii.Error, ValueError):
-                raise InvalidVector("vector_b64 is not valid base64") from None
-            if len(raw) % 4:
-                raise InvalidVector("vector_b64 must hold little-endian float32 values")
-            return np.frombuffer(raw, dtype="<f4")
+            return decode_vector(self.vector_b64)
         if self.vector is not None:
             return np.asarray(self.vector, dtype=np.float32)
         raise InvalidVector("no vector given")
@@ -160,12 +186,17 @@ class Upserted(BaseModel):
 class GetPoints(Body):
     ids: list[PointIdModel] = Field(min_length=1)
     with_vector: bool = False
+    vector_encoding: VectorEncodingOption = "float"
 
 
 class PointOut(BaseModel):
+    """``vector`` or ``vector_b64`` (as ``vector_encoding`` asks) when vectors are asked
+    for."""
+
     id: PointIdModel
     payload: dict[str, Any]
     vector: list[float] | None = None
+    vector_b64: str | None = Field(default=None, description=_B64_DESCRIPTION)
 
 
 class Points(BaseModel):
@@ -192,6 +223,7 @@ class Scroll(Body):
     cursor: str | None = None
     filter: Filter | None = None
     with_vector: bool = False
+    vector_encoding: VectorEncodingOption = "float"
 
 
 class ScrollPage(Points):
@@ -211,6 +243,7 @@ class Search(EmbedInput):
     params: SearchParams | None = None
     with_payload: bool = True
     with_vector: bool = False
+    vector_encoding: VectorEncodingOption = "float"
 
     @model_validator(mode="after")
     def _one_query(self) -> Search:
@@ -224,10 +257,14 @@ class SearchBatch(Body):
 
 
 class HitOut(BaseModel):
+    """``vector`` or ``vector_b64`` (as ``vector_encoding`` asks) when vectors are asked
+    for."""
+
     id: PointIdModel
     score: float
     payload: dict[str, Any] | None = None
     vector: list[float] | None = None
+    vector_b64: str | None = Field(default=None, description=_B64_DESCRIPTION)
 
 
 class Hits(BaseModel):
@@ -238,6 +275,13 @@ class BatchHits(BaseModel):
     results: list[Hits]
 
 
+class VectorExample(Body):
+    vector_b64: str = Field(description=_B64_DESCRIPTION)
+
+    def array(self) -> np.ndarray:
+        return decode_vector(self.vector_b64)
+
+
 class TextExample(Body):
     text: str
 
@@ -246,12 +290,12 @@ class ImageExample(Body):
     image: str = Field(description="base64 of the encoded image file, or a data URL")
 
 
-Example = PointIdModel | list[float] | TextExample | ImageExample
+Example = PointIdModel | list[float] | VectorExample | TextExample | ImageExample
 
 
 class Recommend(Body):
-    """Examples are point ids, vectors (JSON arrays), or ``{"text": ...}`` and
-    ``{"image": ...}`` for a collection with an embedder."""
+    """Examples are point ids, vectors (JSON arrays, or ``{"vector_b64": ...}``), or
+    ``{"text": ...}`` and ``{"image": ...}`` for a collection with an embedder."""
 
     positive: list[Example] = Field(min_length=1)
     negative: list[Example] = Field(default_factory=list)
@@ -261,6 +305,7 @@ class Recommend(Body):
     params: SearchParams | None = None
     with_payload: bool = True
     with_vector: bool = False
+    vector_encoding: VectorEncodingOption = "float"
 
 
 # -- snapshots -------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from service.errors import RequestTooLarge
 from service.responses import Json
 from service.routing import ApiRouter
 from service.schemas import (
+    VECTOR_ENCODING,
     Deleted,
     DeletePoints,
     GetPoints,
@@ -26,7 +27,9 @@ from service.schemas import (
     ScrollPage,
     Upsert,
     Upserted,
+    VectorEncoding,
     stack,
+    vector_field,
 )
 
 router = ApiRouter(prefix="/collections/{name}/points", tags=["points"])
@@ -36,10 +39,11 @@ _INTEGER = re.compile(r"-?(?:0|[1-9][0-9]*)")
 _CURSOR_VERSION = "v1"
 
 
-def point_json(point: Point) -> dict[str, Any]:
+def point_json(point: Point, encoding: VectorEncoding) -> dict[str, Any]:
     out: dict[str, Any] = {"id": point.id, "payload": point.payload}
     if point.vector is not None:
-        out["vector"] = point.vector
+        key, value = vector_field(point.vector, encoding)
+        out[key] = value
     return out
 
 
@@ -95,7 +99,7 @@ def upsert_points(body: Upsert, collection: CollectionDep, settings: SettingsDep
 def get_points(body: GetPoints, collection: CollectionDep) -> Response:
     """Points by id, in the order asked; ids that do not exist are left out."""
     points = collection.get(body.ids, with_vectors=body.with_vector)
-    return Json({"points": [point_json(p) for p in points]})
+    return Json({"points": [point_json(p, body.vector_encoding) for p in points]})
 
 
 @router.get("/{point_id:path}", operation_id="get_point", response_model=PointOut)
@@ -107,6 +111,7 @@ def get_point(
         Literal["auto", "str"],
         Query(description="`str`: the id is a string, even when it looks like an integer"),
     ] = "auto",
+    vector_encoding: Annotated[VectorEncoding, Query(description=VECTOR_ENCODING)] = "float",
 ) -> Response:
     """One point by id; a 404 ``PointNotFound`` when there is none.
 
@@ -118,7 +123,7 @@ def get_point(
     found = collection.get([wanted], with_vectors=with_vector)
     if not found:
         raise PointNotFound(f"collection {collection.name!r} has no point with id {wanted!r}")
-    return Json(point_json(found[0]))
+    return Json(point_json(found[0], vector_encoding))
 
 
 def path_id(text: str, id_type: Literal["auto", "str"]) -> PointId:
@@ -143,7 +148,8 @@ def scroll_points(body: Scroll, collection: CollectionDep) -> Response:
         body.limit, after, filter=body.filter, with_vectors=body.with_vector
     )
     cursor = encode_cursor(key) if key is not None else None
-    return Json({"points": [point_json(p) for p in points], "next_cursor": cursor})
+    points_out = [point_json(p, body.vector_encoding) for p in points]
+    return Json({"points": points_out, "next_cursor": cursor})
 
 
 def encode_cursor(key: str) -> str:

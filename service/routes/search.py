@@ -28,20 +28,24 @@ from service.schemas import (
     Search,
     SearchBatch,
     TextExample,
+    VectorEncoding,
+    VectorExample,
     decode_image,
+    vector_field,
 )
 
 router = ApiRouter(prefix="/collections/{name}", tags=["search"])
 
 
-def hits_json(hits: list[Hit]) -> list[dict[str, Any]]:
+def hits_json(hits: list[Hit], encoding: VectorEncoding) -> list[dict[str, Any]]:
     out = []
     for hit in hits:
         item: dict[str, Any] = {"id": hit.id, "score": hit.score}
         if hit.payload is not None:
             item["payload"] = hit.payload
         if hit.vector is not None:
-            item["vector"] = hit.vector
+            key, value = vector_field(hit.vector, encoding)
+            item[key] = value
         out.append(item)
     return out
 
@@ -75,7 +79,7 @@ async def search(
     embedder), or to a stored point given by id."""
     check_k(body.k, settings.max_k)
     hits = await batcher.search(collection, [to_query(body)])
-    return Json({"hits": hits_json(hits[0])})
+    return Json({"hits": hits_json(hits[0], body.vector_encoding)})
 
 
 @router.post("/search/batch", operation_id="search_batch", response_model=BatchHits)
@@ -93,15 +97,17 @@ async def search_batch(
     for s in body.searches:
         check_k(s.k, settings.max_k)
     results = await batcher.search(collection, [to_query(s) for s in body.searches])
-    return Json({"results": [{"hits": hits_json(hits)} for hits in results]})
+    answers = zip(body.searches, results, strict=True)
+    return Json({"results": [{"hits": hits_json(h, s.vector_encoding)} for s, h in answers]})
 
 
 @router.post("/recommend", operation_id="recommend", response_model=Hits)
 async def recommend(
     body: Recommend, collection: CollectionDep, settings: SettingsDep, batcher: BatcherDep
 ) -> Response:
-    """Points like the positive examples and unlike the negative ones: ids, vectors, or
-    texts and images (for a collection with an embedder)."""
+    """Points like the positive examples and unlike the negative ones: ids, vectors (JSON
+    arrays or ``{"vector_b64": ...}``), or texts and images (for a collection with an
+    embedder)."""
     check_k(body.k, settings.max_k)
     positive, negative = await embedded_examples(batcher, collection, body.positive, body.negative)
     hits = await run_in_threadpool(
@@ -115,20 +121,23 @@ async def recommend(
         with_payload=body.with_payload,
         with_vectors=body.with_vector,
     )
-    return Json({"hits": hits_json(hits)})
+    return Json({"hits": hits_json(hits, body.vector_encoding)})
 
 
 async def embedded_examples(
     batcher: MicroBatcher, collection: Collection, *groups: list[Example]
 ) -> list[list[PointId | list[float] | np.ndarray]]:
     """The example lists with every text and image replaced by its vector (embedded in
-    one batch)."""
+    one batch), and every base64 vector decoded."""
     out: list[list[PointId | list[float] | np.ndarray]] = []
     places: list[tuple[int, int]] = []
     sources: list[str | bytes] = []
     for g, group in enumerate(groups):
         resolved: list[PointId | list[float] | np.ndarray] = []
         for i, example in enumerate(group):
+            if isinstance(example, VectorExample):
+                resolved.append(example.array())
+                continue
             if isinstance(example, TextExample):
                 sources.append(example.text)
             elif isinstance(example, ImageExample):

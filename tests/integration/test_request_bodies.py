@@ -1,6 +1,7 @@
 """Request bodies, over real HTTP: JSON that the engine could not store (a lone UTF-16
 surrogate, NaN, Infinity, nesting deeper than the store writes) is a clear 422 anywhere
-in any body, never a 500, and nothing is written."""
+in any body, never a 500, and nothing is written; a body not sent as JSON is a 415 that
+says so."""
 
 from __future__ import annotations
 
@@ -136,3 +137,54 @@ def test_integers_beyond_64_bits_are_read_as_floats(http: httpx.Client) -> None:
     assert (by_id.status_code, by_id.json()["error"]) == (422, "InvalidRequest")
     search = http.post(f"{ITEMS}/search", json={"id": big})
     assert (search.status_code, search.json()["error"]) == (422, "InvalidRequest")
+
+
+FORM = "application/x-www-form-urlencoded"  # what `curl -d` sends unless told otherwise
+JSON_BODIES = {
+    "upsert": ("PUT", "/points", {"points": [{"id": "q", "vector": [0, 1, 0, 0]}]}),
+    "get": ("POST", "/points/get", {"ids": ["p"]}),
+    "delete": ("POST", "/points/delete", {"ids": ["p"]}),
+    "search": ("POST", "/search", {"vector": [1, 0, 0, 0]}),
+    "recommend": ("POST", "/recommend", {"positive": ["p"]}),
+}
+
+
+@pytest.mark.parametrize("content_type", [FORM, "text/plain", "application/xml", None])
+@pytest.mark.parametrize("case", list(JSON_BODIES))
+def test_a_json_body_sent_as_another_type_is_unsupported_media_type_and_not_read(
+    http: httpx.Client, case: str, content_type: str | None
+) -> None:
+    # Not parsed anyway: browsers send such bodies across sites without a CORS preflight.
+    method, path, body = JSON_BODIES[case]
+    headers = {} if content_type is None else {"content-type": content_type}
+    response = http.request(
+        method, ITEMS + path, content=json.dumps(body).encode(), headers=headers
+    )
+    assert response.status_code == 415, response.text
+    error = response.json()
+    assert error["error"] == "UnsupportedMediaType"
+    assert "Content-Type: application/json" in error["message"]
+    assert (content_type or "without one") in error["message"]
+    assert error["request_id"] == response.headers["x-request-id"]
+    assert stored_ids(http) == ["p"]
+
+
+def test_only_a_body_not_sent_as_json_is_refused(http: httpx.Client) -> None:
+    body = json.dumps({"points": [{"id": "q", "vector": [0, 1, 0, 0]}]}).encode()
+    form = http.put(f"{ITEMS}/points", content=body, headers={"content-type": FORM})
+    assert form.status_code == 415
+    for json_type in ("application/json", "application/json; charset=utf-8", "application/x+json"):
+        upsert = http.put(f"{ITEMS}/points", content=body, headers={"content-type": json_type})
+        assert upsert.json() == {"upserted": 1}, json_type
+    # A form type on a request without a body changes nothing.
+    assert http.get(ITEMS, headers={"content-type": FORM}).json()["count"] == 2
+    empty = http.post(f"{ITEMS}/points/get", headers={"content-type": FORM})
+    assert (empty.status_code, empty.json()["error"]) == (422, "InvalidRequest")
+    assert stored_ids(http) == ["p", "q"]
+
+
+def test_the_openapi_document_names_the_415_of_json_bodies(http: httpx.Client) -> None:
+    paths = http.get("/openapi.json").json()["paths"]
+    upsert = paths["/collections/{name}/points"]["put"]["responses"]
+    assert "UnsupportedMediaType" in upsert["415"]["description"]
+    assert "415" not in paths["/collections/{name}"]["get"]["responses"]  # no body

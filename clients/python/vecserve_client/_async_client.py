@@ -373,7 +373,7 @@ class AsyncClient:
             >>> [p.payload for p in await client.get("products", ["a", "b"])]
             [{'color': 'red'}, {'color': 'blue'}]
         """
-        body = {"ids": [enc.point_id(i) for i in ids], "with_vector": with_vector}
+        body = {"ids": [enc.point_id(i) for i in ids], **enc.vector_options(with_vector)}
         response = await self._request(
             "get", "POST", collection_url(collection, "points", "get"), json=body
         )
@@ -400,7 +400,7 @@ class AsyncClient:
             {'color': 'red'}
         """
         value = enc.point_id(id)
-        params = {"with_vector": "true" if with_vector else "false"}
+        params = enc.vector_params(with_vector)
         if isinstance(value, str):
             params["id_type"] = "str"  # else the server reads "7" as the integer 7
         url = collection_url(collection, "points", str(value))
@@ -478,7 +478,7 @@ class AsyncClient:
             ...     print(point.id, point.payload)
         """
         url = collection_url(collection, "points", "scroll")
-        body: dict[str, Any] = {"limit": page_size, "with_vector": with_vector}
+        body: dict[str, Any] = {"limit": page_size, **enc.vector_options(with_vector)}
         if filter is not None:
             body["filter"] = dict(filter)
         while True:

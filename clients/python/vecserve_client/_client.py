@@ -383,7 +383,7 @@ class Client:
             >>> [p.payload for p in client.get("products", ["a", "b"])]
             [{'color': 'red'}, {'color': 'blue'}]
         """
-        body = {"ids": [enc.point_id(i) for i in ids], "with_vector": with_vector}
+        body = {"ids": [enc.point_id(i) for i in ids], **enc.vector_options(with_vector)}
         response = self._request(
             "get", "POST", collection_url(collection, "points", "get"), json=body
         )
@@ -410,7 +410,7 @@ class Client:
             {'color': 'red'}
         """
         value = enc.point_id(id)
-        params = {"with_vector": "true" if with_vector else "false"}
+        params = enc.vector_params(with_vector)
         if isinstance(value, str):
             params["id_type"] = "str"  # else the server reads "7" as the integer 7
         url = collection_url(collection, "points", str(value))
@@ -488,7 +488,7 @@ class Client:
             ...     print(point.id, point.payload)
         """
         url = collection_url(collection, "points", "scroll")
-        body: dict[str, Any] = {"limit": page_size, "with_vector": with_vector}
+        body: dict[str, Any] = {"limit": page_size, **enc.vector_options(with_vector)}
         if filter is not None:
             body["filter"] = dict(filter)
         while True:

@@ -1,8 +1,10 @@
 """Request bodies from Python values, and typed results from response bodies.
 
 Both clients build every body here, so they differ only in how they send it. Vectors go
-in the compact form: base64 of little-endian float32 (``vector_b64``), a third of the
-size of JSON floats and no float parsing on the server.
+in the compact form both ways: base64 of little-endian float32 (``vector_b64``), smaller
+than JSON floats, exact, and with no float formatting or parsing on either side. Requests
+send them so, and every request that asks for vectors asks for them so
+(``vector_encoding="b64"``).
 """
 
 from __future__ import annotations
@@ -131,6 +133,21 @@ def queries(
     return [{"id": point_id(i)} for i in ids]
 
 
+def vector_options(with_vector: bool) -> dict[str, Any]:
+    """Whether to return vectors, and, when so, in the compact form (the option is left
+    out otherwise, for servers that predate it)."""
+    if with_vector:
+        return {"with_vector": True, "vector_encoding": "b64"}
+    return {"with_vector": False}
+
+
+def vector_params(with_vector: bool) -> dict[str, str]:
+    """:func:`vector_options` as the query parameters of a GET."""
+    if with_vector:
+        return {"with_vector": "true", "vector_encoding": "b64"}
+    return {"with_vector": "false"}
+
+
 def search_options(
     k: int,
     filter: Filter | None,
@@ -139,7 +156,7 @@ def search_options(
     with_vector: bool,
 ) -> dict[str, Any]:
     """What a search says besides its query; unset options are left to the server."""
-    options: dict[str, Any] = {"k": k, "with_payload": with_payload, "with_vector": with_vector}
+    options: dict[str, Any] = {"k": k, "with_payload": with_payload, **vector_options(with_vector)}
     if filter is not None:
         options["filter"] = dict(filter)
     if params is not None:
@@ -147,8 +164,9 @@ def search_options(
     return options
 
 
-def example(value: Example) -> PointId | list[float] | dict[str, str]:
-    """A recommend example: a point id, a vector as a JSON array, or a text or an image."""
+def example(value: Example) -> PointId | dict[str, str]:
+    """A recommend example: a point id, a vector (in the compact form), or a text or an
+    image."""
     if is_point_id(value):
         return point_id(value)
     if isinstance(value, dict):
@@ -161,7 +179,7 @@ def example(value: Example) -> PointId | list[float] | dict[str, str]:
     array = np.asarray(value, dtype=np.float32)
     if array.ndim != 1:
         raise ValueError(f"an example must be a point id or a 1-d vector; got {value!r}")
-    return [float(x) for x in array]
+    return {"vector_b64": compact(array)}
 
 
 @dataclass(frozen=True)

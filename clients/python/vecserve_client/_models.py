@@ -19,11 +19,13 @@ from vecserve_client._types import PointId
 
 def _as_array(value: object) -> object:
     """A vector from the wire (a JSON array, or base64 of little-endian float32) as a
-    float32 numpy array."""
+    writable float32 numpy array of its own."""
     if value is None or isinstance(value, np.ndarray):
         return value
     if isinstance(value, str):
-        return np.frombuffer(base64.b64decode(value), dtype="<f4").astype(np.float32)
+        # Over a bytearray, not the bytes: an array over bytes would be read-only.
+        raw = np.frombuffer(bytearray(base64.b64decode(value, validate=True)), dtype="<f4")
+        return raw.astype(np.float32, copy=False)
     return np.asarray(value, dtype=np.float32)
 
 
