@@ -153,9 +153,8 @@ class FaissIndex(ABC):
         if self.can_remove and not self.on_gpu:
             self._index.remove_ids(np.ascontiguousarray(labels, dtype=np.int64))
             return
-        # Tombstones. The labels come from the store, which the index mirrors under the
-        # collection's write lock, so they are in the index: no check against its labels
-        # (listing them cost ~13 ms a delete at 1M points, and on a GPU a copy back).
+        if not self.on_gpu:  # on a GPU, listing its labels would copy the whole index back
+            labels = labels[np.isin(labels, self._physical_labels())]
         self._dead = np.union1d(self._dead, labels)
         self._dead_set = None
 
