@@ -217,11 +217,11 @@ class Collection:
             vectors = self._embed(kind, given)
             if self.config.store_source if store_source is None else store_source:
                 payloads = embedding.with_sources(payloads, kind, given)
-        vecs = as_vector_batch(vectors, self.dim)
+        vecs, squares = vector_batch_and_squares(vectors, self.dim)
         ensure_lengths("vectors", vecs, len(checked))
         ensure_lengths("payloads", payloads, len(checked))
         payload_json = [_payload_json(p, i) for i, p in enumerate(payloads)]
-        prepared = self.metric.prepare(vecs)
+        prepared = self.metric.prepare(vecs, squares)
         keys = [encode_id(i) for i in checked]
         with self._write_lock, self._transaction() as txn:
             labels, replaced = txn.upsert(keys, vecs, payload_json)

@@ -59,6 +59,13 @@ class Server:
             time.sleep(0.1)
         raise RuntimeError("server did not become ready in 30 s")
 
+    def __enter__(self) -> Server:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
@@ -68,10 +75,8 @@ class Server:
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
-    s = Server(tmp_path / "data")
-    s.start()
-    yield s
-    s.stop()
+    with Server(tmp_path / "data") as s:
+        yield s
 
 
 @pytest.fixture

@@ -18,10 +18,8 @@ ITEMS = "/collections/items"
 
 @pytest.fixture(scope="module")
 def body_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    server = Server(tmp_path_factory.mktemp("bodies") / "data")
-    server.start()
-    yield server
-    server.stop()
+    with Server(tmp_path_factory.mktemp("bodies") / "data") as server:
+        yield server
 
 
 @pytest.fixture

@@ -29,10 +29,8 @@ def decoded(text: str) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def encoding_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    server = Server(tmp_path_factory.mktemp("encoding") / "data")
-    server.start()
-    yield server
-    server.stop()
+    with Server(tmp_path_factory.mktemp("encoding") / "data") as server:
+        yield server
 
 
 @pytest.fixture
