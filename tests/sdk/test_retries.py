@@ -12,6 +12,7 @@ import pytest
 from vecserve_client import (
     Client,
     ConnectError,
+    EmbedderUnavailable,
     RateLimited,
     Retries,
     ServiceUnavailable,
@@ -76,6 +77,31 @@ def test_a_retry_after_over_the_maximum_raises_rate_limited_at_once(
         client.list_collections()
     assert caught.value.retry_after == 120.0
     assert (caught.value.status_code, caught.value.request_id) == (429, "r2")
+    assert script.attempts == 1
+
+
+def test_a_retry_after_over_the_maximum_is_waited_capped_when_asked() -> None:
+    patient = Retries(max_retry_after=30, cap_retry_after=True)
+    assert patient.delay(1, retry_after=120.0) == 30.0
+    assert patient.delay(1, retry_after=5.0) == 5.0
+    assert patient.delay(patient.max_retries + 1, retry_after=5.0) is None
+
+
+def test_a_retry_after_given_as_a_date_is_waited(mock_client: Callable[..., Client]) -> None:
+    script = Script(
+        rate_limited("Wed, 21 Oct 2015 07:28:00 GMT"), httpx.Response(200, json=COLLECTIONS)
+    )
+    slow_backoff = Retries(max_retries=1, backoff=4.0, jitter=0.0)
+    assert mock_client(script, retries=slow_backoff).list_collections() == ["a"]
+    assert script.attempts == 2
+    assert script.times[1] - script.times[0] < 2.0  # the date is past: at once, not in 4 s
+
+
+def test_an_embedder_unavailable_503_is_not_retried(mock_client: Callable[..., Client]) -> None:
+    body = {"error": "EmbedderUnavailable", "message": "no model", "request_id": "r3"}
+    script = Script(httpx.Response(503, json=body), httpx.Response(200, json=COLLECTIONS))
+    with pytest.raises(EmbedderUnavailable):  # the server's configuration: no retry mends it
+        mock_client(script, retries=FAST).list_collections()
     assert script.attempts == 1
 
 

@@ -1,8 +1,12 @@
-"""The asynchronous client: the same methods as :class:`Client`, as coroutines."""
+"""The asynchronous client, and the source of the synchronous one.
+
+``scripts/unasync.py`` writes ``_client.py`` from this file: change this one, and run the
+script. What the two clients do differently (sending batches at once, file work) is in
+``_async_io.py`` and ``_sync_io.py``.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -13,19 +17,19 @@ from typing import Any
 import httpx
 
 from vecserve_client import _encoding as enc
-from vecserve_client._client import (
+from vecserve_client._async_io import file_chunks, file_sha256, send_concurrently, write
+from vecserve_client._exceptions import (
+    ChecksumMismatch,
+    error_from_response,
+    transport_error,
+)
+from vecserve_client._http import (
     CHUNK,
     DEFAULT_RETRIES,
     DEFAULT_TIMEOUT,
     SHA256_HEADER,
     client_headers,
     collection_url,
-    sha256_of,
-)
-from vecserve_client._exceptions import (
-    ChecksumMismatch,
-    error_from_response,
-    transport_error,
 )
 from vecserve_client._models import CollectionInfo, Health, Hit, Point, Snapshot
 from vecserve_client._transport import RETRIED, RETRY_EXTENSION, AsyncRetryTransport, Retries
@@ -44,13 +48,6 @@ from vecserve_client._types import (
     Vector,
     Vectors,
 )
-
-
-async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
-    """A file's bytes, read in a worker thread so the event loop never waits on disk."""
-    with open(path, "rb") as f:
-        while chunk := await asyncio.to_thread(f.read, CHUNK):
-            yield chunk
 
 
 class AsyncClient:
@@ -300,8 +297,8 @@ class AsyncClient:
             store_source: keep each text (or image hash) in the point's payload, under
                 ``"_source"``; None follows the collection's setting.
             batch_size: points per request; keep it under the server's limit.
-            parallel: how many batches are in flight at once (threads in ``Client``,
-                tasks in ``AsyncClient``).
+            parallel: how many batches are in flight at once (in threads, or in tasks
+                under asyncio).
             on_progress: called as ``on_progress(done, total)`` after each batch.
 
         Returns:
@@ -324,29 +321,20 @@ class AsyncClient:
         columns = enc.PointColumns.of(ids, vectors, payloads, texts, images, store_source)
         batches = columns.batches(batch_size)
         done = 0
-        if parallel <= 1:
-            for batch in batches:
-                done += await self._upsert_batch(collection, batch)
-                if on_progress is not None:
-                    on_progress(done, len(columns))
-            return done
-        slots = asyncio.Semaphore(parallel)
 
-        async def send(batch: enc.PointColumns) -> None:
+        def sent(written: int) -> None:
             nonlocal done
-            async with slots:
-                written = await self._upsert_batch(collection, batch)
-            done += written  # after the await: ``done += await ...`` would lose updates
+            done += written
             if on_progress is not None:
                 on_progress(done, len(columns))
 
-        tasks = [asyncio.ensure_future(send(b)) for b in batches]
-        try:
-            await asyncio.gather(*tasks)
-        except BaseException:
-            for task in tasks:
-                task.cancel()
-            raise
+        if parallel <= 1:
+            for batch in batches:
+                sent(await self._upsert_batch(collection, batch))
+        else:
+            await send_concurrently(
+                lambda batch: self._upsert_batch(collection, batch), batches, parallel, sent
+            )
         return done
 
     async def _upsert_batch(self, collection: str, batch: enc.PointColumns) -> int:
@@ -482,7 +470,8 @@ class AsyncClient:
         if filter is not None:
             body["filter"] = dict(filter)
         while True:
-            page = (await self._request("scroll", "POST", url, json=body)).json()
+            response = await self._request("scroll", "POST", url, json=body)
+            page = response.json()
             for point in enc.points(page):
                 yield point
             if page["next_cursor"] is None:
@@ -730,7 +719,7 @@ class AsyncClient:
             with open(partial, "wb") as f:
                 async for chunk in response.aiter_bytes(CHUNK):
                     digest.update(chunk)
-                    await asyncio.to_thread(f.write, chunk)
+                    await write(f, chunk)
         except httpx.TransportError as exc:
             partial.unlink(missing_ok=True)
             raise transport_error(exc) from exc
@@ -778,7 +767,7 @@ class AsyncClient:
             1000
         """
         source = Path(path)
-        params = {"sha256": await asyncio.to_thread(sha256_of, source)}
+        params = {"sha256": await file_sha256(source)}
         headers = {
             "content-type": "application/x-tar",
             "content-length": str(source.stat().st_size),
@@ -789,7 +778,7 @@ class AsyncClient:
             "POST",
             url,
             params=params,
-            content=_file_chunks(source),
+            content=file_chunks(source),
             headers=headers,
         )
         return CollectionInfo.model_validate(response.json())

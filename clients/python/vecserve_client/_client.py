@@ -1,15 +1,16 @@
-"""The synchronous client."""
+"""The synchronous client.
+
+Generated from _async_client.py by scripts/unasync.py; do not edit.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 
@@ -19,7 +20,16 @@ from vecserve_client._exceptions import (
     error_from_response,
     transport_error,
 )
+from vecserve_client._http import (
+    CHUNK,
+    DEFAULT_RETRIES,
+    DEFAULT_TIMEOUT,
+    SHA256_HEADER,
+    client_headers,
+    collection_url,
+)
 from vecserve_client._models import CollectionInfo, Health, Hit, Point, Snapshot
+from vecserve_client._sync_io import file_chunks, file_sha256, send_concurrently, write
 from vecserve_client._transport import RETRIED, RETRY_EXTENSION, Retries, RetryTransport
 from vecserve_client._types import (
     Example,
@@ -36,36 +46,6 @@ from vecserve_client._types import (
     Vector,
     Vectors,
 )
-from vecserve_client._version import __version__
-
-DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
-"""30 s to answer, 5 s to connect. Pass ``timeout=`` for long snapshot transfers."""
-
-DEFAULT_RETRIES = Retries()
-
-SHA256_HEADER = "x-checksum-sha256"
-"""The header with which the server announces a snapshot file's SHA-256."""
-
-CHUNK = 1 << 20
-
-
-def client_headers(api_key: str | None, headers: Mapping[str, str] | None) -> dict[str, str]:
-    out = {"user-agent": f"vecserve-client/{__version__}", **(headers or {})}
-    if api_key is not None:
-        out["authorization"] = f"Bearer {api_key}"
-    return out
-
-
-def collection_url(name: str, *rest: str) -> str:
-    return "/".join(["/collections", quote(name, safe=""), *(quote(p, safe="") for p in rest)])
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class Client:
@@ -87,7 +67,7 @@ class Client:
         >>> from vecserve_client import Client
         >>> with Client("http://127.0.0.1:8000", api_key="...") as client:
         ...     client.create_collection("products", dim=384)
-        ...     client.upsert("products", ["a", "b"], vectors, payloads=[{"n": 1}, {"n": 2}])
+        ...     client.upsert("products", ["a", "b"], vectors)
         ...     hits = client.search("products", vectors[0], k=5)
     """
 
@@ -316,8 +296,8 @@ class Client:
             store_source: keep each text (or image hash) in the point's payload, under
                 ``"_source"``; None follows the collection's setting.
             batch_size: points per request; keep it under the server's limit.
-            parallel: how many batches are in flight at once (threads in ``Client``,
-                tasks in ``AsyncClient``).
+            parallel: how many batches are in flight at once (in threads, or in tasks
+                under asyncio).
             on_progress: called as ``on_progress(done, total)`` after each batch.
 
         Returns:
@@ -340,23 +320,20 @@ class Client:
         columns = enc.PointColumns.of(ids, vectors, payloads, texts, images, store_source)
         batches = columns.batches(batch_size)
         done = 0
+
+        def sent(written: int) -> None:
+            nonlocal done
+            done += written
+            if on_progress is not None:
+                on_progress(done, len(columns))
+
         if parallel <= 1:
             for batch in batches:
-                done += self._upsert_batch(collection, batch)
-                if on_progress is not None:
-                    on_progress(done, len(columns))
-            return done
-        with ThreadPoolExecutor(max_workers=parallel) as pool:
-            futures = [pool.submit(self._upsert_batch, collection, b) for b in batches]
-            try:
-                for future in as_completed(futures):
-                    done += future.result()
-                    if on_progress is not None:
-                        on_progress(done, len(columns))
-            except BaseException:
-                for future in futures:
-                    future.cancel()
-                raise
+                sent(self._upsert_batch(collection, batch))
+        else:
+            send_concurrently(
+                lambda batch: self._upsert_batch(collection, batch), batches, parallel, sent
+            )
         return done
 
     def _upsert_batch(self, collection: str, batch: enc.PointColumns) -> int:
@@ -492,7 +469,8 @@ class Client:
         if filter is not None:
             body["filter"] = dict(filter)
         while True:
-            page = self._request("scroll", "POST", url, json=body).json()
+            response = self._request("scroll", "POST", url, json=body)
+            page = response.json()
             yield from enc.points(page)
             if page["next_cursor"] is None:
                 return
@@ -733,7 +711,7 @@ class Client:
             with open(partial, "wb") as f:
                 for chunk in response.iter_bytes(CHUNK):
                     digest.update(chunk)
-                    f.write(chunk)
+                    write(f, chunk)
         except httpx.TransportError as exc:
             partial.unlink(missing_ok=True)
             raise transport_error(exc) from exc
@@ -779,16 +757,20 @@ class Client:
             1000
         """
         source = Path(path)
-        params = {"sha256": sha256_of(source)}
+        params = {"sha256": file_sha256(source)}
         headers = {
             "content-type": "application/x-tar",
             "content-length": str(source.stat().st_size),
         }
         url = collection_url(collection, "snapshots", "restore")
-        with open(source, "rb") as f:
-            response = self._request(
-                "restore_snapshot", "POST", url, params=params, content=f, headers=headers
-            )
+        response = self._request(
+            "restore_snapshot",
+            "POST",
+            url,
+            params=params,
+            content=file_chunks(source),
+            headers=headers,
+        )
         return CollectionInfo.model_validate(response.json())
 
     def delete_snapshot(self, collection: str, snapshot: str) -> None:

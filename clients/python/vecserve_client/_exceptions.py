@@ -54,6 +54,9 @@ server does for one batch) before any batch is sent.
 
 from __future__ import annotations
 
+import email.utils
+from datetime import UTC, datetime
+
 import httpx
 
 
@@ -362,15 +365,22 @@ def error_from_response(response: httpx.Response) -> APIError:
 
 
 def retry_after(response: httpx.Response) -> float | None:
-    """The response's ``Retry-After`` in seconds, when it is a number of seconds."""
+    """Seconds that the response's ``Retry-After`` asks to wait (given as seconds or as an
+    HTTP date, which a proxy in front of the server may send), or None without one."""
     value = response.headers.get("retry-after")
     if value is None:
         return None
     try:
-        seconds = float(value)
+        return max(float(value), 0.0)
     except ValueError:
-        return None  # an HTTP date: rare for APIs, and never sent by vecserve
-    return max(seconds, 0.0)
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max((when - datetime.now(UTC)).total_seconds(), 0.0)
 
 
 def transport_error(exc: httpx.TransportError) -> TransportError:
