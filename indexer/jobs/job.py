@@ -98,7 +98,15 @@ def _target(
     """Where the job's points go: the service at ``config.url``, or a collection of
     ``engine`` (by default one opened on ``config.data``)."""
     if config.url is not None:
-        from indexer.jobs.remote import RemoteTarget  # httpx, for the jobs that need it
+        try:
+            from indexer.jobs.remote import RemoteTarget  # the SDK, for the jobs that need it
+        except ModuleNotFoundError as exc:
+            if exc.name != "vecserve_client":
+                raise
+            raise JobFailed(
+                "sending to a service (--url) needs the SDK, vecserve-client: install it "
+                "with pip install clients/python, then vecserve[remote]"
+            ) from None
 
         api_key = config.api_key.get_secret_value() if config.api_key else None
         remote = RemoteTarget(

@@ -1,80 +1,68 @@
-"""Sending a job's points to a running vecserve service over HTTP.
+"""Sending a job's points to a running vecserve service, through the SDK.
 
 The job reads and embeds as it does for a data folder; only the writing differs. Each
-batch goes as ``PUT /collections/{name}/points`` with its vectors as base64 of
-little-endian float32 (``vector_b64``). An upsert by id leaves the same state however
-often it is sent, so a request that may not have been applied is sent again:
+batch is an upsert through :class:`vecserve_client.Client`, which sends the vectors in the
+compact form and sends again a request that may not have been applied, as the SDK's one
+retry policy says (:mod:`vecserve_client._transport._policy`): the job only gives it more
+patient values (:class:`Retries`), to ride out a restart of the service.
 
-- after a connection that failed or broke, or a timeout, with exponential backoff;
-- after a 429 (waiting what ``Retry-After`` asks, when sent), 502, 503 or 504. A 503
-  ``EmbedderUnavailable`` is the server's configuration rather than a passing state, and
-  is not retried.
+What is the job's own:
 
-A request over one of the server's limits (413: too many points in one upsert, a body too
-large) is split in halves until they go through; once both halves of a refused request
-went through, later requests are kept to that size. A single point refused with 413 (its
-payload is over the server's limit) is rejected like a record that cannot be indexed.
-
-A missing collection is created (cosine) with the job's embedder, so that the service can
-embed text or image queries the way the job embedded the points; an existing one is filled
-if it has that embedder or none, and the model's dimension. The checkpoint and the reject
-file stay on this machine, in the job's state folder: a batch the service acknowledged
-counts as written.
+- A request over one of the server's limits (413: too many points in one upsert, a body
+  too large) is split in halves until they go through; once both halves of a refused
+  request went through, later requests are kept to that size. A single point refused
+  with 413 (its payload is over the server's limit) is rejected like a record that cannot
+  be indexed.
+- A missing collection is created (cosine) with the job's embedder, so that the service
+  can embed text or image queries the way the job embedded the points; an existing one
+  is filled if it has that embedder or none, and the model's dimension.
+- The checkpoint and the reject file stay on this machine, in the job's state folder, and
+  name the collection by its uid (so a collection dropped and made again is filled anew):
+  a batch the service acknowledged counts as written.
+- Every error of the service or the network ends the job with a :class:`JobFailed` that
+  says what it could not do.
 """
 
 from __future__ import annotations
 
-import base64
-import email.utils
-import random
-import time
-from datetime import UTC, datetime
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 import numpy as np
-import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+import vecserve_client
 from indexer.errors import CollectionExists, DimensionMismatch, JobFailed
 from indexer.jobs.targets import Refused
 from indexer.points import PointId
+from vecserve_client._exceptions import retry_after
 
+# retry_after: the SDK's reading of Retry-After, which the job's retries follow.
 __all__ = ["RemoteTarget", "Retries", "retry_after"]
 
-# Failures after which a request may not have reached the service, or its answer was lost.
-RETRIED_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
-RETRIED_STATUSES = frozenset({429, 502, 503, 504})
 # Errors by which the service says it cannot embed with the job's model.
-_EMBEDDER_ERRORS = frozenset(
-    {"UnknownEmbedder", "EmbedderNotFound", "EmbedderUnavailable", "DimensionMismatch"}
+_EMBEDDER_ERRORS = (
+    vecserve_client.UnknownEmbedder,
+    vecserve_client.EmbedderNotFound,
+    vecserve_client.EmbedderUnavailable,
+    vecserve_client.DimensionMismatch,
 )
 
 
-class Retries(BaseModel):
-    """How often, and after how long, a request that may not have been applied is sent
-    again: retry ``n`` (from 1) waits ``backoff * 2 ** (n - 1)`` seconds, at most
-    ``max_backoff``, less a random part of up to half (so that jobs do not retry in step);
-    or what the service asks with ``Retry-After``, at most ``max_retry_after``. The
-    defaults keep trying for 46 to 92 seconds in all: long enough to ride out a restart."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class Retries(vecserve_client.Retries):
+    """The SDK's retry policy with a batch job's values: they keep trying for 46 to 92
+    seconds in all, long enough to ride out a restart of the service, and when the
+    service asks to wait longer than ``max_retry_after``, wait that long and try again
+    rather than stop."""
 
     max_retries: int = Field(default=8, ge=0)
     backoff: float = Field(default=0.5, ge=0.0)
     max_backoff: float = Field(default=30.0, ge=0.0)
     max_retry_after: float = Field(default=300.0, ge=0.0)
-
-    def delay(self, retry: int, retry_after: float | None = None) -> float | None:
-        """Seconds to wait before retry number ``retry`` (from 1), or None to give up."""
-        if retry > self.max_retries:
-            return None
-        if retry_after is not None:
-            return min(retry_after, self.max_retry_after)
-        delay = min(self.max_backoff, self.backoff * 2.0 ** (retry - 1))
-        return delay * (1.0 - 0.5 * random.random())
+    cap_retry_after: bool = True
 
 
 class RemoteTarget:
@@ -106,14 +94,13 @@ class RemoteTarget:
         self._embedder = embedder
         self._state_dir = state_dir
         self._retries = retries or Retries()
-        self._path = f"/collections/{quote(name, safe='')}"
-        headers = {"content-type": "application/json", "user-agent": "vecserve-index"}
-        if api_key is not None:
-            headers["authorization"] = f"Bearer {api_key}"
-        self._client = httpx.Client(
-            base_url=self._url,
-            headers=headers,
+        self._client = vecserve_client.Client(
+            self._url,
+            api_key=api_key,
+            # A large batch may take the service a while to write.
             timeout=httpx.Timeout(30.0, read=300.0),
+            retries=self._retries,
+            headers={"user-agent": "vecserve-index"},
             transport=transport,
         )
         self._dim: int | None = None
@@ -125,15 +112,14 @@ class RemoteTarget:
         info = self._describe()
         if info is None:
             return None
-        made_by = info.get("embedder")
-        if made_by not in (None, self._embedder):
+        if info.embedder not in (None, self._embedder):
             raise CollectionExists(
-                f"collection {self._name!r} on {self._url} is embedded by {made_by!r}; this "
-                f"job embeds with {self._embedder!r}: index into another collection"
+                f"collection {self._name!r} on {self._url} is embedded by {info.embedder!r}; "
+                f"this job embeds with {self._embedder!r}: index into another collection"
             )
-        self._dim = int(info["dim"])
-        self._points = int(info["count"])
-        self._uid = info.get("uid")
+        self._dim = info.dim
+        self._points = info.count
+        self._uid = info.uid
         return self._state_dir
 
     def points(self) -> int:
@@ -141,7 +127,7 @@ class RemoteTarget:
 
     def count(self) -> int:
         info = self._describe()
-        return int(info["count"]) if info is not None else 0
+        return info.count if info is not None else 0
 
     def uid(self) -> str | None:
         return self._uid
@@ -154,35 +140,35 @@ class RemoteTarget:
                     f"embedder {self._embedder!r} makes vectors of dimension {dim}"
                 )
             return self._state_dir
-        config = {"dim": dim, "metric": "cosine", "embedder": self._embedder}
-        response = self._request("PUT", self._path, orjson.dumps(config))
-        name, message = _error_of(response)
-        if response.status_code == 409:
-            raise CollectionExists(
-                f"collection {self._name!r} already exists on {self._url} with another "
-                f"configuration than this job's ({message})"
-            )
-        if name in _EMBEDDER_ERRORS:
-            raise JobFailed(
-                f"the vecserve service at {self._url} cannot embed with {self._embedder!r} "
-                f"({name}: {message}); to send it vectors only, create the collection "
-                f'without an embedder first (PUT {self._url}{self._path} {{"dim": {dim}, '
-                '"metric": "cosine"}) and run the job again'
-            )
-        if response.status_code not in (200, 201):
-            raise self._failure(response, f"create collection {self._name!r}")
+        with self._failing(f"create collection {self._name!r}"):
+            try:
+                info = self._client.create_collection(
+                    self._name, dim, metric="cosine", embedder=self._embedder
+                )
+            except vecserve_client.Conflict as exc:
+                raise CollectionExists(
+                    f"collection {self._name!r} already exists on {self._url} with another "
+                    f"configuration than this job's ({exc.message})"
+                ) from None
+            except _EMBEDDER_ERRORS as exc:
+                raise JobFailed(
+                    f"the vecserve service at {self._url} cannot embed with "
+                    f"{self._embedder!r} ({exc.name}: {exc.message}); to send it vectors "
+                    "only, create the collection without an embedder first (PUT "
+                    f'{self._url}/collections/{self._name} {{"dim": {dim}, "metric": '
+                    '"cosine"}) and run the job again'
+                ) from None
         self._dim = dim
-        self._uid = response.json().get("uid")
+        self._uid = info.uid
         return self._state_dir
 
     def upsert(
         self, ids: list[PointId], vectors: np.ndarray, payloads: list[dict[str, Any]]
     ) -> Refused:
-        points = _Points(ids, vectors, payloads)
         refused: Refused = []
         size = min(len(ids), self._max_points or len(ids))
         for start in range(0, len(ids), size):
-            self._send(points, start, min(start + size, len(ids)), refused)
+            self._send(ids, vectors, payloads, start, min(start + size, len(ids)), refused)
         return refused
 
     def finish(self) -> None:
@@ -192,125 +178,74 @@ class RemoteTarget:
     def close(self) -> None:
         self._client.close()
 
-    def _describe(self) -> dict[str, Any] | None:
-        """``GET /collections/{name}``: the collection's description, None if missing."""
-        response = self._request("GET", self._path)
-        if response.status_code == 404 and _error_of(response)[0] == "CollectionNotFound":
-            return None
-        if response.status_code != 200:
-            raise self._failure(response, f"describe collection {self._name!r}")
-        info: dict[str, Any] = response.json()
-        return info
+    def _describe(self) -> vecserve_client.CollectionInfo | None:
+        """The collection's description, None if it does not exist."""
+        with self._failing(f"describe collection {self._name!r}"):
+            try:
+                return self._client.get_collection(self._name)
+            except vecserve_client.CollectionNotFound:
+                return None
 
-    def _send(self, points: _Points, start: int, stop: int, refused: Refused) -> bool:
-        """Upsert points ``start:stop``, split while the service finds them too many;
-        True when they went through in this one request."""
-        response = self._request("PUT", f"{self._path}/points", points.body(start, stop))
-        if response.status_code == 200:
-            return True
-        if response.status_code != 413:
-            raise self._failure(response, f"upsert {stop - start:,} points into {self._name!r}")
+    def _send(
+        self,
+        ids: list[PointId],
+        vectors: np.ndarray,
+        payloads: list[dict[str, Any]],
+        start: int,
+        stop: int,
+        refused: Refused,
+    ) -> bool:
+        """Upsert points ``start:stop`` in one request, split while the service finds them
+        too many; True when they went through in this one request."""
+        with self._failing(f"upsert {stop - start:,} points into {self._name!r}"):
+            try:
+                self._client.upsert(
+                    self._name,
+                    ids[start:stop],
+                    vectors[start:stop],
+                    payloads=payloads[start:stop],
+                    batch_size=stop - start,
+                )
+            except vecserve_client.RequestTooLarge as exc:
+                reason = exc.message
+            else:
+                return True
         if stop - start == 1:
-            refused.append((start, f"refused by the service: {_error_of(response)[1]}"))
+            refused.append((start, f"refused by the service: {reason}"))
             return False
         middle = (start + stop) // 2
-        whole = self._send(points, start, middle, refused)
-        whole = self._send(points, middle, stop, refused) and whole
+        whole = self._send(ids, vectors, payloads, start, middle, refused)
+        whole = self._send(ids, vectors, payloads, middle, stop, refused) and whole
         if whole:
             # The request was too large, and both its halves were not: keep to that size.
             self._max_points = min(self._max_points or stop - middle, stop - middle)
         return False
 
-    def _request(self, method: str, path: str, body: bytes | None = None) -> httpx.Response:
-        retry = 0
-        while True:
-            retry += 1
-            try:
-                response = self._client.request(method, path, content=body)
-            except RETRIED_ERRORS as exc:
-                delay = self._retries.delay(retry)
-                if delay is None:
-                    reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-                    raise JobFailed(
-                        f"cannot reach the vecserve service at {self._url} ({reason}); "
-                        f"gave up after {retry} tries"
-                    ) from None
-            else:
-                if not _transient(response):
-                    return response
-                delay = self._retries.delay(retry, retry_after(response))
-                if delay is None:
-                    return response
-            time.sleep(delay)
+    @contextmanager
+    def _failing(self, action: str) -> Iterator[None]:
+        """Turn the SDK's errors, left once its retries are spent, into the job's."""
+        try:
+            yield
+        except vecserve_client.APIError as exc:
+            raise self._failure(exc, action) from None
+        except vecserve_client.ConnectError as exc:
+            raise JobFailed(
+                f"cannot reach the vecserve service at {self._url} ({type(exc).__name__}: "
+                f"{exc}); gave up after {self._retries.max_retries + 1} tries"
+            ) from None
+        except vecserve_client.TransportError as exc:
+            raise JobFailed(
+                f"no answer from the vecserve service at {self._url} to {action} "
+                f"({type(exc).__name__}: {exc})"
+            ) from None
 
-    def _failure(self, response: httpx.Response, action: str) -> JobFailed:
-        name, message = _error_of(response)
-        error = f"{name} ({response.status_code}): {message}"
-        if response.status_code in (401, 403):
+    def _failure(self, exc: vecserve_client.APIError, action: str) -> JobFailed:
+        # Not vecserve's error JSON (a proxy's error page, say): the start of the body.
+        message = exc.message if exc.name else " ".join(exc.message[:200].split())
+        error = f"{exc.name or f'HTTP {exc.status_code}'} ({exc.status_code}): {message}"
+        if exc.status_code in (401, 403):
             return JobFailed(
                 f"the vecserve service at {self._url} refused to {action}: {error}; give it "
                 "a read-write API key with --api-key or VECSERVE_API_KEY"
             )
         return JobFailed(f"the vecserve service at {self._url} could not {action}: {error}")
-
-
-class _Points:
-    """A batch's points, encoded to JSON a range at a time."""
-
-    def __init__(
-        self, ids: list[PointId], vectors: np.ndarray, payloads: list[dict[str, Any]]
-    ) -> None:
-        self._ids = ids
-        self._payloads = payloads
-        rows = np.ascontiguousarray(vectors, dtype="<f4")
-        self._raw = rows.tobytes()
-        self._row_bytes = rows.shape[1] * 4
-
-    def body(self, start: int, stop: int) -> bytes:
-        step = self._row_bytes
-        points = [
-            {
-                "id": self._ids[i],
-                "vector_b64": base64.b64encode(self._raw[i * step : (i + 1) * step]).decode(),
-                "payload": self._payloads[i],
-            }
-            for i in range(start, stop)
-        ]
-        return orjson.dumps({"points": points}, option=orjson.OPT_SERIALIZE_NUMPY)
-
-
-def _error_of(response: httpx.Response) -> tuple[str, str]:
-    """The error name and message of a response: vecserve's JSON error body, or else the
-    status and the start of the body (a proxy's error page, say)."""
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if isinstance(body, dict) and isinstance(body.get("error"), str):
-        return body["error"], str(body.get("message", ""))
-    text = " ".join(response.text[:200].split())
-    return f"HTTP {response.status_code}", text or response.reason_phrase
-
-
-def _transient(response: httpx.Response) -> bool:
-    if response.status_code not in RETRIED_STATUSES:
-        return False
-    return _error_of(response)[0] != "EmbedderUnavailable"
-
-
-def retry_after(response: httpx.Response) -> float | None:
-    """Seconds that ``Retry-After`` asks to wait (given as seconds or as a date)."""
-    value = response.headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
