@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 import numpy as np
 from pydantic import (
@@ -62,6 +62,35 @@ def decode_vector(text: str) -> np.ndarray:
     if len(raw) % 4:
         raise InvalidVector("vector_b64 must hold little-endian float32 values")
     return np.frombuffer(raw, dtype="<f4")
+
+
+WITH_VECTORS = "return each point's vector"
+WITH_VECTOR = "deprecated: the old name of `with_vectors`, still read; give one of the two"
+
+
+def with_vectors_of(with_vectors: bool | None, with_vector: bool | None) -> bool:
+    """Whether vectors are asked for: ``with_vectors``, or ``with_vector``, its old name
+    (a ValueError when both are given and differ)."""
+    if with_vectors is not None and with_vector is not None and with_vectors != with_vector:
+        raise ValueError("with_vector (the deprecated name) and with_vectors differ")
+    return bool(with_vectors if with_vectors is not None else with_vector)
+
+
+class VectorsOption(Body):
+    """Whether to return vectors, and in which form."""
+
+    with_vectors: bool = Field(default=False, description=WITH_VECTORS)
+    with_vector: bool | None = Field(
+        default=None, description=WITH_VECTOR, json_schema_extra={"deprecated": True}
+    )
+    vector_encoding: VectorEncodingOption = "float"
+
+    @model_validator(mode="after")
+    def _old_name(self) -> Self:
+        if self.with_vector is not None:
+            given = self.with_vectors if "with_vectors" in self.model_fields_set else None
+            self.with_vectors = with_vectors_of(given, self.with_vector)
+        return self
 
 
 def vector_field(vector: np.ndarray, encoding: VectorEncoding) -> tuple[str, Any]:
@@ -183,10 +212,8 @@ class Upserted(BaseModel):
     upserted: int
 
 
-class GetPoints(Body):
+class GetPoints(VectorsOption):
     ids: list[PointIdModel] = Field(min_length=1)
-    with_vector: bool = False
-    vector_encoding: VectorEncodingOption = "float"
 
 
 class PointOut(BaseModel):
@@ -218,12 +245,10 @@ class Deleted(BaseModel):
     deleted: int
 
 
-class Scroll(Body):
+class Scroll(VectorsOption):
     limit: int = Field(default=100, ge=1, le=10_000)
     cursor: str | None = None
     filter: Filter | None = None
-    with_vector: bool = False
-    vector_encoding: VectorEncodingOption = "float"
 
 
 class ScrollPage(Points):
@@ -233,7 +258,7 @@ class ScrollPage(Points):
 # -- search ----------------------------------------------------------------------------------
 
 
-class Search(EmbedInput):
+class Search(EmbedInput, VectorsOption):
     """Search by a vector, a text or an image, or by the id of a stored point (which is
     then left out)."""
 
@@ -242,8 +267,6 @@ class Search(EmbedInput):
     filter: Filter | None = None
     params: SearchParams | None = None
     with_payload: bool = True
-    with_vector: bool = False
-    vector_encoding: VectorEncodingOption = "float"
 
     @model_validator(mode="after")
     def _one_query(self) -> Search:
@@ -293,7 +316,7 @@ class ImageExample(Body):
 Example = PointIdModel | list[float] | VectorExample | TextExample | ImageExample
 
 
-class Recommend(Body):
+class Recommend(VectorsOption):
     """Examples are point ids, vectors (JSON arrays, or ``{"vector_b64": ...}``), or
     ``{"text": ...}`` and ``{"image": ...}`` for a collection with an embedder."""
 
@@ -304,8 +327,6 @@ class Recommend(Body):
     filter: Filter | None = None
     params: SearchParams | None = None
     with_payload: bool = True
-    with_vector: bool = False
-    vector_encoding: VectorEncodingOption = "float"
 
 
 # -- snapshots -------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import Query, Response
+from fastapi.exceptions import RequestValidationError
 
 from indexer import Point, PointId
 from indexer.errors import InvalidId, InvalidInput, InvalidPayload, PointNotFound
@@ -18,6 +19,8 @@ from service.responses import Json
 from service.routing import ApiRouter
 from service.schemas import (
     VECTOR_ENCODING,
+    WITH_VECTOR,
+    WITH_VECTORS,
     Deleted,
     DeletePoints,
     GetPoints,
@@ -30,6 +33,7 @@ from service.schemas import (
     VectorEncoding,
     stack,
     vector_field,
+    with_vectors_of,
 )
 
 router = ApiRouter(prefix="/collections/{name}/points", tags=["points"])
@@ -98,7 +102,7 @@ def upsert_points(body: Upsert, collection: CollectionDep, settings: SettingsDep
 @router.post("/get", operation_id="get_points", response_model=Points)
 def get_points(body: GetPoints, collection: CollectionDep) -> Response:
     """Points by id, in the order asked; ids that do not exist are left out."""
-    points = collection.get(body.ids, with_vectors=body.with_vector)
+    points = collection.get(body.ids, with_vectors=body.with_vectors)
     return Json({"points": [point_json(p, body.vector_encoding) for p in points]})
 
 
@@ -106,7 +110,10 @@ def get_points(body: GetPoints, collection: CollectionDep) -> Response:
 def get_point(
     point_id: str,
     collection: CollectionDep,
-    with_vector: bool = False,
+    with_vectors: Annotated[
+        bool | None, Query(description=f"{WITH_VECTORS} (default false)")
+    ] = None,
+    with_vector: Annotated[bool | None, Query(description=WITH_VECTOR, deprecated=True)] = None,
     id_type: Annotated[
         Literal["auto", "str"],
         Query(description="`str`: the id is a string, even when it looks like an integer"),
@@ -119,8 +126,13 @@ def get_point(
     is). Written as an integer prints (``7``, ``-3``), it is an integer id; anything else
     (``a``, ``007``, ``7.0``) is a string id. The string id ``"7"`` is
     ``/points/7?id_type=str``."""
+    try:
+        vectors = with_vectors_of(with_vectors, with_vector)
+    except ValueError as exc:
+        error = {"type": "value_error", "loc": ("query", "with_vector"), "msg": str(exc)}
+        raise RequestValidationError([error]) from None
     wanted = path_id(point_id, id_type)
-    found = collection.get([wanted], with_vectors=with_vector)
+    found = collection.get([wanted], with_vectors=vectors)
     if not found:
         raise PointNotFound(f"collection {collection.name!r} has no point with id {wanted!r}")
     return Json(point_json(found[0], vector_encoding))
@@ -145,7 +157,7 @@ def scroll_points(body: Scroll, collection: CollectionDep) -> Response:
     A cursor is opaque: one this server did not hand out is a 422 ``InvalidInput``."""
     after = decode_cursor(body.cursor) if body.cursor is not None else None
     points, key = collection.scroll(
-        body.limit, after, filter=body.filter, with_vectors=body.with_vector
+        body.limit, after, filter=body.filter, with_vectors=body.with_vectors
     )
     cursor = encode_cursor(key) if key is not None else None
     points_out = [point_json(p, body.vector_encoding) for p in points]

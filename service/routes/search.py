@@ -67,7 +67,7 @@ def to_query(search: Search) -> Query:
         filter=search.filter,
         params=search.params,
         with_payload=search.with_payload,
-        with_vectors=search.with_vector,
+        with_vectors=search.with_vectors,
     )
 
 
@@ -119,7 +119,7 @@ async def recommend(
         filter=body.filter,
         params=body.params,
         with_payload=body.with_payload,
-        with_vectors=body.with_vector,
+        with_vectors=body.with_vectors,
     )
     return Json({"hits": hits_json(hits, body.vector_encoding)})
 

@@ -94,6 +94,53 @@ def test_every_route_returns_vectors_as_base64_float32_when_asked(
     assert floats == plain
 
 
+@pytest.mark.parametrize("route", list(ROUTES))
+def test_every_route_asks_with_vectors_and_still_reads_the_deprecated_with_vector(
+    http: httpx.Client, route: str
+) -> None:
+    ask = ROUTES[route]
+    new = ask(http, query_options(route, {"with_vectors": True}))
+    np.testing.assert_array_equal(np.array(new["vector"], dtype=np.float32), DATA[2])
+    assert ask(http, query_options(route, {"with_vector": True})) == new
+    assert ask(http, query_options(route, {"with_vectors": True, "with_vector": True})) == new
+    without = ask(http, query_options(route, {"with_vectors": False, "with_vector": False}))
+    assert "vector" not in without
+
+
+def test_with_vectors_and_a_different_with_vector_are_an_invalid_request(
+    http: httpx.Client,
+) -> None:
+    differ = {"with_vectors": True, "with_vector": False}
+    answers = [
+        http.post(f"{ITEMS}/points/get", json={"ids": [2], **differ}),
+        http.get(f"{ITEMS}/points/2", params={"with_vectors": "false", "with_vector": "true"}),
+        http.post(f"{ITEMS}/points/scroll", json=differ),
+        http.post(f"{ITEMS}/search", json={"id": 2, **differ}),
+        http.post(f"{ITEMS}/search/batch", json={"searches": [{"id": 2, **differ}]}),
+        http.post(f"{ITEMS}/recommend", json={"positive": [2], **differ}),
+    ]
+    for answer in answers:
+        assert (answer.status_code, answer.json()["error"]) == (422, "InvalidRequest")
+        assert (
+            "with_vector (the deprecated name) and with_vectors differ"
+            in (answer.json()["message"])
+        )
+
+
+def test_the_openapi_document_marks_with_vector_deprecated(http: httpx.Client) -> None:
+    document = http.get("/openapi.json").json()
+    schemas = document["components"]["schemas"]
+    for model in ("GetPoints", "Scroll", "Search", "Recommend"):
+        properties = schemas[model]["properties"]
+        assert properties["with_vectors"]["default"] is False
+        assert properties["with_vector"]["deprecated"] is True
+        assert "with_vectors" in properties["with_vector"]["description"]
+    get_point = document["paths"]["/collections/{name}/points/{point_id}"]["get"]
+    parameters = {p["name"]: p for p in get_point["parameters"]}
+    assert parameters["with_vector"]["deprecated"] is True
+    assert not parameters["with_vectors"].get("deprecated")
+
+
 def test_vector_encoding_without_with_vector_returns_no_vector(http: httpx.Client) -> None:
     for route, ask in ROUTES.items():
         answer = ask(http, {"vector_encoding": "b64"})

@@ -122,6 +122,6 @@ async def test_the_app_in_process_under_the_tests_own_event_loop(tmp_path: Path)
             await client.upsert("items", ["a", "b"], [[0.0, 0.0], [5.0, 5.0]])
             hits = await client.search("items", [4.0, 4.0], k=1)
             assert hits[0].id == "b"
-            points = await client.get("items", ["a"], with_vector=True)
+            points = await client.get("items", ["a"], with_vectors=True)
             assert isinstance(points[0], Point)
             assert (await client.health()).ready

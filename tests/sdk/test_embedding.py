@@ -73,7 +73,7 @@ def test_images_go_as_bytes_paths_or_pil_images(client: Client, name: str, tmp_p
     client.create_collection(name, embedder="efficientnet-lite0")
     client.upsert(name, ["red", "red2", "blue"], images=[pngs[0], pngs[1], path])
     query = pil.open(io.BytesIO(pngs[1]))
-    hits = client.search(name, image=query, k=3, with_vector=True)
+    hits = client.search(name, image=query, k=3, with_vectors=True)
     assert hits[0].id == "red2"
     assert hits[0].vector is not None
     assert hits[0].vector.shape == (1280,)

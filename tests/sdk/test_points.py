@@ -32,7 +32,7 @@ def test_upsert_numpy_vectors_and_get_them_back_as_float32_arrays(
     data = vectors(3)
     written = client.upsert(name, ["a", "b", 7], data, payloads=[{"n": 1}, None, {"n": 3}])
     assert written == 3
-    points = client.get(name, [7, "a", "missing", "b"], with_vector=True)
+    points = client.get(name, [7, "a", "missing", "b"], with_vectors=True)
     assert [p.id for p in points] == [7, "a", "b"]  # the order asked; missing left out
     assert all(isinstance(p, Point) for p in points)
     assert [p.payload for p in points] == [{"n": 3}, {"n": 1}, {}]
@@ -48,7 +48,7 @@ def test_upsert_takes_lists_of_floats_and_replaces_by_id(client: Client, name: s
     client.upsert(name, [1, 2], [[0.5, 1.5], [2.0, 3.0]])
     client.upsert(name, [1], [[9.0, 9.0]], payloads=[{"v": 2}])
     assert client.get_collection(name).count == 2
-    (point,) = client.get(name, [1], with_vector=True)
+    (point,) = client.get(name, [1], with_vectors=True)
     assert point.payload == {"v": 2}
     assert point.vector is not None
     assert point.vector.tolist() == [9.0, 9.0]
@@ -137,7 +137,7 @@ def test_scroll_follows_the_cursor_through_every_point(client: Client, name: str
     client.create_collection(name, 4)
     data = vectors(30)
     client.upsert(name, list(range(30)), data, payloads=[{"odd": i % 2} for i in range(30)])
-    points = list(client.scroll(name, page_size=7, with_vector=True))
+    points = list(client.scroll(name, page_size=7, with_vectors=True))
     assert sorted(p.id for p in points) == list(range(30))
     assert all(p.vector is not None for p in points)
     by_id = {p.id: p.vector for p in points}
@@ -162,7 +162,7 @@ def test_get_point_returns_one_point_and_keeps_string_and_integer_ids_apart(
     assert isinstance(point, Point)
     assert (point.id, point.payload, point.vector) == (7, {"n": 1}, None)
     assert client.get_point(name, "7").payload == {"n": 2}
-    with_vector = client.get_point(name, "docs/a b?.md", with_vector=True)
+    with_vector = client.get_point(name, "docs/a b?.md", with_vectors=True)
     assert with_vector.id == "docs/a b?.md"
     assert with_vector.vector is not None
     np.testing.assert_array_equal(with_vector.vector, data[2])

@@ -52,7 +52,7 @@ def test_search_takes_a_list_of_floats(client: Client, items: str) -> None:
 
 def test_search_with_filter_without_payload_and_with_vectors(client: Client, items: str) -> None:
     hits = client.search(
-        items, DATA[5], k=4, filter={"even": True}, with_payload=False, with_vector=True
+        items, DATA[5], k=4, filter={"even": True}, with_payload=False, with_vectors=True
     )
     assert len(hits) == 4
     assert all(h.id % 2 == 0 for h in hits)

@@ -45,7 +45,7 @@ def test_snapshot_download_restore_and_delete(client: Client, name: str, tmp_pat
     try:
         info = client.restore_snapshot(restored, path)
         assert (info.name, info.dim, info.count) == (restored, 4, 25)
-        (point,) = client.get(restored, [7], with_vector=True)
+        (point,) = client.get(restored, [7], with_vectors=True)
         assert point.payload == {"i": 7}
         assert point.vector is not None
         np.testing.assert_array_equal(point.vector, data[7])

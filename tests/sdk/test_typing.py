@@ -35,7 +35,7 @@ USER_CODE = textwrap.dedent(
         await client.get("a", ids)
         await client.delete("a", ids)
         await client.search_batch("a", ids=ids)
-        await client.get_point("a", "7", with_vector=True)
+        await client.get_point("a", "7", with_vectors=True)
     """
 )
 

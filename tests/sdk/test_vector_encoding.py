@@ -128,16 +128,16 @@ def test_vectors_are_asked_for_as_base64_when_wanted_and_come_back_writable_floa
 ) -> None:
     client, recording, name = recorded
     returned = [
-        *client.get(name, [3, 9], with_vector=True),
-        client.get_point(name, 5, with_vector=True),
-        *client.scroll(name, with_vector=True, page_size=16),
-        *client.search(name, DATA[7], k=2, with_vector=True),
+        *client.get(name, [3, 9], with_vectors=True),
+        client.get_point(name, 5, with_vectors=True),
+        *client.scroll(name, with_vectors=True, page_size=16),
+        *client.search(name, DATA[7], k=2, with_vectors=True),
         *[
             hit
-            for hits in client.search_batch(name, DATA[:2], k=1, with_vector=True)
+            for hits in client.search_batch(name, DATA[:2], k=1, with_vectors=True)
             for hit in hits
         ],
-        *client.recommend(name, [11, 12], k=2, with_vector=True),
+        *client.recommend(name, [11, 12], k=2, with_vectors=True),
     ]
     assert len(returned) == 2 + 1 + 40 + 2 + 2 + 2
     for item in returned:
@@ -151,7 +151,7 @@ def test_vectors_are_asked_for_as_base64_when_wanted_and_come_back_writable_floa
     asked = recording.asked_vectors()
     assert len(asked) == 1 + 1 + 3 + 1 + 2 + 1  # scroll: three pages of 16; batch: two
     for options, answer in asked:
-        assert (options["with_vector"], options["vector_encoding"]) in [
+        assert (options["with_vectors"], options["vector_encoding"]) in [
             (True, "b64"),
             ("true", "b64"),
         ]

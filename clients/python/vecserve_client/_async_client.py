@@ -343,13 +343,13 @@ class AsyncClient:
         upserted: int = response.json()["upserted"]
         return upserted
 
-    async def get(self, collection: str, ids: Ids, *, with_vector: bool = False) -> list[Point]:
+    async def get(self, collection: str, ids: Ids, *, with_vectors: bool = False) -> list[Point]:
         """Points by id, in the order asked; ids that do not exist are left out.
 
         Args:
             collection: the collection's name.
             ids: the ids to fetch (a list, or a numpy array of integers).
-            with_vector: also return each point's vector, as a float32 numpy array.
+            with_vectors: also return each point's vector, as a float32 numpy array.
 
         Returns:
             The points found.
@@ -361,19 +361,19 @@ class AsyncClient:
             >>> [p.payload for p in await client.get("products", ["a", "b"])]
             [{'color': 'red'}, {'color': 'blue'}]
         """
-        body = {"ids": [enc.point_id(i) for i in ids], **enc.vector_options(with_vector)}
+        body = {"ids": [enc.point_id(i) for i in ids], **enc.vector_options(with_vectors)}
         response = await self._request(
             "get", "POST", collection_url(collection, "points", "get"), json=body
         )
         return enc.points(response.json())
 
-    async def get_point(self, collection: str, id: PointId, *, with_vector: bool = False) -> Point:
+    async def get_point(self, collection: str, id: PointId, *, with_vectors: bool = False) -> Point:
         """One point by id.
 
         Args:
             collection: the collection's name.
             id: the point's id; ``"7"`` and ``7`` are different points.
-            with_vector: also return the point's vector, as a float32 numpy array.
+            with_vectors: also return the point's vector, as a float32 numpy array.
 
         Returns:
             The point.
@@ -388,7 +388,7 @@ class AsyncClient:
             {'color': 'red'}
         """
         value = enc.point_id(id)
-        params = enc.vector_params(with_vector)
+        params = enc.vector_params(with_vectors)
         if isinstance(value, str):
             params["id_type"] = "str"  # else the server reads "7" as the integer 7
         url = collection_url(collection, "points", str(value))
@@ -440,7 +440,7 @@ class AsyncClient:
         collection: str,
         *,
         filter: Filter | None = None,
-        with_vector: bool = False,
+        with_vectors: bool = False,
         page_size: int = 256,
     ) -> AsyncIterator[Point]:
         """Every point of a collection (or those matching a filter), page by page.
@@ -451,7 +451,7 @@ class AsyncClient:
         Args:
             collection: the collection's name.
             filter: only points whose payloads match.
-            with_vector: also return each point's vector, as a float32 numpy array.
+            with_vectors: also return each point's vector, as a float32 numpy array.
             page_size: points per request.
 
         Returns:
@@ -466,7 +466,7 @@ class AsyncClient:
             ...     print(point.id, point.payload)
         """
         url = collection_url(collection, "points", "scroll")
-        body: dict[str, Any] = {"limit": page_size, **enc.vector_options(with_vector)}
+        body: dict[str, Any] = {"limit": page_size, **enc.vector_options(with_vectors)}
         if filter is not None:
             body["filter"] = dict(filter)
         while True:
@@ -492,7 +492,7 @@ class AsyncClient:
         filter: Filter | None = None,
         params: SearchParams | None = None,
         with_payload: bool = True,
-        with_vector: bool = False,
+        with_vectors: bool = False,
     ) -> list[Hit]:
         """The ``k`` points nearest to one query, nearest first.
 
@@ -510,7 +510,7 @@ class AsyncClient:
             params: index parameters for this search: ``{"nprobe": 64}``,
                 ``{"ef_search": 128}`` or ``{"exact": True}``.
             with_payload: return each hit's payload.
-            with_vector: return each hit's vector, as a float32 numpy array.
+            with_vectors: return each hit's vector, as a float32 numpy array.
 
         Returns:
             The hits, each with ``id``, ``score`` and ``payload``.
@@ -529,7 +529,7 @@ class AsyncClient:
             [('a', 0.93), (7, 0.88), ...]
         """
         body = enc.query(vector, text, image, id)
-        body.update(enc.search_options(k, filter, params, with_payload, with_vector))
+        body.update(enc.search_options(k, filter, params, with_payload, with_vectors))
         response = await self._request(
             "search", "POST", collection_url(collection, "search"), json=body
         )
@@ -547,7 +547,7 @@ class AsyncClient:
         filter: Filter | None = None,
         params: SearchParams | None = None,
         with_payload: bool = True,
-        with_vector: bool = False,
+        with_vectors: bool = False,
     ) -> list[list[Hit]]:
         """The ``k`` nearest points to each of several queries, in one request.
 
@@ -564,7 +564,7 @@ class AsyncClient:
             filter: only points whose payloads match.
             params: index parameters for these searches (see :meth:`search`).
             with_payload: return each hit's payload.
-            with_vector: return each hit's vector, as a float32 numpy array.
+            with_vectors: return each hit's vector, as a float32 numpy array.
 
         Returns:
             One list of hits per query, in the order of the queries.
@@ -580,7 +580,7 @@ class AsyncClient:
             >>> [len(hits) for hits in results]
             [5, 5, 5]
         """
-        options = enc.search_options(k, filter, params, with_payload, with_vector)
+        options = enc.search_options(k, filter, params, with_payload, with_vectors)
         searches = [{**q, **options} for q in enc.queries(vectors, texts, images, ids)]
         url = collection_url(collection, "search", "batch")
         response = await self._request("search_batch", "POST", url, json={"searches": searches})
@@ -597,7 +597,7 @@ class AsyncClient:
         filter: Filter | None = None,
         params: SearchParams | None = None,
         with_payload: bool = True,
-        with_vector: bool = False,
+        with_vectors: bool = False,
     ) -> list[Hit]:
         """Points like the positive examples and unlike the negative ones.
 
@@ -616,7 +616,7 @@ class AsyncClient:
             filter: only points whose payloads match.
             params: index parameters for this search (see :meth:`search`).
             with_payload: return each hit's payload.
-            with_vector: return each hit's vector, as a float32 numpy array.
+            with_vectors: return each hit's vector, as a float32 numpy array.
 
         Returns:
             The hits, best first.
@@ -634,7 +634,7 @@ class AsyncClient:
             "positive": [enc.example(e) for e in positive],
             "negative": [enc.example(e) for e in negative],
             "strategy": strategy,
-            **enc.search_options(k, filter, params, with_payload, with_vector),
+            **enc.search_options(k, filter, params, with_payload, with_vectors),
         }
         url = collection_url(collection, "recommend")
         response = await self._request("recommend", "POST", url, json=body)

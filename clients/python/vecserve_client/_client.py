@@ -342,13 +342,13 @@ class Client:
         upserted: int = response.json()["upserted"]
         return upserted
 
-    def get(self, collection: str, ids: Ids, *, with_vector: bool = False) -> list[Point]:
+    def get(self, collection: str, ids: Ids, *, with_vectors: bool = False) -> list[Point]:
         """Points by id, in the order asked; ids that do not exist are left out.
 
         Args:
             collection: the collection's name.
             ids: the ids to fetch (a list, or a numpy array of integers).
-            with_vector: also return each point's vector, as a float32 numpy array.
+            with_vectors: also return each point's vector, as a float32 numpy array.
 
         Returns:
             The points found.
@@ -360,19 +360,19 @@ class Client:
             >>> [p.payload for p in client.get("products", ["a", "b"])]
             [{'color': 'red'}, {'color': 'blue'}]
         """
-        body = {"ids": [enc.point_id(i) for i in ids], **enc.vector_options(with_vector)}
+        body = {"ids": [enc.point_id(i) for i in ids], **enc.vector_options(with_vectors)}
         response = self._request(
             "get", "POST", collection_url(collection, "points", "get"), json=body
         )
         return enc.points(response.json())
 
-    def get_point(self, collection: str, id: PointId, *, with_vector: bool = False) -> Point:
+    def get_point(self, collection: str, id: PointId, *, with_vectors: bool = False) -> Point:
         """One point by id.
 
         Args:
             collection: the collection's name.
             id: the point's id; ``"7"`` and ``7`` are different points.
-            with_vector: also return the point's vector, as a float32 numpy array.
+            with_vectors: also return the point's vector, as a float32 numpy array.
 
         Returns:
             The point.
@@ -387,7 +387,7 @@ class Client:
             {'color': 'red'}
         """
         value = enc.point_id(id)
-        params = enc.vector_params(with_vector)
+        params = enc.vector_params(with_vectors)
         if isinstance(value, str):
             params["id_type"] = "str"  # else the server reads "7" as the integer 7
         url = collection_url(collection, "points", str(value))
@@ -439,7 +439,7 @@ class Client:
         collection: str,
         *,
         filter: Filter | None = None,
-        with_vector: bool = False,
+        with_vectors: bool = False,
         page_size: int = 256,
     ) -> Iterator[Point]:
         """Every point of a collection (or those matching a filter), page by page.
@@ -450,7 +450,7 @@ class Client:
         Args:
             collection: the collection's name.
             filter: only points whose payloads match.
-            with_vector: also return each point's vector, as a float32 numpy array.
+            with_vectors: also return each point's vector, as a float32 numpy array.
             page_size: points per request.
 
         Returns:
@@ -465,7 +465,7 @@ class Client:
             ...     print(point.id, point.payload)
         """
         url = collection_url(collection, "points", "scroll")
-        body: dict[str, Any] = {"limit": page_size, **enc.vector_options(with_vector)}
+        body: dict[str, Any] = {"limit": page_size, **enc.vector_options(with_vectors)}
         if filter is not None:
             body["filter"] = dict(filter)
         while True:
@@ -490,7 +490,7 @@ class Client:
         filter: Filter | None = None,
         params: SearchParams | None = None,
         with_payload: bool = True,
-        with_vector: bool = False,
+        with_vectors: bool = False,
     ) -> list[Hit]:
         """The ``k`` points nearest to one query, nearest first.
 
@@ -508,7 +508,7 @@ class Client:
             params: index parameters for this search: ``{"nprobe": 64}``,
                 ``{"ef_search": 128}`` or ``{"exact": True}``.
             with_payload: return each hit's payload.
-            with_vector: return each hit's vector, as a float32 numpy array.
+            with_vectors: return each hit's vector, as a float32 numpy array.
 
         Returns:
             The hits, each with ``id``, ``score`` and ``payload``.
@@ -527,7 +527,7 @@ class Client:
             [('a', 0.93), (7, 0.88), ...]
         """
         body = enc.query(vector, text, image, id)
-        body.update(enc.search_options(k, filter, params, with_payload, with_vector))
+        body.update(enc.search_options(k, filter, params, with_payload, with_vectors))
         response = self._request("search", "POST", collection_url(collection, "search"), json=body)
         return enc.hits(response.json())
 
@@ -543,7 +543,7 @@ class Client:
         filter: Filter | None = None,
         params: SearchParams | None = None,
         with_payload: bool = True,
-        with_vector: bool = False,
+        with_vectors: bool = False,
     ) -> list[list[Hit]]:
         """The ``k`` nearest points to each of several queries, in one request.
 
@@ -560,7 +560,7 @@ class Client:
             filter: only points whose payloads match.
             params: index parameters for these searches (see :meth:`search`).
             with_payload: return each hit's payload.
-            with_vector: return each hit's vector, as a float32 numpy array.
+            with_vectors: return each hit's vector, as a float32 numpy array.
 
         Returns:
             One list of hits per query, in the order of the queries.
@@ -576,7 +576,7 @@ class Client:
             >>> [len(hits) for hits in results]
             [5, 5, 5]
         """
-        options = enc.search_options(k, filter, params, with_payload, with_vector)
+        options = enc.search_options(k, filter, params, with_payload, with_vectors)
         searches = [{**q, **options} for q in enc.queries(vectors, texts, images, ids)]
         url = collection_url(collection, "search", "batch")
         response = self._request("search_batch", "POST", url, json={"searches": searches})
@@ -593,7 +593,7 @@ class Client:
         filter: Filter | None = None,
         params: SearchParams | None = None,
         with_payload: bool = True,
-        with_vector: bool = False,
+        with_vectors: bool = False,
     ) -> list[Hit]:
         """Points like the positive examples and unlike the negative ones.
 
@@ -612,7 +612,7 @@ class Client:
             filter: only points whose payloads match.
             params: index parameters for this search (see :meth:`search`).
             with_payload: return each hit's payload.
-            with_vector: return each hit's vector, as a float32 numpy array.
+            with_vectors: return each hit's vector, as a float32 numpy array.
 
         Returns:
             The hits, best first.
@@ -630,7 +630,7 @@ class Client:
             "positive": [enc.example(e) for e in positive],
             "negative": [enc.example(e) for e in negative],
             "strategy": strategy,
-            **enc.search_options(k, filter, params, with_payload, with_vector),
+            **enc.search_options(k, filter, params, with_payload, with_vectors),
         }
         url = collection_url(collection, "recommend")
         response = self._request("recommend", "POST", url, json=body)

@@ -133,19 +133,19 @@ def queries(
     return [{"id": point_id(i)} for i in ids]
 
 
-def vector_options(with_vector: bool) -> dict[str, Any]:
-    """Whether to return vectors, and, when so, in the compact form (the option is left
-    out otherwise, for servers that predate it)."""
-    if with_vector:
-        return {"with_vector": True, "vector_encoding": "b64"}
-    return {"with_vector": False}
+def vector_options(with_vectors: bool) -> dict[str, Any]:
+    """Return vectors, in the compact form; or nothing, the server's default, so that a
+    server that predates these options still takes the request."""
+    if with_vectors:
+        return {"with_vectors": True, "vector_encoding": "b64"}
+    return {}
 
 
-def vector_params(with_vector: bool) -> dict[str, str]:
+def vector_params(with_vectors: bool) -> dict[str, str]:
     """:func:`vector_options` as the query parameters of a GET."""
-    if with_vector:
-        return {"with_vector": "true", "vector_encoding": "b64"}
-    return {"with_vector": "false"}
+    if with_vectors:
+        return {"with_vectors": "true", "vector_encoding": "b64"}
+    return {}
 
 
 def search_options(
@@ -153,10 +153,10 @@ def search_options(
     filter: Filter | None,
     params: SearchParams | None,
     with_payload: bool,
-    with_vector: bool,
+    with_vectors: bool,
 ) -> dict[str, Any]:
     """What a search says besides its query; unset options are left to the server."""
-    options: dict[str, Any] = {"k": k, "with_payload": with_payload, **vector_options(with_vector)}
+    options: dict[str, Any] = {"k": k, "with_payload": with_payload, **vector_options(with_vectors)}
     if filter is not None:
         options["filter"] = dict(filter)
     if params is not None:

@@ -54,7 +54,7 @@ class Hit(_WithVector):
         score: similarity for ``cosine`` and ``dot`` (higher is nearer), Euclidean
             distance for ``l2`` (lower is nearer).
         payload: the point's payload, or None when ``with_payload=False``.
-        vector: the stored vector as a float32 array, when ``with_vector=True``.
+        vector: the stored vector as a float32 array, when ``with_vectors=True``.
     """
 
     id: PointId
@@ -69,7 +69,7 @@ class Point(_WithVector):
     Attributes:
         id: the point's id.
         payload: its payload (an empty dict when it has none).
-        vector: the vector as written, as a float32 array, when ``with_vector=True``.
+        vector: the vector as written, as a float32 array, when ``with_vectors=True``.
     """
 
     id: PointId
