@@ -104,8 +104,8 @@ def _target(
             if exc.name != "vecserve_client":
                 raise
             raise JobFailed(
-                "sending to a service (--url) needs the SDK, vecserve-client: install it "
-                "with pip install clients/python, then vecserve[remote]"
+                "sending to a service (--url) needs the SDK, vecserve-client: from a checkout, "
+                'pip install ./clients/python ".[remote]"'
             ) from None
 
         api_key = config.api_key.get_secret_value() if config.api_key else None

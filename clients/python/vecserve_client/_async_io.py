@@ -52,4 +52,5 @@ async def file_sha256(path: Path) -> str:
 
 
 async def write(file: BinaryIO, chunk: bytes) -> None:
+    """Write ``chunk`` to ``file``, in a worker thread."""
     await asyncio.to_thread(file.write, chunk)

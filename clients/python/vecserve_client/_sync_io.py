@@ -51,4 +51,5 @@ def file_sha256(path: Path) -> str:
 
 
 def write(file: BinaryIO, chunk: bytes) -> None:
+    """Write ``chunk`` to ``file``."""
     file.write(chunk)
