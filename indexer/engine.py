@@ -25,7 +25,7 @@ from indexer.collection import (
     new_uid,
 )
 from indexer.embedders import EmbedderRegistry, default_embedder_configs
-from indexer.embedding import embedder_dim
+from indexer.embedders.inputs import embedder_dim
 from indexer.errors import (
     CollectionExists,
     CollectionNotEmpty,
@@ -132,7 +132,7 @@ class Engine:
         ``embedder``: a name from :attr:`embedders`; the collection then takes texts or
         images as well as vectors. Its dimension is the model's (``dim`` may be left out),
         so the model is loaded now. ``store_source``: points keep their text (or image
-        hash) in the payload by default; see :mod:`indexer.embedding`.
+        hash) in the payload by default; see :mod:`indexer.embedders.inputs`.
         """
         validate_name(name)
         if embedder is not None:

@@ -134,6 +134,19 @@ class FaissIndex(ABC):
         return len(self._dead) / total if total else 0.0
 
     @property
+    def info(self) -> dict[str, Any]:
+        """What serves: family, storage, device, default knob."""
+        return {
+            "family": self.family,
+            "storage": self.storage,
+            "device": "gpu" if self.on_gpu else "cpu",
+            "gpu_bytes": self.gpu_bytes,
+            "placement_note": self.placement_note,
+            "size": self.size,
+            "default_params": {self.knob: self.default_knob} if self.knob else {},
+        }
+
+    @property
     def supports_selector(self) -> bool:
         return not self.on_gpu
 

@@ -27,14 +27,14 @@ import random
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-import indexer.collection
+import indexer.collection.upkeep
 from indexer import Collection, Engine
 
 PointId = int | str
@@ -228,15 +228,14 @@ def instrument(events: Events) -> None:
 
     Collection.optimize = reported_optimize  # type: ignore[method-assign]
 
-    save: Callable[..., None] | None = getattr(indexer.collection, "save_index", None)
-    if save is not None:
+    save = indexer.collection.upkeep.save_index
 
-        def reported_save(path: Path, *args: Any, **kwargs: Any) -> None:
-            events.emit("save-begin", path.parent.name)
-            save(path, *args, **kwargs)
-            events.emit("save-end", path.parent.name)
+    def reported_save(path: Path, *args: Any, **kwargs: Any) -> None:
+        events.emit("save-begin", path.parent.name)
+        save(path, *args, **kwargs)
+        events.emit("save-end", path.parent.name)
 
-        indexer.collection.save_index = reported_save  # type: ignore[attr-defined]
+    indexer.collection.upkeep.save_index = reported_save
 
 
 def _new_id(rng: random.Random, batch: int, position: int, ints: list[int]) -> PointId:

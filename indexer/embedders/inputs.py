@@ -24,7 +24,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from indexer.embedders import Embedder, EmbedderRegistry, ImageInput
+from indexer.embedders.base import Embedder
+from indexer.embedders.images import ImageInput
+from indexer.embedders.registry import EmbedderRegistry
 from indexer.errors import (
     DimensionMismatch,
     EmbedderNotFound,

@@ -1,0 +1,23 @@
+"""Collections: points in a SQLite store of record, served from a FAISS index cache.
+
+:class:`Collection` keeps the public API and every lock; the work goes to lock-free parts,
+one concept a module: ``point_ids`` (label <-> user id), ``search`` (search planning and
+the filter cache), ``recommend`` (the strategies), ``upkeep`` (opening, building, saving
+and judging the index), ``results`` (hits), ``validation`` (k and payloads).
+"""
+
+from indexer.collection._collection import Collection
+from indexer.collection.config import MAX_DIM, CollectionConfig, new_uid
+from indexer.collection.upkeep import INDEX_FILE, IndexBuild, IndexBuildObserver
+from indexer.collection.validation import MAX_K
+
+__all__ = [
+    "INDEX_FILE",
+    "MAX_DIM",
+    "MAX_K",
+    "Collection",
+    "CollectionConfig",
+    "IndexBuild",
+    "IndexBuildObserver",
+    "new_uid",
+]

@@ -1,0 +1,131 @@
+"""Search planning: how one search runs over an index, a filter's labels and the stored
+vectors, and the cache of the labels that recent filters matched."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+import faiss
+import numpy as np
+
+from indexer.collection.validation import MAX_K
+from indexer.devices import GPU_MAX_K
+from indexer.indexes import FaissIndex, LabelSet
+from indexer.indexes.base import keep_labels
+from indexer.metric import Metric
+from indexer.spec import SearchParams
+
+# With a selective filter an approximate index finds few matches; below this many
+# candidates, scanning their exact vectors from the store is both faster and exact.
+EXACT_SCAN_MAX = 4096
+FILTER_CACHE_SIZE = 32
+
+StoredVectors = Callable[[np.ndarray | None], Iterable[tuple[np.ndarray, np.ndarray]]]
+"""(labels, vectors as stored) in chunks: of the labels given, or of every point for None."""
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """How a search runs: ``exact`` scans the stored vectors; ``index`` asks the index,
+    which applies the filter itself (an ID selector); ``over_fetch`` asks an index that
+    cannot for ``fetch`` neighbours and keeps the allowed ones."""
+
+    how: Literal["exact", "index", "over_fetch"]
+    fetch: int
+
+
+def plan(index: FaissIndex, k: int, params: SearchParams, allowed: int | None) -> Plan:
+    """How to find the top ``k`` in ``index``, of the ``allowed`` points matching a filter
+    (None: no filter), ``k`` being at most the points there are."""
+    exact_index = index.family == "flat" and index.storage == "float32"
+    small = allowed is not None and allowed <= EXACT_SCAN_MAX
+    beyond_gpu = index.on_gpu and k > GPU_MAX_K  # FAISS GPU k-selection stops there
+    # A small filtered set is scanned exactly, except by a CPU flat index, which takes
+    # it as an ID selector; a GPU takes no selector and would have to over-fetch.
+    small_scan = small and (index.on_gpu or not exact_index)
+    if beyond_gpu or small_scan or (params.exact and not exact_index):
+        return Plan("exact", k)
+    if allowed is not None and not index.supports_selector:
+        return Plan("over_fetch", min(GPU_MAX_K if index.on_gpu else MAX_K, 8 * k))
+    return Plan("index", k)
+
+
+def search(
+    index: FaissIndex,
+    queries: np.ndarray,
+    k: int,
+    params: SearchParams,
+    allowed: LabelSet | None,
+    stored: StoredVectors,
+    metric: Metric,
+    scale: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """FAISS-style (distances, labels) [nq, k'] with k' = min(k, candidates), -1 labels
+    padding rows short of k'.
+
+    ``scale``: a factor per query that its distances are multiplied by, for queries
+    given to the index unnormalised (their ranking does not depend on it)."""
+    k = min(k, len(allowed) if allowed is not None else index.size)
+    if k == 0:
+        return np.empty((len(queries), 0), np.float32), np.empty((len(queries), 0), np.int64)
+    subset = allowed.labels if allowed is not None else None
+    chosen = plan(index, k, params, len(allowed) if allowed is not None else None)
+    if chosen.how == "exact":
+        distances, labels = exact(queries, k, stored(subset), metric)
+    else:
+        if chosen.how == "over_fetch" and allowed is not None:
+            distances, labels = index.search(queries, chosen.fetch, params, None)
+            distances, labels = keep_labels(distances, labels, allowed.contains(labels), k)
+        else:
+            distances, labels = index.search(queries, k, params, allowed)
+        short = (labels >= 0).sum(1) < k
+        if short.any():
+            # An approximate index missed some of the k that exist: answer those exactly.
+            distances[short], labels[short] = exact(queries[short], k, stored(subset), metric)
+    if scale is not None:
+        with np.errstate(over="ignore"):  # the -FLT_MAX that pads short rows may overflow
+            distances *= scale[:, None]
+    return distances, labels
+
+
+def exact(
+    queries: np.ndarray,
+    k: int,
+    chunks: Iterable[tuple[np.ndarray, np.ndarray]],
+    metric: Metric,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k over (labels, stored vectors) chunks, as FAISS gives it."""
+    heap = faiss.ResultHeap(len(queries), k, keep_max=metric.higher_is_better)
+    for labels, vecs in chunks:
+        distances, positions = faiss.knn(
+            queries, metric.prepare(vecs), min(k, len(labels)), metric=metric.faiss_metric
+        )
+        heap.add_result(distances, np.where(positions >= 0, labels[positions], -1))
+    heap.finalize()
+    return heap.D, heap.I
+
+
+class FilterCache:
+    """The labels that recent filters matched, least recently used dropped first; its
+    owner clears it on every write, and locks around each call (readers share it)."""
+
+    def __init__(self, size: int = FILTER_CACHE_SIZE) -> None:
+        self._size = size
+        self._entries: OrderedDict[Hashable, LabelSet] = OrderedDict()
+
+    def get(self, key: Hashable) -> LabelSet | None:
+        found = self._entries.get(key)
+        if found is not None:
+            self._entries.move_to_end(key)
+        return found
+
+    def put(self, key: Hashable, labels: LabelSet) -> None:
+        self._entries[key] = labels
+        while len(self._entries) > self._size:
+            self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        self._entries.clear()

@@ -1,0 +1,138 @@
+"""Search planning on real FAISS indexes, with stored vectors as plain arrays."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from indexer.collection.search import (
+    EXACT_SCAN_MAX,
+    FilterCache,
+    Plan,
+    StoredVectors,
+    exact,
+    plan,
+    search,
+)
+from indexer.devices import GPU_MAX_K
+from indexer.indexes import FAMILIES, FaissIndex, LabelSet
+from indexer.metric import Metric
+from indexer.spec import IndexSpec, SearchParams
+
+DIM = 16
+N = 6000
+PARAMS = SearchParams()
+
+
+@pytest.fixture(scope="module")
+def vectors() -> np.ndarray:
+    return np.random.default_rng(1).standard_normal((N, DIM)).astype(np.float32)
+
+
+def stored_from(vectors: np.ndarray, chunk: int = 1000) -> StoredVectors:
+    def chunks(labels: np.ndarray | None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        labels = np.arange(len(vectors)) if labels is None else labels
+        for start in range(0, len(labels), chunk):
+            part = labels[start : start + chunk]
+            yield part, vectors[part]
+
+    return chunks
+
+
+def built(family: str, vectors: np.ndarray, metric: Metric = Metric.L2) -> FaissIndex:
+    spec = IndexSpec(kind=family, nlist=16)  # type: ignore[arg-type]
+    index = FAMILIES[family].build(DIM, metric, spec, vectors)
+    index.add(np.arange(len(vectors)), vectors)
+    return index
+
+
+def truth(queries: np.ndarray, vectors: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    distances = ((queries[:, None, :] - vectors[labels][None, :, :]) ** 2).sum(-1)
+    return labels[np.argsort(distances, axis=1, kind="stable")[:, :k]]
+
+
+def test_exact_scans_chunks_into_one_top_k(vectors: np.ndarray) -> None:
+    queries = vectors[:3] + 0.01
+    subset = np.arange(0, N, 7)
+    distances, labels = exact(queries, 5, stored_from(vectors, 100)(subset), Metric.L2)
+    assert labels.tolist() == truth(queries, vectors, subset, 5).tolist()
+    assert np.all(np.diff(distances, axis=1) >= 0)
+
+
+def test_exact_pads_with_minus_one_when_fewer_exist(vectors: np.ndarray) -> None:
+    _, labels = exact(vectors[:1], 4, stored_from(vectors)(np.array([5, 9])), Metric.L2)
+    assert labels.tolist() == [[5, 9, -1, -1]]
+
+
+def test_plans_follow_the_index_and_the_filter(vectors: np.ndarray) -> None:
+    flat, hnsw = built("flat", vectors), built("hnsw", vectors)
+    assert plan(flat, 10, PARAMS, None) == Plan("index", 10)
+    assert plan(flat, 10, PARAMS, 5) == Plan("index", 10)  # the flat index takes a selector
+    assert plan(hnsw, 10, PARAMS, None) == Plan("index", 10)
+    assert plan(hnsw, 10, PARAMS, EXACT_SCAN_MAX) == Plan("exact", 10)
+    assert plan(hnsw, 10, PARAMS, EXACT_SCAN_MAX + 1).how == "index"
+    assert plan(hnsw, 10, SearchParams(exact=True), None).how == "exact"
+    assert plan(flat, 10, SearchParams(exact=True), None).how == "index"  # exact already
+
+
+def test_an_index_without_a_selector_over_fetches_or_scans(vectors: np.ndarray) -> None:
+    gpu_like = built("flat", vectors)
+    gpu_like.on_gpu = True  # what a GPU index reports: no ID selector, k up to GPU_MAX_K
+    assert not gpu_like.supports_selector
+    assert plan(gpu_like, 10, PARAMS, EXACT_SCAN_MAX + 1) == Plan("over_fetch", 80)
+    assert plan(gpu_like, 10, PARAMS, 100) == Plan("exact", 10)
+    assert plan(gpu_like, GPU_MAX_K + 1, PARAMS, None) == Plan("exact", GPU_MAX_K + 1)
+    assert plan(gpu_like, 1000, PARAMS, EXACT_SCAN_MAX + 1) == Plan("over_fetch", GPU_MAX_K)
+
+
+@pytest.mark.parametrize("family", ["flat", "hnsw", "ivf_flat"])
+@pytest.mark.parametrize("matching", [40, EXACT_SCAN_MAX + 500])
+def test_filtered_searches_find_the_allowed_nearest(
+    vectors: np.ndarray, family: str, matching: int
+) -> None:
+    index = built(family, vectors)
+    allowed = LabelSet(np.sort(np.random.default_rng(2).choice(N, matching, replace=False)))
+    queries = vectors[:20] + 0.05
+    params = SearchParams(ef_search=256, nprobe=16)
+    _, labels = search(index, queries, 10, params, allowed, stored_from(vectors), Metric.L2)
+    assert allowed.contains(labels).all()
+    expected = truth(queries, vectors, allowed.labels, 10)
+    recall = np.mean(
+        [len(np.intersect1d(a, b)) / 10 for a, b in zip(labels, expected, strict=True)]
+    )
+    assert recall >= 0.95
+
+
+def test_over_fetching_keeps_only_allowed_labels(vectors: np.ndarray) -> None:
+    index = built("flat", vectors)
+    index.on_gpu = True
+    allowed = LabelSet(np.arange(0, N, 2))  # more than EXACT_SCAN_MAX: over-fetched
+    queries = vectors[1:40:2]  # odd labels: their own vectors are not allowed
+    _, labels = search(index, queries, 5, PARAMS, allowed, stored_from(vectors), Metric.L2)
+    assert labels.tolist() == truth(queries, vectors, allowed.labels, 5).tolist()
+
+
+def test_k_is_cut_to_the_candidates_and_distances_are_scaled(vectors: np.ndarray) -> None:
+    index = built("flat", vectors, Metric.DOT)
+    allowed = LabelSet(np.array([3, 8]))
+    scale = np.array([2.0], dtype=np.float32)
+    stored = stored_from(vectors)
+    distances, labels = search(index, vectors[:1], 10, PARAMS, allowed, stored, Metric.DOT, scale)
+    assert labels.shape == (1, 2)
+    assert np.allclose(sorted(distances[0]), sorted(2 * vectors[[3, 8]] @ vectors[0]), rtol=1e-5)
+    empty = LabelSet(np.empty(0, np.int64))
+    assert search(index, vectors[:2], 10, PARAMS, empty, stored, Metric.DOT)[1].shape == (2, 0)
+
+
+def test_the_filter_cache_drops_the_least_recently_used() -> None:
+    cache = FilterCache(size=2)
+    a, b, c = (LabelSet(np.array([i])) for i in range(3))
+    cache.put("a", a)
+    cache.put("b", b)
+    assert cache.get("a") is a  # now the most recently used
+    cache.put("c", c)
+    assert (cache.get("a"), cache.get("b"), cache.get("c")) == (a, None, c)
+    cache.clear()
+    assert cache.get("a") is None
