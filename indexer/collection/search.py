@@ -3,6 +3,7 @@ vectors, and the cache of the labels that recent filters matched."""
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
@@ -18,9 +19,13 @@ from indexer.indexes.base import keep_labels
 from indexer.metric import Metric
 from indexer.spec import SearchParams
 
-# With a selective filter an approximate index finds few matches; below this many
-# candidates, scanning their exact vectors from the store is both faster and exact.
+# A GPU index takes no ID selector: a filter matching at most this many points is scanned
+# exactly from the store rather than over-fetched.
 EXACT_SCAN_MAX = 4096
+# Reading a vector from the store costs as much as comparing this many dimensions (the
+# SQLite row and its copy), so a scan of m stored vectors for nq queries of dim d costs
+# about m * (nq + 1 + STORED_ROW_COST / d) vector comparisons.
+STORED_ROW_COST = 2000
 FILTER_CACHE_SIZE = 32
 
 StoredVectors = Callable[[np.ndarray | None], Iterable[tuple[np.ndarray, np.ndarray]]]
@@ -31,26 +36,48 @@ StoredVectors = Callable[[np.ndarray | None], Iterable[tuple[np.ndarray, np.ndar
 class Plan:
     """How a search runs: ``exact`` scans the stored vectors; ``index`` asks the index,
     which applies the filter itself (an ID selector); ``over_fetch`` asks an index that
-    cannot for ``fetch`` neighbours and keeps the allowed ones."""
+    cannot for ``fetch`` neighbours and keeps the allowed ones. ``params``: the index's
+    parameters, widened for a filter."""
 
     how: Literal["exact", "index", "over_fetch"]
     fetch: int
+    params: SearchParams
 
 
-def plan(index: FaissIndex, k: int, params: SearchParams, allowed: int | None) -> Plan:
-    """How to find the top ``k`` in ``index``, of the ``allowed`` points matching a filter
-    (None: no filter), ``k`` being at most the points there are."""
+def plan(
+    index: FaissIndex,
+    k: int,
+    params: SearchParams,
+    allowed: int | None,
+    queries: tuple[int, int],
+) -> Plan:
+    """How to find the top ``k`` in ``index`` for ``queries`` (their count and dimension),
+    of the ``allowed`` points matching a filter (None: no filter), ``k`` being at most
+    the points there are.
+
+    A filter matching a fraction f of the points leaves an approximate index f times the
+    matches among the candidates it looks at, so its knob (ef_search, nprobe) is divided
+    by f: it then meets as many matches as an unfiltered search meets points, and the
+    recall its calibration gave holds at any selectivity. Where the matches cost less to
+    scan exactly from the store than that widened search, they are scanned."""
     exact_index = index.family == "flat" and index.storage == "float32"
-    small = allowed is not None and allowed <= EXACT_SCAN_MAX
     beyond_gpu = index.on_gpu and k > GPU_MAX_K  # FAISS GPU k-selection stops there
-    # A small filtered set is scanned exactly, except by a CPU flat index, which takes
-    # it as an ID selector; a GPU takes no selector and would have to over-fetch.
-    small_scan = small and (index.on_gpu or not exact_index)
-    if beyond_gpu or small_scan or (params.exact and not exact_index):
-        return Plan("exact", k)
-    if allowed is not None and not index.supports_selector:
-        return Plan("over_fetch", min(GPU_MAX_K if index.on_gpu else MAX_K, 8 * k))
-    return Plan("index", k)
+    if beyond_gpu or (params.exact and not exact_index):
+        return Plan("exact", k, params)
+    if allowed is None or (exact_index and index.supports_selector):
+        return Plan("index", k, params)
+    fraction = allowed / max(index.size, allowed, 1)
+    if index.knob is not None:
+        widened = min(index.knob_max, math.ceil(index.knob_for(params) / fraction))
+        params = params.model_copy(update={index.knob: max(widened, index.knob_for(params))})
+    if index.supports_selector:
+        n, dim = queries
+        scanned = allowed * (n + 1 + STORED_ROW_COST / dim)
+        return Plan("exact" if scanned <= n * index.search_cost(params) else "index", k, params)
+    if allowed <= EXACT_SCAN_MAX:
+        return Plan("exact", k, params)
+    limit = GPU_MAX_K if index.on_gpu else MAX_K
+    return Plan("over_fetch", min(limit, max(8 * k, math.ceil(2 * k / fraction))), params)
 
 
 def search(
@@ -72,15 +99,16 @@ def search(
     if k == 0:
         return np.empty((len(queries), 0), np.float32), np.empty((len(queries), 0), np.int64)
     subset = allowed.labels if allowed is not None else None
-    chosen = plan(index, k, params, len(allowed) if allowed is not None else None)
+    matching = len(allowed) if allowed is not None else None
+    chosen = plan(index, k, params, matching, (len(queries), queries.shape[1]))
     if chosen.how == "exact":
         distances, labels = exact(queries, k, stored(subset), metric)
     else:
         if chosen.how == "over_fetch" and allowed is not None:
-            distances, labels = index.search(queries, chosen.fetch, params, None)
+            distances, labels = index.search(queries, chosen.fetch, chosen.params, None)
             distances, labels = keep_labels(distances, labels, allowed.contains(labels), k)
         else:
-            distances, labels = index.search(queries, k, params, allowed)
+            distances, labels = index.search(queries, k, chosen.params, allowed)
         short = (labels >= 0).sum(1) < k
         if short.any():
             # An approximate index missed some of the k that exist: answer those exactly.

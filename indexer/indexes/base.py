@@ -58,6 +58,7 @@ class FaissIndex(ABC):
     gpu_capable: ClassVar[bool] = False
     knob: ClassVar[str | None] = None  # the SearchParams field that trades speed for recall
     knob_values: ClassVar[tuple[int, ...]] = ()
+    knob_fallback: ClassVar[int] = 0  # the knob's value until calibration sets default_knob
 
     def __init__(self, index: Any, metric: Metric, meta: dict[str, Any] | None = None) -> None:
         meta = meta or {}
@@ -243,6 +244,22 @@ class FaissIndex(ABC):
 
     def knob_applies(self, value: int) -> bool:
         return True
+
+    def knob_for(self, params: SearchParams) -> int:
+        """The knob value a search with ``params`` runs at (0 for a family without one)."""
+        if self.knob is None:
+            return 0
+        value: int = getattr(params, self.knob) or self.default_knob or self.knob_fallback
+        return value
+
+    @property
+    def knob_max(self) -> int:
+        """The largest knob value that still widens a search."""
+        return 0
+
+    def search_cost(self, params: SearchParams) -> float:
+        """Vectors compared per query at ``params``, estimated: all of them, by default."""
+        return float(self.size)
 
     # -- placement and persistence ------------------------------------------------------
 

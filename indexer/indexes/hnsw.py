@@ -11,6 +11,7 @@ from indexer.indexes.base import FaissIndex
 from indexer.metric import Metric
 from indexer.spec import IndexSpec, SearchParams
 
+EF_SEARCH_MAX = 32768  # SearchParams' bound
 _STORAGE = {"float32": "", "float16": "_SQfp16", "int8": "_SQ8"}
 
 
@@ -19,6 +20,7 @@ class HnswIndex(FaissIndex):
     can_remove: ClassVar[bool] = False
     knob: ClassVar[str | None] = "ef_search"
     knob_values: ClassVar[tuple[int, ...]] = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
+    knob_fallback: ClassVar[int] = 64
 
     @classmethod
     def min_points(cls, spec: IndexSpec, dim: int) -> int:
@@ -39,12 +41,22 @@ class HnswIndex(FaissIndex):
         faiss.downcast_index(index.index).hnsw.efConstruction = spec.ef_construction
 
     def search_parameters(self, params: SearchParams, selector: Any) -> Any:
-        ef = params.ef_search or self.default_knob or 64
+        ef = self.knob_for(params)
         if selector is not None:
             return faiss.SearchParametersHNSW(efSearch=ef, sel=selector)
         if ef not in self._unfiltered:
             self._unfiltered[ef] = faiss.SearchParametersHNSW(efSearch=ef)
         return self._unfiltered[ef]
+
+    @property
+    def knob_max(self) -> int:
+        return EF_SEARCH_MAX
+
+    def search_cost(self, params: SearchParams) -> float:
+        """A search keeps ef_search candidates and compares the query with the neighbours
+        of each (2M of them on the bottom layer)."""
+        neighbours = faiss.downcast_index(self._index.index).hnsw.nb_neighbors(0)
+        return float(self.knob_for(params) * neighbours)
 
     def _physical_labels(self) -> np.ndarray:
         return np.sort(faiss.vector_to_array(self._index.id_map))

@@ -33,6 +33,7 @@ class IvfIndex(FaissIndex):
     family: ClassVar[str] = "ivf_flat"
     gpu_capable: ClassVar[bool] = True
     knob: ClassVar[str | None] = "nprobe"
+    knob_fallback: ClassVar[int] = 16
     knob_values: ClassVar[tuple[int, ...]] = (
         1,
         2,
@@ -87,7 +88,7 @@ class IvfIndex(FaissIndex):
         return super().gpu_bytes_for(dim, spec, n) + centroids
 
     def search_parameters(self, params: SearchParams, selector: Any) -> Any:
-        nprobe = params.nprobe or self.default_knob or 16
+        nprobe = self.knob_for(params)
         if selector is not None:
             return faiss.SearchParametersIVF(nprobe=nprobe, sel=selector)
         if nprobe not in self._unfiltered:
@@ -96,6 +97,15 @@ class IvfIndex(FaissIndex):
 
     def knob_applies(self, value: int) -> bool:
         return value <= self.nlist
+
+    @property
+    def knob_max(self) -> int:
+        return self.nlist
+
+    def search_cost(self, params: SearchParams) -> float:
+        """The query meets every centroid, then the vectors of its nprobe nearest lists."""
+        nprobe = min(self.knob_for(params), self.nlist)
+        return self.nlist + nprobe * self.size / self.nlist
 
     def _physical_labels(self) -> np.ndarray:
         invlists = faiss.extract_index_ivf(self.cpu_index()).invlists

@@ -31,6 +31,11 @@ def vectors() -> np.ndarray:
     return np.random.default_rng(1).standard_normal((N, DIM)).astype(np.float32)
 
 
+@pytest.fixture(scope="module")
+def many() -> np.ndarray:
+    return np.random.default_rng(5).standard_normal((5 * N, DIM)).astype(np.float32)
+
+
 def stored_from(vectors: np.ndarray, chunk: int = 1000) -> StoredVectors:
     def chunks(labels: np.ndarray | None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         labels = np.arange(len(vectors)) if labels is None else labels
@@ -66,29 +71,58 @@ def test_exact_pads_with_minus_one_when_fewer_exist(vectors: np.ndarray) -> None
     assert labels.tolist() == [[5, 9, -1, -1]]
 
 
-def test_plans_follow_the_index_and_the_filter(vectors: np.ndarray) -> None:
+ONE = (1, DIM)  # one query of the test's dimension
+
+
+def test_unfiltered_and_exact_searches_plan_as_asked(vectors: np.ndarray) -> None:
     flat, hnsw = built("flat", vectors), built("hnsw", vectors)
-    assert plan(flat, 10, PARAMS, None) == Plan("index", 10)
-    assert plan(flat, 10, PARAMS, 5) == Plan("index", 10)  # the flat index takes a selector
-    assert plan(hnsw, 10, PARAMS, None) == Plan("index", 10)
-    assert plan(hnsw, 10, PARAMS, EXACT_SCAN_MAX) == Plan("exact", 10)
-    assert plan(hnsw, 10, PARAMS, EXACT_SCAN_MAX + 1).how == "index"
-    assert plan(hnsw, 10, SearchParams(exact=True), None).how == "exact"
-    assert plan(flat, 10, SearchParams(exact=True), None).how == "index"  # exact already
+    assert plan(flat, 10, PARAMS, None, ONE) == Plan("index", 10, PARAMS)
+    assert plan(flat, 10, PARAMS, 5, ONE) == Plan("index", 10, PARAMS)  # a selector: exact
+    assert plan(hnsw, 10, PARAMS, None, ONE) == Plan("index", 10, PARAMS)
+    exact_params = SearchParams(exact=True)
+    assert plan(hnsw, 10, exact_params, None, ONE) == Plan("exact", 10, exact_params)
+    assert plan(flat, 10, exact_params, None, ONE).how == "index"  # exact already
 
 
-def test_an_index_without_a_selector_over_fetches_or_scans(vectors: np.ndarray) -> None:
-    gpu_like = built("flat", vectors)
+def test_a_filter_widens_hnsw_by_the_inverse_of_its_fraction(vectors: np.ndarray) -> None:
+    hnsw = built("hnsw", vectors)  # not calibrated: ef_search 64
+    half = plan(hnsw, 10, PARAMS, N // 2, ONE)
+    assert (half.how, half.params.ef_search) == ("index", 128)
+    assert plan(hnsw, 10, SearchParams(ef_search=30), N // 10, ONE).params.ef_search == 300
+    assert plan(hnsw, 10, PARAMS, N, ONE).params.ef_search == 64
+
+
+def test_a_filter_widens_ivf_up_to_every_list(vectors: np.ndarray) -> None:
+    ivf = built("ivf_flat", vectors)  # 16 lists, nprobe 16 uncalibrated
+    assert plan(ivf, 10, SearchParams(nprobe=2), N // 4, ONE).params.nprobe == 8
+    assert plan(ivf, 10, SearchParams(nprobe=2), N // 20, ONE).params.nprobe == 16
+
+
+def test_few_matches_or_many_queries_are_scanned_exactly(vectors: np.ndarray) -> None:
+    hnsw = built("hnsw", vectors)
+    # ef 64/f over 64 neighbours a candidate, against reading and comparing the matches
+    assert plan(hnsw, 10, PARAMS, 100, ONE).how == "exact"
+    assert plan(hnsw, 10, PARAMS, N // 2, ONE).how == "index"
+    assert plan(hnsw, 10, PARAMS, N // 2, (100_000, DIM)).how == "exact"
+    flat_fp16 = FAMILIES["flat"].build(DIM, Metric.L2, IndexSpec(storage="float16"), vectors)
+    flat_fp16.add(np.arange(N), vectors)
+    assert plan(flat_fp16, 10, PARAMS, 5, ONE).how == "exact"
+    assert plan(flat_fp16, 10, PARAMS, N // 2, ONE).how == "index"
+
+
+def test_an_index_without_a_selector_over_fetches_or_scans(many: np.ndarray) -> None:
+    gpu_like = built("flat", many)
     gpu_like.on_gpu = True  # what a GPU index reports: no ID selector, k up to GPU_MAX_K
     assert not gpu_like.supports_selector
-    assert plan(gpu_like, 10, PARAMS, EXACT_SCAN_MAX + 1) == Plan("over_fetch", 80)
-    assert plan(gpu_like, 10, PARAMS, 100) == Plan("exact", 10)
-    assert plan(gpu_like, GPU_MAX_K + 1, PARAMS, None) == Plan("exact", GPU_MAX_K + 1)
-    assert plan(gpu_like, 1000, PARAMS, EXACT_SCAN_MAX + 1) == Plan("over_fetch", GPU_MAX_K)
+    assert plan(gpu_like, 10, PARAMS, 15_000, ONE) == Plan("over_fetch", 80, PARAMS)
+    assert plan(gpu_like, 10, PARAMS, 6000, ONE).fetch == 100  # 2k / f past 8k
+    assert plan(gpu_like, 10, PARAMS, EXACT_SCAN_MAX, ONE).how == "exact"
+    assert plan(gpu_like, GPU_MAX_K + 1, PARAMS, None, ONE).how == "exact"
+    assert plan(gpu_like, 1000, PARAMS, 15_000, ONE).fetch == GPU_MAX_K
 
 
 @pytest.mark.parametrize("family", ["flat", "hnsw", "ivf_flat"])
-@pytest.mark.parametrize("matching", [40, EXACT_SCAN_MAX + 500])
+@pytest.mark.parametrize("matching", [40, N // 20, N // 2])
 def test_filtered_searches_find_the_allowed_nearest(
     vectors: np.ndarray, family: str, matching: int
 ) -> None:
@@ -105,13 +139,14 @@ def test_filtered_searches_find_the_allowed_nearest(
     assert recall >= 0.95
 
 
-def test_over_fetching_keeps_only_allowed_labels(vectors: np.ndarray) -> None:
-    index = built("flat", vectors)
+def test_over_fetching_keeps_only_allowed_labels(many: np.ndarray) -> None:
+    index = built("flat", many)
     index.on_gpu = True
-    allowed = LabelSet(np.arange(0, N, 2))  # more than EXACT_SCAN_MAX: over-fetched
-    queries = vectors[1:40:2]  # odd labels: their own vectors are not allowed
-    _, labels = search(index, queries, 5, PARAMS, allowed, stored_from(vectors), Metric.L2)
-    assert labels.tolist() == truth(queries, vectors, allowed.labels, 5).tolist()
+    allowed = LabelSet(np.arange(0, len(many), 2))
+    queries = many[1:40:2]  # odd labels: their own vectors are not allowed
+    assert plan(index, 5, PARAMS, len(allowed), (len(queries), DIM)).how == "over_fetch"
+    _, labels = search(index, queries, 5, PARAMS, allowed, stored_from(many), Metric.L2)
+    assert labels.tolist() == truth(queries, many, allowed.labels, 5).tolist()
 
 
 def test_k_is_cut_to_the_candidates_and_distances_are_scaled(vectors: np.ndarray) -> None:
