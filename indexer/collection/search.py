@@ -27,6 +27,7 @@ EXACT_SCAN_MAX = 4096
 # about m * (nq + 1 + STORED_ROW_COST / d) vector comparisons.
 STORED_ROW_COST = 2000
 FILTER_CACHE_SIZE = 32
+FLT_MAX = float(np.finfo(np.float32).max)  # pads rows short of k, as FAISS does
 
 StoredVectors = Callable[[np.ndarray | None], Iterable[tuple[np.ndarray, np.ndarray]]]
 """(labels, vectors as stored) in chunks: of the labels given, or of every point for None."""
@@ -59,12 +60,13 @@ def plan(
     matches among the candidates it looks at, so its knob (ef_search, nprobe) is divided
     by f: it then meets as many matches as an unfiltered search meets points, and the
     recall its calibration gave holds at any selectivity. Where the matches cost less to
-    scan exactly from the store than that widened search, they are scanned."""
+    scan exactly from the store than that widened search (or than a flat index's pass
+    over every vector), they are scanned."""
     exact_index = index.family == "flat" and index.storage == "float32"
     beyond_gpu = index.on_gpu and k > GPU_MAX_K  # FAISS GPU k-selection stops there
     if beyond_gpu or (params.exact and not exact_index):
         return Plan("exact", k, params)
-    if allowed is None or (exact_index and index.supports_selector):
+    if allowed is None:
         return Plan("index", k, params)
     fraction = allowed / max(index.size, allowed, 1)
     if index.knob is not None:
@@ -125,15 +127,29 @@ def exact(
     chunks: Iterable[tuple[np.ndarray, np.ndarray]],
     metric: Metric,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-k over (labels, stored vectors) chunks, as FAISS gives it."""
-    heap = faiss.ResultHeap(len(queries), k, keep_max=metric.higher_is_better)
-    for labels, vecs in chunks:
-        distances, positions = faiss.knn(
-            queries, metric.prepare(vecs), min(k, len(labels)), metric=metric.faiss_metric
+    """Exact top-k over (labels, stored vectors) chunks, as FAISS gives it: rows short of
+    k end in -1 labels.
+
+    Each chunk's top k is merged into the running top k with numpy: FAISS's ResultHeap
+    does it with OpenMP passes whose start-up costs milliseconds, most of a small scan."""
+    sign = -1.0 if metric.higher_is_better else 1.0  # sorts the best distances first
+    distances = np.full((len(queries), 0), -sign * FLT_MAX, dtype=np.float32)
+    labels = np.full((len(queries), 0), -1, dtype=np.int64)
+    for chunk_labels, vecs in chunks:
+        found, positions = faiss.knn(
+            queries, metric.prepare(vecs), min(k, len(chunk_labels)), metric=metric.faiss_metric
         )
-        heap.add_result(distances, np.where(positions >= 0, labels[positions], -1))
-    heap.finalize()
-    return heap.D, heap.I
+        distances = np.concatenate([distances, found], axis=1)
+        labels = np.concatenate([labels, chunk_labels[positions]], axis=1)
+        if distances.shape[1] > k:
+            order = np.argsort(sign * distances, axis=1, kind="stable")[:, :k]
+            distances = np.take_along_axis(distances, order, axis=1)
+            labels = np.take_along_axis(labels, order, axis=1)
+    short = k - distances.shape[1]
+    if short > 0:
+        distances = np.pad(distances, ((0, 0), (0, short)), constant_values=-sign * FLT_MAX)
+        labels = np.pad(labels, ((0, 0), (0, short)), constant_values=-1)
+    return distances, labels
 
 
 class FilterCache:

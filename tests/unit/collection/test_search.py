@@ -64,11 +64,16 @@ def test_exact_scans_chunks_into_one_top_k(vectors: np.ndarray) -> None:
     distances, labels = exact(queries, 5, stored_from(vectors, 100)(subset), Metric.L2)
     assert labels.tolist() == truth(queries, vectors, subset, 5).tolist()
     assert np.all(np.diff(distances, axis=1) >= 0)
+    similar, _ = exact(queries, 5, stored_from(vectors, 100)(subset), Metric.DOT)
+    assert np.all(np.diff(similar, axis=1) <= 0)  # best first: the largest inner products
 
 
 def test_exact_pads_with_minus_one_when_fewer_exist(vectors: np.ndarray) -> None:
     _, labels = exact(vectors[:1], 4, stored_from(vectors)(np.array([5, 9])), Metric.L2)
-    assert labels.tolist() == [[5, 9, -1, -1]]
+    assert sorted(labels[0, :2].tolist()) == [5, 9]
+    assert labels[0, 2:].tolist() == [-1, -1]
+    _, none = exact(vectors[:2], 3, iter(()), Metric.DOT)
+    assert none.tolist() == [[-1, -1, -1]] * 2
 
 
 ONE = (1, DIM)  # one query of the test's dimension
@@ -77,7 +82,8 @@ ONE = (1, DIM)  # one query of the test's dimension
 def test_unfiltered_and_exact_searches_plan_as_asked(vectors: np.ndarray) -> None:
     flat, hnsw = built("flat", vectors), built("hnsw", vectors)
     assert plan(flat, 10, PARAMS, None, ONE) == Plan("index", 10, PARAMS)
-    assert plan(flat, 10, PARAMS, 5, ONE) == Plan("index", 10, PARAMS)  # a selector: exact
+    assert plan(flat, 10, PARAMS, 5, ONE) == Plan("exact", 10, PARAMS)  # 5 rows, not 6,000
+    assert plan(flat, 10, PARAMS, N // 2, ONE) == Plan("index", 10, PARAMS)
     assert plan(hnsw, 10, PARAMS, None, ONE) == Plan("index", 10, PARAMS)
     exact_params = SearchParams(exact=True)
     assert plan(hnsw, 10, exact_params, None, ONE) == Plan("exact", 10, exact_params)
