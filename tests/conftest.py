@@ -1,12 +1,14 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from indexer import Engine
 from indexer.devices import gpu_count
+from tests.support.server import NewServer, Server
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -24,3 +26,21 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
     """An engine on a fresh folder; maintenance runs only when a test calls optimize()."""
     with Engine(tmp_path / "data", background=False) as e:
         yield e
+
+
+@pytest.fixture(scope="session")
+def new_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NewServer]:
+    """Make a :class:`Server` (not yet started: ``with`` starts it) on ``data_dir``, by
+    default a fresh folder; any still running when the session ends is stopped then."""
+    made: list[Server] = []
+
+    def make(
+        env: Mapping[str, str] | None = None, *, data_dir: Path | None = None, **options: Any
+    ) -> Server:
+        folder = data_dir or tmp_path_factory.mktemp("server") / "data"
+        made.append(Server(folder, env, **options))
+        return made[-1]
+
+    yield make
+    for server in made:
+        server.stop()

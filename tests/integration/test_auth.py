@@ -15,7 +15,7 @@ from service.app import create_app
 from service.auth import ROUTE_PERMISSIONS, Permission, permission_for
 from service.routing import endpoints
 from service.settings import Settings
-from tests.integration.conftest import Server
+from tests.support.server import NewServer, Server
 
 READ_WRITE = "rw-key-0123456789abcdef"
 READ_ONLY = "ro-key-0123456789abcdef"
@@ -38,12 +38,10 @@ def expected_status(permission: Permission, key: str) -> int | None:
 
 
 @pytest.fixture(scope="module")
-def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def auth_server(new_server: NewServer) -> Iterator[Server]:
     env = {"VECSERVE_API_KEYS": READ_WRITE, "VECSERVE_READ_ONLY_API_KEYS": READ_ONLY}
-    server = Server(tmp_path_factory.mktemp("auth") / "data", env=env)
-    server.start()
-    yield server
-    server.stop()
+    with new_server(env) as server:
+        yield server
 
 
 @pytest.fixture

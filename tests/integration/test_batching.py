@@ -14,19 +14,17 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.integration.conftest import Server
+from tests.support.server import NewServer, Server
 
 DIM = 16
 rng = np.random.default_rng(23)
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def server(new_server: NewServer) -> Iterator[Server]:
     # A wide window, so that requests sent together on a loaded machine still meet.
-    s = Server(tmp_path_factory.mktemp("batching") / "data", env={"VECSERVE_BATCH_WINDOW_MS": "50"})
-    s.start()
-    yield s
-    s.stop()
+    with new_server({"VECSERVE_BATCH_WINDOW_MS": "50"}) as s:
+        yield s
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.conftest import Server
+from tests.support.server import NewServer
 
 pytest.importorskip("sentence_transformers")
 pytest.importorskip("skimage")
@@ -30,15 +30,10 @@ TEXTS = {
 
 
 @pytest.fixture(scope="module")
-def http(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
+def http(new_server: NewServer) -> Iterator[httpx.Client]:
     """One server for the module: each model loads once."""
-    server = Server(tmp_path_factory.mktemp("embedding") / "data")
-    server.start()
-    try:
-        with httpx.Client(base_url=server.url, timeout=120) as client:
-            yield client
-    finally:
-        server.stop()
+    with new_server() as server, httpx.Client(base_url=server.url, timeout=120) as client:
+        yield client
 
 
 def png_b64(image: Image.Image) -> str:
@@ -178,15 +173,11 @@ def test_what_a_collection_cannot_embed_is_a_typed_error(http: httpx.Client) -> 
     assert http.get("/collections/words").json()["count"] == 0
 
 
-def test_the_allowlist_comes_from_the_settings(tmp_path: Path) -> None:
+def test_the_allowlist_comes_from_the_settings(tmp_path: Path, new_server: NewServer) -> None:
     allowlist = '[{"name": "sentences", "kind": "sentence-transformers", "device": "cpu"}]'
-    server = Server(tmp_path / "data", env={"VECSERVE_EMBEDDERS": allowlist})
-    server.start()
-    try:
-        with httpx.Client(base_url=server.url, timeout=120) as client:
-            refused = client.put("/collections/a", json={"embedder": "minilm"})
-            assert error(refused) == (422, "UnknownEmbedder")
-            made = client.put("/collections/a", json={"embedder": "sentences"})
-            assert (made.status_code, made.json()["dim"]) == (201, 384)
-    finally:
-        server.stop()
+    server = new_server({"VECSERVE_EMBEDDERS": allowlist}, data_dir=tmp_path / "data")
+    with server, httpx.Client(base_url=server.url, timeout=120) as client:
+        refused = client.put("/collections/a", json={"embedder": "minilm"})
+        assert error(refused) == (422, "UnknownEmbedder")
+        made = client.put("/collections/a", json={"embedder": "sentences"})
+        assert (made.status_code, made.json()["dim"]) == (201, 384)

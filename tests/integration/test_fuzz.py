@@ -20,7 +20,8 @@ from pydantic import SecretStr
 
 from service.app import create_app
 from service.settings import Settings
-from tests.integration.conftest import Server
+from tests.support.collections import recreate
+from tests.support.server import NewServer, Server
 
 KEY = "fuzz-read-write-key-0123456789"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -43,11 +44,9 @@ schema = schemathesis.openapi.from_dict(
 
 
 @pytest.fixture(scope="module")
-def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    server = Server(tmp_path_factory.mktemp("fuzz") / "data", env={"VECSERVE_API_KEYS": KEY})
-    server.start()
-    yield server
-    server.stop()
+def fuzz_server(new_server: NewServer) -> Iterator[Server]:
+    with new_server({"VECSERVE_API_KEYS": KEY}) as server:
+        yield server
 
 
 @pytest.fixture
@@ -55,10 +54,8 @@ def items(fuzz_server: Server) -> None:
     """The collection half the requests name, as new before each operation's examples
     (those of the operation before may have dropped or replaced it)."""
     with httpx.Client(base_url=fuzz_server.url, headers=AUTH) as http:
-        http.delete("/collections/items")
-        http.put("/collections/items", json={"dim": 4, "metric": "l2"}).raise_for_status()
         points = [{"id": i, "vector": [i, 1, 0, 0], "payload": {"n": i}} for i in range(20)]
-        http.put("/collections/items/points", json={"points": points}).raise_for_status()
+        recreate(http, "/collections/items", {"dim": 4, "metric": "l2"}, points)
 
 
 def test_every_operation_has_an_explicit_stable_operation_id() -> None:

@@ -7,7 +7,7 @@ import base64
 import httpx
 import numpy as np
 
-from tests.integration.conftest import Server
+from tests.support.server import Server
 
 rng = np.random.default_rng(5)
 

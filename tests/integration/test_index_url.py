@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.conftest import Server
+from tests.support.server import NewServer, Server
 
 pytest.importorskip("sentence_transformers")
 
@@ -60,13 +60,9 @@ def finish(process: subprocess.Popen[str]) -> tuple[int, str, str]:
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    server = Server(
-        tmp_path_factory.mktemp("service") / "data", env={"VECSERVE_API_KEYS": KEY, **LIMITS}
-    )
-    server.start()
-    yield server
-    server.stop()
+def service(new_server: NewServer) -> Iterator[Server]:
+    with new_server({"VECSERVE_API_KEYS": KEY, **LIMITS}) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
@@ -155,18 +151,17 @@ def test_a_wrong_api_key_fails_with_exit_1_and_a_clear_message(
 
 
 @pytest.mark.slow
-def test_a_job_started_before_its_service_waits_for_it(tmp_path: Path) -> None:
+def test_a_job_started_before_its_service_waits_for_it(
+    tmp_path: Path, new_server: NewServer
+) -> None:
     write_texts(tmp_path / "docs.jsonl", 30)
-    server = Server(tmp_path / "data")
+    server = new_server(data_dir=tmp_path / "data")
     job = index(tmp_path, server.url, "late", key=None)
     time.sleep(1.5)  # the job's first requests find no service and are retried
     assert job.poll() is None
-    server.start()
-    try:
+    with server:
         code, out, err = finish(job)
         assert code == 0, err
         assert out.startswith("indexed 30 records")
         count = httpx.get(f"{server.url}/collections/late", timeout=30).json()["count"]
         assert count == 30
-    finally:
-        server.stop()

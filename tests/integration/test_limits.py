@@ -10,7 +10,8 @@ import httpx
 import orjson
 import pytest
 
-from tests.integration.conftest import Server
+from tests.support.collections import recreate
+from tests.support.server import NewServer, Server
 
 MAX_BODY = 4096
 LIMITS = {
@@ -25,21 +26,17 @@ LIMITS = {
 
 
 @pytest.fixture(scope="module")
-def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    server = Server(tmp_path_factory.mktemp("limits") / "data", env=LIMITS)
-    server.start()
-    yield server
-    server.stop()
+def limited(new_server: NewServer) -> Iterator[Server]:
+    with new_server(LIMITS) as server:
+        yield server
 
 
 @pytest.fixture
 def http(limited: Server) -> Iterator[httpx.Client]:
     """A client on a fresh ``items`` collection (dim 2) holding one point."""
     with httpx.Client(base_url=limited.url, timeout=30) as client:
-        client.delete("/collections/items")
-        client.put("/collections/items", json={"dim": 2, "metric": "l2"}).raise_for_status()
-        upsert = {"points": [{"id": 0, "vector": [0, 0], "payload": {"deep": {"er": 1}}}]}
-        client.put("/collections/items/points", json=upsert).raise_for_status()
+        points = [{"id": 0, "vector": [0, 0], "payload": {"deep": {"er": 1}}}]
+        recreate(client, "/collections/items", {"dim": 2, "metric": "l2"}, points)
         yield client
 
 

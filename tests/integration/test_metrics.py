@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.integration.conftest import Server
+from tests.support.server import NewServer, Server
 
 
 def samples(http: httpx.Client) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -68,18 +68,14 @@ def test_open_and_index_build_times_and_batch_sizes_are_exposed(server: Server) 
     assert ("vecserve_search_batch_size_count", frozenset()) in seen
 
 
-def test_refused_requests_are_counted_too(tmp_path: Path) -> None:
+def test_refused_requests_are_counted_too(tmp_path: Path, new_server: NewServer) -> None:
     """401s are answered before routing; they count under their route's template."""
     key = "metrics-key-0123456789"
-    server = Server(tmp_path / "data", env={"VECSERVE_API_KEYS": key})
-    server.start()
-    try:
-        with httpx.Client(base_url=server.url) as http:
-            assert http.get("/collections/x").status_code == 401
-            assert http.get("/metrics").status_code == 401
-            http.headers["X-API-Key"] = key
-            seen = samples(http)
-    finally:
-        server.stop()
+    server = new_server({"VECSERVE_API_KEYS": key}, data_dir=tmp_path / "data")
+    with server, httpx.Client(base_url=server.url) as http:
+        assert http.get("/collections/x").status_code == 401
+        assert http.get("/metrics").status_code == 401
+        http.headers["X-API-Key"] = key
+        seen = samples(http)
     refused = labels(method="GET", route="/collections/{name}", status="401")
     assert seen["vecserve_requests_total", refused] == 1

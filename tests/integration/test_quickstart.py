@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from indexer import Engine
-from tests.integration.conftest import free_port
+from tests.support.server import NewServer
 
 pytest.importorskip("sentence_transformers")
 pytest.importorskip("efficientnet_lite_pytorch")
@@ -137,34 +137,25 @@ def test_fewer_films_than_the_last_run_leave_only_those(tmp_path: Path) -> None:
     assert seqs(data)["movies"][0] == 25
 
 
-def test_quickstart_serves_the_demo_until_sigterm(first: Run, data: Path) -> None:
-    port = free_port()
-    server = subprocess.Popen(
-        quickstart(data, "--movies", str(FILMS), "--port", str(port)),
-        env=ENV,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 240
-        while True:
-            assert server.poll() is None, server.communicate()
-            assert time.monotonic() < deadline
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.5)
-        query = {"text": "a space adventure with robots", "k": 5}
-        hits = httpx.post(f"{url}/collections/movies/search", json=query, timeout=60).json()
-        searched = first.examples()["movies like 'a space adventure with robots':"]
-        assert [hit["payload"]["title"] for hit in hits["hits"]] == [
-            line.split("  ", 1)[1].rsplit(" (", 1)[0] for line in searched
-        ]
-    finally:
-        server.send_signal(signal.SIGTERM)
-        out, err = server.communicate(timeout=60)
-    assert server.returncode == 0, err
+def test_quickstart_serves_the_demo_until_sigterm(
+    first: Run, data: Path, new_server: NewServer
+) -> None:
+    command = [sys.executable, "-m", "service.cli", "quickstart", "--movies", str(FILMS)]
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    env = {"OMP_NUM_THREADS": "1"}
+    server = new_server(env, data_dir=data, command=command, ready_s=240, **pipes)
+    url = server.url
+    with server:
+        process = server.process
+        try:
+            query = {"text": "a space adventure with robots", "k": 5}
+            hits = httpx.post(f"{url}/collections/movies/search", json=query, timeout=60).json()
+            searched = first.examples()["movies like 'a space adventure with robots':"]
+            assert [hit["payload"]["title"] for hit in hits["hits"]] == [
+                line.split("  ", 1)[1].rsplit(" (", 1)[0] for line in searched
+            ]
+        finally:
+            process.send_signal(signal.SIGTERM)
+            out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
     assert f"Serving {data} on {url}" in out

@@ -11,14 +11,15 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.integration.conftest import Server
+from tests.support.collections import recreate
+from tests.support.server import NewServer, Server
 
 ITEMS = "/collections/items"
 
 
 @pytest.fixture(scope="module")
-def body_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with Server(tmp_path_factory.mktemp("bodies") / "data") as server:
+def body_server(new_server: NewServer) -> Iterator[Server]:
+    with new_server() as server:
         yield server
 
 
@@ -26,10 +27,8 @@ def body_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 def http(body_server: Server) -> Iterator[httpx.Client]:
     """A client on a fresh ``items`` collection (dim 4) holding the point ``"p"``."""
     with httpx.Client(base_url=body_server.url, timeout=30) as client:
-        client.delete(ITEMS)
-        client.put(ITEMS, json={"dim": 4}).raise_for_status()
         point = {"id": "p", "vector": [1, 0, 0, 0], "payload": {"a": "x"}}
-        client.put(f"{ITEMS}/points", json={"points": [point]}).raise_for_status()
+        recreate(client, ITEMS, {"dim": 4}, [point])
         yield client
 
 

@@ -19,7 +19,7 @@ from indexer import Engine
 from indexer.indexes import load_index
 from indexer.metric import Metric
 from indexer.store import SqliteStore
-from tests.integration.conftest import free_port
+from tests.support.server import NewServer, free_port
 
 VECSERVE = str(Path(sys.executable).with_name("vecserve"))
 ENV = {**os.environ, "VECSERVE_DEVICE": "cpu"}
@@ -41,18 +41,16 @@ def test_serve_refuses_a_public_address_without_api_keys(tmp_path: Path) -> None
     assert "--allow-no-auth" in result.stderr
 
 
-def test_sigterm_finishes_requests_in_flight_saves_indexes_and_exits_0(tmp_path: Path) -> None:
-    data, port = tmp_path / "data", free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = (tmp_path / "serve.log").open("wb")
-    process = subprocess.Popen(
-        [VECSERVE, "serve", "--data", str(data), "--port", str(port), "--log-level", "warning"],
-        env=ENV,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        wait_ready(url, process)
+def test_sigterm_finishes_requests_in_flight_saves_indexes_and_exits_0(
+    tmp_path: Path, new_server: NewServer
+) -> None:
+    data = tmp_path / "data"
+    command = [VECSERVE, "serve", "--log-level", "warning"]
+    with (
+        (tmp_path / "serve.log").open("wb") as log,
+        new_server(data_dir=data, command=command, stdout=log, stderr=subprocess.STDOUT) as server,
+    ):
+        url, process = server.url, server.process
         with httpx.Client(base_url=url, timeout=60) as http:
             http.put("/collections/items", json={"dim": 8}).raise_for_status()
             first = [{"id": i, "vector": [i % 7 + 1.0] * 8} for i in range(1000)]
@@ -110,11 +108,6 @@ def test_sigterm_finishes_requests_in_flight_saves_indexes_and_exits_0(tmp_path:
         for thread in burst:
             thread.join(60)
         assert process.wait(60) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        log.close()
 
     assert in_flight[0].status_code == 200
     assert in_flight[0].json() == {"upserted": 500}
@@ -130,16 +123,3 @@ def test_sigterm_finishes_requests_in_flight_saves_indexes_and_exits_0(tmp_path:
     output = (tmp_path / "serve.log").read_text()
     assert "auth is OFF" in output
     assert "Traceback" not in output
-
-
-def wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        assert process.poll() is None, f"vecserve serve exited with {process.returncode}"
-        time.sleep(0.1)
-    raise AssertionError("vecserve serve was not ready in 30 s")

@@ -16,18 +16,17 @@ import numpy as np
 import orjson
 import pytest
 
-from tests.integration.conftest import Server
+from tests.support.server import NewServer, Server
 
 LIMIT = 1024 * 1024  # VECSERVE_MAX_SNAPSHOT_BYTES for these tests
 rng = np.random.default_rng(17)
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    s = Server(tmp_path / "data", env={"VECSERVE_MAX_SNAPSHOT_BYTES": str(LIMIT)})
-    s.start()
-    yield s
-    s.stop()
+def server(tmp_path: Path, new_server: NewServer) -> Iterator[Server]:
+    env = {"VECSERVE_MAX_SNAPSHOT_BYTES": str(LIMIT)}
+    with new_server(env, data_dir=tmp_path / "data") as s:
+        yield s
 
 
 def fill(http: httpx.Client, name: str = "items", n: int = 200) -> np.ndarray:

@@ -12,7 +12,8 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.integration.conftest import Server
+from tests.support.collections import recreate
+from tests.support.server import NewServer, Server
 
 ITEMS = "/collections/items"
 rng = np.random.default_rng(17)
@@ -28,8 +29,8 @@ def decoded(text: str) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def encoding_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with Server(tmp_path_factory.mktemp("encoding") / "data") as server:
+def encoding_server(new_server: NewServer) -> Iterator[Server]:
+    with new_server() as server:
         yield server
 
 
@@ -37,10 +38,8 @@ def encoding_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server
 def http(encoding_server: Server) -> Iterator[httpx.Client]:
     """A client on a fresh ``items`` collection (dim 4, l2) holding points 0..5 (DATA)."""
     with httpx.Client(base_url=encoding_server.url, timeout=30) as client:
-        client.delete(ITEMS)
-        client.put(ITEMS, json={"dim": 4, "metric": "l2", "index": "flat"}).raise_for_status()
         points = [{"id": i, "vector_b64": b64(v)} for i, v in enumerate(DATA)]
-        client.put(f"{ITEMS}/points", json={"points": points}).raise_for_status()
+        recreate(client, ITEMS, {"dim": 4, "metric": "l2", "index": "flat"}, points)
         yield client
 
 

@@ -24,7 +24,7 @@ from fastapi import FastAPI
 
 from service.app import create_app
 from service.settings import Settings
-from tests.integration.conftest import Server
+from tests.support.server import NewServer, Server
 from vecserve_client import AsyncClient, Client, NotFound
 
 # Small limits, so that batching against them is cheap to test.
@@ -87,12 +87,10 @@ def portal() -> Iterator[BlockingPortal]:
 
 
 @pytest.fixture(scope="session")
-def uvicorn_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def uvicorn_server(new_server: NewServer) -> Iterator[Server]:
     env = {f"VECSERVE_{key.upper()}": str(value) for key, value in LIMITS.items()}
-    server = Server(tmp_path_factory.mktemp("uvicorn") / "data", env=env)
-    server.start()
-    yield server
-    server.stop()
+    with new_server(env) as server:
+        yield server
 
 
 def make_app(data_dir: Path, **settings: Any) -> FastAPI:

@@ -13,7 +13,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.integration.conftest import Server
+from tests.support.server import NewServer
 from vecserve_client import AsyncClient, Client, DimensionMismatch, Point
 
 from .conftest import make_app
@@ -96,10 +96,8 @@ async def test_a_failing_batch_raises_and_cancels_the_batches_not_yet_sent() -> 
     assert sent < 20
 
 
-async def test_scroll_is_an_async_iterator(tmp_path: Path) -> None:
-    server = Server(tmp_path / "data")
-    server.start()
-    try:
+async def test_scroll_is_an_async_iterator(tmp_path: Path, new_server: NewServer) -> None:
+    with new_server(data_dir=tmp_path / "data") as server:
         async with AsyncClient(server.url) as client:
             await client.create_collection("items", 3)
             await client.upsert("items", list(range(12)), rng.standard_normal((12, 3)))
@@ -107,8 +105,6 @@ async def test_scroll_is_an_async_iterator(tmp_path: Path) -> None:
             assert sorted(ids) == list(range(12))
             async for point in client.scroll("items", filter={"none": 1}):
                 raise AssertionError(point)
-    finally:
-        server.stop()
 
 
 async def test_the_app_in_process_under_the_tests_own_event_loop(tmp_path: Path) -> None:

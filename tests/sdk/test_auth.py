@@ -8,7 +8,7 @@ import httpx
 import pytest
 from anyio.from_thread import BlockingPortal
 
-from tests.integration.conftest import Server
+from tests.support.server import NewServer, Server
 from vecserve_client import AsyncClient, Client, Forbidden, Unauthorized
 
 from .conftest import BlockingAsyncClient
@@ -31,12 +31,10 @@ def test_the_api_key_goes_as_a_bearer_token(mock_client: Callable[..., Client]) 
 
 
 @pytest.fixture(scope="module")
-def keyed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def keyed_server(new_server: NewServer) -> Iterator[Server]:
     env = {"VECSERVE_API_KEYS": READ_WRITE, "VECSERVE_READ_ONLY_API_KEYS": READ_ONLY}
-    server = Server(tmp_path_factory.mktemp("keyed") / "data", env=env)
-    server.start()
-    yield server
-    server.stop()
+    with new_server(env) as server:
+        yield server
 
 
 @pytest.fixture(params=["sync", "async"])

@@ -13,7 +13,7 @@ import pytest
 import indexer.errors
 import service.errors
 import vecserve_client
-from tests.integration.conftest import free_port
+from tests.support.server import free_port
 from vecserve_client import (
     APIError,
     AsyncClient,

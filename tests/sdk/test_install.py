@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import Server
+from tests.support.server import Server
 
 CLIENT = Path(__file__).resolve().parents[2] / "clients" / "python"
 
