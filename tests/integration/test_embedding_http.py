@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import io
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,16 +16,10 @@ from tests.support.server import NewServer
 pytest.importorskip("sentence_transformers")
 pytest.importorskip("skimage")
 
-from PIL import Image  # after the skips: PIL comes with the embed extra
-from skimage import data as photos
+from tests.support import corpora
+from tests.support.corpora import photo, png_b64
 
-TEXTS = {
-    "cat": "A cat is sleeping on the warm windowsill.",
-    "stocks": "Stock markets fell sharply after the central bank raised rates.",
-    "guitar": "She practises the guitar every evening after dinner.",
-    "volcano": "The volcano erupted, covering nearby villages in ash.",
-    "soup": "Simmer the tomatoes with garlic for a rich soup.",
-}
+TEXTS = {**corpora.TEXTS, "soup": "Simmer the tomatoes with garlic for a rich soup."}
 
 
 @pytest.fixture(scope="module")
@@ -34,16 +27,6 @@ def http(new_server: NewServer) -> Iterator[httpx.Client]:
     """One server for the module: each model loads once."""
     with new_server() as server, httpx.Client(base_url=server.url, timeout=120) as client:
         yield client
-
-
-def png_b64(image: Image.Image) -> str:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def photo(name: str) -> Image.Image:
-    return Image.fromarray(getattr(photos, name)()).convert("RGB")
 
 
 def error(response: httpx.Response) -> tuple[int, str]:

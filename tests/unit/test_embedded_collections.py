@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,15 +18,8 @@ from indexer.errors import EmbedderUnavailable, InvalidEmbedderInput, UnknownEmb
 pytest.importorskip("sentence_transformers")
 pytest.importorskip("skimage")
 
-from PIL import Image  # after the skips: PIL comes with the embed extra
-from skimage import data as photos
 
-TEXTS = {
-    "cat": "A cat is sleeping on the warm windowsill.",
-    "stocks": "Stock markets fell sharply after the central bank raised rates.",
-    "guitar": "She practises the guitar every evening after dinner.",
-    "volcano": "The volcano erupted, covering nearby villages in ash.",
-}
+from tests.support.corpora import TEXTS, encoded, photo
 
 
 @pytest.fixture(scope="module")
@@ -39,12 +31,6 @@ def registry() -> EmbedderRegistry:
 def engine(tmp_path: Path, registry: EmbedderRegistry) -> Iterator[Engine]:
     with Engine(tmp_path / "data", background=False, embedders=registry) as e:
         yield e
-
-
-def encoded(name: str) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(getattr(photos, name)()).convert("RGB").save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def test_vectors_only_use_never_imports_a_model_library(tmp_path: Path) -> None:
@@ -115,11 +101,11 @@ def test_images_are_embedded_and_keep_their_hash_and_path(engine: Engine, tmp_pa
     pictures = engine.create_collection("pictures", embedder="efficientnet-lite0")
     assert pictures.dim == 1280
     coffee = tmp_path / "coffee.png"
-    coffee.write_bytes(encoded("coffee"))
-    chelsea = encoded("chelsea")
+    coffee.write_bytes(encoded(photo("coffee")))
+    chelsea = encoded(photo("chelsea"))
     pictures.upsert(
         ["chelsea", "coffee", "rocket"],
-        images=[chelsea, coffee, encoded("rocket")],
+        images=[chelsea, coffee, encoded(photo("rocket"))],
         store_source=True,
     )
     sources = {p.id: p.payload["_source"] for p in pictures.get(["chelsea", "coffee"])}
@@ -128,7 +114,7 @@ def test_images_are_embedded_and_keep_their_hash_and_path(engine: Engine, tmp_pa
         "image_sha256": hashlib.sha256(coffee.read_bytes()).hexdigest(),
         "image_path": str(coffee),
     }
-    cropped = Image.fromarray(photos.chelsea()).crop((20, 20, 400, 280))
+    cropped = photo("chelsea").crop((20, 20, 400, 280))
     assert pictures.search(images=[cropped], k=1)[0][0].id == "chelsea"
 
 
@@ -140,7 +126,7 @@ def test_inputs_the_collection_cannot_embed_are_input_errors(engine: Engine) -> 
         vectors_only.upsert([1], texts=["hello"])
     docs = engine.create_collection("docs", embedder="minilm")
     with pytest.raises(InvalidEmbedderInput, match="cannot embed images"):
-        docs.upsert([1], images=[encoded("camera")])
+        docs.upsert([1], images=[encoded(photo("camera"))])
     with pytest.raises(InvalidInput, match="exactly one of vectors, texts or images"):
         docs.search(np.zeros(384), texts=["both"])
     with pytest.raises(InvalidInput, match="got 1 texts for 2 ids"):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import io
 import json
 import subprocess
 import sys
@@ -21,7 +20,6 @@ pytest.importorskip("transformers")
 pytest.importorskip("skimage")
 
 from PIL import Image  # noqa: E402  (after the skips: PIL comes with the embed extra)
-from skimage import data as photos  # noqa: E402
 
 from indexer.embedders import (  # noqa: E402
     Embedder,
@@ -32,18 +30,9 @@ from indexer.embedders import (  # noqa: E402
     load_image,
 )
 from indexer.errors import EmbedderNotFound, EmbedderUnavailable, InvalidEmbedderInput  # noqa: E402
+from tests.support.corpora import encoded, photo  # noqa: E402
 
 CLIP_DIM = 32
-
-
-def _photo(name: str) -> Image.Image:
-    return Image.fromarray(getattr(photos, name)()).convert("RGB")
-
-
-def _encoded(image: Image.Image, fmt: str = "PNG", **params: object) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format=fmt, **params)
-    return buffer.getvalue()
 
 
 def _cos(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> float:
@@ -136,7 +125,7 @@ def clip(registry: EmbedderRegistry) -> Embedder:
 @pytest.fixture
 def chelsea_png(tmp_path: Path) -> Path:
     path = tmp_path / "chelsea.png"
-    _photo("chelsea").save(path)
+    photo("chelsea").save(path)
     return path
 
 
@@ -192,7 +181,7 @@ def test_embedders_refuse_modalities_they_lack(minilm: Embedder, effnet: Embedde
     assert minilm.modalities == frozenset({"text"})
     assert effnet.modalities == frozenset({"image"})
     with pytest.raises(InvalidEmbedderInput, match="cannot embed images"):
-        minilm.embed_images([_photo("chelsea")])
+        minilm.embed_images([photo("chelsea")])
     with pytest.raises(InvalidEmbedderInput, match="cannot embed texts"):
         effnet.embed_texts(["a cat"])
 
@@ -204,7 +193,7 @@ def test_two_crops_of_a_photo_are_nearer_each_other_than_other_photos(effnet: Em
     names = ["chelsea", "coffee", "astronaut", "rocket", "camera"]
     crops = []
     for name in names:
-        image = _photo(name)
+        image = photo(name)
         width, height = image.size
         crops.append(image.crop((0, 0, int(width * 0.8), int(height * 0.8))))
         crops.append(image.crop((int(width * 0.2), int(height * 0.2), width, height)))
@@ -238,43 +227,43 @@ def test_every_input_form_of_the_same_image_embeds_the_same(
 
 
 def test_exif_orientation_is_applied() -> None:
-    upright = _photo("chelsea")
+    upright = photo("chelsea")
     exif = Image.Exif()
     exif[0x0112] = 6  # Orientation: stored rotated, "rotate 90 degrees clockwise to view"
     stored = upright.transpose(Image.Transpose.ROTATE_90)
-    loaded = load_image(_encoded(stored, "PNG", exif=exif))
+    loaded = load_image(encoded(stored, "PNG", exif=exif))
     assert loaded.size == upright.size
     np.testing.assert_array_equal(np.asarray(loaded), np.asarray(upright))
 
 
 def test_grayscale_palette_and_sixteen_bit_images_become_rgb() -> None:
-    gray = _photo("camera").convert("L")
-    rgb = np.asarray(load_image(_encoded(gray)))
+    gray = photo("camera").convert("L")
+    rgb = np.asarray(load_image(encoded(gray)))
     assert rgb.shape == (*gray.size[::-1], 3)
     np.testing.assert_array_equal(rgb[..., 0], np.asarray(gray))
     np.testing.assert_array_equal(rgb[..., 0], rgb[..., 2])
 
-    palette = _photo("chelsea").convert("P")
+    palette = photo("chelsea").convert("P")
     np.testing.assert_array_equal(
-        np.asarray(load_image(_encoded(palette))), np.asarray(palette.convert("RGB"))
+        np.asarray(load_image(encoded(palette))), np.asarray(palette.convert("RGB"))
     )
 
     sixteen = Image.fromarray(np.full((8, 8), 65535, dtype=np.uint16))
-    assert np.asarray(load_image(_encoded(sixteen))).min() == 255
+    assert np.asarray(load_image(encoded(sixteen))).min() == 255
 
 
 def test_transparency_is_composited_on_white() -> None:
     clear = Image.new("RGBA", (16, 16), (0, 0, 0, 0))
-    assert np.asarray(load_image(_encoded(clear))).min() == 255
+    assert np.asarray(load_image(encoded(clear))).min() == 255
     half = Image.new("LA", (16, 16), (0, 128))
-    assert np.asarray(load_image(_encoded(half))).max() == 127
+    assert np.asarray(load_image(encoded(half))).max() == 127
     opaque_red = Image.new("RGBA", (16, 16), (255, 0, 0, 255))
     np.testing.assert_array_equal(np.asarray(load_image(opaque_red))[0, 0], [255, 0, 0])
 
 
 def test_cmyk_jpeg_embeds_like_its_rgb_original(effnet: Embedder) -> None:
-    original = _photo("chelsea")
-    cmyk = _encoded(original.convert("CMYK"), "JPEG", quality=95)
+    original = photo("chelsea")
+    cmyk = encoded(original.convert("CMYK"), "JPEG", quality=95)
     assert load_image(cmyk).mode == "RGB"
     vectors = effnet.embed_images([original, cmyk])
     assert _cos(vectors[0], vectors[1]) > 0.9
@@ -283,8 +272,8 @@ def test_cmyk_jpeg_embeds_like_its_rgb_original(effnet: Embedder) -> None:
 @pytest.mark.parametrize(
     ("bad", "message"),
     [
-        (_encoded(_photo("chelsea"), "JPEG")[:5000], "cannot decode"),
-        (_encoded(_photo("chelsea"), "PNG")[:5000], "cannot decode"),
+        (encoded(photo("chelsea"), "JPEG")[:5000], "cannot decode"),
+        (encoded(photo("chelsea"), "PNG")[:5000], "cannot decode"),
         (b"definitely not an image", "cannot decode"),
         (b"", "cannot decode"),
         ("not base64 and not a file!", "existing file path or base64"),
@@ -309,13 +298,13 @@ def test_undecodable_input_is_an_input_error(bad: object, message: str) -> None:
 
 
 def test_an_undecodable_image_is_reported_by_position(effnet: Embedder) -> None:
-    truncated = _encoded(_photo("coffee"), "JPEG")[:3000]
+    truncated = encoded(photo("coffee"), "JPEG")[:3000]
     with pytest.raises(InvalidEmbedderInput, match="image 1: cannot decode"):
-        effnet.embed_images([_photo("chelsea"), truncated])
+        effnet.embed_images([photo("chelsea"), truncated])
 
 
 def test_images_above_the_pixel_limit_are_refused_before_decoding() -> None:
-    big = _encoded(Image.new("RGB", (200, 100)))
+    big = encoded(Image.new("RGB", (200, 100)))
     assert load_image(big, max_pixels=20_000).size == (200, 100)
     with pytest.raises(InvalidEmbedderInput, match="200x100 = 20000 pixels; the limit is 19999"):
         load_image(big, max_pixels=19_999)
@@ -337,7 +326,7 @@ def test_clip_folder_embeds_texts_and_images_into_one_space(clip: Embedder) -> N
     assert clip.dim == CLIP_DIM
     assert clip.modalities == frozenset({"text", "image"})
     texts = clip.embed_texts(["a cat", "a dog", "a cat and a dog", "x" * 1000, ""])
-    images = clip.embed_images([_photo("chelsea"), _photo("camera"), _photo("rocket")])
+    images = clip.embed_images([photo("chelsea"), photo("camera"), photo("rocket")])
     _assert_unit_rows(texts, 5, CLIP_DIM)
     _assert_unit_rows(images, 3, CLIP_DIM)
     assert not np.allclose(texts[0], texts[1])
@@ -347,7 +336,7 @@ def test_clip_vectors_are_deterministic_and_independent_of_batching(
     clip: Embedder, clip_folder: Path
 ) -> None:
     texts = ["a cat", "a dog sat on the mat", "cat"]
-    images = [_photo("chelsea"), _photo("coffee"), _photo("astronaut")]
+    images = [photo("chelsea"), photo("coffee"), photo("astronaut")]
     reloaded = EmbedderRegistry(
         [EmbedderConfig(name="again", kind="clip", source=str(clip_folder), batch_size=8)]
     ).get("again")
