@@ -14,6 +14,7 @@ import httpx
 import numpy as np
 import pytest
 
+from tests.support.corpora import SHORT_TEXTS
 from tests.support.server import NewServer, Server
 
 DIM = 16
@@ -99,15 +100,7 @@ def without_request_id(response: httpx.Response) -> Any:
 
 def test_concurrent_text_searches_share_the_embedding(server: Server, http: httpx.Client) -> None:
     http.put("/collections/docs", json={"embedder": "minilm", "index": "flat"})
-    texts = [
-        "a cat sleeps on the sofa",
-        "the stock market fell sharply",
-        "a recipe for tomato soup",
-        "the football team won the cup",
-        "rain is expected tomorrow",
-        "a new phone was released",
-    ]
-    points = [{"id": i, "text": t} for i, t in enumerate(texts)]
+    points = [{"id": i, "text": t} for i, t in enumerate(SHORT_TEXTS)]
     assert http.put("/collections/docs/points", json={"points": points}).status_code == 200
     queries = ["kitten", "shares", "soup", "soccer", "weather", "smartphone", "dog", "cooking"]
     bodies: list[dict[str, Any]] = [{"text": q, "k": 2} for q in queries * 3]

@@ -10,7 +10,7 @@ import httpx
 import orjson
 import pytest
 
-from tests.support.collections import recreate
+from tests.support.collections import client_on_fresh
 from tests.support.server import NewServer, Server
 
 MAX_BODY = 4096
@@ -34,10 +34,9 @@ def limited(new_server: NewServer) -> Iterator[Server]:
 @pytest.fixture
 def http(limited: Server) -> Iterator[httpx.Client]:
     """A client on a fresh ``items`` collection (dim 2) holding one point."""
-    with httpx.Client(base_url=limited.url, timeout=30) as client:
-        points = [{"id": 0, "vector": [0, 0], "payload": {"deep": {"er": 1}}}]
-        recreate(client, "/collections/items", {"dim": 2, "metric": "l2"}, points)
-        yield client
+    points = [{"id": 0, "vector": [0, 0], "payload": {"deep": {"er": 1}}}]
+    config = {"dim": 2, "metric": "l2"}
+    yield from client_on_fresh(limited.url, "/collections/items", config, points)
 
 
 def count(http: httpx.Client) -> int:

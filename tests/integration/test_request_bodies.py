@@ -11,25 +11,17 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.support.collections import recreate
-from tests.support.server import NewServer, Server
+from tests.support.collections import client_on_fresh
+from tests.support.server import Server
 
 ITEMS = "/collections/items"
 
 
-@pytest.fixture(scope="module")
-def body_server(new_server: NewServer) -> Iterator[Server]:
-    with new_server() as server:
-        yield server
-
-
 @pytest.fixture
-def http(body_server: Server) -> Iterator[httpx.Client]:
+def http(plain_server: Server) -> Iterator[httpx.Client]:
     """A client on a fresh ``items`` collection (dim 4) holding the point ``"p"``."""
-    with httpx.Client(base_url=body_server.url, timeout=30) as client:
-        point = {"id": "p", "vector": [1, 0, 0, 0], "payload": {"a": "x"}}
-        recreate(client, ITEMS, {"dim": 4}, [point])
-        yield client
+    point = {"id": "p", "vector": [1, 0, 0, 0], "payload": {"a": "x"}}
+    yield from client_on_fresh(plain_server.url, ITEMS, {"dim": 4}, [point])
 
 
 def send(http: httpx.Client, method: str, path: str, body: bytes) -> httpx.Response:

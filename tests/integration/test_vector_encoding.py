@@ -12,8 +12,8 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.support.collections import recreate
-from tests.support.server import NewServer, Server
+from tests.support.collections import client_on_fresh
+from tests.support.server import Server
 
 ITEMS = "/collections/items"
 rng = np.random.default_rng(17)
@@ -28,19 +28,12 @@ def decoded(text: str) -> np.ndarray:
     return np.frombuffer(base64.b64decode(text, validate=True), dtype="<f4")
 
 
-@pytest.fixture(scope="module")
-def encoding_server(new_server: NewServer) -> Iterator[Server]:
-    with new_server() as server:
-        yield server
-
-
 @pytest.fixture
-def http(encoding_server: Server) -> Iterator[httpx.Client]:
+def http(plain_server: Server) -> Iterator[httpx.Client]:
     """A client on a fresh ``items`` collection (dim 4, l2) holding points 0..5 (DATA)."""
-    with httpx.Client(base_url=encoding_server.url, timeout=30) as client:
-        points = [{"id": i, "vector_b64": b64(v)} for i, v in enumerate(DATA)]
-        recreate(client, ITEMS, {"dim": 4, "metric": "l2", "index": "flat"}, points)
-        yield client
+    points = [{"id": i, "vector_b64": b64(v)} for i, v in enumerate(DATA)]
+    config = {"dim": 4, "metric": "l2", "index": "flat"}
+    yield from client_on_fresh(plain_server.url, ITEMS, config, points)
 
 
 # Each route that returns vectors: a request for point 2's vector, given the options, and

@@ -26,6 +26,16 @@ TEXTS = {
     "volcano": "The volcano erupted, covering nearby villages in ash.",
 }
 
+# Six short texts on other unrelated topics, for queries that each have one nearest.
+SHORT_TEXTS = [
+    "a cat sleeps on the sofa",
+    "the stock market fell sharply",
+    "a recipe for tomato soup",
+    "the football team won the cup",
+    "rain is expected tomorrow",
+    "a new phone was released",
+]
+
 
 def photo(name: str) -> Image.Image:
     """One of skimage's sample photos (``chelsea``, ``coffee``, ``rocket``, ...) as RGB."""

@@ -21,6 +21,7 @@ from indexer.collection import MAX_K
 from indexer.embedders import EmbedderRegistry, default_embedder_configs
 from indexer.errors import InvalidEmbedderInput
 from service.batching import MicroBatcher, Query
+from tests.support.corpora import SHORT_TEXTS
 
 rng = np.random.default_rng(11)
 DIM = 16
@@ -203,15 +204,7 @@ def registry() -> EmbedderRegistry:
 def docs(tmp_path: Path, registry: EmbedderRegistry) -> Iterator[Collection]:
     with Engine(tmp_path / "texts", background=False, embedders=registry) as engine:
         c = engine.create_collection("docs", embedder="minilm", index="flat")
-        texts = [
-            "a cat sleeps on the sofa",
-            "the stock market fell sharply",
-            "a recipe for tomato soup",
-            "the football team won the cup",
-            "rain is expected tomorrow",
-            "a new phone was released",
-        ]
-        c.upsert(list(range(len(texts))), texts=texts)
+        c.upsert(list(range(len(SHORT_TEXTS))), texts=SHORT_TEXTS)
         yield c
 
 

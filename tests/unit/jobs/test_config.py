@@ -15,6 +15,13 @@ from service.cli import main
 from tests.unit.jobs.running import rows, write_jsonl
 
 
+@pytest.fixture
+def in_a_folder_with_docs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The test runs in ``tmp_path``, which holds ``docs.jsonl`` (three records)."""
+    write_jsonl(tmp_path / "docs.jsonl", rows(3))
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -32,18 +39,13 @@ from tests.unit.jobs.running import rows, write_jsonl
         (["photos", "--text-field", "title"], "does not apply to an image folder"),
     ],
 )
+@pytest.mark.usefixtures("in_a_folder_with_docs")
 def test_bad_arguments_exit_2_with_a_clear_message(
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-    args: list[str],
-    message: str,
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
 ) -> None:
-    write_jsonl(tmp_path / "docs.jsonl", rows(3))
     (tmp_path / "docs.txt").write_text("id,title\n1,x\n")
     (tmp_path / "docs.csv").write_text("id,title\n1,x\n")
     (tmp_path / "photos").mkdir()
-    monkeypatch.chdir(tmp_path)
     assert main(["index", *args, "--collection", "docs", "--data", "data"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("vecserve index: error: ")
@@ -59,15 +61,10 @@ def test_bad_arguments_exit_2_with_a_clear_message(
         (["--url", "127.0.0.1:8000"], "is not a service URL like http://127.0.0.1:8000"),
     ],
 )
+@pytest.mark.usefixtures("in_a_folder_with_docs")
 def test_a_job_goes_to_a_data_folder_or_to_a_url_with_its_key(
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-    args: list[str],
-    message: str,
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
 ) -> None:
-    write_jsonl(tmp_path / "docs.jsonl", rows(3))
-    monkeypatch.chdir(tmp_path)
     try:
         code = main(["index", "docs.jsonl", "--collection", "docs", "--text-field", "title", *args])
     except SystemExit as exit:  # argparse's own errors
