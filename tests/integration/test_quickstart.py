@@ -141,9 +141,15 @@ def test_quickstart_serves_the_demo_until_sigterm(
     first: Run, data: Path, new_server: NewServer
 ) -> None:
     command = [sys.executable, "-m", "service.cli", "quickstart", "--movies", str(FILMS)]
-    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
-    env = {"OMP_NUM_THREADS": "1"}
-    server = new_server(env, data_dir=data, command=command, ready_s=240, **pipes)
+    server = new_server(
+        {"OMP_NUM_THREADS": "1"},  # one torch thread (see ENV)
+        data_dir=data,
+        command=command,
+        ready_s=240,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     url = server.url
     with server:
         process = server.process
