@@ -1,3 +1,4 @@
-"""What the tests share: the real service in a process of its own (:mod:`.server`), the
-texts and photos they embed (:mod:`.corpora`) and the large inputs that show a job's
-reading streams (:mod:`.streaming`)."""
+"""What the tests share: the real service in a process of its own (:mod:`.server`),
+collections set up over HTTP (:mod:`.collections`), the texts, photos and word vectors
+they embed or index (:mod:`.corpora`) and the large inputs that show a job's reading
+streams (:mod:`.streaming`)."""
