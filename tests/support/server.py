@@ -43,7 +43,8 @@ def wait_until_ready(url: str, process: subprocess.Popen[Any], timeout_s: float 
         except httpx.TransportError:
             pass
         if process.poll() is not None:
-            raise RuntimeError(f"{process.args} exited with {process.returncode}")
+            output = "".join(str(part) for part in process.communicate() if part)
+            raise RuntimeError(f"{process.args} exited with {process.returncode}\n{output}")
         time.sleep(0.1)
     raise RuntimeError(f"{process.args} was not ready in {timeout_s:.0f} s")
 
@@ -52,9 +53,10 @@ class Server:
     """The real service on ``data_dir``, in its own process.
 
     ``env`` adds to the environment of the tests' process, from which every ``VECSERVE_``
-    variable is left out: a server's settings are the test's, the device the CPU unless
-    ``env`` says otherwise. ``popen`` goes to :class:`subprocess.Popen` (where its output
-    goes, as text or bytes).
+    variable is left out (a server's settings are the test's, the device the CPU unless
+    ``env`` says otherwise), and so is ``PYTEST_CURRENT_TEST``: a server is not a test
+    (skimage, seeing it, raises pytest's Skipped where it cannot download a photo).
+    ``popen`` goes to :class:`subprocess.Popen` (where its output goes, as text or bytes).
     """
 
     def __init__(
@@ -82,7 +84,11 @@ class Server:
         return [*self.command, "--data", str(self.data_dir), "--port", str(self.port)]
 
     def start(self) -> None:
-        inherited = {k: v for k, v in os.environ.items() if not k.startswith("VECSERVE_")}
+        inherited = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith("VECSERVE_") and key != "PYTEST_CURRENT_TEST"
+        }
         env = {**inherited, "VECSERVE_DATA_DIR": str(self.data_dir), **self.env}
         self.process = subprocess.Popen(self.argv(), env=env, **self.popen)
         try:
