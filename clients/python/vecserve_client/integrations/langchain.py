@@ -14,9 +14,10 @@ server, which is then sent the texts themselves.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import numpy.typing as npt
@@ -24,7 +25,6 @@ from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import VectorStore
 from langchain_core.vectorstores.utils import maximal_marginal_relevance
-from typing_extensions import Self
 
 from vecserve_client._async_client import AsyncClient
 from vecserve_client._client import Client
@@ -35,9 +35,7 @@ from vecserve_client._types import IndexSpec, Metric
 __all__ = ["VecserveVectorStore", "to_vecserve_filter"]
 
 # Operators that vecserve's filter language has under the same name and meaning.
-_SAME_OPERATORS = frozenset(
-    {"$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists"}
-)
+_SAME_OPERATORS = frozenset({"$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists"})
 _LOGICAL = frozenset({"$and", "$or"})
 
 
@@ -303,10 +301,9 @@ class VecserveVectorStore(VectorStore):
             ValueError: both or neither of ``ids`` and ``filter``.
         """
         point_ids, vecserve_filter = self._deletion(ids, kwargs)
-        try:
+        # A collection never written to has nothing to delete.
+        with contextlib.suppress(CollectionNotFound):
             self.client.delete(self.collection_name, point_ids, filter=vecserve_filter)
-        except CollectionNotFound:
-            pass  # nothing was ever written: there is nothing to delete
         return True
 
     async def adelete(self, ids: list[str] | None = None, **kwargs: Any) -> bool | None:
@@ -315,10 +312,8 @@ class VecserveVectorStore(VectorStore):
         See :meth:`delete`.
         """
         point_ids, vecserve_filter = self._deletion(ids, kwargs)
-        try:
+        with contextlib.suppress(CollectionNotFound):
             await self.async_client.delete(self.collection_name, point_ids, filter=vecserve_filter)
-        except CollectionNotFound:
-            pass
         return True
 
     # -- reading -------------------------------------------------------------------------
@@ -575,9 +570,10 @@ class VecserveVectorStore(VectorStore):
         if ids is not None and len(ids) != len(texts):
             raise ValueError(f"{len(ids)} ids for {len(texts)} texts")
         point_ids = [i if i is not None else uuid.uuid4().hex for i in ids or [None] * len(texts)]
+        metadata_list: Sequence[Mapping[str, Any]] = metadatas or [{}] * len(texts)
         payloads = [
-            {self.text_key: text, self.metadata_key: dict(metadata or {})}
-            for text, metadata in zip(texts, metadatas or [None] * len(texts), strict=True)
+            {self.text_key: text, self.metadata_key: dict(metadata)}
+            for text, metadata in zip(texts, metadata_list, strict=True)
         ]
         return texts, point_ids, payloads
 
@@ -659,7 +655,9 @@ class VecserveVectorStore(VectorStore):
             return []
         vectors = np.stack([hit.vector for hit in hits if hit.vector is not None])
         relevance = _relevance_from_server_scores([hit.score for hit in hits], self._metric)
-        return [self._document(hits[i]) for i in _mmr_over_relevance(relevance, vectors, k, lambda_mult)]
+        return [
+            self._document(hits[i]) for i in _mmr_over_relevance(relevance, vectors, k, lambda_mult)
+        ]
 
     def _document(self, point: Point | Hit) -> Document:
         payload = point.payload or {}
@@ -670,4 +668,3 @@ class VecserveVectorStore(VectorStore):
             page_content=text if isinstance(text, str) else "",
             metadata=metadata if isinstance(metadata, dict) else {},
         )
-
