@@ -18,7 +18,15 @@ from service.limits import RequestLimitsMiddleware
 from service.metrics import Metrics, MetricsMiddleware, collection_gpu_bytes, collection_sizes
 from service.openapi import install_openapi
 from service.responses import Json
-from service.routes import collections, health, metrics, points, search, snapshots
+from service.routes import (
+    collections,
+    embeddings_openai,
+    health,
+    metrics,
+    points,
+    search,
+    snapshots,
+)
 from service.settings import Settings
 
 REQUEST_ID_HEADER = "x-request-id"
@@ -92,7 +100,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = app_metrics
     app.state.ready = False
     install_error_handlers(app)
-    for module in (health, collections, points, search, metrics, snapshots):
+    for module in (health, collections, points, search, metrics, snapshots, embeddings_openai):
         app.include_router(module.router)
     install_openapi(app, auth_enabled=settings.auth_enabled)
     # Outermost last: request id, then metrics (which count refused requests too), then

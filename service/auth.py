@@ -66,6 +66,8 @@ ROUTE_PERMISSIONS: Mapping[tuple[str, str], Permission] = {
     ("POST", "/collections/{name}/snapshots"): Permission.WRITE,
     ("DELETE", "/collections/{name}/snapshots/{snapshot}"): Permission.WRITE,
     ("POST", "/collections/{name}/snapshots/restore"): Permission.WRITE,
+    # Embedding changes nothing, as a search by text does not.
+    ("POST", "/v1/embeddings"): Permission.READ,
 }
 
 

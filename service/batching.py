@@ -43,10 +43,15 @@ import numpy as np
 import orjson
 
 from indexer import Collection, Hit, PointId, SearchParams
-from indexer.embedders import load_image
+from indexer.embedders import Embedder, load_image
 from indexer.points import as_vector_batch
 
 __all__ = ["MicroBatcher", "Query"]
+
+
+# What a lane batches for: a collection (searches, and embedding with its embedder), or an
+# embedder of the allowlist alone (embedding only).
+Target = Collection | Embedder
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,12 +110,19 @@ class MicroBatcher:
         self._max_batch = max_batch
         self._observe = observe
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="vecserve-batch")
-        self._lanes: dict[Collection, _Lane] = {}
+        self._lanes: dict[Target, _Lane] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def search(self, collection: Collection, queries: Sequence[Query]) -> list[list[Hit]]:
         """The hits of each query, in order; raises the first query's error if any fails."""
         return await self._submit(collection, [(q, True) for q in queries])
+
+    async def embed_texts(self, embedder: Embedder, texts: Sequence[str]) -> np.ndarray:
+        """Vectors of texts by an embedder of the allowlist with no collection (the
+        OpenAI-compatible embeddings route), [n, dim], in order, embedded together with
+        the other requests for that embedder."""
+        vectors = await self._submit(embedder, [(Query(text=t), False) for t in texts])
+        return np.stack(vectors) if vectors else np.empty((0, embedder.dim), np.float32)
 
     async def embed(self, collection: Collection, sources: Sequence[str | bytes]) -> np.ndarray:
         """Vectors of texts (``str``) and encoded images (``bytes``), [n, dim], in order,
@@ -126,31 +138,31 @@ class MicroBatcher:
                 lane.timer.cancel()
         self._executor.shutdown(wait=True)
 
-    async def _submit(self, collection: Collection, queries: list[tuple[Query, bool]]) -> list[Any]:
+    async def _submit(self, target: Target, queries: list[tuple[Query, bool]]) -> list[Any]:
         loop = asyncio.get_running_loop()
         items = [_Item(q, search, loop.create_future()) for q, search in queries]
-        lane = self._lanes.get(collection)
+        lane = self._lanes.get(target)
         if lane is None:
-            lane = self._lanes[collection] = _Lane()
+            lane = self._lanes[target] = _Lane()
         idle = not lane.pending and lane.running == 0
         lane.pending.extend(items)
         if idle or self._window <= 0 or len(lane.pending) >= self._max_batch:
-            self._flush(collection, lane)
+            self._flush(target, lane)
         elif lane.timer is None and not lane.due:
-            lane.timer = loop.call_later(self._window, self._window_closed, collection, lane)
+            lane.timer = loop.call_later(self._window, self._window_closed, target, lane)
         results = await asyncio.gather(*(item.future for item in items), return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):
                 raise result
         return results
 
-    def _window_closed(self, collection: Collection, lane: _Lane) -> None:
+    def _window_closed(self, target: Target, lane: _Lane) -> None:
         lane.timer = None
         lane.due = True
         if not lane.running:
-            self._flush(collection, lane)
+            self._flush(target, lane)
 
-    def _flush(self, collection: Collection, lane: _Lane) -> None:
+    def _flush(self, target: Target, lane: _Lane) -> None:
         if lane.timer is not None:
             lane.timer.cancel()
             lane.timer = None
@@ -160,15 +172,15 @@ class MicroBatcher:
             batch = lane.pending[: self._max_batch]
             del lane.pending[: self._max_batch]
             lane.running += 1
-            task = loop.create_task(self._run(collection, lane, batch))
+            task = loop.create_task(self._run(target, lane, batch))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, collection: Collection, lane: _Lane, items: list[_Item]) -> None:
+    async def _run(self, target: Target, lane: _Lane, items: list[_Item]) -> None:
         loop = asyncio.get_running_loop()
         results: list[Any] | None = None
         try:
-            results = await loop.run_in_executor(self._executor, _execute, collection, items)
+            results = await loop.run_in_executor(self._executor, _execute, target, items)
         except Exception as exc:  # the executor is shut down: fail the batch, not the loop
             results = [exc] * len(items)
         finally:
@@ -184,9 +196,9 @@ class MicroBatcher:
                     item.future.set_result(results[i])
             if not lane.running:
                 if lane.due and lane.pending:
-                    self._flush(collection, lane)  # they waited for this batch
-                elif not lane.pending and self._lanes.get(collection) is lane:
-                    del self._lanes[collection]
+                    self._flush(target, lane)  # they waited for this batch
+                elif not lane.pending and self._lanes.get(target) is lane:
+                    del self._lanes[target]
         if self._observe is not None:
             self._observe(len(items))
 
@@ -196,8 +208,23 @@ class MicroBatcher:
 _MISSING = object()
 
 
-def _execute(collection: Collection, items: Sequence[_Item]) -> list[Any]:
+def _execute(target: Target, items: Sequence[_Item]) -> list[Any]:
     """Each item's result (hits, or a vector for embed-only items) or its exception."""
+    if isinstance(target, Collection):
+        return _execute_on_collection(target, items)
+    return _embed_texts(target, items)
+
+
+def _embed_texts(embedder: Embedder, items: Sequence[_Item]) -> list[Any]:
+    """The vector of each item's text, or its exception."""
+    results: list[Any] = [_MISSING] * len(items)
+    vectors: dict[int, np.ndarray] = {}
+    texts = [(i, item.query.text or "") for i, item in enumerate(items)]
+    _embed_each(embedder.embed_texts, texts, vectors, results)
+    return [vectors[i] if result is _MISSING else result for i, result in enumerate(results)]
+
+
+def _execute_on_collection(collection: Collection, items: Sequence[_Item]) -> list[Any]:
     results: list[Any] = [_MISSING] * len(items)
     vectors = _query_vectors(collection, items, results)
     groups: dict[tuple[str, str], list[int]] = {}

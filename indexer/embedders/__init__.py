@@ -8,7 +8,7 @@ Importing this package imports neither torch, PIL, sentence-transformers nor tra
 they load with the first model, so vectors-only servers and the CLI start fast.
 """
 
-from indexer.embedders.base import Embedder, Modality
+from indexer.embedders.base import Embedder, Modality, TokenCounter
 from indexer.embedders.clip import ClipEmbedder
 from indexer.embedders.config import EmbedderConfig, EmbedderKind, default_embedder_configs
 from indexer.embedders.efficientnet import EfficientNetLite0Embedder
@@ -27,6 +27,7 @@ __all__ = [
     "ImageInput",
     "Modality",
     "SentenceTransformerEmbedder",
+    "TokenCounter",
     "default_embedder_configs",
     "load_image",
 ]

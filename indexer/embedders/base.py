@@ -22,6 +22,7 @@ __all__ = [
     "Device",
     "Embedder",
     "Modality",
+    "TokenCounter",
     "check_images",
     "check_texts",
     "decode_images",
@@ -72,6 +73,16 @@ class Embedder(Protocol):
             InvalidEmbedderInput: this embedder has no image modality, or an image cannot be
                 decoded.
         """
+        ...
+
+
+@runtime_checkable
+class TokenCounter(Protocol):
+    """An embedder that can tell how many tokens of each text it embeds (after
+    truncation), as OpenAI-compatible clients are told in ``usage``."""
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """The number of tokens embedded of each text, in order."""
         ...
 
 

@@ -77,6 +77,16 @@ class SentenceTransformerEmbedder:
             )
         return normalize_rows(vectors)
 
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """The word pieces of each text that are embedded (special tokens included, a
+        long text counted up to ``max_seq_length``)."""
+        items = check_texts(texts)
+        if not items:
+            return []
+        with self._lock:
+            mask = self._model.tokenize(items)["attention_mask"]
+        return [int(n) for n in mask.sum(dim=1).tolist()]
+
     def embed_images(self, images: Sequence[ImageInput]) -> npt.NDArray[np.float32]:
         """Always raises: a sentence-transformers text model embeds no images."""
         raise unsupported_modality(self._name, "image", self.modalities)

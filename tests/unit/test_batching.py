@@ -241,3 +241,18 @@ def test_embedding_for_examples_shares_the_batch_and_keeps_order(docs: Collectio
     np.testing.assert_allclose(vectors, docs.embed(texts=["kitten", "soup"]), atol=1e-5)
     same_hits(hits[0], docs.search(texts=["rain"])[0])
     assert sum(batches.sizes) == 3
+
+
+def test_texts_for_an_embedder_alone_are_batched_and_answered_in_order(
+    registry: EmbedderRegistry,
+) -> None:
+    minilm = registry.get("minilm")
+    requests = [["kitten"], ["finance news", "soup"], ["weather"], ["cats", "dogs", "rain"]]
+
+    async def work(batcher: MicroBatcher) -> list[np.ndarray]:
+        return list(await asyncio.gather(*(batcher.embed_texts(minilm, t) for t in requests)))
+
+    answers, batches = run_batcher(50, 256, work)
+    assert batches.sizes == [1, 6]  # the first goes at once, the rest wait for it together
+    for texts, vectors in zip(requests, answers, strict=True):
+        np.testing.assert_allclose(vectors, minilm.embed_texts(texts), atol=1e-5)
