@@ -67,7 +67,15 @@ class EmbeddingsResponse(BaseModel):
     usage: Usage
 
 
-@router.post("/embeddings", operation_id="create_embeddings", response_model=EmbeddingsResponse)
+@router.post(
+    "/embeddings",
+    operation_id="create_embeddings",
+    response_model=EmbeddingsResponse,
+    responses={
+        404: {"description": "No embedder of that name is configured (`EmbedderNotFound`)"},
+        503: {"description": "The embedder could not be loaded (`EmbedderUnavailable`)"},
+    },
+)
 async def create_embeddings(
     body: EmbeddingsRequest, engine: EngineDep, settings: SettingsDep, batcher: BatcherDep
 ) -> Response:
