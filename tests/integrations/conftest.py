@@ -1,4 +1,5 @@
-"""A real vecserve under uvicorn on 127.0.0.1, shared by the integrations' tests."""
+"""A real vecserve under uvicorn on 127.0.0.1, with API keys, shared by the integrations'
+tests (one server: its text model loads once)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,20 @@ import pytest
 
 from tests.integration.conftest import Server
 
+READ_WRITE = "rw-key-0123456789abcdef"
+READ_ONLY = "ro-key-0123456789abcdef"
+
 
 @pytest.fixture(scope="session")
 def vecserve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with Server(tmp_path_factory.mktemp("integrations") / "data") as server:
+    env = {
+        "VECSERVE_API_KEYS": READ_WRITE,
+        "VECSERVE_READ_ONLY_API_KEYS": READ_ONLY,
+        # Wide enough that concurrent requests reliably share a batch; a request that
+        # finds its lane idle still goes at once.
+        "VECSERVE_BATCH_WINDOW_MS": "50",
+    }
+    with Server(tmp_path_factory.mktemp("integrations") / "data", env=env) as server:
         yield server
 
 

@@ -14,6 +14,7 @@ from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 
 from tests.integration.conftest import Server
+from tests.integrations.conftest import READ_WRITE
 from vecserve_client import AsyncClient, Client, CollectionNotFound
 from vecserve_client.integrations.langchain import VecserveVectorStore, to_vecserve_filter
 
@@ -57,7 +58,7 @@ def fresh_name() -> str:
 
 @pytest.fixture
 def client(vecserve: Server) -> Iterator[Client]:
-    with Client(vecserve.url) as client:
+    with Client(vecserve.url, api_key=READ_WRITE) as client:
         yield client
 
 
@@ -68,7 +69,7 @@ def store(vecserve: Server, client: Client) -> Iterator[VecserveVectorStore]:
         fresh_name(),
         TableEmbeddings(),
         client=client,
-        async_client=AsyncClient(vecserve.url, transport=no_pool),
+        async_client=AsyncClient(vecserve.url, api_key=READ_WRITE, transport=no_pool),
     )
     store.add_documents(FRUITS)
     yield store
@@ -164,6 +165,7 @@ def test_from_texts_creates_the_collection_and_adds(vecserve: Server, client: Cl
         ids=["1", "2"],
         collection_name=name,
         url=vecserve.url,
+        api_key=READ_WRITE,
     )
     try:
         assert client.get_collection(name).dim == 3
@@ -178,7 +180,7 @@ def test_from_texts_creates_the_collection_and_adds(vecserve: Server, client: Cl
 async def test_afrom_texts_adds_through_the_async_client(vecserve: Server) -> None:
     name = fresh_name()
     store = await VecserveVectorStore.afrom_texts(
-        ["banana"], TableEmbeddings(), collection_name=name, url=vecserve.url
+        ["banana"], TableEmbeddings(), collection_name=name, url=vecserve.url, api_key=READ_WRITE
     )
     try:
         found = await store.asimilarity_search_by_vector([0.0, 0.0, 1.0], k=5)
@@ -210,7 +212,7 @@ NOTES = [
 def server_embedded(vecserve: Server) -> Iterator[str]:
     """A collection embedded by the server's MiniLM, filled through the store."""
     name = fresh_name()
-    with Client(vecserve.url) as client:
+    with Client(vecserve.url, api_key=READ_WRITE) as client:
         store = VecserveVectorStore(name, client=client, embedder="minilm")
         store.add_texts(NOTES, [{"topic": t} for t in ("food", "bikes", "money")])
         yield name
@@ -236,7 +238,8 @@ def test_server_embeds_texts_and_queries_without_langchain_embeddings(
 async def test_async_server_embedding_search(vecserve: Server, server_embedded: str) -> None:
     no_pool = httpx.AsyncHTTPTransport(limits=httpx.Limits(max_keepalive_connections=0))
     store = VecserveVectorStore(
-        server_embedded, async_client=AsyncClient(vecserve.url, transport=no_pool)
+        server_embedded,
+        async_client=AsyncClient(vecserve.url, api_key=READ_WRITE, transport=no_pool),
     )
     top = await store.asimilarity_search("shares and bonds", k=1)
     assert [doc.metadata for doc in top] == [{"topic": "money"}]

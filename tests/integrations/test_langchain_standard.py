@@ -12,6 +12,7 @@ import pytest
 from langchain_tests.integration_tests import VectorStoreIntegrationTests
 
 from tests.integration.conftest import Server
+from tests.integrations.conftest import READ_WRITE
 from vecserve_client import AsyncClient, Client, CollectionNotFound
 from vecserve_client.integrations.langchain import VecserveVectorStore
 
@@ -25,12 +26,12 @@ class TestVecserveVectorStoreStandard(VectorStoreIntegrationTests):
         # Each async test runs on an event loop of its own: an async client that keeps no
         # connection open between requests needs no closing on that loop.
         no_pool = httpx.AsyncHTTPTransport(limits=httpx.Limits(max_keepalive_connections=0))
-        with Client(vecserve.url) as client:
+        with Client(vecserve.url, api_key=READ_WRITE) as client:
             store = VecserveVectorStore(
                 f"lc{uuid.uuid4().hex[:12]}",
                 self.get_embeddings(),
                 client=client,
-                async_client=AsyncClient(vecserve.url, transport=no_pool),
+                async_client=AsyncClient(vecserve.url, api_key=READ_WRITE, transport=no_pool),
             )
             yield store
             with contextlib.suppress(CollectionNotFound):

@@ -24,6 +24,7 @@ from llama_index.core.vector_stores.types import (
 )
 
 from tests.integration.conftest import Server
+from tests.integrations.conftest import READ_WRITE
 from vecserve_client import AsyncClient, Client
 from vecserve_client.integrations.llamaindex import VecserveVectorStore, to_vecserve_filter
 
@@ -80,7 +81,7 @@ def fresh_name() -> str:
 
 @pytest.fixture
 def client(vecserve: Server) -> Iterator[Client]:
-    with Client(vecserve.url) as client:
+    with Client(vecserve.url, api_key=READ_WRITE) as client:
         yield client
 
 
@@ -90,7 +91,9 @@ def store(vecserve: Server, client: Client) -> Iterator[VecserveVectorStore]:
     # the test's event loop.
     no_pool = httpx.AsyncHTTPTransport(limits=httpx.Limits(max_keepalive_connections=0))
     store = VecserveVectorStore(
-        fresh_name(), client=client, async_client=AsyncClient(vecserve.url, transport=no_pool)
+        fresh_name(),
+        client=client,
+        async_client=AsyncClient(vecserve.url, api_key=READ_WRITE, transport=no_pool),
     )
     yield store
     store.clear()

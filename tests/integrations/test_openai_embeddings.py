@@ -16,40 +16,28 @@ import tiktoken
 from langchain_openai import OpenAIEmbeddings
 
 from tests.integration.conftest import Server
+from tests.integrations.conftest import READ_ONLY, READ_WRITE
 from vecserve_client import Client
 
-READ_WRITE = "rw-key-0123456789abcdef"
-READ_ONLY = "ro-key-0123456789abcdef"
+REFERENCE = "openai-reference"
 TEXTS = ["a kitten sleeps on the sofa", "a cat naps on the couch", "the stock market fell"]
 
 pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    env = {
-        "VECSERVE_API_KEYS": READ_WRITE,
-        "VECSERVE_READ_ONLY_API_KEYS": READ_ONLY,
-        # Wide enough that concurrent requests reliably share a batch.
-        "VECSERVE_BATCH_WINDOW_MS": "50",
-    }
-    with Server(tmp_path_factory.mktemp("openai") / "data", env=env) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def stored_vectors(server: Server) -> np.ndarray:
+def stored_vectors(vecserve: Server) -> np.ndarray:
     """TEXTS as a collection with the minilm embedder stores them: the reference."""
-    with Client(server.url, api_key=READ_WRITE) as client:
-        client.create_collection("reference", embedder="minilm", index="flat")
-        client.upsert("reference", [0, 1, 2], texts=TEXTS)
-        points = client.get("reference", [0, 1, 2], with_vector=True)
+    with Client(vecserve.url, api_key=READ_WRITE) as client:
+        client.create_collection(REFERENCE, embedder="minilm", index="flat")
+        client.upsert(REFERENCE, [0, 1, 2], texts=TEXTS)
+        points = client.get(REFERENCE, [0, 1, 2], with_vector=True)
     return np.stack([p.vector for p in points if p.vector is not None])
 
 
 @pytest.fixture
-def client(server: Server) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=f"{server.url}/v1", api_key=READ_ONLY, max_retries=0) as client:
+def client(vecserve: Server) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=f"{vecserve.url}/v1", api_key=READ_ONLY, max_retries=0) as client:
         yield client
 
 
@@ -69,9 +57,9 @@ def test_openai_client_gets_the_vectors_a_collection_stores(
     assert answer.usage.prompt_tokens == answer.usage.total_tokens > 3 * 3
 
 
-def test_float_and_base64_encodings_carry_the_same_vectors(server: Server) -> None:
+def test_float_and_base64_encodings_carry_the_same_vectors(vecserve: Server) -> None:
     headers = {"Authorization": f"Bearer {READ_ONLY}"}
-    with httpx.Client(base_url=server.url, headers=headers) as http:
+    with httpx.Client(base_url=vecserve.url, headers=headers) as http:
         floats = http.post("/v1/embeddings", json={"model": "minilm", "input": "hello world"})
         packed = http.post(
             "/v1/embeddings",
@@ -100,10 +88,10 @@ def test_float_and_base64_encodings_carry_the_same_vectors(server: Server) -> No
     ],
 )
 def test_bad_requests_get_vecserve_errors_with_stable_names(
-    server: Server, body: dict[str, object], status: int, name: str
+    vecserve: Server, body: dict[str, object], status: int, name: str
 ) -> None:
     response = httpx.post(
-        f"{server.url}/v1/embeddings", json=body, headers={"X-API-Key": READ_ONLY}
+        f"{vecserve.url}/v1/embeddings", json=body, headers={"X-API-Key": READ_ONLY}
     )
     assert response.status_code == status, response.text
     assert response.json()["error"] == name
@@ -121,8 +109,8 @@ def test_the_openai_client_raises_on_an_unknown_model(client: openai.OpenAI) -> 
     }
 
 
-def test_embedding_needs_a_key_and_a_read_only_one_is_enough(server: Server) -> None:
-    url = f"{server.url}/v1"
+def test_embedding_needs_a_key_and_a_read_only_one_is_enough(vecserve: Server) -> None:
+    url = f"{vecserve.url}/v1"
     wrong = openai.OpenAI(base_url=url, api_key="not-a-key-0123456789", max_retries=0)
     with wrong, pytest.raises(openai.AuthenticationError):
         wrong.embeddings.create(model="minilm", input="x")
@@ -132,9 +120,9 @@ def test_embedding_needs_a_key_and_a_read_only_one_is_enough(server: Server) -> 
         assert len(read_only.embeddings.create(model="minilm", input="x").data) == 1
 
 
-async def test_concurrent_requests_are_embedded_in_shared_batches(server: Server) -> None:
+async def test_concurrent_requests_are_embedded_in_shared_batches(vecserve: Server) -> None:
     def batched_queries() -> float:
-        metrics = httpx.get(f"{server.url}/metrics", headers={"X-API-Key": READ_ONLY}).text
+        metrics = httpx.get(f"{vecserve.url}/metrics", headers={"X-API-Key": READ_ONLY}).text
         counts = [
             line
             for line in metrics.splitlines()
@@ -143,7 +131,7 @@ async def test_concurrent_requests_are_embedded_in_shared_batches(server: Server
         return float(counts[0].split()[-1]) if counts else 0.0
 
     before = batched_queries()
-    async with openai.AsyncOpenAI(base_url=f"{server.url}/v1", api_key=READ_ONLY) as client:
+    async with openai.AsyncOpenAI(base_url=f"{vecserve.url}/v1", api_key=READ_ONLY) as client:
         answers = await asyncio.gather(
             *(client.embeddings.create(model="minilm", input=[t]) for t in TEXTS * 4)
         )
@@ -155,7 +143,7 @@ async def test_concurrent_requests_are_embedded_in_shared_batches(server: Server
 
 
 def test_langchain_openai_embeddings_use_the_server_without_tiktoken(
-    server: Server, stored_vectors: np.ndarray, monkeypatch: pytest.MonkeyPatch
+    vecserve: Server, stored_vectors: np.ndarray, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def no_tiktoken(*args: object, **kwargs: object) -> None:
         raise AssertionError("tiktoken was asked for an encoding (it would download it)")
@@ -165,7 +153,7 @@ def test_langchain_openai_embeddings_use_the_server_without_tiktoken(
     with httpx.Client() as http:  # closed here: LangChain does not close its own
         embeddings = OpenAIEmbeddings(
             model="minilm",
-            base_url=f"{server.url}/v1",
+            base_url=f"{vecserve.url}/v1",
             api_key=READ_ONLY,  # type: ignore[arg-type]
             check_embedding_ctx_length=False,
             max_retries=0,
@@ -178,12 +166,12 @@ def test_langchain_openai_embeddings_use_the_server_without_tiktoken(
 
 
 async def test_langchain_openai_async_embeddings(
-    server: Server, stored_vectors: np.ndarray
+    vecserve: Server, stored_vectors: np.ndarray
 ) -> None:
     async with httpx.AsyncClient() as http:
         embeddings = OpenAIEmbeddings(
             model="minilm",
-            base_url=f"{server.url}/v1",
+            base_url=f"{vecserve.url}/v1",
             api_key=READ_ONLY,  # type: ignore[arg-type]
             check_embedding_ctx_length=False,
             max_retries=0,
