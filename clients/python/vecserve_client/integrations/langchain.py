@@ -26,10 +26,7 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import VectorStore
 from langchain_core.vectorstores.utils import maximal_marginal_relevance
 
-from vecserve_client._async_client import AsyncClient
-from vecserve_client._client import Client
-from vecserve_client._exceptions import CollectionNotFound
-from vecserve_client._models import Hit, Point
+from vecserve_client import AsyncClient, Client, CollectionNotFound, Hit, Point
 from vecserve_client._types import IndexSpec, Metric
 
 __all__ = ["VecserveVectorStore", "to_vecserve_filter"]

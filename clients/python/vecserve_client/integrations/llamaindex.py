@@ -35,10 +35,7 @@ from llama_index.core.vector_stores.types import (
 )
 from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_metadata_dict
 
-from vecserve_client._async_client import AsyncClient
-from vecserve_client._client import Client
-from vecserve_client._exceptions import CollectionNotFound
-from vecserve_client._models import Hit, Point
+from vecserve_client import AsyncClient, Client, CollectionNotFound, Hit, Point
 from vecserve_client._types import IndexSpec, Metric
 
 __all__ = ["VecserveVectorStore", "to_vecserve_filter"]
