@@ -12,11 +12,17 @@ import numpy as np
 import pytest
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
+from langchain_core.vectorstores.utils import maximal_marginal_relevance
 
 from tests.integration.conftest import Server
 from tests.integrations.conftest import READ_WRITE
 from vecserve_client import AsyncClient, Client, CollectionNotFound
-from vecserve_client.integrations.langchain import VecserveVectorStore, to_vecserve_filter
+from vecserve_client.integrations.langchain import (
+    VecserveVectorStore,
+    _mmr_over_relevance,
+    _relevance_from_server_scores,
+    to_vecserve_filter,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -246,3 +252,20 @@ async def test_async_server_embedding_search(vecserve: Server, server_embedded: 
     diverse = await store.amax_marginal_relevance_search("cinnamon pie", k=3, fetch_k=3)
     assert diverse[0].page_content == NOTES[0]
     assert sorted(doc.page_content for doc in diverse) == sorted(NOTES)
+
+
+def test_mmr_from_server_scores_picks_as_langchain_does_from_the_query_vector() -> None:
+    """When the server embeds the query, its scores stand for the query's vector: the
+    picks are LangChain's own from that vector."""
+    rng = np.random.default_rng(5)
+    candidates = rng.standard_normal((30, 8)).astype(np.float32)
+    candidates /= np.linalg.norm(candidates, axis=1, keepdims=True)
+    query = rng.standard_normal(8).astype(np.float32)
+    query /= np.linalg.norm(query)
+    scores = candidates @ query
+    for lambda_mult in (0.0, 0.3, 0.5, 0.9):
+        expected = maximal_marginal_relevance(query, candidates.tolist(), lambda_mult, k=6)
+        assert _mmr_over_relevance(scores, candidates, 6, lambda_mult) == expected
+    distances = np.linalg.norm(candidates - query, axis=1)  # what an l2 collection returns
+    relevance = _relevance_from_server_scores(distances.tolist(), "l2")
+    np.testing.assert_allclose(relevance, scores, atol=1e-5)
