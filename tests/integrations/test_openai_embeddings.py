@@ -31,7 +31,7 @@ def stored_vectors(vecserve: Server) -> np.ndarray:
     with Client(vecserve.url, api_key=READ_WRITE) as client:
         client.create_collection(REFERENCE, embedder="minilm", index="flat")
         client.upsert(REFERENCE, [0, 1, 2], texts=TEXTS)
-        points = client.get(REFERENCE, [0, 1, 2], with_vector=True)
+        points = client.get(REFERENCE, [0, 1, 2], with_vectors=True)
     return np.stack([p.vector for p in points if p.vector is not None])
 
 

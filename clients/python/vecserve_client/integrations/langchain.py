@@ -448,7 +448,7 @@ class VecserveVectorStore(VectorStore):
             return self.max_marginal_relevance_search_by_vector(
                 vector, k, fetch_k, lambda_mult, filter, **kwargs
             )
-        hits = self._search(fetch_k, filter, kwargs, text=query, with_vector=True)
+        hits = self._search(fetch_k, filter, kwargs, text=query, with_vectors=True)
         return self._pick_by_server_scores(hits, k, lambda_mult)
 
     async def amax_marginal_relevance_search(
@@ -467,7 +467,7 @@ class VecserveVectorStore(VectorStore):
             return await self.amax_marginal_relevance_search_by_vector(
                 vector, k, fetch_k, lambda_mult, filter, **kwargs
             )
-        hits = await self._asearch(fetch_k, filter, kwargs, text=query, with_vector=True)
+        hits = await self._asearch(fetch_k, filter, kwargs, text=query, with_vectors=True)
         return self._pick_by_server_scores(hits, k, lambda_mult)
 
     def max_marginal_relevance_search_by_vector(
@@ -480,7 +480,7 @@ class VecserveVectorStore(VectorStore):
         **kwargs: Any,
     ) -> list[Document]:
         """``k`` documents near a vector and unlike each other (maximal marginal relevance)."""
-        hits = self._search(fetch_k, filter, kwargs, vector=embedding, with_vector=True)
+        hits = self._search(fetch_k, filter, kwargs, vector=embedding, with_vectors=True)
         return self._pick(embedding, hits, k, lambda_mult)
 
     async def amax_marginal_relevance_search_by_vector(
@@ -493,7 +493,7 @@ class VecserveVectorStore(VectorStore):
         **kwargs: Any,
     ) -> list[Document]:
         """``k`` documents near a vector and unlike each other (async)."""
-        hits = await self._asearch(fetch_k, filter, kwargs, vector=embedding, with_vector=True)
+        hits = await self._asearch(fetch_k, filter, kwargs, vector=embedding, with_vectors=True)
         return self._pick(embedding, hits, k, lambda_mult)
 
     # -- construction --------------------------------------------------------------------

@@ -382,7 +382,7 @@ def _search(
     k = query.similarity_top_k
     if query.mode == VectorStoreQueryMode.MMR:
         k = int(kwargs.get("mmr_prefetch_k") or k * _MMR_PREFETCH_FACTOR)
-        options["with_vector"] = True
+        options["with_vectors"] = True
     return query.query_embedding, k, options
 
 
