@@ -7,14 +7,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.conftest import Server
+from tests.support.server import NewServer, Server
 
 READ_WRITE = "rw-key-0123456789abcdef"
 READ_ONLY = "ro-key-0123456789abcdef"
 
 
 @pytest.fixture(scope="session")
-def vecserve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def vecserve(new_server: NewServer) -> Iterator[Server]:
     env = {
         "VECSERVE_API_KEYS": READ_WRITE,
         "VECSERVE_READ_ONLY_API_KEYS": READ_ONLY,
@@ -22,7 +22,7 @@ def vecserve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         # finds its lane idle still goes at once.
         "VECSERVE_BATCH_WINDOW_MS": "50",
     }
-    with Server(tmp_path_factory.mktemp("integrations") / "data", env=env) as server:
+    with new_server(env) as server:
         yield server
 
 

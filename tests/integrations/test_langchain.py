@@ -14,8 +14,8 @@ from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores.utils import maximal_marginal_relevance
 
-from tests.integration.conftest import Server
 from tests.integrations.conftest import READ_WRITE
+from tests.support.server import Server
 from vecserve_client import AsyncClient, Client, CollectionNotFound
 from vecserve_client.integrations.langchain import (
     VecserveVectorStore,

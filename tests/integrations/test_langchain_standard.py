@@ -11,8 +11,8 @@ import httpx
 import pytest
 from langchain_tests.integration_tests import VectorStoreIntegrationTests
 
-from tests.integration.conftest import Server
 from tests.integrations.conftest import READ_WRITE
+from tests.support.server import Server
 from vecserve_client import AsyncClient, Client, CollectionNotFound
 from vecserve_client.integrations.langchain import VecserveVectorStore
 

@@ -23,8 +23,8 @@ from llama_index.core.vector_stores.types import (
     VectorStoreQueryMode,
 )
 
-from tests.integration.conftest import Server
 from tests.integrations.conftest import READ_WRITE
+from tests.support.server import Server
 from vecserve_client import AsyncClient, Client
 from vecserve_client.integrations.llamaindex import VecserveVectorStore, to_vecserve_filter
 

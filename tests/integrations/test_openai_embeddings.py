@@ -15,8 +15,8 @@ import pytest
 import tiktoken
 from langchain_openai import OpenAIEmbeddings
 
-from tests.integration.conftest import Server
 from tests.integrations.conftest import READ_ONLY, READ_WRITE
+from tests.support.server import Server
 from vecserve_client import Client
 
 REFERENCE = "openai-reference"
