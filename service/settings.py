@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -10,6 +12,13 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from indexer.embedders import EmbedderConfig, default_embedder_configs
+
+ENV_PREFIX = "VECSERVE_"
+API_KEYS_ENV = f"{ENV_PREFIX}API_KEYS"
+"""The server's read-write API keys (``Settings.api_keys``), a JSON list or comma-separated;
+a command that calls a server sends the first of them unless ``CLIENT_API_KEY_ENV`` is set."""
+CLIENT_API_KEY_ENV = f"{ENV_PREFIX}API_KEY"
+"""The one key a command sends to a server (``vecserve index --url``; ``--api-key`` wins)."""
 
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 MIN_KEY_LENGTH = 16
@@ -21,7 +30,7 @@ class Settings(BaseSettings):
     """Everything the server can be told. Limits bound each request so that one client
     cannot exhaust the server; each is checked with a clear 413 or 422 error."""
 
-    model_config = SettingsConfigDict(env_prefix="VECSERVE_", extra="forbid")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
 
     data_dir: Path = Path("./data")
     device: Literal["auto", "cpu"] = "auto"
@@ -66,12 +75,7 @@ class Settings(BaseSettings):
     @field_validator("api_keys", "read_only_api_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:
-        if not isinstance(value, str):
-            return value
-        text = value.strip()
-        if text.startswith("["):
-            return json.loads(text)
-        return [key.strip() for key in text.split(",") if key.strip()]
+        return split_keys(value) if isinstance(value, str) else value
 
     @field_validator("api_keys", "read_only_api_keys")
     @classmethod
@@ -94,7 +98,7 @@ class Settings(BaseSettings):
             raise ValueError("a key is both in api_keys and read_only_api_keys")
         if not self.auth_enabled and self.host not in LOCAL_HOSTS and not self.allow_no_auth:
             raise ValueError(
-                f"refusing to listen on {self.host} without API keys: set VECSERVE_API_KEYS, "
+                f"refusing to listen on {self.host} without API keys: set {API_KEYS_ENV}, "
                 "or allow_no_auth (--allow-no-auth) if anyone who can reach the port may "
                 "read and write everything"
             )
@@ -103,3 +107,22 @@ class Settings(BaseSettings):
     @property
     def auth_enabled(self) -> bool:
         return bool(self.api_keys or self.read_only_api_keys)
+
+
+def split_keys(text: str) -> list[str]:
+    """API keys given as a JSON list or comma-separated."""
+    text = text.strip()
+    if text.startswith("["):
+        keys: list[str] = json.loads(text)
+        return keys
+    return [key.strip() for key in text.split(",") if key.strip()]
+
+
+def client_api_key(environ: Mapping[str, str] = os.environ) -> str | None:
+    """The key a command sends to a server: ``VECSERVE_API_KEY``, else the first of
+    ``VECSERVE_API_KEYS``, so that one variable serves a server and the commands that
+    call it from the same shell."""
+    if key := environ.get(CLIENT_API_KEY_ENV, "").strip():
+        return key
+    keys = split_keys(environ.get(API_KEYS_ENV, ""))
+    return str(keys[0]) if keys else None

@@ -6,7 +6,7 @@ import pytest
 from pydantic import SecretStr, ValidationError
 
 from service.limits import filter_depth
-from service.settings import Settings
+from service.settings import Settings, client_api_key
 
 KEY_A = "a-key-0123456789abcdef"
 KEY_B = "b-key-0123456789abcdef"
@@ -24,6 +24,21 @@ def test_api_keys_come_from_the_environment_comma_separated_or_as_json(
 ) -> None:
     monkeypatch.setenv("VECSERVE_API_KEYS", value)
     assert secrets(Settings().api_keys) == [KEY_A, KEY_B]
+
+
+@pytest.mark.parametrize(
+    ("environ", "sent"),
+    [
+        ({"VECSERVE_API_KEY": KEY_A, "VECSERVE_API_KEYS": KEY_B}, KEY_A),
+        ({"VECSERVE_API_KEYS": f"{KEY_B},{KEY_A}"}, KEY_B),
+        ({"VECSERVE_API_KEYS": f'["{KEY_B}"]'}, KEY_B),
+        ({"VECSERVE_API_KEY": " ", "VECSERVE_API_KEYS": ""}, None),
+    ],
+)
+def test_a_command_sends_its_own_key_else_the_first_of_the_servers(
+    environ: dict[str, str], sent: str | None
+) -> None:
+    assert client_api_key(environ) == sent
 
 
 def test_keys_are_kept_out_of_reprs() -> None:

@@ -1,10 +1,9 @@
-"""``vecserve quickstart``: a demo built from real data that ships in packages.
+"""``vecserve quickstart``: a demo built from real data that ships in packages, then served.
 
-- ``movies``: the most reviewed films of the 17,472 in ``bokeh-sampledata``'s movie
-  database (Wikidata, CC0; 1940 to 2014), each embedded with ``minilm`` from one line of
-  text: title, year, genres, country and director (the database has no plots).
-- ``photos``: the photos that ship in ``scikit-image`` (and ``scikit-learn``'s two sample
-  photos where it is installed), embedded with ``efficientnet-lite0``.
+- ``movies``: the most reviewed films of ``bokeh-sampledata``'s movie database
+  (:func:`service.sample_data.films`), each embedded with ``minilm`` from one line of text.
+- ``photos``: the photos that ship in ``scikit-image`` (and ``scikit-learn``)
+  (:func:`service.sample_data.packaged_photos`), embedded with ``efficientnet-lite0``.
 
 Both are indexed by the batch job (:mod:`indexer.jobs`) from JSONL files that the demo
 writes to ``DATA/quickstart/``: a run again finds the jobs done and embeds nothing, and an
@@ -14,8 +13,8 @@ are printed, with the curl and SDK commands that ask the same of the served API.
 
 from __future__ import annotations
 
+import argparse
 import os
-import sqlite3
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,13 +23,16 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from service.cli.failure import USAGE, CommandFailed
+from service.cli.options import add_data_option
+from service.sample_data import FILMS_IN_DATABASE
+
 if TYPE_CHECKING:  # the engine (and FAISS) load when a demo is built, not for `--help`
     from indexer import Collection, Engine, Hit
     from indexer.jobs import IndexJobConfig
 
-__all__ = ["DEFAULT_MOVIES", "MOVIES_IN_DATABASE", "build", "show_examples", "try_it"]
+__all__ = ["DEFAULT_MOVIES", "add_parser", "build", "run", "show_examples", "try_it"]
 
-MOVIES_IN_DATABASE = 17_472
 DEFAULT_MOVIES = 5_000
 """Films indexed by default: about a minute of embedding on 2 CPU cores."""
 
@@ -39,12 +41,71 @@ FILTERED_QUERY = ("a war film", {"year": {"$lt": 1970}})
 RECOMMEND_FROM = "Inception"
 CROPPED_PHOTO = "coffee"
 
-# skimage.data entries that are not photos: downloads everything, or drawn by a program
-# (binary_blobs differs on every call).
-_NOT_PHOTOS = frozenset(
-    {"download_all", "binary_blobs", "checkerboard", "colorwheel", "logo", "shepp_logan_phantom"}
-)
 _MOVIES_BATCH = 256  # small batches: the progress line moves every few seconds
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from service.settings import Settings
+
+    defaults = Settings.model_fields
+    parser = commands.add_parser(
+        "quickstart",
+        help="build a demo of films and photos from packaged data, show queries, serve it",
+        description=(
+            "Embed the most reviewed films of bokeh-sampledata's movie database (Wikidata, "
+            f"{FILMS_IN_DATABASE:,} films) into a 'movies' collection with minilm, and the "
+            "photos that ship in scikit-image (and scikit-learn) into a 'photos' collection "
+            "with efficientnet-lite0; run example searches, print the curl and SDK commands "
+            "that ask the API the same, and serve the data folder on 127.0.0.1. The default "
+            f"{DEFAULT_MOVIES:,} films take about a minute on 2 CPU cores; a second run "
+            "reuses the collections."
+        ),
+    )
+    add_data_option(parser, defaults["data_dir"].default)
+    port = defaults["port"].default
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=port,
+        help=f"port to serve on, on 127.0.0.1 (default: {port})",
+    )
+    parser.add_argument(
+        "--movies",
+        type=int,
+        default=DEFAULT_MOVIES,
+        metavar="N",
+        help=f"the N films with the most reviews (default: {DEFAULT_MOVIES}; "
+        f"all: {FILMS_IN_DATABASE})",
+    )
+    parser.add_argument(
+        "--no-serve", action="store_true", help="build and show the examples, then exit"
+    )
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build the demo collections, show example queries, then serve them (unless
+    ``--no-serve``).
+
+    Raises:
+        CommandFailed: ``--movies`` out of range (status 2).
+        ModuleNotFoundError: a package the demo needs is missing.
+    """
+    from indexer import Engine
+    from service.cli.serve import serve
+
+    if not 1 <= args.movies <= FILMS_IN_DATABASE:
+        raise CommandFailed(f"--movies is between 1 and {FILMS_IN_DATABASE:,}", USAGE)
+    with Engine(args.data, background=False) as engine:
+        built = build(engine, args.movies)
+        show_examples(engine, built)
+    url = f"http://127.0.0.1:{args.port}"
+    print("\n" + try_it(url, built))
+    if args.no_serve:
+        print(f"Serve them: vecserve serve --data {args.data} --port {args.port}")
+        return 0
+    print(f"Serving {os.path.abspath(args.data)} on {url} (Ctrl-C stops)", flush=True)
+    return serve({"data_dir": args.data, "host": "127.0.0.1", "port": args.port}, "warning")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,9 +120,10 @@ def build(engine: Engine, movies: int) -> Built:
     """Index the ``movies`` most reviewed films and the packaged photos into ``engine``,
     unless an earlier run did; print what is done on stdout and progress on stderr."""
     from indexer.jobs import IndexJobConfig
+    from service.sample_data import films as sample_films
 
     folder = engine.path / "quickstart"
-    films = _write_if_changed(folder / "movies.jsonl", _movie_lines(movies))
+    films = _write_if_changed(folder / "movies.jsonl", sample_films(movies))
     photos = _write_if_changed(folder / "photos.jsonl", _photo_lines(folder / "photos"))
     _index(
         engine,
@@ -123,10 +185,12 @@ def show_examples(engine: Engine, built: Built) -> None:
 
 def try_it(url: str, built: Built) -> str:
     """The commands that ask the served API what :func:`show_examples` asked the engine."""
+    from service.settings import API_KEYS_ENV
+
     photo = built.folder / "photos" / f"{CROPPED_PHOTO}.png"
     post = f"curl -s {url}/collections"
     json = "-H 'content-type: application/json'"
-    key = ' -H "authorization: Bearer $KEY"' if os.environ.get("VECSERVE_API_KEYS") else ""
+    key = ' -H "authorization: Bearer $KEY"' if os.environ.get(API_KEYS_ENV) else ""
     query, where = FILTERED_QUERY
     filtered = orjson.dumps({"text": query, "k": 5, "filter": where}).decode()
     return f"""\
@@ -197,80 +261,16 @@ class _TitledProgress:
         self._line.finish()
 
 
-def _movie_lines(limit: int) -> Iterator[dict[str, Any]]:
-    """The ``limit`` films with the most reviews, most reviewed first."""
-    from bokeh_sampledata.movies_data import movie_path
-
-    connection = sqlite3.connect(f"file:{movie_path}?mode=ro", uri=True)
-    try:
-        rows = connection.execute(
-            """
-            SELECT o.ID, o.Title, o.Year, o.Genre, o.Country, o.Director, t.Meter
-            FROM omdb AS o JOIN tomatoes AS t ON t.ID = o.ID
-            ORDER BY COALESCE(t.Reviews, 0) DESC, o.ID
-            LIMIT ?
-            """,
-            (limit,),
-        ).fetchall()
-    finally:
-        connection.close()
-    for rank, (film_id, title, year, genre, country, director, meter) in enumerate(rows):
-        genres = [g.strip() for g in (genre or "").split(",") if g.strip()]
-        text = f"{title} ({year})"
-        if genres:
-            text += f", a {', '.join(genres).lower()} film"
-        if country:
-            text += f" from {country}"
-        if director:
-            text += f", directed by {director}"
-        record = {
-            "id": film_id,
-            "text": text + ".",
-            "title": title,
-            "year": year,
-            "genres": genres,
-            "country": country,
-            "director": director,
-            "rank": rank,
-        }
-        if meter is not None:
-            record["tomatometer"] = meter
-        yield record
-
-
 def _photo_lines(folder: Path) -> Iterator[dict[str, Any]]:
     """The packaged photos, each written once as a PNG in ``folder``."""
+    from service.sample_data import packaged_photos
+
     folder.mkdir(parents=True, exist_ok=True)
-    for name, source, pixels in _packaged_photos():
+    for name, source, pixels in packaged_photos():
         path = folder / f"{name}.png"
         if not path.exists():
             _save_png(pixels, path)
         yield {"id": name, "name": name, "source": source, "image": f"photos/{name}.png"}
-
-
-def _packaged_photos() -> Iterator[tuple[str, str, Any]]:
-    """(name, package, pixels) of each photo that loads without a download."""
-    import numpy as np
-    from skimage import data
-
-    for name in sorted(set(data.__all__) - _NOT_PHOTOS):
-        try:
-            pixels = getattr(data, name)()
-        except Exception:  # a download that fails offline, or no image loader
-            continue
-        if isinstance(pixels, tuple):  # stereo_motorcycle: (left, right, disparity)
-            pixels = pixels[0]
-        if isinstance(pixels, np.ndarray) and (
-            pixels.ndim == 2 or (pixels.ndim == 3 and pixels.shape[2] in (3, 4))
-        ):
-            yield name, "scikit-image", pixels
-    try:
-        from sklearn.datasets import load_sample_images
-    except ImportError:
-        return
-    samples = load_sample_images()
-    for filename, pixels in zip(samples.filenames, samples.images, strict=True):
-        yield Path(filename).stem, "scikit-learn", pixels
 
 
 def _save_png(pixels: Any, path: Path) -> None:
