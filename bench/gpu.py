@@ -26,118 +26,63 @@ set (a reference for what the hardware can do), and text embedding throughput on
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import gzip
 import json
-import platform
+import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+if not __package__:  # run as a file (python bench/gpu.py): import bench.* from this checkout
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import faiss
 import numpy as np
 
+from bench._datasets import Dataset, clustered, fashion_mnist
+from bench._measures import best_qps, exact_neighbours, hit_ids, recall
+from bench._report import RESULTS, Run, describe, save, table
 from indexer import Engine
 from indexer.indexes import FAMILIES
+from service.sample_data import FASHION_MNIST_DIR
 
 K = 10
 ROUND_SECONDS = 0.5
 ROUNDS = 3
 UPSERT_BATCH = 100_000
 NQS = (1, 64, 1024)
-SEED = 0
-FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
-DEFAULT_OUT = Path(__file__).parent / "results" / "gpu"
+N_QUERIES = 1024
+EMBED_BATCHES = (32, 256)
 # Sub-quantizer counts FAISS GPU IVF-PQ supports that divide the dimension: 96 for 768-d,
 # 28 for 784-d (the CPU default, about dim/4, has no GPU kernel).
 PQ_M = {768: 96, 784: 28, 128: 32, 64: 16}
 
 
-def clustered(n: int, dim: int, seed: int) -> np.ndarray:
-    """Unit vectors around 1,000 random centres, generated in chunks (1M x 768 is 3 GB)."""
-    rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((1000, dim), dtype=np.float32)
-    out = np.empty((n, dim), dtype=np.float32)
-    for start in range(0, n, 100_000):
-        stop = min(n, start + 100_000)
-        part = centres[rng.integers(0, 1000, stop - start)]
-        part += 0.6 * rng.standard_normal((stop - start, dim), dtype=np.float32)
-        out[start:stop] = part / np.linalg.norm(part, axis=1, keepdims=True)
-    return out
-
-
-def load_fashion(folder: Path) -> tuple[np.ndarray, np.ndarray]:
-    def images(name: str) -> np.ndarray:
-        with gzip.open(folder / name) as f:
-            raw = f.read()
-        return np.frombuffer(raw, np.uint8, offset=16).reshape(-1, 784).astype(np.float32)
-
-    return images("train-images-idx3-ubyte.gz"), images("t10k-images-idx3-ubyte.gz")[:1000]
-
-
 def qps(
     search: Callable[[np.ndarray], object], queries: np.ndarray, nq: int, rounds: int = ROUNDS
 ) -> float:
-    """Queries per second: batches of ``nq`` (nq = 1: one query per call), best round."""
-    batches = [queries[i : i + nq] for i in range(0, len(queries) - nq + 1, nq)]
-    search(batches[0])  # warm-up
-    best = 0.0
-    for _ in range(rounds):
-        done, started = 0, time.perf_counter()
-        while True:
-            for batch in batches:
-                search(batch)
-                done += len(batch)
-            elapsed = time.perf_counter() - started
-            if elapsed >= ROUND_SECONDS:
-                break
-        best = max(best, done / elapsed)
-    return best
-
-
-def recall(found: np.ndarray, truth: np.ndarray) -> float:
-    hits = sum(len(np.intersect1d(f[f >= 0], t)) for f, t in zip(found, truth, strict=True))
-    return hits / truth.size
-
-
-def engine_ids(hits: list[list[Any]]) -> np.ndarray:
-    return np.array([[h.id for h in row] + [-1] * (K - len(row)) for row in hits])
+    return best_qps(search, queries, nq, rounds, ROUND_SECONDS)
 
 
 class Bench:
-    def __init__(self, out: Path, quick: bool) -> None:
+    """The figures so far, saved after each data set (a GPU run is long and costly)."""
+
+    def __init__(self, out: Path, run: Run) -> None:
         self.out = out
-        self.quick = quick
+        self.run = run
         self.rows: list[dict[str, Any]] = []
         self.extra: dict[str, Any] = {}
         self.res = faiss.StandardGpuResources()
 
     def save(self) -> None:
-        report = {
-            "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "machine": {
-                "platform": platform.platform(),
-                "faiss": faiss.__version__,
-                "gpus": faiss.get_num_gpus(),
-                "omp_threads": faiss.omp_get_max_threads(),
-            },
-            "k": K,
-            "rows": self.rows,
-            **self.extra,
-        }
-        self.out.with_suffix(".json").write_text(json.dumps(report, indent=2))
-        self.out.with_suffix(".md").write_text(markdown(report))
+        report = {**self.run.header(), "k": K, "rows": self.rows, **self.extra}
+        save(self.out, report, markdown(report))
 
-    def dataset(
-        self, name: str, base: np.ndarray, queries: np.ndarray, metric: str, folder: Path
-    ) -> None:
+    def dataset(self, data: Dataset, folder: Path) -> None:
+        name, base, queries, metric = data.name, data.base, data.queries, data.metric
         faiss_metric = faiss.METRIC_L2 if metric == "l2" else faiss.METRIC_INNER_PRODUCT
-        exact = faiss.index_cpu_to_gpu(self.res, 0, faiss.IndexFlat(base.shape[1], faiss_metric))
-        exact.add(base)
-        _, truth = exact.search(queries, K)
-        del exact
+        truth = exact_neighbours(base, queries, K, metric, gpu=self.res)
         dim = base.shape[1]
         for family in ("flat", "ivf_flat", "ivf_pq"):
             spec: dict[str, Any] = {"kind": family}
@@ -186,7 +131,7 @@ class Bench:
                 faiss.extract_index_ivf(cpu).nprobe = nprobe
 
             out["recall_engine"] = recall(
-                engine_ids(col.search(queries, K, params=params, with_payload=False)), truth
+                hit_ids(col.search(queries, K, params=params, with_payload=False), K), truth
             )
             out["recall_raw_gpu"] = recall(raw.search(queries, K)[1], truth)
             out["recall_raw_cpu"] = recall(cpu.search(queries, K)[1], truth)
@@ -220,10 +165,7 @@ class Bench:
         if not torch.cuda.is_available():
             return
         x = torch.from_numpy(base).cuda().half()
-        exact = faiss.index_cpu_to_gpu(self.res, 0, faiss.IndexFlatIP(base.shape[1]))
-        exact.add(base)
-        _, truth = exact.search(queries, K)
-        del exact
+        truth = exact_neighbours(base, queries, K, "cosine", gpu=self.res)
         result: dict[str, Any] = {}
         for nq in NQS:
             q = torch.from_numpy(queries[:nq]).cuda().half()
@@ -269,7 +211,7 @@ class Bench:
         model = SentenceTransformer(source_path, device="cuda").half()
         model.encode(texts[:512], batch_size=64)
         embedders = {}
-        for batch in (32, 256):
+        for batch in EMBED_BATCHES:
             config = EmbedderConfig(
                 name="minilm", kind="sentence-transformers", source=source, batch_size=batch
             )
@@ -285,7 +227,7 @@ class Bench:
 
         # Plain and embedder take turns, best of ROUNDS each, so that neither gains from
         # running second (clocks, caches, allocator).
-        for batch in (32, 256):
+        for batch in EMBED_BATCHES:
             plain = embedder = 0.0
             for _ in range(ROUNDS):
                 plain = max(
@@ -327,57 +269,81 @@ def build_raw(
     return index, time.perf_counter() - started
 
 
-def markdown(report: dict[str, Any]) -> str:
+def markdown(report: dict[str, Any]) -> list[str]:
+    search_rows = [
+        [
+            row["dataset"],
+            f"{row['family']} ({row['engine_device']})",
+            str(nq),
+            f"{cell['engine_qps']:,.0f}",
+            f"{cell['raw_gpu_qps']:,.0f}",
+            f"{cell['engine_vs_raw']:.2f}",
+            f"{cell['engine_hits_qps']:,.0f}",
+            f"{cell['raw_cpu_qps']:,.0f}",
+            f"{cell['gpu_vs_cpu']:.1f}",
+            f"{row['recall_engine']:.3f} / {row['recall_raw_gpu']:.3f}",
+            str(row["params"]),
+        ]
+        for row in report["rows"]
+        for nq in NQS
+        if (cell := row.get(f"nq{nq}")) is not None
+    ]
+    build_rows = [
+        [
+            row["dataset"],
+            row["family"],
+            f"{row['engine_upsert_s']:.1f}",
+            f"{row['engine_build_s']:.1f}",
+            f"{row['raw_build_s']:.1f}",
+        ]
+        for row in report["rows"]
+    ]
     lines = [
         f"# Engine on the GPU vs raw FAISS (k = {report['k']})",
         "",
-        f"{report['date']}, {report['machine']['platform']}, faiss {report['machine']['faiss']},"
-        f" {report['machine']['gpus']} GPU(s), {report['machine']['omp_threads']} CPU threads.",
+        describe(report),
         "",
-        "| data | family | nq | engine QPS | raw GPU QPS | engine/raw | engine hits QPS "
-        "| raw CPU QPS | GPU/CPU | recall engine / raw | params |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for row in report["rows"]:
-        for nq in NQS:
-            cell = row.get(f"nq{nq}")
-            if cell is None:
-                continue
-            lines.append(
-                f"| {row['dataset']} | {row['family']} ({row['engine_device']}) | {nq} "
-                f"| {cell['engine_qps']:,.0f} | {cell['raw_gpu_qps']:,.0f} "
-                f"| {cell['engine_vs_raw']:.2f} | {cell['engine_hits_qps']:,.0f} "
-                f"| {cell['raw_cpu_qps']:,.0f} "
-                f"| {cell['gpu_vs_cpu']:.1f} "
-                f"| {row['recall_engine']:.3f} / {row['recall_raw_gpu']:.3f} | {row['params']} |"
-            )
-    lines += [
+        *table(
+            [
+                "data",
+                "family",
+                "nq",
+                "engine QPS",
+                "raw GPU QPS",
+                "engine/raw",
+                "engine hits QPS",
+                "raw CPU QPS",
+                "GPU/CPU",
+                "recall engine / raw",
+                "params",
+            ],
+            search_rows,
+        ),
         "",
         "Build: engine upsert through SQLite, then optimize (train, add, calibrate, "
         "place); raw: train and add on the GPU.",
         "",
-        "| data | family | engine upsert s | engine build s | raw build s |",
-        "|---|---|---|---|---|",
+        *table(["data", "family", "engine upsert s", "engine build s", "raw build s"], build_rows),
     ]
-    for row in report["rows"]:
-        lines.append(
-            f"| {row['dataset']} | {row['family']} | {row['engine_upsert_s']:.1f} "
-            f"| {row['engine_build_s']:.1f} | {row['raw_build_s']:.1f} |"
-        )
     brute = report.get("torch_fp16_brute_force")
     if brute:
         lines += [
             "",
             "torch fp16 matmul + top-k (reference, synthetic set):",
             "",
-            "| nq | QPS | ms per batch | recall@10 |",
-            "|---|---|---|---|",
+            *table(
+                ["nq", "QPS", "ms per batch", "recall@10"],
+                [
+                    [
+                        nq[2:],
+                        f"{cell['qps']:,.0f}",
+                        f"{cell['ms_per_batch']:.2f}",
+                        f"{cell['recall']:.3f}",
+                    ]
+                    for nq, cell in brute.items()
+                ],
+            ),
         ]
-        for nq, cell in brute.items():
-            lines.append(
-                f"| {nq[2:]} | {cell['qps']:,.0f} | {cell['ms_per_batch']:.2f} "
-                f"| {cell['recall']:.3f} |"
-            )
     text = report.get("text_embedding")
     if text:
         lines += [
@@ -385,25 +351,29 @@ def markdown(report: dict[str, Any]) -> str:
             f"Text embedding on the GPU, all-MiniLM-L6-v2 fp16, {text['texts']:,} "
             f"WordNet glosses (mean {text['mean_chars']:.0f} characters), texts/s:",
             "",
-            "| batch | plain encode | vecserve embedder |",
-            "|---|---|---|",
+            *table(
+                ["batch", "plain encode", "vecserve embedder"],
+                [
+                    [
+                        str(batch),
+                        f"{text[f'plain_encode_b{batch}_per_s']:,.0f}",
+                        f"{text[f'embedder_b{batch}_per_s']:,.0f}",
+                    ]
+                    for batch in EMBED_BATCHES
+                ],
+            ),
         ]
-        for batch in (32, 256):
-            lines.append(
-                f"| {batch} | {text[f'plain_encode_b{batch}_per_s']:,.0f} "
-                f"| {text[f'embedder_b{batch}_per_s']:,.0f} |"
-            )
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--n", type=int, default=1_000_000, help="synthetic vectors")
     parser.add_argument("--dim", type=int, default=768)
-    parser.add_argument("--fashion-dir", type=Path, default=FASHION_DIR)
+    parser.add_argument("--fashion-dir", type=Path, default=FASHION_MNIST_DIR)
     parser.add_argument("--texts", type=Path, help="JSONL of {'gloss': text} to embed")
     parser.add_argument("--model", type=Path, help="all-MiniLM-L6-v2 folder (default: package)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--out", type=Path, default=RESULTS / "gpu")
     parser.add_argument("--quick", action="store_true", help="100k synthetic vectors")
     parser.add_argument("--skip", default="", help="comma list: synthetic,fashion,torch,text")
     args = parser.parse_args()
@@ -411,27 +381,18 @@ def main() -> None:
         raise SystemExit("bench.gpu needs a GPU visible to FAISS")
     skip = set(filter(None, args.skip.split(",")))
     n = 100_000 if args.quick else args.n
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    bench = Bench(args.out, args.quick)
+    bench = Bench(args.out, Run("bench.gpu"))
     with tempfile.TemporaryDirectory() as tmp:
         if "text" not in skip and args.texts:
             bench.embedding(args.texts, args.model)
         if "fashion" not in skip and (args.fashion_dir / "t10k-images-idx3-ubyte.gz").exists():
-            base, queries = load_fashion(args.fashion_dir)
-            bench.dataset("fashion-mnist-784", base, queries, "l2", Path(tmp) / "fashion")
+            bench.dataset(fashion_mnist(args.fashion_dir, None, 1000), Path(tmp) / "fashion")
         if "synthetic" not in skip or "torch" not in skip:
-            data = clustered(n + 1024, args.dim, SEED)
-            base, queries = data[:n], data[n:]
+            synthetic = clustered(n, N_QUERIES, args.dim)
             if "torch" not in skip:
-                bench.torch_brute_force(base, queries)
+                bench.torch_brute_force(synthetic.base, synthetic.queries)
             if "synthetic" not in skip:
-                bench.dataset(
-                    f"synthetic-{n // 1000}k-{args.dim}",
-                    base,
-                    queries,
-                    "cosine",
-                    Path(tmp) / "synthetic",
-                )
+                bench.dataset(synthetic, Path(tmp) / "synthetic")
     bench.save()
     print(args.out.with_suffix(".md").read_text())
 

@@ -32,11 +32,7 @@ is given.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
-import os
-import platform
-import random
 import re
 import subprocess
 import sys
@@ -45,34 +41,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-WORDNET = Path("/usr/share/wordnet")
-PARTS_OF_SPEECH = ("noun", "verb", "adj", "adv")
-SEED = 0
+if not __package__:  # run as a file (python bench/indexing.py): import bench.* from this checkout
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench._datasets import SEED, wordnet_sample
+from bench._report import Run, add_output_options, describe, output_prefix, save, table
+
 MODEL_BATCH = 64  # the `minilm` embedder's configured forward batch
-DEFAULT_OUT = Path(__file__).parent / "results" / "indexing"
 _SUMMARY = re.compile(r"indexed ([\d,]+) records into .* in ([\d.]+)s")
 _LOAD = re.compile(r"model loaded in ([\d.]+)s; index built in ([\d.]+)s")
-
-
-def wordnet_glosses() -> list[dict[str, str]]:
-    """Every WordNet synset as ``{"id", "gloss", "pos"}``, in file order."""
-    if not (WORDNET / "data.noun").exists():
-        sys.exit(f"no WordNet in {WORDNET}: apt-get install -y -qq wordnet-base")
-    records = []
-    for part in PARTS_OF_SPEECH:
-        with open(WORDNET / f"data.{part}", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("  "):  # the licence header
-                    continue
-                fields, _, gloss = line.partition(" | ")
-                offset, _, pos = fields.split(" ", 3)[:3]
-                records.append({"id": f"{pos}{offset}", "gloss": gloss.strip(), "pos": pos})
-    return records
-
-
-def sample(records: list[dict[str, str]], n: int) -> list[dict[str, str]]:
-    chosen = sorted(random.Random(SEED).sample(range(len(records)), min(n, len(records))))
-    return [records[i] for i in chosen]
 
 
 def plain_encode(texts: list[str]) -> dict[str, float]:
@@ -136,20 +113,19 @@ def index_job(source: Path, n: int) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small sample, once; no save")
     parser.add_argument("--docs", type=int, help="glosses to index (default 20,000)")
     parser.add_argument("--repeats", type=int, help="alternating repeats (default 2)")
-    parser.add_argument("--out", type=Path, help="save PREFIX.json and PREFIX.md")
+    add_output_options(parser, "indexing", quick="small sample, once")
     args = parser.parse_args()
     n = args.docs or (2_000 if args.quick else 20_000)
     repeats = args.repeats or (1 if args.quick else 2)
-    out = args.out or (None if args.quick else DEFAULT_OUT)
+    out = output_prefix(args, "indexing")
+    run = Run("bench.indexing")
 
-    records = sample(wordnet_glosses(), n)
+    records = wordnet_sample(n)
     texts = [r["gloss"] for r in records]
     plain: list[dict[str, float]] = []
     job: list[dict[str, float]] = []
-    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="vecserve-bench-") as folder:
         source = Path(folder) / "glosses.jsonl"
         source.write_text("".join(json.dumps(r) + "\n" for r in records))
@@ -160,11 +136,8 @@ def main() -> None:
             print(f"[{repeat + 1}/{repeats}] vecserve index: {job[-1]['docs_per_s']:,.0f} docs/s")
     best_plain = max(plain, key=lambda r: r["docs_per_s"])
     best_job = max(job, key=lambda r: r["docs_per_s"])
-    result = {
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": _machine(),
-        "load_average_before": [round(x, 2) for x in load_before],
-        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+    report = {
+        **run.header(),
         "data": {
             "source": "WordNet 3.0 glosses (wordnet-base), seeded sample in file order",
             "docs": n,
@@ -179,59 +152,58 @@ def main() -> None:
         "ratio_wall_incl_load": best_job["wall_docs_per_s"]
         / (n / (best_plain["load_s"] + best_plain["encode_s"])),
     }
-    table = _table(result)
-    print(table)
+    lines = markdown(report)
+    print("\n".join(lines))
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-        out.with_suffix(".md").write_text(table)
-        print(f"saved {out.with_suffix('.json')} and {out.with_suffix('.md')}")
+        save(out, report, lines)
 
 
-def _machine() -> dict[str, Any]:
-    import torch
-
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-    }
-
-
-def _table(result: dict[str, Any]) -> str:
-    plain = result["best"]["plain_encode"]
-    job = result["best"]["vecserve_index"]
-    n = result["data"]["docs"]
-    machine = result["machine"]
-    lines = [
+def markdown(report: dict[str, Any]) -> list[str]:
+    plain = report["best"]["plain_encode"]
+    job = report["best"]["vecserve_index"]
+    n = report["data"]["docs"]
+    plain_with_load = plain["load_s"] + plain["encode_s"]
+    return [
         f"# `vecserve index` vs plain encode ({n:,} WordNet glosses, all-MiniLM-L6-v2, CPU)",
         "",
-        f"{result['date']}, {machine['cpus']} CPUs, torch {machine['torch']} "
-        f"({machine['torch_threads']} threads), load average before/after "
-        f"{result['load_average_before'][0]:.2f}/{result['load_average_after'][0]:.2f}; "
-        f"best of {len(result['plain_encode'])} alternating runs each; model batch "
-        f"{result['model_batch']}. Command: `python -m bench.indexing`.",
+        describe(report),
         "",
-        "| measure | seconds | docs/s | vs plain encode |",
-        "|---|---:|---:|---:|",
-        f"| plain `model.encode` (model loaded) | {plain['encode_s']:.1f} "
-        f"| {plain['docs_per_s']:,.0f} | 1.00 |",
-        f"| `vecserve index`, file to committed collection | {job['elapsed_s']:.1f} "
-        f"| {job['docs_per_s']:,.0f} | **{result['ratio']:.2f}** |",
-        f"| plain: model load (torch already imported) + encode "
-        f"| {plain['load_s'] + plain['encode_s']:.1f} "
-        f"| {n / (plain['load_s'] + plain['encode_s']):,.0f} | 1.00 |",
-        f"| `vecserve index`, whole command (interpreter start, imports, model load, "
-        f"index build) | {job['wall_s']:.1f} "
-        f"| {job['wall_docs_per_s']:,.0f} | {result['ratio_wall_incl_load']:.2f} |",
+        f"Best of {len(report['plain_encode'])} alternating runs each; model batch "
+        f"{report['model_batch']}.",
+        "",
+        *table(
+            ["measure", "seconds", "docs/s", "vs plain encode"],
+            [
+                [
+                    "plain `model.encode` (model loaded)",
+                    f"{plain['encode_s']:.1f}",
+                    f"{plain['docs_per_s']:,.0f}",
+                    "1.00",
+                ],
+                [
+                    "`vecserve index`, file to committed collection",
+                    f"{job['elapsed_s']:.1f}",
+                    f"{job['docs_per_s']:,.0f}",
+                    f"**{report['ratio']:.2f}**",
+                ],
+                [
+                    "plain: model load (torch already imported) + encode",
+                    f"{plain_with_load:.1f}",
+                    f"{n / plain_with_load:,.0f}",
+                    "1.00",
+                ],
+                [
+                    "`vecserve index`, whole command (interpreter start, imports, model "
+                    "load, index build)",
+                    f"{job['wall_s']:.1f}",
+                    f"{job['wall_docs_per_s']:,.0f}",
+                    f"{report['ratio_wall_incl_load']:.2f}",
+                ],
+            ],
+        ),
         "",
         f"Job: model loaded in {job['load_s']:.1f}s, index built in {job['index_s']:.1f}s.",
-        "",
     ]
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":

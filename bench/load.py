@@ -17,9 +17,9 @@ cores, not for the interpreter.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
-import sys
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -70,10 +70,18 @@ async def closed_loop(
 
 
 def main() -> None:
-    url, path, bodies_file, clients, seconds = sys.argv[1:6]
-    warmup = float(sys.argv[6]) if len(sys.argv) > 6 else 0.5
-    bodies = Path(bodies_file).read_bytes().splitlines()
-    latencies = asyncio.run(closed_loop(url, path, bodies, int(clients), float(seconds), warmup))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("url", help="the service, http://host:port")
+    parser.add_argument("path", help="the path to POST to, e.g. /collections/c/search")
+    parser.add_argument("bodies_file", type=Path, help="JSON bodies, one a line")
+    parser.add_argument("clients", type=int, help="keep-alive connections")
+    parser.add_argument("seconds", type=float, help="measured seconds")
+    parser.add_argument("warmup", type=float, nargs="?", default=0.5, help="seconds before")
+    args = parser.parse_args()
+    bodies = args.bodies_file.read_bytes().splitlines()
+    latencies = asyncio.run(
+        closed_loop(args.url, args.path, bodies, args.clients, args.seconds, args.warmup)
+    )
     print(json.dumps(latencies))
 
 

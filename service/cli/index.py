@@ -6,27 +6,37 @@ from __future__ import annotations
 import argparse
 import sys
 
+from indexer.jobs import IndexJobConfig
 from service.cli.failure import USAGE, CommandFailed
 from service.cli.options import add_data_option, shown
+from service.settings import API_KEYS_ENV, CLIENT_API_KEY_ENV
 
-__all__ = ["add_parser", "run"]
+__all__ = ["DESCRIPTION", "HELP", "NAME", "add_arguments", "run"]
+
+NAME = "index"
+HELP = "embed a JSONL, CSV or Parquet file, or a folder of images, into a collection"
+DESCRIPTION = (
+    "Embed every record of SOURCE and upsert it into a collection (created, cosine, if "
+    "missing) in a data folder, or on a running vecserve service with --url. A killed job "
+    "run again with the same arguments resumes where it stopped; records that cannot be "
+    "indexed go to a reject file with the reason."
+)
+
+_PASSED_THROUGH = (
+    "source",
+    "collection",
+    "format",
+    "id_field",
+    "text_field",
+    "image_field",
+    "label_from_folder",
+    "embedder",
+    "batch_size",
+)
 
 
-def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from indexer.jobs import IndexJobConfig
-    from service.settings import API_KEYS_ENV, CLIENT_API_KEY_ENV
-
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = IndexJobConfig.model_fields
-    parser = commands.add_parser(
-        "index",
-        help="embed a JSONL, CSV or Parquet file, or a folder of images, into a collection",
-        description=(
-            "Embed every record of SOURCE and upsert it into a collection (created, cosine, "
-            "if missing) in a data folder, or on a running vecserve service with --url. A "
-            "killed job run again with the same arguments resumes where it stopped; records "
-            "that cannot be indexed go to a reject file with the reason."
-        ),
-    )
     parser.add_argument(
         "source", metavar="SOURCE", help="a .jsonl, .csv, .tsv or .parquet file, or a folder"
     )
@@ -83,7 +93,6 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="records per batch: embedded in one call, written in one transaction "
         "(default: 4096 texts, 64 images)",
     )
-    parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -96,27 +105,18 @@ def run(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from indexer.errors import DataFolderInUse
-    from indexer.jobs import IndexJobConfig, ProgressLine, run_index_job
+    from indexer.jobs import ProgressLine, run_index_job
     from service.settings import client_api_key
 
     if args.url is None:
         destination = {"data": args.data, "api_key": args.api_key}
     else:
         destination = {"url": args.url, "api_key": args.api_key or client_api_key()}
+    payload_fields = tuple(f.strip() for f in args.payload_fields.split(",") if f.strip())
+    # The other options are named as the config's fields, and pass through as given.
+    given = {name: getattr(args, name) for name in _PASSED_THROUGH}
     try:
-        config = IndexJobConfig(
-            source=args.source,
-            collection=args.collection,
-            **destination,
-            format=args.format,
-            id_field=args.id_field,
-            text_field=args.text_field,
-            image_field=args.image_field,
-            payload_fields=tuple(f.strip() for f in args.payload_fields.split(",") if f.strip()),
-            label_from_folder=args.label_from_folder,
-            embedder=args.embedder,
-            batch_size=args.batch_size,
-        )
+        config = IndexJobConfig(**destination, **given, payload_fields=payload_fields)
     except ValidationError as exc:
         raise CommandFailed.from_validation(exc, USAGE, options=True) from None
     try:

@@ -26,15 +26,38 @@ import orjson
 from service.cli.failure import USAGE, CommandFailed
 from service.cli.options import add_data_option
 from service.sample_data import FILMS_IN_DATABASE
+from service.settings import Settings
 
 if TYPE_CHECKING:  # the engine (and FAISS) load when a demo is built, not for `--help`
     from indexer import Collection, Engine, Hit
     from indexer.jobs import IndexJobConfig
 
-__all__ = ["DEFAULT_MOVIES", "add_parser", "build", "run", "show_examples", "try_it"]
+__all__ = [
+    "DEFAULT_MOVIES",
+    "DESCRIPTION",
+    "HELP",
+    "NAME",
+    "add_arguments",
+    "build",
+    "run",
+    "show_examples",
+    "try_it",
+]
 
 DEFAULT_MOVIES = 5_000
 """Films indexed by default: about a minute of embedding on 2 CPU cores."""
+
+NAME = "quickstart"
+HELP = "build a demo of films and photos from packaged data, show queries, serve it"
+DESCRIPTION = (
+    "Embed the most reviewed films of bokeh-sampledata's movie database (Wikidata, "
+    f"{FILMS_IN_DATABASE:,} films) into a 'movies' collection with minilm, and the photos "
+    "that ship in scikit-image (and scikit-learn) into a 'photos' collection with "
+    "efficientnet-lite0; run example searches, print the curl and SDK commands that ask the "
+    "API the same, and serve the data folder on 127.0.0.1. The default "
+    f"{DEFAULT_MOVIES:,} films take about a minute on 2 CPU cores; a second run reuses the "
+    "collections."
+)
 
 TEXT_QUERY = "a space adventure with robots"
 FILTERED_QUERY = ("a war film", {"year": {"$lt": 1970}})
@@ -44,23 +67,8 @@ CROPPED_PHOTO = "coffee"
 _MOVIES_BATCH = 256  # small batches: the progress line moves every few seconds
 
 
-def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from service.settings import Settings
-
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = Settings.model_fields
-    parser = commands.add_parser(
-        "quickstart",
-        help="build a demo of films and photos from packaged data, show queries, serve it",
-        description=(
-            "Embed the most reviewed films of bokeh-sampledata's movie database (Wikidata, "
-            f"{FILMS_IN_DATABASE:,} films) into a 'movies' collection with minilm, and the "
-            "photos that ship in scikit-image (and scikit-learn) into a 'photos' collection "
-            "with efficientnet-lite0; run example searches, print the curl and SDK commands "
-            "that ask the API the same, and serve the data folder on 127.0.0.1. The default "
-            f"{DEFAULT_MOVIES:,} films take about a minute on 2 CPU cores; a second run "
-            "reuses the collections."
-        ),
-    )
     add_data_option(parser, defaults["data_dir"].default)
     port = defaults["port"].default
     parser.add_argument(
@@ -80,7 +88,6 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--no-serve", action="store_true", help="build and show the examples, then exit"
     )
-    parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -7,25 +7,23 @@ from typing import Any
 
 from service.cli.failure import USAGE, CommandFailed
 from service.cli.options import add_data_option, shown
+from service.settings import API_KEYS_ENV, ENV_PREFIX, Settings
 
-__all__ = ["add_parser", "run", "serve"]
+__all__ = ["DESCRIPTION", "HELP", "NAME", "add_arguments", "run", "serve"]
+
+NAME = "serve"
+HELP = "run the HTTP API"
+DESCRIPTION = (
+    "Serve the collections in the data folder over HTTP, in this one process. Every setting "
+    f"can also come from the environment ({ENV_PREFIX}DATA_DIR, {ENV_PREFIX}HOST, "
+    f"{API_KEYS_ENV}, {ENV_PREFIX}MAX_K, ...); options given here win. SIGTERM or Ctrl-C "
+    "stops taking connections, finishes the requests in flight, saves the indexes and "
+    "exits 0."
+)
 
 
-def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from service.settings import API_KEYS_ENV, ENV_PREFIX, Settings
-
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = Settings.model_fields
-    parser = commands.add_parser(
-        "serve",
-        help="run the HTTP API",
-        description=(
-            "Serve the collections in the data folder over HTTP, in this one process. "
-            f"Every setting can also come from the environment ({ENV_PREFIX}DATA_DIR, "
-            f"{ENV_PREFIX}HOST, {API_KEYS_ENV}, {ENV_PREFIX}MAX_K, ...); options given here "
-            "win. SIGTERM or Ctrl-C stops taking connections, finishes the requests in "
-            "flight, saves the indexes and exits 0."
-        ),
-    )
     add_data_option(parser, None, f"${ENV_PREFIX}DATA_DIR or {shown(defaults['data_dir'].default)}")
     parser.add_argument(
         "--host", help=f"address to listen on (default: {defaults['host'].default})"
@@ -46,7 +44,6 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default="info",
         help="default: info",
     )
-    parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -72,7 +69,6 @@ def serve(given: dict[str, Any], log_level: str) -> int:
 
     from indexer.engine import check_folder_free
     from service.app import create_app
-    from service.settings import Settings
 
     try:
         settings = Settings(**{k: v for k, v in given.items() if v is not None})
