@@ -47,6 +47,7 @@ if not __package__:  # run as a file (python bench/indexing.py): import bench.* 
 from bench._datasets import SEED, wordnet_sample
 from bench._report import Run, add_output_options, describe, output_prefix, save, table
 
+ROOT = Path(__file__).resolve().parents[1]
 MODEL_BATCH = 64  # the `minilm` embedder's configured forward batch
 _SUMMARY = re.compile(r"indexed ([\d,]+) records into .* in ([\d.]+)s")
 _LOAD = re.compile(r"model loaded in ([\d.]+)s; index built in ([\d.]+)s")
@@ -89,7 +90,7 @@ def index_job(source: Path, n: int) -> dict[str, float]:
             "pos",
         ]
         started = time.perf_counter()
-        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        done = subprocess.run(command, capture_output=True, text=True, check=False, cwd=ROOT)
         wall_s = time.perf_counter() - started
         if done.returncode != 0:
             sys.exit(f"vecserve index failed ({done.returncode}):\n{done.stderr}")
