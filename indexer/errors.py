@@ -30,6 +30,8 @@ HTTP status it maps to::
     │   ├── CollectionExists
     │   └── CollectionNotEmpty      restoring a snapshot onto a collection that has points
     ├── EmbedderUnavailable (503)   the model could not be loaded
+    ├── ShardUnavailable (503)      a shard of a cluster collection cannot answer now
+    ├── NotSupported (501)          not offered here (snapshots through a cluster router)
     ├── DataFolderInUse             another engine (in this process or another) has the data
     │                               folder open (raised on open: never sent over HTTP)
     └── JobFailed                   a batch indexing job could not finish (jobs run outside
@@ -152,6 +154,17 @@ class CollectionNotEmpty(Conflict):
 
 class EmbedderUnavailable(VecserveError):
     status_code = 503
+
+
+class ShardUnavailable(VecserveError):
+    """A shard of a cluster collection (named in the message) did not answer in time:
+    it is restarting, or its node is gone. Nothing is answered from the other shards."""
+
+    status_code = 503
+
+
+class NotSupported(VecserveError):
+    status_code = 501
 
 
 class DataFolderInUse(VecserveError):

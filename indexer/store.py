@@ -187,6 +187,16 @@ class SqliteStore:
         )
         return np.fromiter((r[0] for r in cursor), dtype=np.int64)
 
+    def rows_after(self, after_label: int, limit: int) -> list[tuple[int, str, bytes, str]]:
+        """Up to ``limit`` rows (label, id key, vector blob, payload JSON) with labels after
+        ``after_label``, in label order. Every insert and update takes a new label, so these
+        are the writes a follower that has seen ``after_label`` has not."""
+        rows: list[tuple[int, str, bytes, str]] = self._reader.execute(
+            "SELECT label, pid, vector, payload FROM points WHERE label > ? ORDER BY label LIMIT ?",
+            (after_label, limit),
+        ).fetchall()
+        return rows
+
     def page(
         self,
         after_key: str | None,

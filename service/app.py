@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from indexer import Engine
@@ -57,26 +58,39 @@ class RequestIdMiddleware:
         await self.app(scope, receive, send_with_id)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """The vecserve HTTP API over the collections in ``settings.data_dir``."""
+def create_app(
+    settings: Settings | None = None, *, engine: Callable[[], Engine] | None = None
+) -> FastAPI:
+    """The vecserve HTTP API over the collections in ``settings.data_dir``, or over the
+    engine that ``engine`` makes (a cluster router's, whose collections live on shards)."""
     settings = settings or Settings()
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = Engine(
+    def open_engine() -> Engine:
+        if engine is not None:
+            return engine()
+        return Engine(
             settings.data_dir,
             device=settings.device,
             embedders=EmbedderRegistry(settings.embedders),
             on_index_build=app_metrics.observe_index_build,
         )
+
+    def open_collections(opened: Engine) -> None:
+        for name in opened.list_collections():  # all open (indexes loaded) before ready
+            with app_metrics.collection_open_seconds.time():
+                opened.get_collection(name)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = open_engine()
         app.state.engine = engine
         batcher = MicroBatcher(
             settings.batch_window_ms, settings.max_batch, observe=app_metrics.batch_size.observe
         )
         app.state.batcher = batcher
-        for name in engine.list_collections():  # all open (indexes loaded) before ready
-            with app_metrics.collection_open_seconds.time():
-                engine.get_collection(name)
+        # In a thread: a cluster router's engine asks its shards, a blocking call that Ray
+        # refuses on an event loop.
+        await run_in_threadpool(open_collections, engine)
         app.state.ready = True
         try:
             yield

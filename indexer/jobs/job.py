@@ -6,11 +6,12 @@ from __future__ import annotations
 import itertools
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import numpy as np
 import orjson
@@ -26,7 +27,7 @@ from indexer.jobs.records import Batch, PointFields, Reject, read_batches
 from indexer.jobs.sources import Format, Source, Start, detect_format, open_source
 from indexer.jobs.targets import LocalTarget, Target
 
-__all__ = ["run_index_job"]
+__all__ = ["EmbedStages", "embed_stage", "local_stages", "run_index_job"]
 
 DEFAULT_EMBEDDERS = {"text": "minilm", "image": "efficientnet-lite0"}
 DEFAULT_BATCH_SIZES = {"text": 4096, "image": 64}
@@ -53,6 +54,7 @@ def run_index_job(
     engine: Engine | None = None,
     registry: EmbedderRegistry | None = None,
     progress: JobProgress | None = None,
+    stages: EmbedStages | None = None,
 ) -> JobSummary:
     """Index ``config.source`` into ``config.collection``, resuming an interrupted run.
 
@@ -64,6 +66,8 @@ def run_index_job(
         registry: the embedder allowlist; by default the engine's (when given) or
             :func:`default_embedder_configs`.
         progress: told about progress after every committed batch.
+        stages: what reads and embeds the batches; by default :func:`local_stages`
+            (threads in this process); a cluster's runs them on Ray Data.
 
     Returns:
         What the job did; ``already_done`` when the same job had finished over the same
@@ -88,7 +92,40 @@ def run_index_job(
     registry.config(plan.embedder)  # an unknown name fails before any folder is made
     validate_name(config.collection)
     with _target(config, plan.embedder, engine, registry) as target:
-        return _run(config, plan, target, registry, progress)
+        return _run(config, plan, target, registry, progress, stages or local_stages)
+
+
+class EmbedStages(Protocol):
+    """Reads the job's batches, embeds them and hands each to ``write`` in input order.
+
+    ``batches`` makes the iterator of batches (a callable, so that it can run elsewhere);
+    ``embed`` turns a batch read into a batch embedded (rejecting what cannot be), and
+    ``registry`` and ``embedder`` say which model it needs where it runs elsewhere.
+    """
+
+    def __call__(
+        self,
+        batches: Callable[[], Iterator[Batch]],
+        embed: Callable[[Batch], Batch],
+        write: Callable[[Batch], None],
+        *,
+        registry: EmbedderRegistry,
+        embedder: str,
+        modality: str,
+    ) -> None: ...
+
+
+def local_stages(
+    batches: Callable[[], Iterator[Batch]],
+    embed: Callable[[Batch], Batch],
+    write: Callable[[Batch], None],
+    *,
+    registry: EmbedderRegistry,
+    embedder: str,
+    modality: str,
+) -> None:
+    """Read, embed and write in three threads of this process (:func:`run_pipeline`)."""
+    run_pipeline(batches(), embed, write)
 
 
 @contextmanager
@@ -132,6 +169,7 @@ def _run(
     target: Target,
     registry: EmbedderRegistry,
     progress: JobProgress | None,
+    stages: EmbedStages,
 ) -> JobSummary:
     key = job_key(plan.identity)
     state = target.existing()
@@ -179,9 +217,15 @@ def _run(
         )
     started = time.perf_counter()
     try:
-        items = plan.source.read(Start(checkpoint.position, checkpoint.cursor), plan.fields.used)
-        batches = read_batches(items, plan.fields, plan.batch_size, plan.source.units_done)
-        run_pipeline(batches, _embedding(embedder, plan.modality), writer.write)
+        start = Start(checkpoint.position, checkpoint.cursor)
+        stages(
+            partial(_batches, plan, start),
+            embed_stage(embedder, plan.modality),
+            writer.write,
+            registry=registry,
+            embedder=plan.embedder,
+            modality=plan.modality,
+        )
     finally:
         writer.close()
         if progress is not None:
@@ -341,7 +385,14 @@ def _matching(saved: Checkpoint | None, plan: _Plan) -> Checkpoint | None:
     return saved
 
 
-def _embedding(embedder: Embedder, modality: str) -> Any:
+def _batches(plan: _Plan, start: Start) -> Iterator[Batch]:
+    items = plan.source.read(start, plan.fields.used)
+    return read_batches(items, plan.fields, plan.batch_size, plan.source.units_done)
+
+
+def embed_stage(embedder: Embedder, modality: str) -> Callable[[Batch], Batch]:
+    """Embed a batch's inputs; a batch whose call fails on bad input is embedded record by
+    record, and the records that fail are rejected with the embedder's reason."""
     embed = embedder.embed_texts if modality == "text" else embedder.embed_images
 
     def embed_batch(batch: Batch) -> Batch:

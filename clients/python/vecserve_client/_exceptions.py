@@ -40,8 +40,10 @@
         ├── RateLimited (429)       carries ``retry_after`` in seconds
         └── ServerError (5xx)
             ├── InternalError (500)
+            ├── NotSupported (501)
             └── ServiceUnavailable (503)
-                └── EmbedderUnavailable
+                ├── EmbedderUnavailable
+                └── ShardUnavailable
 
 The server sends each error as ``{"error": name, "message": ..., "request_id": ...}``;
 :func:`error_from_response` rebuilds the class of that name, and falls back on the HTTP
@@ -273,6 +275,15 @@ class EmbedderUnavailable(ServiceUnavailable):
     """The collection's embedding model could not be loaded."""
 
 
+class ShardUnavailable(ServiceUnavailable):
+    """A shard of a cluster collection (named in the message) cannot answer now; the
+    cluster restarts it. Nothing was answered from the other shards."""
+
+
+class NotSupported(ServerError):
+    """The server does not offer this (a cluster router takes no snapshots)."""
+
+
 _BY_NAME: dict[str, type[APIError]] = {
     cls.__name__: cls
     for cls in (
@@ -311,6 +322,8 @@ _BY_NAME: dict[str, type[APIError]] = {
         InternalError,
         ServiceUnavailable,
         EmbedderUnavailable,
+        ShardUnavailable,
+        NotSupported,
     )
 }
 # The HTTP framework's own name for 413, answered before vecserve's limits are checked.

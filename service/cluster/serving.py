@@ -1,0 +1,230 @@
+"""Sharded, replicated serving on Ray Serve: the only module that imports Ray Serve.
+
+One Serve application, ``vecserve``:
+
+- ``shard-<i>``: one replica, owning the data folder ``DATA/shard-<i>`` (its own SQLite
+  store of record and FAISS indexes). Ray Serve restarts it from that folder when it
+  dies. When a node declares the resource ``vecserve-shard-<i>``, the shard is placed
+  there (its folder is on that node's disk); otherwise anywhere, on storage every node
+  reaches.
+- ``shard-<i>-read``: ``replicas`` read replicas of shard i, each in a folder of its own
+  under ``DATA/shard-<i>-replicas``, following the shard (:mod:`service.cluster.replica`).
+- ``router``: the same HTTP API as ``vecserve serve`` (the same FastAPI app, over a
+  :class:`~service.cluster.sharded.ShardedEngine`), behind Serve's HTTP proxy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any, cast
+
+import ray
+from ray import serve
+from ray.exceptions import RayError
+from ray.serve.handle import DeploymentHandle
+
+from indexer import Engine
+from indexer.errors import ShardUnavailable
+from service.app import create_app
+from service.cluster.replica import ReplicaServer
+from service.cluster.shard import Reply, ShardServer
+from service.cluster.sharded import ShardedEngine
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+APP_NAME = "vecserve"
+# How long the router waits for one shard's answer before it counts as unavailable.
+CALL_TIMEOUT_S = 30.0
+HEALTH_CHECK_PERIOD_S = 1.0
+
+
+class ShardDeployment:
+    """A Serve replica holding one shard's engine."""
+
+    def __init__(self, folder: str, embedders: list[dict[str, Any]], device: str) -> None:
+        self.server = ShardServer(folder, embedders, device)
+
+    def engine_call(self, method: str, *args: Any) -> Reply:
+        return self.server.engine_call(method, *args)
+
+    def collection_call(
+        self, name: str, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Reply:
+        return self.server.collection_call(name, method, args, kwargs)
+
+    def changes(self, name: str, after_label: int, replica: str, applied_seq: int) -> Reply:
+        return self.server.changes(name, after_label, replica, applied_seq)
+
+    def keys(self, name: str) -> Reply:
+        return self.server.keys(name)
+
+    def config(self, name: str) -> Reply:
+        return self.server.config(name)
+
+    def node(self) -> str:
+        """The Ray node this shard runs on (for placement checks)."""
+        return str(ray.get_runtime_context().get_node_id())
+
+    def __del__(self) -> None:  # Serve's graceful shutdown: save indexes, release the folder
+        server = getattr(self, "server", None)
+        if server is not None:
+            server.close()
+
+
+class ReplicaDeployment:
+    """A Serve replica answering reads for one shard from a copy of its own."""
+
+    async def __init__(
+        self,
+        primary: DeploymentHandle,
+        folder: str,
+        embedders: list[dict[str, Any]],
+        device: str,
+        interval_s: float,
+    ) -> None:
+        def call(method: str, *args: Any) -> Reply:
+            reply: Reply = getattr(primary, method).remote(*args).result(timeout_s=CALL_TIMEOUT_S)
+            return reply
+
+        replica_id = serve.get_replica_context().replica_tag
+        # In a thread: the first catch-up waits on the shard, which Serve refuses on the
+        # replica's event loop.
+        self.server = await asyncio.to_thread(
+            ReplicaServer,
+            folder,
+            embedders,
+            device,
+            call,
+            replica_id=replica_id,
+            interval_s=interval_s,
+        )
+
+    def collection_call(
+        self, name: str, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Reply:
+        return self.server.collection_call(name, method, args, kwargs)
+
+    def node(self) -> str:
+        return str(ray.get_runtime_context().get_node_id())
+
+    def __del__(self) -> None:
+        server = getattr(self, "server", None)
+        if server is not None:
+            server.close()
+
+
+class RayShardLink:
+    """:class:`~service.cluster.sharded.ShardLink` over Serve deployment handles."""
+
+    def __init__(
+        self, name: str, primary: DeploymentHandle, reads: DeploymentHandle | None
+    ) -> None:
+        self.name = name
+        self._primary = primary
+        self._reads = reads
+
+    def primary(self, method: str, *args: Any) -> Reply:
+        return self._call(self._primary, method, args)
+
+    def read(self, method: str, *args: Any) -> Reply:
+        if self._reads is not None and method == "collection_call" and args[1] != "describe":
+            try:
+                reply = self._call(self._reads, method, args)
+            except ShardUnavailable:
+                reply = None  # no replica answers: the shard itself may
+            # A collection made a moment ago may not have reached the replicas yet.
+            if reply is not None and reply[:2] != ("error", "CollectionNotFound"):
+                return reply
+        return self.primary(method, *args)
+
+    def _call(self, handle: DeploymentHandle, method: str, args: tuple[Any, ...]) -> Reply:
+        try:
+            reply: Reply = getattr(handle, method).remote(*args).result(timeout_s=CALL_TIMEOUT_S)
+        except (RayError, TimeoutError) as exc:
+            raise ShardUnavailable(
+                f"{self.name} is unavailable ({type(exc).__name__}); the cluster restarts "
+                "it: retry shortly"
+            ) from None
+        return reply
+
+
+@serve.ingress()
+class Router:
+    """The HTTP API of ``vecserve serve``, over the shards."""
+
+    def __init__(
+        self,
+        settings: dict[str, Any],
+        shards: list[tuple[DeploymentHandle, DeploymentHandle | None]],
+    ) -> None:
+        self.settings = Settings(**settings)
+        self.links = [
+            RayShardLink(f"shard-{i}", primary, reads) for i, (primary, reads) in enumerate(shards)
+        ]
+
+    def __serve_build_asgi_app__(self) -> Any:
+        links = self.links
+        return create_app(self.settings, engine=lambda: cast(Engine, ShardedEngine(links)))
+
+
+def build(
+    settings: Settings, shards: int, replicas: int, *, sync_interval_s: float = 0.5
+) -> serve.Application:
+    """The Serve application of a cluster with ``shards`` shards of ``replicas`` read
+    replicas each, its data under ``settings.data_dir``."""
+    embedders = [config.model_dump(mode="json") for config in settings.embedders]
+    data = Path(settings.data_dir).resolve()
+    available = ray.cluster_resources()
+    bound = []
+    for i in range(shards):
+        resources = {f"vecserve-shard-{i}": 0.01} if f"vecserve-shard-{i}" in available else {}
+        primary = serve.deployment(
+            ShardDeployment,
+            name=f"shard-{i}",
+            num_replicas=1,
+            health_check_period_s=HEALTH_CHECK_PERIOD_S,
+            ray_actor_options={"num_cpus": 0, "resources": resources},
+        ).bind(str(data / f"shard-{i}"), embedders, settings.device)
+        reads = None
+        if replicas:
+            reads = serve.deployment(
+                ReplicaDeployment,
+                name=f"shard-{i}-read",
+                num_replicas=replicas,
+                health_check_period_s=HEALTH_CHECK_PERIOD_S,
+                ray_actor_options={"num_cpus": 0},
+            ).bind(
+                primary,
+                str(data / f"shard-{i}-replicas"),
+                embedders,
+                settings.device,
+                sync_interval_s,
+            )
+        bound.append((primary, reads))
+    router = serve.deployment(Router, name="router", ray_actor_options={"num_cpus": 0})
+    return router.bind(
+        settings.model_dump(mode="json", exclude={"api_keys", "read_only_api_keys"})
+        | {
+            "api_keys": [k.get_secret_value() for k in settings.api_keys],
+            "read_only_api_keys": [k.get_secret_value() for k in settings.read_only_api_keys],
+        },
+        bound,
+    )
+
+
+def run(settings: Settings, shards: int, replicas: int, *, sync_interval_s: float = 0.5) -> None:
+    """Deploy the cluster on the Ray cluster this process is connected to, listening on
+    ``settings.host:settings.port`` (Serve's HTTP proxy), and return once it is ready."""
+    serve.start(http_options={"host": settings.host, "port": settings.port})
+    serve.run(
+        build(settings, shards, replicas, sync_interval_s=sync_interval_s),
+        name=APP_NAME,
+        route_prefix="/",
+    )
+
+
+def shutdown() -> None:
+    serve.delete(APP_NAME)
