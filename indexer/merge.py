@@ -33,11 +33,11 @@ def merge_hits(parts: Sequence[Sequence[Hit]], k: int, *, higher_is_better: bool
         scores[p, 0, :n] = [hit.score for hit in part]
         positions[p, 0, :n] = np.arange(p * width, p * width + n)
     k = min(k, sum(len(part) for part in parts))
-    _, merged = faiss.merge_knn_results(
-        scores[:, :, :k] if k <= width else _pad(scores, k, worst),
-        positions[:, :, :k] if k <= width else _pad(positions, k, -1),
-        keep_max=higher_is_better,
-    )
+    if k <= width:
+        scores, positions = scores[:, :, :k].copy(), positions[:, :, :k].copy()
+    else:
+        scores, positions = _pad(scores, k, worst), _pad(positions, k, -1)
+    _, merged = faiss.merge_knn_results(scores, positions, keep_max=higher_is_better)
     return [parts[int(i) // width][int(i) % width] for i in merged[0] if i >= 0]
 
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import time
 from pathlib import Path
 from typing import Any, cast
 
@@ -29,7 +31,7 @@ from indexer import Engine
 from indexer.errors import ShardUnavailable
 from service.app import create_app
 from service.cluster.replica import ReplicaServer
-from service.cluster.shard import Reply, ShardServer
+from service.cluster.shard import WRITES, Reply, ShardServer
 from service.cluster.sharded import ShardedEngine
 from service.settings import Settings
 
@@ -64,9 +66,9 @@ class ShardDeployment:
     def config(self, name: str) -> Reply:
         return self.server.config(name)
 
-    def node(self) -> str:
-        """The Ray node this shard runs on (for placement checks)."""
-        return str(ray.get_runtime_context().get_node_id())
+    def where(self) -> dict[str, Any]:
+        """The Ray node and process this shard runs in (for placement checks)."""
+        return {"node": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
 
     def __del__(self) -> None:  # Serve's graceful shutdown: save indexes, release the folder
         server = getattr(self, "server", None)
@@ -107,8 +109,8 @@ class ReplicaDeployment:
     ) -> Reply:
         return self.server.collection_call(name, method, args, kwargs)
 
-    def node(self) -> str:
-        return str(ray.get_runtime_context().get_node_id())
+    def where(self) -> dict[str, Any]:
+        return {"node": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
 
     def __del__(self) -> None:
         server = getattr(self, "server", None)
@@ -120,17 +122,33 @@ class RayShardLink:
     """:class:`~service.cluster.sharded.ShardLink` over Serve deployment handles."""
 
     def __init__(
-        self, name: str, primary: DeploymentHandle, reads: DeploymentHandle | None
+        self,
+        name: str,
+        primary: DeploymentHandle,
+        reads: DeploymentHandle | None,
+        fresh_s: float,
     ) -> None:
         self.name = name
         self._primary = primary
         self._reads = reads
+        self._fresh_s = fresh_s
+        self._last_write = -float("inf")
 
     def primary(self, method: str, *args: Any) -> Reply:
+        if method == "collection_call" and args[1] in WRITES:
+            self._last_write = time.monotonic()
         return self._call(self._primary, method, args)
 
     def read(self, method: str, *args: Any) -> Reply:
-        if self._reads is not None and method == "collection_call" and args[1] != "describe":
+        # Reads that follow a write through this router by less than a replica's lag bound
+        # go to the shard itself, so that a client reads its own writes.
+        recent = time.monotonic() - self._last_write < self._fresh_s
+        if (
+            self._reads is not None
+            and not recent
+            and method == "collection_call"
+            and args[1] != "describe"
+        ):
             try:
                 reply = self._call(self._reads, method, args)
             except ShardUnavailable:
@@ -159,10 +177,12 @@ class Router:
         self,
         settings: dict[str, Any],
         shards: list[tuple[DeploymentHandle, DeploymentHandle | None]],
+        fresh_s: float,
     ) -> None:
         self.settings = Settings(**settings)
         self.links = [
-            RayShardLink(f"shard-{i}", primary, reads) for i, (primary, reads) in enumerate(shards)
+            RayShardLink(f"shard-{i}", primary, reads, fresh_s)
+            for i, (primary, reads) in enumerate(shards)
         ]
 
     def __serve_build_asgi_app__(self) -> Any:
@@ -212,6 +232,8 @@ def build(
             "read_only_api_keys": [k.get_secret_value() for k in settings.read_only_api_keys],
         },
         bound,
+        # A replica lags by at most a sync interval and a round; twice that, with room.
+        2 * sync_interval_s + 1.0,
     )
 
 
