@@ -1,0 +1,198 @@
+"""A cluster on a local Ray (127.0.0.1): two shards with a read replica each, behind the
+router, driven by the real SDK over HTTP."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+ray = pytest.importorskip("ray", reason="the cluster extra (ray) is not installed")
+
+from ray import serve  # noqa: E402
+from vecserve_client import (  # noqa: E402
+    Client,
+    CollectionNotFound,
+    DimensionMismatch,
+    Forbidden,
+    NotSupported,
+    ShardUnavailable,
+    Unauthorized,
+)
+
+from indexer import Engine  # noqa: E402
+from service.cluster import serving  # noqa: E402
+from service.settings import Settings  # noqa: E402
+from tests.cluster.conftest import free_port, start_ray  # noqa: E402
+
+KEY = "cluster-test-key-0123456789"
+DIM = 12
+N = 800
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    start_ray(num_cpus=2)
+    port = free_port()
+    data = tmp_path_factory.mktemp("cluster")
+    settings = Settings(data_dir=data, host="127.0.0.1", port=port, api_keys=[KEY], device="cpu")
+    serving.run(settings, shards=2, replicas=1, sync_interval_s=0.2)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        serving.shutdown()
+        serve.shutdown()
+        ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def client(cluster: str) -> Iterator[Client]:
+    with Client(cluster, api_key=KEY, timeout=60) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def loaded(client: Client, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    """The same points in the cluster and in one engine."""
+    rng = np.random.default_rng(11)
+    vectors = rng.standard_normal((N, DIM)).astype(np.float32)
+    ids: list[Any] = [i if i % 2 else f"doc-{i}" for i in range(N)]
+    payloads = [{"group": i % 5, "price": i % 50} for i in range(N)]
+    client.create_collection("items", dim=DIM, metric="l2", index="flat")
+    client.upsert("items", ids, vectors, payloads=payloads)
+    single = Engine(tmp_path_factory.mktemp("single"), device="cpu", background=False)
+    single.create_collection("items", DIM, "l2", "flat").upsert(ids, vectors, payloads)
+    yield single
+    single.close()
+
+
+def _wait_for_replicas(client: Client, name: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        shards = client.get_collection(name).serving["shards"]
+        lags = [r["lag_writes"] for s in shards for r in s["replicas"]]
+        if lags and all(lag == 0 for lag in lags):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"replicas still behind: {shards}")
+
+
+def test_search_answers_exactly_as_one_engine(client: Client, loaded: Engine) -> None:
+    queries = np.random.default_rng(5).standard_normal((8, DIM)).astype(np.float32)
+    for flt in (None, {"group": 3}, {"price": {"$lt": 3}}):
+        want = loaded.get_collection("items").search(queries, 25, filter=flt)
+        for query, expected in zip(queries, want, strict=True):
+            hits = client.search("items", query, k=25, filter=flt)
+            assert [h.id for h in hits] == [h.id for h in expected]
+            np.testing.assert_allclose(
+                [h.score for h in hits], [h.score for h in expected], rtol=1e-5, atol=1e-5
+            )
+
+
+def test_reads_from_replicas_agree_once_they_caught_up(client: Client, loaded: Engine) -> None:
+    _wait_for_replicas(client, "items")
+    time.sleep(2.0)  # past the router's read-your-writes window: reads go to replicas
+    info = client.get_collection("items")
+    assert info.count == N
+    assert [len(s["replicas"]) for s in info.serving["shards"]] == [1, 1]
+    query = np.ones(DIM, dtype=np.float32)
+    want = loaded.get_collection("items").search(query, 10)[0]
+    assert [h.id for h in client.search("items", query, k=10)] == [h.id for h in want]
+
+
+def test_recommend_scroll_get_and_count_span_the_shards(client: Client, loaded: Engine) -> None:
+    single = loaded.get_collection("items")
+    want = single.recommend([1, "doc-2"], [3], 15)
+    got = client.recommend("items", [1, "doc-2"], [3], k=15)
+    assert [h.id for h in got] == [h.id for h in want]
+    seen: list[Any] = [p.id for p in client.scroll("items", filter={"group": 1})]
+    assert seen == [p.id for p in single.scroll(10_000, filter={"group": 1})[0]]
+    assert [p.id for p in client.get("items", [7, "doc-8", "nope"])] == [7, "doc-8"]
+
+
+def test_errors_and_auth_are_the_single_node_ones(cluster: str, client: Client) -> None:
+    with pytest.raises(CollectionNotFound):
+        client.get_collection("missing")
+    with pytest.raises(DimensionMismatch):
+        client.search("items", np.zeros(DIM + 1, dtype=np.float32))
+    with pytest.raises(NotSupported):
+        client.create_snapshot("items")
+    with Client(cluster) as anonymous, pytest.raises(Unauthorized):
+        anonymous.list_collections()
+    with Client(cluster, api_key="wrong-key-0123456789abcdef") as wrong, pytest.raises(
+        (Unauthorized, Forbidden)
+    ):
+        wrong.list_collections()
+
+
+def test_delete_by_filter_spans_the_shards(client: Client) -> None:
+    client.create_collection("scratch", dim=4, metric="l2", index="flat")
+    vectors = np.random.default_rng(1).standard_normal((100, 4)).astype(np.float32)
+    client.upsert("scratch", list(range(100)), vectors, payloads=[{"odd": i % 2} for i in range(100)])
+    assert client.delete("scratch", filter={"odd": 1}) == 100 // 2
+    assert client.get_collection("scratch").count == 50
+    client.delete_collection("scratch")
+
+
+def test_a_killed_shard_loses_no_acknowledged_write(client: Client) -> None:
+    """SIGKILL shard-0's process during writes and searches: every acknowledged write is
+    there once Ray has restarted it; meanwhile calls fail with ShardUnavailable (or wait
+    and succeed), never with another error or a partial answer."""
+    client.create_collection("durable", dim=4, metric="l2", index="flat")
+    acknowledged: list[int] = []
+    failures: list[BaseException] = []
+    stop = threading.Event()
+
+    def write() -> None:
+        next_id = 0
+        while not stop.is_set():
+            ids = list(range(next_id, next_id + 20))
+            try:
+                client.upsert("durable", ids, np.ones((20, 4), dtype=np.float32))
+                acknowledged.extend(ids)
+            except ShardUnavailable:
+                pass
+            except BaseException as exc:
+                failures.append(exc)
+            next_id += 20
+
+    def search() -> None:
+        while not stop.is_set():
+            known = len(acknowledged)
+            try:
+                hits = client.search("durable", np.ones(4, dtype=np.float32), k=5)
+                assert len(hits) >= min(5, known), "a partial answer"
+            except ShardUnavailable:
+                pass
+            except BaseException as exc:
+                failures.append(exc)
+
+    threads = [threading.Thread(target=write), threading.Thread(target=search)]
+    for thread in threads:
+        thread.start()
+    time.sleep(1.0)
+    shard = serve.get_deployment_handle("shard-0", app_name=serving.APP_NAME)
+    pid = shard.where.remote().result(timeout_s=30)["pid"]
+    os.kill(pid, signal.SIGKILL)
+    time.sleep(4.0)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    assert not failures, failures[:3]
+    deadline = time.monotonic() + 60
+    while True:  # until Ray has restarted the shard from its folder
+        try:
+            found = client.get("durable", acknowledged)
+            break
+        except ShardUnavailable:
+            assert time.monotonic() < deadline, "shard-0 did not come back in 60 s"
+            time.sleep(0.5)
+    assert len(found) == len(acknowledged)
+    assert shard.where.remote().result(timeout_s=30)["pid"] != pid
