@@ -126,8 +126,9 @@ def test_errors_and_auth_are_the_single_node_ones(cluster: str, client: Client) 
         client.create_snapshot("items")
     with Client(cluster) as anonymous, pytest.raises(Unauthorized):
         anonymous.list_collections()
-    with Client(cluster, api_key="wrong-key-0123456789abcdef") as wrong, pytest.raises(
-        (Unauthorized, Forbidden)
+    with (
+        Client(cluster, api_key="wrong-key-0123456789abcdef") as wrong,
+        pytest.raises((Unauthorized, Forbidden)),
     ):
         wrong.list_collections()
 
@@ -135,7 +136,9 @@ def test_errors_and_auth_are_the_single_node_ones(cluster: str, client: Client) 
 def test_delete_by_filter_spans_the_shards(client: Client) -> None:
     client.create_collection("scratch", dim=4, metric="l2", index="flat")
     vectors = np.random.default_rng(1).standard_normal((100, 4)).astype(np.float32)
-    client.upsert("scratch", list(range(100)), vectors, payloads=[{"odd": i % 2} for i in range(100)])
+    client.upsert(
+        "scratch", list(range(100)), vectors, payloads=[{"odd": i % 2} for i in range(100)]
+    )
     assert client.delete("scratch", filter={"odd": 1}) == 100 // 2
     assert client.get_collection("scratch").count == 50
     client.delete_collection("scratch")

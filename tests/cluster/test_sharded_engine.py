@@ -137,7 +137,9 @@ def test_approximate_recall_is_within_a_hundredth_of_one_engine(engines: Any, in
 
     def recall(engine: Any) -> float:
         found = engine.get_collection(f"{index}-l2").search(queries, 10)
-        return float(np.mean([len(set(_ids(h)) & e) / 10 for h, e in zip(found, exact, strict=True)]))
+        return float(
+            np.mean([len(set(_ids(h)) & e) / 10 for h, e in zip(found, exact, strict=True)])
+        )
 
     assert recall(sharded) >= recall(single) - 0.01
 
@@ -243,8 +245,12 @@ def test_read_replica_follows_its_shard(tmp_path: Path) -> None:
 
     shard = ShardServer(str(tmp_path / "shard"), [], "cpu")
     replica = ReplicaServer(
-        str(tmp_path / "replicas"), [], "cpu", lambda m, *a: getattr(shard, m)(*a),
-        replica_id="r1", interval_s=3600,
+        str(tmp_path / "replicas"),
+        [],
+        "cpu",
+        lambda m, *a: getattr(shard, m)(*a),
+        replica_id="r1",
+        interval_s=3600,
     )
     try:
         shard.engine.create_collection("c", 4, "l2", "flat")
