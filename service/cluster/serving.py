@@ -41,6 +41,9 @@ APP_NAME = "vecserve"
 # How long the router waits for one shard's answer before it counts as unavailable.
 CALL_TIMEOUT_S = 30.0
 HEALTH_CHECK_PERIOD_S = 1.0
+# Requests a router, shard or replica takes at once (Serve's default, 5, queues the rest in
+# the proxy): the engine's readers-writer lock and the micro-batcher handle concurrency.
+MAX_ONGOING = 256
 
 
 class ShardDeployment:
@@ -206,6 +209,7 @@ def build(
             name=f"shard-{i}",
             num_replicas=1,
             health_check_period_s=HEALTH_CHECK_PERIOD_S,
+            max_ongoing_requests=MAX_ONGOING,
             ray_actor_options={"num_cpus": 0, "resources": resources},
         ).bind(str(data / f"shard-{i}"), embedders, settings.device)
         reads = None
@@ -215,6 +219,7 @@ def build(
                 name=f"shard-{i}-read",
                 num_replicas=replicas,
                 health_check_period_s=HEALTH_CHECK_PERIOD_S,
+                max_ongoing_requests=MAX_ONGOING,
                 ray_actor_options={"num_cpus": 0},
             ).bind(
                 primary,
@@ -224,7 +229,9 @@ def build(
                 sync_interval_s,
             )
         bound.append((primary, reads))
-    router = serve.deployment(Router, name="router", ray_actor_options={"num_cpus": 0})
+    router = serve.deployment(
+        Router, name="router", max_ongoing_requests=MAX_ONGOING, ray_actor_options={"num_cpus": 0}
+    )
     return router.bind(
         settings.model_dump(mode="json", exclude={"api_keys", "read_only_api_keys"})
         | {
