@@ -96,7 +96,7 @@ def ray_stages(actors: int | None = None) -> EmbedStages:
     return stages
 
 
-class _Batches(Datasource):
+class _Batches(Datasource):  # type: ignore[misc]  # Ray is untyped here
     """A datasource of one read task: the job's batches, read by the job's own source
     code, each as one row holding the pickled batch."""
 

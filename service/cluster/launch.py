@@ -20,7 +20,7 @@ def _join(address: str | None, **options: object) -> None:
         include_dashboard=False,
         log_to_driver=False,
         logging_level=logging.WARNING,
-        **options,  # type: ignore[arg-type]
+        **options,
     )
 
 

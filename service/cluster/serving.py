@@ -82,7 +82,7 @@ class ShardDeployment:
 class ReplicaDeployment:
     """A Serve replica answering reads for one shard from a copy of its own."""
 
-    async def __init__(
+    async def __init__(  # type: ignore[misc]  # Serve awaits an async constructor
         self,
         primary: DeploymentHandle,
         folder: str,

@@ -306,7 +306,7 @@ class ShardedCollection:
             raise InvalidInput("delete takes either ids or a filter")
         if filter is not None:
             return int(sum(self.engine.each(lambda s, _: self._write(s, "delete", filter=filter))))
-        checked = validate_ids(ids)
+        checked = validate_ids(ids or [])
         return int(
             sum(
                 self._write_groups(

@@ -11,16 +11,14 @@ from typing import Any
 
 import numpy as np
 import pytest
+import ray
+from ray import serve
+from ray.cluster_utils import Cluster
 
-ray = pytest.importorskip("ray", reason="the cluster extra (ray) is not installed")
-
-from ray import serve  # noqa: E402
-from ray.cluster_utils import Cluster  # noqa: E402
-from vecserve_client import Client  # noqa: E402
-
-from service.cluster import serving  # noqa: E402
-from service.settings import Settings  # noqa: E402
-from tests.cluster.conftest import free_port, start_ray  # noqa: E402
+from service.cluster import serving
+from service.settings import Settings
+from tests.cluster.conftest import free_port, start_ray
+from vecserve_client import Client
 
 
 @pytest.fixture(scope="module")

@@ -13,13 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import ray
 
-ray = pytest.importorskip("ray", reason="the cluster extra (ray) is not installed")
-
-from indexer import Engine  # noqa: E402
-from indexer.jobs import IndexJobConfig, run_index_job  # noqa: E402
-from service.cluster.data import run_index_job_on_ray  # noqa: E402
-from tests.cluster.conftest import start_ray  # noqa: E402
+from indexer import Engine
+from indexer.jobs import IndexJobConfig, run_index_job
+from service.cluster.data import run_index_job_on_ray
+from tests.cluster.conftest import start_ray
 
 RECORDS = 600
 # Ids r0..r549 (records 550..599 update r0..r49); the empty texts of records 102, 199, 296,
@@ -66,7 +65,8 @@ def test_a_ray_data_job_builds_the_local_jobs_collection(local_ray: None, tmp_pa
         local.rejected,
         local.replaced,
     )
-    assert on_ray.rejects_path is not None and local.rejects_path is not None
+    assert on_ray.rejects_path is not None
+    assert local.rejects_path is not None
     assert on_ray.rejects_path.read_bytes() == local.rejects_path.read_bytes()
     with Engine(tmp_path / "ray") as a, Engine(tmp_path / "local") as b:
         mine, theirs = a.get_collection("notes"), b.get_collection("notes")
@@ -74,7 +74,8 @@ def test_a_ray_data_job_builds_the_local_jobs_collection(local_ray: None, tmp_pa
         ids = [p.id for p in theirs.scroll(10_000)[0]]
         for p, q in zip(mine.get(ids), theirs.get(ids), strict=True):
             assert (p.id, p.payload) == (q.id, q.payload)
-            assert p.vector is not None and q.vector is not None
+            assert p.vector is not None
+            assert q.vector is not None
             np.testing.assert_allclose(p.vector, q.vector, atol=1e-5)
 
 

@@ -8,16 +8,18 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+import ray
+from ray import serve
 
-ray = pytest.importorskip("ray", reason="the cluster extra (ray) is not installed")
-
-from ray import serve  # noqa: E402
-from vecserve_client import (  # noqa: E402
+from indexer import Engine
+from service.cluster import serving
+from service.settings import Settings
+from tests.cluster.conftest import free_port, start_ray
+from vecserve_client import (
     Client,
     CollectionNotFound,
     DimensionMismatch,
@@ -26,11 +28,6 @@ from vecserve_client import (  # noqa: E402
     ShardUnavailable,
     Unauthorized,
 )
-
-from indexer import Engine  # noqa: E402
-from service.cluster import serving  # noqa: E402
-from service.settings import Settings  # noqa: E402
-from tests.cluster.conftest import free_port, start_ray  # noqa: E402
 
 KEY = "cluster-test-key-0123456789"
 DIM = 12

@@ -187,7 +187,8 @@ def test_get_keeps_the_order_asked_and_leaves_out_missing_ids(engines: Any) -> N
     _, sharded, _ = engines
     points = sharded.get_collection("flat-l2").get([5, "missing", "p6", 5], with_vectors=True)
     assert [p.id for p in points] == [5, "p6", 5]
-    assert points[0].vector is not None and points[0].vector.shape == (DIM,)
+    assert points[0].vector is not None
+    assert points[0].vector.shape == (DIM,)
 
 
 def test_writes_and_deletes_by_filter_span_the_shards(engines: Any) -> None:
@@ -265,7 +266,8 @@ def test_read_replica_follows_its_shard(tmp_path: Path) -> None:
         assert sorted(p.id for p in copy.scroll(10)[0]) == [1, 2]
         assert copy.get([2])[0].payload == {"n": 20}
         lag = shard.collection_call("c", "describe", (), {})[1]["replicas"]
-        assert lag[0]["replica"] == "r1" and lag[0]["lag_writes"] <= 3
+        assert lag[0]["replica"] == "r1"
+        assert lag[0]["lag_writes"] <= 3
         shard.engine.drop_collection("c")
         replica.sync_once()
         assert replica.engine.list_collections() == []
