@@ -35,6 +35,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from bench.service import run_http
+from tests.support.server import free_port
 from vecserve_client import Client
 
 RESULTS = Path(__file__).parent / "results"
@@ -82,14 +83,6 @@ def wait_ready(url: str, timeout: float = 120) -> None:
             pass
         time.sleep(0.2)
     raise RuntimeError(f"{url} not ready in {timeout} s")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def single_node(

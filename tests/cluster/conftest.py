@@ -3,14 +3,7 @@
 from __future__ import annotations
 
 import logging
-import socket
 from typing import Any
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_ray(**options: Any) -> None:

@@ -18,7 +18,8 @@ from ray import serve
 from indexer import Engine
 from service.cluster import serving
 from service.settings import Settings
-from tests.cluster.conftest import free_port, start_ray
+from tests.cluster.conftest import start_ray
+from tests.support.server import free_port
 from vecserve_client import (
     Client,
     CollectionNotFound,
