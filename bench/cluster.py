@@ -42,7 +42,22 @@ def fill(url: str, words: list[str], vectors: np.ndarray) -> float:
     with Client(url, timeout=600) as client:
         client.create_collection("glove", dim=vectors.shape[1], metric="cosine")
         client.upsert("glove", words, vectors, batch_size=5000)
+        settle(client)
     return time.perf_counter() - started
+
+
+def settle(client: Client, quiet_s: float = 5.0) -> None:
+    """Wait until the index serving the collection (every shard's) has stopped changing
+    for ``quiet_s``: background rebuilds after a bulk load are not what is measured."""
+    last, since = None, time.monotonic()
+    while time.monotonic() - since < quiet_s:
+        serving = client.get_collection("glove").serving
+        now = [(s["family"], s["points"]) for s in serving.get("shards", [])] or [
+            (serving["family"], serving["size"])
+        ]
+        if now != last:
+            last, since = now, time.monotonic()
+        time.sleep(0.5)
 
 
 def measure(url: str, queries: np.ndarray, seconds: float) -> list[dict[str, Any]]:
@@ -50,7 +65,8 @@ def measure(url: str, queries: np.ndarray, seconds: float) -> list[dict[str, Any
     cells = []
     for clients in CLIENTS:
         latencies = run_http(url, "/collections/glove/search", bodies, clients, seconds)
-        p50, p99 = percentiles_ms(latencies, 50, 99)
+        # NaN when no request finished inside the cell (a machine busy with other work).
+        p50, p99 = percentiles_ms(latencies, 50, 99) if latencies else (float("nan"),) * 2
         cells.append(
             {"clients": clients, "qps": len(latencies) / seconds, "p50_ms": p50, "p99_ms": p99}
         )
