@@ -116,7 +116,7 @@ def create_app(
     install_error_handlers(app)
     for module in (health, collections, points, search, metrics, snapshots, embeddings_openai):
         app.include_router(module.router)
-    install_openapi(app, auth_enabled=settings.auth_enabled)
+    install_openapi(app, settings)
     # Outermost last: closing the connection after any answer that leaves the body unread,
     # request id, then metrics (which count refused requests too), then API keys and the
     # body size limit, both before the body is read.

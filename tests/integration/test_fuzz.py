@@ -93,3 +93,45 @@ def test_every_operation_answers_by_its_schema_and_never_with_5xx(
         headers=AUTH,
         excluded_checks=[schemathesis.checks.positive_data_acceptance],
     )
+
+
+# The positive phase: requests the document allows, which the server must take. A 4xx
+# there is a schema looser than the server. Only refusals that depend on what JSON Schema
+# cannot see are expected: the collection's dimension and embedder (like its existence,
+# a 404), whether a snapshot's bytes match their checksum and form a snapshot, how an
+# index spec's pq_m fits the dimension, ids repeated across the points of an upsert, and
+# scroll cursors, which only the server hands out.
+positive = schemathesis.openapi.from_dict(
+    DOCUMENT,
+    config=schemathesis.Config.from_dict(
+        {
+            "generation": {"max-examples": 30, "mode": "positive"},
+            "dictionaries": {"collections": {"values": ["items"]}},
+            "parameters": {"path.name": {"dictionary": "collections", "probability": 0.5}},
+        }
+    ),
+)
+DEPENDS_ON_STATE = {
+    "DimensionMismatch",
+    "InvalidVector",  # vectors of several lengths: not all can match the dimension
+    "InvalidEmbedderInput",  # a text or image for a collection without an embedder
+    "ChecksumMismatch",
+    "InvalidSnapshot",
+    "InvalidIndexSpec",
+    "DuplicateIds",
+}
+
+
+@positive.parametrize()
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_every_request_the_schema_allows_is_accepted(
+    case: schemathesis.Case, fuzz_server: Server, items: None
+) -> None:
+    response = case.call(base_url=fuzz_server.url, headers=AUTH)
+    if response.status_code in (400, 413, 415, 422):
+        error = response.json()["error"]
+        cursor = isinstance(case.body, dict) and case.body.get("cursor") is not None
+        expected = error in DEPENDS_ON_STATE or (cursor and error == "InvalidInput")
+        assert expected, f"{case.operation.label} refused a request its schema allows: " + (
+            f"{response.status_code} {response.text}\nbody: {str(case.body)[:500]}"
+        )
