@@ -125,8 +125,20 @@ def with_vectors_of(with_vectors: bool | None, with_vector: bool | None) -> bool
     return bool(with_vectors if with_vectors is not None else with_vector)
 
 
+# with_vectors and its old name with_vector, when both are given, agree.
+_NAMES_AGREE: dict[str, Any] = {
+    "anyOf": [
+        {"not": {"required": ["with_vectors", "with_vector"]}},
+        {"properties": {"with_vectors": {"const": True}, "with_vector": {"const": True}}},
+        {"properties": {"with_vectors": {"const": False}, "with_vector": {"const": False}}},
+    ]
+}
+
+
 class VectorsOption(Body):
     """Whether to return vectors, and in which form."""
+
+    model_config = ConfigDict(json_schema_extra=_NAMES_AGREE)
 
     with_vectors: bool = Field(default=False, description=WITH_VECTORS)
     with_vector: bool | None = Field(
@@ -347,6 +359,7 @@ class Search(EmbedInput, VectorsOption):
 
     model_config = ConfigDict(
         json_schema_extra=exactly_one_of("vector", "vector_b64", "text", "image", "id")
+        | _NAMES_AGREE
     )
 
     id: PointIdModel | None = None
