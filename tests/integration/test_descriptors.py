@@ -90,4 +90,5 @@ def test_bursts_of_reads_on_new_threads_keep_open_descriptors_flat(tmp_path: Pat
         process.wait(timeout=30)
     # At most one reader connection (two descriptors) for each request in flight at once.
     assert max(counts) <= counts[0] + 2 * CONCURRENCY, counts
-    assert counts[-BURSTS // 2 :] == [counts[-1]] * (BURSTS // 2), counts
+    # And no growth: the second half of the bursts stays within a few sockets' closing.
+    assert max(counts[BURSTS // 2 :]) - min(counts[BURSTS // 2 :]) <= 4, counts
