@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.conftest import Server
+from tests.support.server import NewServer
 
 NESTED = "<nested>"  # stands for the nested value in a body, which json cannot encode
 
@@ -27,9 +27,9 @@ def post(http: httpx.Client, path: str, body: Any, value: str) -> httpx.Response
 
 
 @pytest.fixture(scope="module")
-def http(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
+def http(new_server: NewServer) -> Iterator[httpx.Client]:
     with (
-        Server(tmp_path_factory.mktemp("nesting") / "data") as server,
+        new_server() as server,
         httpx.Client(base_url=server.url, timeout=30) as client,
     ):
         client.put("/collections/c", json={"dim": 2}).raise_for_status()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.integration.conftest import free_port
+from tests.support.server import free_port
 
 DESCRIPTOR_LIMIT = 128
 THREAD_IDLE_SECONDS = 0.2  # anyio retires a worker thread idle this long (10 s by default)

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.conftest import Server
+from tests.support.server import NewServer, Server
 
 READ_WRITE = "rw-key-0123456789abcdef"
 READ_ONLY = "ro-key-0123456789abcdef"
@@ -22,15 +22,13 @@ CHUNK = b"x" * 65536
 
 
 @pytest.fixture(scope="module", params=["httptools", "h11"])
-def auth_server(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Server]:
+def auth_server(request: pytest.FixtureRequest, new_server: NewServer) -> Iterator[Server]:
     env = {
         "VECSERVE_API_KEYS": READ_WRITE,
         "VECSERVE_READ_ONLY_API_KEYS": READ_ONLY,
         "UVICORN_HTTP": request.param,  # uvicorn's own option, from the environment
     }
-    with Server(tmp_path_factory.mktemp("unread") / "data", env=env) as server:
+    with new_server(env) as server:
         yield server
 
 
