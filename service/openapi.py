@@ -141,3 +141,5 @@ def _add_limits(schemas: dict[str, Any], settings: Settings) -> None:
     create["embedder"]["enum"] = [e.name for e in settings.embedders] + [None]
     schemas["Upsert"]["properties"]["points"]["maxItems"] = settings.max_points_per_upsert
     schemas["SearchBatch"]["properties"]["searches"]["maxItems"] = settings.max_queries_per_batch
+    # On the list form of input (a top-level maxItems leaves a single text alone).
+    schemas["EmbeddingsRequest"]["properties"]["input"]["maxItems"] = settings.max_queries_per_batch
