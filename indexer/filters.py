@@ -39,6 +39,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import reprlib
 import string
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -384,6 +385,18 @@ def _scalar(value: object, where: str) -> Scalar:
     raise InvalidFilter(f"{where} takes a string, number, boolean or null, got {_show(value)}")
 
 
+def _short_repr() -> reprlib.Repr:
+    # Nesting stops at a few levels: a plain repr of a value nested a thousand deep (any
+    # JSON body can hold one) is a RecursionError, and long anyway.
+    short = reprlib.Repr()
+    short.maxlevel, short.maxstring, short.maxother = 3, 40, 40
+    short.maxdict = short.maxlist = 4
+    return short
+
+
+_SHORT_REPR = _short_repr()
+
+
 def _show(value: Any) -> str:
-    text = repr(value)
+    text = _SHORT_REPR.repr(value)
     return text if len(text) <= 60 else text[:57] + "..."

@@ -32,7 +32,7 @@ class IndexSpec(BaseModel):
     hnsw_m: int = Field(default=32, ge=4, le=128)
     ef_construction: int = Field(default=128, ge=8, le=4096)
     target_recall: float = Field(default=0.95, gt=0.0, le=1.0)
-    auto_threshold: int = Field(default=20_000, ge=1)
+    auto_threshold: int = Field(default=20_000, ge=1, le=1 << 40)
 
     @classmethod
     def parse(cls, value: IndexSpec | str | dict[str, Any] | None) -> IndexSpec:

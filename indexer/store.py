@@ -10,12 +10,20 @@ always means the same vector, and an index is brought up to date by comparing la
 
 One writer at a time (the collection's write lock); any number of readers, each thread on
 its own connection. A write is acknowledged only after its transaction commits.
+
+Thread pools retire idle threads and start new ones for the next burst, so a thread's
+reader connection goes back to the store when the thread ends and the next new thread
+takes it: the connections (two descriptors each) number at most the readers that were ever
+alive at once. Closing them instead would not do: while any connection to the database
+holds a lock (in WAL mode one always does), SQLite keeps a closed connection's descriptor
+open for reuse, and concurrent opens outrun the reuse.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -44,7 +52,8 @@ class SqliteStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
+        self._connections: set[sqlite3.Connection] = set()
+        self._idle_readers: list[sqlite3.Connection] = []  # lent to no live thread
         self._connections_lock = threading.Lock()
         self._closed = False
         self._writer = self._connect()
@@ -62,7 +71,7 @@ class SqliteStore:
             if self._closed:  # closed meanwhile
                 conn.close()
                 self._check_open()
-            self._connections.append(conn)
+            self._connections.add(conn)
         return conn
 
     def _check_open(self) -> None:
@@ -73,11 +82,23 @@ class SqliteStore:
 
     @property
     def _reader(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._connect()
-            self._local.conn = conn
-        return conn
+        reader: _LentReader | None = getattr(self._local, "reader", None)
+        if reader is None:
+            self._check_open()
+            with self._connections_lock:
+                idle = self._idle_readers.pop() if self._idle_readers else None
+            reader = _LentReader(idle or self._connect())
+            # A thread's locals are dropped when it ends: the connection comes back then.
+            weakref.finalize(
+                reader,
+                _take_back,
+                reader.conn,
+                self._idle_readers,
+                self._connections,
+                self._connections_lock,
+            )
+            self._local.reader = reader
+        return reader.conn
 
     def close(self) -> None:
         with self._connections_lock:
@@ -85,6 +106,7 @@ class SqliteStore:
             for conn in self._connections:
                 conn.close()
             self._connections.clear()
+            self._idle_readers.clear()
 
     # -- metadata --------------------------------------------------------------------
 
@@ -230,6 +252,26 @@ class SqliteStore:
             raise
         finally:
             dest.close()
+
+
+class _LentReader:
+    """A reader connection lent to one thread, held in that thread's local storage."""
+
+    __slots__ = ("__weakref__", "conn")
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+
+def _take_back(
+    conn: sqlite3.Connection,
+    idle: list[sqlite3.Connection],
+    connections: set[sqlite3.Connection],
+    lock: threading.Lock,
+) -> None:
+    with lock:
+        if conn in connections:  # else the store was closed, and the connection with it
+            idle.append(conn)
 
 
 class Transaction:

@@ -15,7 +15,7 @@ from indexer.embedders import EmbedderRegistry
 from service.auth import ApiKeyMiddleware
 from service.batching import MicroBatcher
 from service.errors import install_error_handlers
-from service.limits import RequestLimitsMiddleware
+from service.limits import CloseUnreadBodyMiddleware, RequestLimitsMiddleware
 from service.metrics import Metrics, MetricsMiddleware, collection_gpu_bytes, collection_sizes
 from service.openapi import install_openapi
 from service.responses import Json
@@ -116,11 +116,13 @@ def create_app(
     install_error_handlers(app)
     for module in (health, collections, points, search, metrics, snapshots, embeddings_openai):
         app.include_router(module.router)
-    install_openapi(app, auth_enabled=settings.auth_enabled)
-    # Outermost last: request id, then metrics (which count refused requests too), then
-    # API keys and the body size limit, both before the body is read.
+    install_openapi(app, settings)
+    # Outermost last: closing the connection after any answer that leaves the body unread,
+    # request id, then metrics (which count refused requests too), then API keys and the
+    # body size limit, both before the body is read.
     app.add_middleware(RequestLimitsMiddleware, settings=settings, routes=app.routes)
     app.add_middleware(ApiKeyMiddleware, settings=settings, routes=app.routes)
     app.add_middleware(MetricsMiddleware, metrics=app_metrics, routes=app.routes)
     app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(CloseUnreadBodyMiddleware)
     return app

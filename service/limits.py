@@ -9,6 +9,11 @@
   (:mod:`service.schemas` calls :func:`check_dim` and :func:`check_filter_depth`). The
   middleware makes the app's settings visible to them for the length of a request.
 
+- Unread bodies: :class:`CloseUnreadBodyMiddleware` closes the connection after any
+  answer sent before the request's body was read in full (401 and 403 from the API key
+  check, 413, 404, 415, a refused restore...). Otherwise the server would go on reading,
+  and discarding, whatever the client sends: gigabytes, or a chunked body without end.
+
 The per-route limits (points per upsert, queries per batch, k, payload bytes) are checked
 by the routes themselves.
 """
@@ -37,6 +42,39 @@ _LOGICAL = ("$and", "$or")
 
 class _BodyTooLarge(Exception):
     """Raised from ``receive`` to stop the app reading a body over the limit."""
+
+
+class CloseUnreadBodyMiddleware:
+    """Adds ``Connection: close`` to an answer started before the body was read to its
+    end. Uvicorn (h11 and httptools alike) then closes the connection once the answer is
+    sent, where it would otherwise keep the connection and drain the rest of the body."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        declared = headers.get(b"content-length", b"")
+        unread = b"transfer-encoding" in headers or declared not in (b"", b"0")
+
+        async def tracking_receive() -> Message:
+            nonlocal unread
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                unread = False  # the last part, or the client went away
+            return message
+
+        async def closing_send(message: Message) -> None:
+            if message["type"] == "http.response.start" and unread:
+                sent = list(message.get("headers", []))
+                if not any(name.lower() == b"connection" for name, _ in sent):
+                    message["headers"] = [*sent, (b"connection", b"close")]
+            await send(message)
+
+        await self.app(scope, tracking_receive, closing_send)
 
 
 class RequestLimitsMiddleware:
@@ -97,7 +135,6 @@ class RequestLimitsMiddleware:
             "RequestTooLarge",
             f"the request body is over this server's limit of {limit} bytes",
         )
-        response.headers["Connection"] = "close"  # the rest of the body is not read
         await response(scope, receive, send)
 
 

@@ -9,7 +9,11 @@ FastAPI describes what each route returns when it succeeds. Every operation also
   path names a collection, and, when auth is on, 401 and (for writes) 403 as
   :data:`service.auth.ROUTE_PERMISSIONS` says;
 - when auth is on, the two ways to send a key (bearer token, ``X-API-Key``) on every
-  operation that needs one.
+  operation that needs one;
+- what the server checks beyond the models' types, so that a client generated from the
+  document sends only requests the server takes: the patterns of collection and snapshot
+  names in paths, this server's limits (k, dim, points per upsert, searches per batch), its
+  embedders, and the snapshot checksum a restore needs.
 
 Statuses a route declares itself (``responses=``) keep their description.
 """
@@ -21,8 +25,12 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from indexer.engine import NAME_PATTERN
+from indexer.points import MAX_ID_LENGTH
+from indexer.snapshots import SNAPSHOT_NAME
 from service.auth import Permission, permission_for
 from service.schemas import ErrorBody
+from service.settings import Settings
 
 _ERROR_REF = "#/components/schemas/ErrorBody"
 _DESCRIPTIONS = {
@@ -41,25 +49,28 @@ _SECURITY_SCHEMES = {
 }
 
 
-def install_openapi(app: FastAPI, *, auth_enabled: bool) -> None:
+def install_openapi(app: FastAPI, settings: Settings) -> None:
     """Make ``app.openapi()`` (and so ``/openapi.json``) return the completed document."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = complete(generate(), auth_enabled=auth_enabled)
+            app.openapi_schema = complete(generate(), settings)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def complete(document: dict[str, Any], *, auth_enabled: bool) -> dict[str, Any]:
+def complete(document: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    auth_enabled = settings.auth_enabled
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
     schemas["ErrorBody"] = ErrorBody.model_json_schema(ref_template=_ERROR_REF)
+    _add_limits(schemas, settings)
     for path, item in document.get("paths", {}).items():
         for method, operation in item.items():
             permission = permission_for(method.upper(), path)
             _add_errors(operation, permission, auth_enabled)
+            _add_parameter_checks(operation)
             if auth_enabled:
                 needs_key = permission is not Permission.OPEN
                 operation["security"] = [{"bearer": []}, {"apiKey": []}] if needs_key else []
@@ -95,3 +106,40 @@ def _add_errors(operation: dict[str, Any], permission: Permission, auth_enabled:
             response["content"] = {"application/json": {"schema": {"$ref": _ERROR_REF}}}
             if status == "422" and response.get("description") == "Validation Error":
                 response["description"] = _DESCRIPTIONS[422]
+
+
+# What the server checks in path and query parameters (InvalidName, InvalidId, InvalidInput).
+_PARAMETER_SCHEMAS: dict[str, dict[str, Any]] = {
+    "name": {"type": "string", "pattern": NAME_PATTERN.pattern},
+    "snapshot": {"type": "string", "pattern": SNAPSHOT_NAME.pattern},
+    "point_id": {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH},
+    "sha256": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"},
+}
+
+
+def _add_parameter_checks(operation: dict[str, Any]) -> None:
+    for parameter in operation.get("parameters", []):
+        schema = _PARAMETER_SCHEMAS.get(parameter["name"])
+        if schema is None:
+            continue
+        parameter["schema"] = {**schema, "title": parameter["schema"].get("title", "")}
+        if parameter["name"] == "sha256":
+            # Or as the X-Checksum-Sha256 header: one of the two is needed.
+            parameter["required"] = True
+            parameter.pop("description", None)
+            parameter["description"] = (
+                "SHA-256 of the tar file, hex (or send it as an X-Checksum-Sha256 header)"
+            )
+
+
+def _add_limits(schemas: dict[str, Any], settings: Settings) -> None:
+    """This server's limits and embedders, where the models name them."""
+    for model in ("Search", "Recommend"):
+        schemas[model]["properties"]["k"]["maximum"] = settings.max_k
+    create = schemas["CreateCollection"]["properties"]
+    create["dim"]["maximum"] = settings.max_dim
+    create["embedder"]["enum"] = [e.name for e in settings.embedders] + [None]
+    schemas["Upsert"]["properties"]["points"]["maxItems"] = settings.max_points_per_upsert
+    schemas["SearchBatch"]["properties"]["searches"]["maxItems"] = settings.max_queries_per_batch
+    # On the list form of input (a top-level maxItems leaves a single text alone).
+    schemas["EmbeddingsRequest"]["properties"]["input"]["maxItems"] = settings.max_queries_per_batch

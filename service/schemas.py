@@ -10,20 +10,69 @@ import numpy as np
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictInt,
     StrictStr,
+    WithJsonSchema,
     model_validator,
 )
 
 from indexer.errors import InvalidEmbedderInput, InvalidVector
+from indexer.points import MAX_ID_LENGTH
 from indexer.spec import IndexSpec, SearchParams
+from service.filter_schema import FILTER_SCHEMA
 from service.limits import check_dim, check_filter_depth
 
-PointIdModel = StrictStr | StrictInt
+
+def _whole(value: object) -> object:
+    """A JSON number with no fractional part (``10.0``) is that integer, as JSON Schema's
+    ``integer`` says; strict validation would refuse it as a float."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
+        return int(value)
+    return value
+
+
+# The int64 bounds, inside by what a double can tell apart (the document's numbers are
+# doubles, and 2**63 - 1 as a double is 2**63, past the bound).
+_INT64_MAX_AS_FLOAT = 2**63 - 2048
+# An integer, written ``10`` or ``10.0``.
+WholeNumber = Annotated[int, BeforeValidator(_whole)]
+# The schemas say what the engine checks after parsing (InvalidId), so that clients
+# generated from them send only ids the server takes.
+PointIdModel = (
+    Annotated[
+        StrictStr, WithJsonSchema({"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH})
+    ]
+    | Annotated[
+        StrictInt,
+        BeforeValidator(_whole),
+        WithJsonSchema(
+            {"type": "integer", "minimum": -_INT64_MAX_AS_FLOAT, "maximum": _INT64_MAX_AS_FLOAT}
+        ),
+    ]
+)
 # The server's limits (max_filter_depth, max_dim) are checked as bodies are parsed.
-Filter = Annotated[dict[str, Any], AfterValidator(check_filter_depth)]
+Filter = Annotated[
+    dict[str, Any], AfterValidator(check_filter_depth), WithJsonSchema(FILTER_SCHEMA)
+]
+# Base64 of little-endian float32 values: a whole number of 4-byte values.
+_FLOAT32_B64 = r"^(?:[A-Za-z0-9+/]{16})*(?:[A-Za-z0-9+/]{6}==|[A-Za-z0-9+/]{11}=)?$"
+# Base64 (padding optional), or a data URL of it.
+_IMAGE_B64 = (
+    r"^(?:data:[^,]*;base64,)?(?:[A-Za-z0-9+/]{4})*"
+    r"(?:[A-Za-z0-9+/]{2}(?:==)?|[A-Za-z0-9+/]{3}=?)?$"
+)
+
+
+def given(name: str) -> dict[str, Any]:
+    """JSON Schema for "the field is given, and not null"."""
+    return {"required": [name], "properties": {name: {"not": {"type": "null"}}}}
+
+
+def exactly_one_of(*names: str) -> dict[str, Any]:
+    return {"oneOf": [given(name) for name in names]}
 
 
 class Body(BaseModel):
@@ -76,8 +125,20 @@ def with_vectors_of(with_vectors: bool | None, with_vector: bool | None) -> bool
     return bool(with_vectors if with_vectors is not None else with_vector)
 
 
+# with_vectors and its old name with_vector, when both are given, agree.
+_NAMES_AGREE: dict[str, Any] = {
+    "anyOf": [
+        {"not": {"required": ["with_vectors", "with_vector"]}},
+        {"properties": {"with_vectors": {"const": True}, "with_vector": {"const": True}}},
+        {"properties": {"with_vectors": {"const": False}, "with_vector": {"const": False}}},
+    ]
+}
+
+
 class VectorsOption(Body):
     """Whether to return vectors, and in which form."""
+
+    model_config = ConfigDict(json_schema_extra=_NAMES_AGREE)
 
     with_vectors: bool = Field(default=False, description=WITH_VECTORS)
     with_vector: bool | None = Field(
@@ -104,8 +165,12 @@ def vector_field(vector: np.ndarray, encoding: VectorEncoding) -> tuple[str, Any
 class VectorInput(Body):
     """A vector as a JSON array, or as base64 of little-endian float32 (the fast path)."""
 
-    vector: list[float] | None = None
-    vector_b64: str | None = Field(default=None, description=_B64_DESCRIPTION)
+    vector: list[float] | None = Field(default=None, json_schema_extra={"minItems": 1})
+    vector_b64: str | None = Field(
+        default=None,
+        description=_B64_DESCRIPTION,
+        json_schema_extra={"pattern": _FLOAT32_B64, "minLength": 8},
+    )
 
     def array(self) -> np.ndarray:
         if self.vector_b64 is not None:
@@ -120,7 +185,7 @@ class EmbedInput(VectorInput):
     file, or a ``data:image/...;base64,`` URL) that the collection's model embeds."""
 
     text: str | None = None
-    image: str | None = None
+    image: str | None = Field(default=None, json_schema_extra={"pattern": _IMAGE_B64})
 
     def given(self) -> list[str]:
         """The input fields that are set."""
@@ -160,7 +225,19 @@ class CreateCollection(Body):
     or images too, and ``dim`` (the model's) may be left out. ``store_source``: points keep
     their text, or image hash, in the payload under ``"_source"`` by default."""
 
-    dim: Annotated[int, Field(ge=1, le=65_536), AfterValidator(check_dim)] | None = None
+    model_config = ConfigDict(json_schema_extra=exactly_one_of("dim", "embedder"))
+
+    dim: (
+        Annotated[
+            int,
+            BeforeValidator(_whole),
+            Field(ge=1, le=65_536),
+            AfterValidator(check_dim),
+            # (Field's bounds come out as "ge" and "le" after the validators.)
+            WithJsonSchema({"type": "integer", "minimum": 1, "maximum": 65_536}),
+        ]
+        | None
+    ) = None
     metric: Literal["cosine", "dot", "l2"] = "cosine"
     index: IndexSpec | Literal["auto", "flat", "ivf_flat", "ivf_pq", "hnsw"] = "auto"
     embedder: str | None = None
@@ -190,6 +267,10 @@ class CollectionList(BaseModel):
 
 
 class PointIn(EmbedInput):
+    model_config = ConfigDict(
+        json_schema_extra=exactly_one_of("vector", "vector_b64", "text", "image")
+    )
+
     id: PointIdModel
     payload: dict[str, Any] | None = None
 
@@ -200,11 +281,21 @@ class PointIn(EmbedInput):
         return self
 
 
+# All the points of an upsert are given by vectors, or all by texts, or all by images.
+_ONE_KIND: dict[str, Any] = {
+    "anyOf": [
+        {"items": {"anyOf": [given("vector"), given("vector_b64")]}},
+        {"items": given("text")},
+        {"items": given("image")},
+    ]
+}
+
+
 class Upsert(Body):
     """Points of one kind: all vectors, all texts or all images. ``store_source``
     overrides the collection's setting for this request."""
 
-    points: list[PointIn] = Field(min_length=1)
+    points: list[PointIn] = Field(min_length=1, json_schema_extra=_ONE_KIND)
     store_source: bool | None = None
 
 
@@ -213,7 +304,7 @@ class Upserted(BaseModel):
 
 
 class GetPoints(VectorsOption):
-    ids: list[PointIdModel] = Field(min_length=1)
+    ids: list[PointIdModel] = Field(min_length=1, json_schema_extra={"uniqueItems": True})
 
 
 class PointOut(BaseModel):
@@ -231,7 +322,11 @@ class Points(BaseModel):
 
 
 class DeletePoints(Body):
-    ids: list[PointIdModel] | None = Field(default=None, min_length=1)
+    model_config = ConfigDict(json_schema_extra=exactly_one_of("ids", "filter"))
+
+    ids: list[PointIdModel] | None = Field(
+        default=None, min_length=1, json_schema_extra={"uniqueItems": True}
+    )
     filter: Filter | None = None
 
     @model_validator(mode="after")
@@ -246,7 +341,7 @@ class Deleted(BaseModel):
 
 
 class Scroll(VectorsOption):
-    limit: int = Field(default=100, ge=1, le=10_000)
+    limit: WholeNumber = Field(default=100, ge=1, le=10_000)
     cursor: str | None = None
     filter: Filter | None = None
 
@@ -262,8 +357,13 @@ class Search(EmbedInput, VectorsOption):
     """Search by a vector, a text or an image, or by the id of a stored point (which is
     then left out)."""
 
+    model_config = ConfigDict(
+        json_schema_extra=exactly_one_of("vector", "vector_b64", "text", "image", "id")
+        | _NAMES_AGREE
+    )
+
     id: PointIdModel | None = None
-    k: int = Field(default=10, ge=1)
+    k: WholeNumber = Field(default=10, ge=1)
     filter: Filter | None = None
     params: SearchParams | None = None
     with_payload: bool = True
@@ -299,7 +399,9 @@ class BatchHits(BaseModel):
 
 
 class VectorExample(Body):
-    vector_b64: str = Field(description=_B64_DESCRIPTION)
+    vector_b64: str = Field(
+        description=_B64_DESCRIPTION, json_schema_extra={"pattern": _FLOAT32_B64, "minLength": 8}
+    )
 
     def array(self) -> np.ndarray:
         return decode_vector(self.vector_b64)
@@ -310,7 +412,10 @@ class TextExample(Body):
 
 
 class ImageExample(Body):
-    image: str = Field(description="base64 of the encoded image file, or a data URL")
+    image: str = Field(
+        description="base64 of the encoded image file, or a data URL",
+        json_schema_extra={"pattern": _IMAGE_B64},
+    )
 
 
 Example = PointIdModel | list[float] | VectorExample | TextExample | ImageExample
@@ -323,7 +428,7 @@ class Recommend(VectorsOption):
     positive: list[Example] = Field(min_length=1)
     negative: list[Example] = Field(default_factory=list)
     strategy: Literal["average", "best_score"] = "average"
-    k: int = Field(default=10, ge=1)
+    k: WholeNumber = Field(default=10, ge=1)
     filter: Filter | None = None
     params: SearchParams | None = None
     with_payload: bool = True

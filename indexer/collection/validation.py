@@ -20,8 +20,9 @@ def check_k(k: object) -> int:
     return k
 
 
-def payload_json(payload: dict[str, Any] | None, row: int) -> str:
-    """The payload as the store keeps it, JSON text; ``row`` names it in errors."""
+def payload_json(payload: dict[str, Any] | None, row: int | str) -> str:
+    """The payload as the store keeps it, JSON text; ``row`` names it in errors (its
+    position in a batch, or words such as "of point 7")."""
     if payload is None:
         return "{}"
     if not isinstance(payload, dict):

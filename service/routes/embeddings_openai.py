@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 from fastapi import Response
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints, WithJsonSchema
 from starlette.concurrency import run_in_threadpool
 
 from indexer.embedders import TokenCounter
@@ -25,7 +25,7 @@ from service.deps import BatcherDep, EngineDep, SettingsDep
 from service.errors import RequestTooLarge
 from service.responses import Json
 from service.routing import ApiRouter
-from service.schemas import Body
+from service.schemas import Body, WholeNumber
 
 router = ApiRouter(prefix="/v1", tags=["openai"])
 
@@ -43,9 +43,10 @@ class EmbeddingsRequest(Body):
         default="float",
         description="float: JSON arrays; base64: each vector's little-endian float32 bytes.",
     )
-    dimensions: int | None = Field(
-        default=None, description="If given, it must be the model's own dimension."
-    )
+    dimensions: (
+        Annotated[WholeNumber, WithJsonSchema({"type": "integer", "minimum": 1, "maximum": 65_536})]
+        | None
+    ) = Field(default=None, description="If given, it must be the model's own dimension.")
     user: str | None = Field(default=None, description="Accepted and ignored.")
 
 

@@ -62,6 +62,13 @@ def list_snapshots(name: str, engine: EngineDep) -> Response:
     return Json({"snapshots": [snapshot_json(i) for i in engine.list_snapshots(name)]})
 
 
+def not_the_restore_path(snapshot: str) -> None:
+    """``/snapshots/restore`` is the restore operation's path (no snapshot has that name):
+    another method there is a 405, as the OpenAPI document reads it."""
+    if snapshot == "restore":
+        raise HTTPException(405, "Method Not Allowed")
+
+
 @router.get(
     "/{snapshot}",
     operation_id="download_snapshot",
@@ -71,6 +78,7 @@ def list_snapshots(name: str, engine: EngineDep) -> Response:
 def download_snapshot(name: str, snapshot: str, engine: EngineDep) -> FileResponse:
     """The snapshot's tar file, with its SHA-256 in ``X-Checksum-Sha256`` (hex) and
     ``Digest`` (base64)."""
+    not_the_restore_path(snapshot)
     info = engine.get_snapshot(name, snapshot)
     digest = base64.b64encode(bytes.fromhex(info.sha256)).decode()
     return FileResponse(
@@ -84,6 +92,7 @@ def download_snapshot(name: str, snapshot: str, engine: EngineDep) -> FileRespon
 @router.delete("/{snapshot}", operation_id="delete_snapshot", status_code=204)
 def delete_snapshot(name: str, snapshot: str, engine: EngineDep) -> Response:
     """Delete one snapshot."""
+    not_the_restore_path(snapshot)
     engine.delete_snapshot(name, snapshot)
     return Response(status_code=204)
 

@@ -28,7 +28,11 @@ AUTH = {"Authorization": f"Bearer {KEY}"}
 
 schemathesis.serializer.alias("application/x-tar", "application/octet-stream")  # snapshots
 
-APP = create_app(Settings(api_keys=[SecretStr(KEY)]))
+# Schemathesis's rejections of invalid data, and 413 (RequestTooLarge: over a limit).
+REJECTIONS = ["400", "401", "403", "404", "405", "406", "409", "413", "415", "422", "428", "429"]
+REJECTIONS += ["5xx"]
+# No embedders: a collection the fuzzer creates with one would load a model, for minutes.
+APP = create_app(Settings(api_keys=[SecretStr(KEY)], embedders=[]))
 DOCUMENT = APP.openapi()
 schema = schemathesis.openapi.from_dict(
     DOCUMENT,
@@ -38,6 +42,8 @@ schema = schemathesis.openapi.from_dict(
             # Half the requests name the seeded collection, so they reach the engine.
             "dictionaries": {"collections": {"values": ["items"]}},
             "parameters": {"path.name": {"dictionary": "collections", "probability": 0.5}},
+            # Too many items for the server's limits is a 413 RequestTooLarge: a rejection.
+            "checks": {"negative_data_rejection": {"expected-statuses": REJECTIONS}},
         }
     ),
 )
@@ -45,7 +51,7 @@ schema = schemathesis.openapi.from_dict(
 
 @pytest.fixture(scope="module")
 def fuzz_server(new_server: NewServer) -> Iterator[Server]:
-    with new_server({"VECSERVE_API_KEYS": KEY}) as server:
+    with new_server({"VECSERVE_API_KEYS": KEY, "VECSERVE_EMBEDDERS": "[]"}) as server:
         yield server
 
 
@@ -93,3 +99,56 @@ def test_every_operation_answers_by_its_schema_and_never_with_5xx(
         headers=AUTH,
         excluded_checks=[schemathesis.checks.positive_data_acceptance],
     )
+
+
+# The positive phase: requests the document allows, which the server must take. A 4xx
+# there is a schema looser than the server. Only refusals that depend on what JSON Schema
+# cannot see are expected: the collection's dimension and embedder (like its existence,
+# a 404), whether a snapshot's bytes match their checksum and form a snapshot, how an
+# index spec's pq_m fits the dimension, ids repeated across the points of an upsert, and
+# scroll cursors, which only the server hands out; and two query parameters that must
+# agree (below).
+positive = schemathesis.openapi.from_dict(
+    DOCUMENT,
+    config=schemathesis.Config.from_dict(
+        {
+            "generation": {"max-examples": 30, "mode": "positive"},
+            "dictionaries": {"collections": {"values": ["items"]}},
+            "parameters": {"path.name": {"dictionary": "collections", "probability": 0.5}},
+        }
+    ),
+)
+DEPENDS_ON_STATE = {
+    "DimensionMismatch",
+    "InvalidVector",  # vectors of several lengths: not all can match the dimension
+    "InvalidEmbedderInput",  # a text or image for a collection without an embedder
+    "ChecksumMismatch",
+    "InvalidSnapshot",
+    "InvalidIndexSpec",
+    "DuplicateIds",
+}
+
+
+@positive.parametrize()
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_every_request_the_schema_allows_is_accepted(
+    case: schemathesis.Case, fuzz_server: Server, items: None
+) -> None:
+    response = case.call(base_url=fuzz_server.url, headers=AUTH)
+    if response.status_code in (400, 413, 415, 422):
+        error = response.json()["error"]
+        cursor = isinstance(case.body, dict) and case.body.get("cursor") is not None
+        # GET point's deprecated with_vector query parameter must agree with with_vectors:
+        # OpenAPI cannot say that of two query parameters.
+        query = case.query or {}
+        names_differ = {"with_vector", "with_vectors"} <= set(query) and len(
+            {str(query["with_vector"]).lower(), str(query["with_vectors"]).lower()}
+        ) == 2
+        expected = (
+            error in DEPENDS_ON_STATE
+            or (cursor and error == "InvalidInput")
+            or (names_differ and error == "InvalidRequest")
+        )
+        assert expected, f"{case.operation.label} refused a request its schema allows: " + (
+            f"{response.status_code} {response.text}\nbody: {str(case.body)[:500]}"
+        )

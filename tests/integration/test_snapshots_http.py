@@ -17,6 +17,7 @@ import orjson
 import pytest
 
 from tests.support.server import NewServer, Server
+from tests.unit.test_snapshots import DIM, UNREADABLE_POINTS, edit_store
 
 LIMIT = 1024 * 1024  # VECSERVE_MAX_SNAPSHOT_BYTES for these tests
 rng = np.random.default_rng(17)
@@ -187,3 +188,45 @@ def test_hostile_snapshot_over_http_is_a_json_error(
     assert [p.name for p in (server.data_dir / "collections").iterdir()] == []
     assert not list((server.data_dir / "snapshots").glob(".*"))
     assert not (server.data_dir.parent / "escape").exists()
+
+
+def tampered(snapshot: bytes, tmp: Path, sql: str) -> bytes:
+    """``snapshot`` with ``sql`` run on its store, and a manifest that agrees: what someone
+    who edits a snapshot file can make."""
+    with tarfile.open(fileobj=io.BytesIO(snapshot)) as tar:
+        files = {m.name: tar.extractfile(m).read() for m in tar}  # type: ignore[union-attr]
+    files["store.sqlite3"] = edit_store(files["store.sqlite3"], tmp, sql)
+    manifest = orjson.loads(files.pop("manifest.json"))
+    manifest["members"] = [
+        {"name": n, "size": len(d), "sha256": hashlib.sha256(d).hexdigest()}
+        for n, d in files.items()
+    ]
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for name, data in [("manifest.json", orjson.dumps(manifest)), *files.items()]:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("case", sorted(UNREADABLE_POINTS))
+def test_a_snapshot_holding_a_point_the_server_cannot_read_is_refused(
+    http: httpx.Client, server: Server, tmp_path: Path, case: str
+) -> None:
+    assert http.put("/collections/items", json={"dim": DIM}).status_code == 201
+    points = [
+        {"id": i, "vector": v.tolist(), "payload": {"n": i}}
+        for i, v in enumerate(rng.standard_normal((20, DIM)))
+    ]
+    assert http.put("/collections/items/points", json={"points": points}).status_code == 200
+    name = http.post("/collections/items/snapshots").json()["name"]
+    snapshot = http.get(f"/collections/items/snapshots/{name}").content
+    sql, reason = UNREADABLE_POINTS[case]
+    data = tampered(snapshot, tmp_path, sql)
+    answer = restore(http, "copy", data, hashlib.sha256(data).hexdigest())
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["error"] == "InvalidSnapshot"
+    assert "point 7" in answer.json()["message"]
+    assert reason in answer.json()["message"]
+    assert http.get("/collections").json() == {"collections": ["items"]}

@@ -616,3 +616,31 @@ def test_invalid_filter_changes_nothing(col: Collection) -> None:
     assert [(p.id, p.payload) for p in after] == [(p.id, p.payload) for p in before]
     for p, q in zip(before, after, strict=True):
         np.testing.assert_array_equal(p.vector, q.vector)
+
+
+def nested_value(depth: int, kind: str) -> Any:
+    value: Any = 1
+    for _ in range(depth):
+        value = {"a": value} if kind == "object" else [value]
+    return value
+
+
+NESTED_VALUES = [
+    ({"o": {"$eq": nested_value(1_000, "object")}}, "takes a string, number"),
+    ({"o": nested_value(1_000, "list")}, "takes one value"),
+    ({"o": {"$gt": nested_value(1_000, "object")}}, "takes a string, number"),
+    ({"o": {"$in": [1, nested_value(1_000, "object")]}}, "takes a string, number"),
+    ({"$and": [nested_value(1_000, "list")]}, "non-empty object"),
+    ({"$not": nested_value(1_000, "list")}, "non-empty object"),
+]
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"), NESTED_VALUES, ids=[f"{i}" for i in range(len(NESTED_VALUES))]
+)
+def test_a_value_nested_a_thousand_deep_is_refused_with_a_short_reason(
+    spec: Any, message: str
+) -> None:
+    with pytest.raises(InvalidFilter, match=message) as refused:
+        compile_filter(spec)
+    assert len(refused.value.message) < 200

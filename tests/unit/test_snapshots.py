@@ -266,6 +266,27 @@ def huge_member(path: Path, parts: Parts) -> None:
 
 Craft = Callable[[Parts, Path], list[Entry]]
 
+NAN_VECTOR = np.full(DIM, np.nan, dtype=np.float32).tobytes().hex()
+INF_VECTOR = np.r_[np.ones(DIM - 1), np.inf].astype(np.float32).tobytes().hex()
+# SQL that spoils the eighth point (id 7 where ids count from 0) as only a tampered file
+# can; and what restore says.
+EIGHTH = "ORDER BY label LIMIT 7, 1"
+UNREADABLE_POINTS = {
+    name: (
+        f"UPDATE points SET {change} WHERE label = (SELECT label FROM points {EIGHTH})",
+        why,
+    )
+    for name, change, why in [
+        ("huge_number", """payload = '{"a": 1e400}'""", "number is infinity"),
+        ("lone_surrogate", """payload = '{"a": "\\ud800"}'""", "surrogate"),
+        ("invalid_utf8", """payload = CAST(x'7b2261223a2022ff227d' AS TEXT)""", "UTF-8"),
+        ("nested_1900", f"""payload = '{{"a": {"[" * 1900}{"]" * 1900}}}'""", "depth"),
+        ("nested_300", f"""payload = '{{"a": {"[" * 300}{"]" * 300}}}'""", "not JSON"),
+        ("nan_vector", f"vector = x'{NAN_VECTOR}'", "NaN or infinity"),
+        ("infinite_vector", f"vector = x'{INF_VECTOR}'", "NaN or infinity"),
+    ]
+}
+
 HOSTILE: dict[str, tuple[Craft, str]] = {
     "parent_path": (
         lambda p, tmp: [*p.consistent(), regular("../sentinel/pwned", b"x")],
@@ -370,6 +391,15 @@ HOSTILE: dict[str, tuple[Craft, str]] = {
         ),
         f"are not {DIM} float32 values",
     ),
+    **{
+        f"unreadable_point_{case}": (
+            lambda p, tmp, sql=sql: p.consistent(
+                **{"store.sqlite3": edit_store(p.files["store.sqlite3"], tmp, sql)}
+            ),
+            message,
+        )
+        for case, (sql, message) in UNREADABLE_POINTS.items()
+    },
     "config_differs_from_manifest": (
         lambda p, tmp: p.consistent(**{"config.json": orjson.dumps({"name": "x", "dim": 3})}),
         "config.json does not match",
