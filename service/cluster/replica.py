@@ -30,7 +30,7 @@ import orjson
 from indexer import DataFolderInUse, Engine, VecserveError
 from indexer.embedders import EmbedderConfig, EmbedderRegistry
 from indexer.points import decode_id, encode_id
-from service.cluster.shard import CHANGES_LIMIT, READS, Reply, failed, ok
+from service.cluster.shard import CHANGES_LIMIT, READS, Reply, create_from, failed, ok
 
 log = logging.getLogger(__name__)
 
@@ -153,14 +153,7 @@ class ReplicaServer:
         config = _value(self._primary("config", name))
         if name in self.engine.list_collections():
             self.engine.drop_collection(name)
-        self.engine.create_collection(
-            name,
-            config["dim"],
-            config["metric"],
-            config["index"],
-            embedder=config["embedder"],
-            store_source=config["store_source"],
-        )
+        create_from(self.engine, name, config)
         return {"uid": uid, "after": 0, "seq": 0}
 
 

@@ -16,9 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import orjson
-
-from indexer import Engine, VecserveError
+from indexer import Collection, Engine, VecserveError
 from indexer.embedders import EmbedderConfig, EmbedderRegistry
 
 Reply = tuple[Any, ...]
@@ -58,15 +56,7 @@ class ShardServer:
                 return ok(self.engine.list_collections())
             if method == "create":
                 name, config = args
-                collection = self.engine.create_collection(
-                    name,
-                    config["dim"],
-                    config["metric"],
-                    config["index"],
-                    embedder=config["embedder"],
-                    store_source=config["store_source"],
-                    exist_ok=True,
-                )
+                collection = create_from(self.engine, name, config, exist_ok=True)
                 return ok(collection.config.model_dump(mode="json"))
             if method == "drop":
                 self.engine.drop_collection(args[0])
@@ -146,6 +136,17 @@ class ShardServer:
         self.engine.close()
 
 
-def payload_of(row_payload: str) -> dict[str, Any]:
-    payload: dict[str, Any] = orjson.loads(row_payload)
-    return payload
+def create_from(
+    engine: Engine, name: str, config: dict[str, Any], *, exist_ok: bool = False
+) -> Collection:
+    """Create collection ``name`` in ``engine`` as ``config`` (a collection's settings, as
+    a router sends them or a shard describes them) says."""
+    return engine.create_collection(
+        name,
+        config["dim"],
+        config["metric"],
+        config["index"],
+        embedder=config["embedder"],
+        store_source=config["store_source"],
+        exist_ok=exist_ok,
+    )
