@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
 import os
 import re
@@ -144,9 +145,10 @@ class Engine:
                 existing = self._get(name)
                 if exist_ok and existing.config == config:
                     return existing
+                differences = _differences(existing.config, config)
                 raise CollectionExists(
                     f"collection {name!r} already exists"
-                    + ("" if existing.config == config else " with another configuration")
+                    + (f" with another configuration: {differences}" if differences else "")
                 )
             staging = self._root / f".new-{uuid.uuid4().hex}"
             staging.mkdir()
@@ -367,3 +369,17 @@ def _config(
         embedder=embedder,
         store_source=store_source,
     )
+
+
+def _differences(existing: CollectionConfig, asked: CollectionConfig) -> str:
+    """What ``asked`` sets otherwise than ``existing``, e.g. ``dim is 384, not 128``."""
+    have, want = existing.model_dump(mode="json"), asked.model_dump(mode="json")
+    return "; ".join(
+        f"{field} is {_shown(have[field])}, not {_shown(want[field])}"
+        for field in have
+        if have[field] != want[field]
+    )
+
+
+def _shown(value: object) -> str:
+    return json.dumps(value) if isinstance(value, dict) or value is None else str(value)

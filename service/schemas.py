@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from typing import Annotated, Any, Literal, Self
 
 import numpy as np
@@ -209,7 +210,24 @@ def decode_image(text: str) -> bytes:
     try:
         return base64.b64decode(compact + "=" * (-len(compact) % 4), validate=True)
     except (binascii.Error, ValueError):
+        if _looks_like_a_location(text):
+            raise InvalidEmbedderInput(
+                "image is a path or URL, which the server does not read: images are sent "
+                "as base64 of the file's bytes, or as a 'data:image/...;base64,' URL"
+            ) from None
         raise InvalidEmbedderInput("image is not valid base64") from None
+
+
+def _looks_like_a_location(text: str) -> bool:
+    """A file path or URL sent where base64 was expected (``./cat.jpg``, ``C:\\x.png``,
+    ``https://...``): something with a file extension, a scheme or a path separator."""
+    stripped = text.strip()
+    return bool(
+        re.search(r"\.[A-Za-z0-9]{2,5}$", stripped)
+        or re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", stripped)
+        or stripped.startswith(("~", "./", "../"))
+        or "\\" in stripped
+    )
 
 
 def stack(vectors: list[np.ndarray]) -> Any:
