@@ -30,6 +30,7 @@ from service.routes import (
     snapshots,
 )
 from service.settings import Settings
+from service.warmup import warm_embedders
 
 REQUEST_ID_HEADER = "x-request-id"
 
@@ -92,6 +93,8 @@ def create_app(
         # In a thread: a cluster router's engine asks its shards, a blocking call that Ray
         # refuses on an event loop.
         await run_in_threadpool(open_collections, engine)
+        if settings.warm_embedders:
+            await run_in_threadpool(warm_embedders, engine)
         app.state.ready = True
         try:
             yield
