@@ -71,15 +71,18 @@ def browser() -> Iterator[webdriver.Chrome]:
 
 @pytest.fixture
 def screenshots(tmp_path: Path) -> Path:
-    """Where a test saves its screenshots; ``VECSERVE_DOCS_SCREENSHOTS=DIR`` also copies
-    them there (``docs/`` for the README's picture)."""
+    """Where a test saves its screenshots."""
     return tmp_path
 
 
-def save_screenshot(driver: webdriver.Chrome, folder: Path, name: str) -> Path:
+def save_screenshot(
+    driver: webdriver.Chrome, folder: Path, name: str, *, for_docs: bool = False
+) -> Path:
+    """The page as a PNG in ``folder``; with ``VECSERVE_DOCS_SCREENSHOTS=DIR`` set, one
+    marked ``for_docs`` is copied there too (``docs/``, for the README's picture)."""
     path = folder / name
     assert driver.save_screenshot(str(path)), f"no screenshot saved to {path}"
     copy_to = os.environ.get("VECSERVE_DOCS_SCREENSHOTS")
-    if copy_to:
+    if copy_to and for_docs:
         shutil.copy(path, Path(copy_to) / name)
     return path

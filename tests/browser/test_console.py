@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -176,7 +177,7 @@ def test_a_text_search_shows_the_matching_sentence_first(
     assert len(ids) == 10
     first = browser.find_element(By.CSS_SELECTOR, "#results article.hit")
     assert "napping on the couch" in first.text
-    save_screenshot(browser, screenshots, "console.png")
+    save_screenshot(browser, screenshots, "console.png", for_docs=True)
 
 
 def test_a_photo_dropped_on_the_page_finds_the_same_photo_first(
@@ -245,12 +246,37 @@ def test_points_browse_with_a_filter_checked_as_typed_and_refused_by_the_server(
     assert error.text.startswith("InvalidFilter (422)")
 
 
-def test_the_console_asks_nothing_of_any_host_but_its_server(
-    browser: webdriver.Chrome, server: Server, sentences: str
+def test_the_metrics_are_charted_and_nothing_is_asked_of_any_host_but_the_server(
+    browser: webdriver.Chrome, server: Server, sdk: Client, sentences: str, screenshots: Path
 ) -> None:
     open_collection(browser, server, sentences)
     browser.find_element(By.CSS_SELECTOR, '#views button[data-view="metrics"]').click()
-    wait_for(browser, lambda: browser.find_elements(By.CSS_SELECTOR, "#charts svg.chart"), "charts")
+
+    def latency_figure() -> str:
+        cards = browser.find_elements(By.CSS_SELECTOR, "#charts .chart-card")
+        return str(cards[1].find_element(By.CSS_SELECTOR, ".figure").text) if cards else ""
+
+    # Searches while the page samples /metrics every 2 s: a rate and a latency to chart.
+    for query in ("a sleeping cat", "a rocket launch", "spicy food", "a chess match"):
+        sdk.search(sentences, text=query, k=3)
+        time.sleep(0.7)
+    wait_for(
+        browser,
+        lambda: (
+            "L"
+            in (browser.find_element(By.CSS_SELECTOR, "#charts path.line").get_attribute("d") or "")
+        ),
+        "a charted request rate",
+    )
+    wait_for(
+        browser,
+        lambda: latency_figure().endswith("ms") and "\N{EN DASH}" not in latency_figure(),
+        "a latency",
+    )
+    titles = [h.text for h in browser.find_elements(By.CSS_SELECTOR, "#charts h3")]
+    assert titles[:3] == ["REQUEST RATE", "MEAN LATENCY", "MICRO-BATCH SIZE"]
+    assert "sentences" in browser.find_element(By.ID, "charts").text
+    save_screenshot(browser, screenshots, "console-metrics.png")
     urls = browser.execute_script(
         "return performance.getEntriesByType('resource').map((e) => e.name)"
     )

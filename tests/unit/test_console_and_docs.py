@@ -3,13 +3,16 @@ open without a key, and ask no other host for anything."""
 
 from __future__ import annotations
 
+import fnmatch
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
+import service.console
 from service.app import create_app
 from service.console import CONTENT_SECURITY_POLICY
 from service.settings import Settings
@@ -101,3 +104,16 @@ def test_the_swagger_page_loads_its_styles_and_script(client: TestClient) -> Non
 
 def test_the_api_itself_still_needs_a_key(client: TestClient) -> None:
     assert client.get("/collections").status_code == 401
+
+
+def test_every_console_file_is_declared_as_package_data() -> None:
+    """A wheel carries the console's files only where pyproject.toml declares them."""
+    root = Path(__file__).resolve().parents[2]
+    declared = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"
+    ]["service.console"]
+    package = Path(service.console.__file__).parent
+    files = [p.relative_to(package).as_posix() for p in (package / "static").iterdir()]
+    assert {"static/index.html", "static/app.js", "static/style.css"} <= set(files)
+    for name in files:
+        assert any(fnmatch.fnmatch(name, pattern) for pattern in declared), name

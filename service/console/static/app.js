@@ -146,9 +146,13 @@ function showView(view) {
   for (const button of $("views").querySelectorAll("button")) {
     button.classList.toggle("active", button.dataset.view === view);
   }
-  clearInterval(state.metrics.timer);
-  state.metrics.timer = null;
-  if (view === "metrics") {
+  if (view === "metrics") sampleMetrics();
+}
+
+// Sampled from the moment a key works, whatever the view, so that the charts have a
+// history when they are opened.
+function startSampling() {
+  if (state.metrics.timer === null) {
     sampleMetrics();
     state.metrics.timer = setInterval(sampleMetrics, METRICS_EVERY_MS);
   }
@@ -179,6 +183,7 @@ async function loadCollections(select) {
     collections.map((name) => api("GET", collectionPath(name))),
   );
   renderCollectionList();
+  startSampling();
   const wanted = select ?? state.current?.name;
   const found = state.collections.find((c) => c.name === wanted);
   if (found) selectCollection(found, { keepTab: true });
@@ -812,7 +817,7 @@ async function sampleMetrics() {
     push(series.batch, batches > 0 ? (now.batchSum - previous.batchSum) / batches : null);
   }
   state.metrics.previous = now;
-  renderCharts(now);
+  if (!$("metrics-view").hidden) renderCharts(now);
 }
 
 function push(list, value) {
@@ -834,7 +839,9 @@ function lineChart(values, unit) {
   const pad = 4;
   const known = values.filter((v) => v !== null);
   const top = Math.max(1e-9, ...known) * 1.15;
-  const x = (i) => pad + (i * (width - 2 * pad)) / (METRICS_SAMPLES - 1);
+  // The newest sample at the right edge; the history grows leftwards.
+  const offset = METRICS_SAMPLES - values.length;
+  const x = (i) => pad + ((offset + i) * (width - 2 * pad)) / (METRICS_SAMPLES - 1);
   const y = (v) => height - pad - (v / top) * (height - 2 * pad);
   let d = "";
   values.forEach((v, i) => {
@@ -845,7 +852,11 @@ function lineChart(values, unit) {
   for (const f of [0.25, 0.5, 0.75]) {
     chart.append(svg("line", { x1: pad, x2: width - pad, y1: y(top * f), y2: y(top * f), class: "grid" }));
   }
-  if (d) {
+  const points = values.filter((v) => v !== null).length;
+  if (points === 1) {
+    const i = values.findIndex((v) => v !== null);
+    chart.append(svg("circle", { cx: x(i), cy: y(values[i]), r: 2.5, class: "dot" }));
+  } else if (d) {
     const area = `${d}L${x(values.length - 1).toFixed(1)},${height - pad}L${x(values.findIndex((v) => v !== null)).toFixed(1)},${height - pad}Z`;
     chart.append(svg("path", { d: area, class: "area" }), svg("path", { d, class: "line" }));
   }
@@ -855,12 +866,17 @@ function lineChart(values, unit) {
 
 function barChart(buckets) {
   // Cumulative Prometheus buckets into counts per range.
-  const bars = [];
+  let bars = [];
   let below = 0;
   for (const bucket of buckets) {
-    bars.push({ label: bucket.le === "+Inf" ? `>${buckets.at(-2)?.le ?? 0}` : `≤${bucket.le}`, count: bucket.count - below });
+    const bound = Number(bucket.le);
+    const label = bucket.le === "+Inf" ? `>${Number(buckets.at(-2)?.le ?? 0)}` : `≤${bound}`;
+    bars.push({ label, count: bucket.count - below });
     below = bucket.count;
   }
+  // Up to the largest size seen (and at least six bars): the empty tail says nothing.
+  const last = bars.reduce((at, bar, i) => (bar.count > 0 ? i : at), 0);
+  bars = bars.slice(0, Math.max(6, last + 2));
   const width = 320;
   const height = 110;
   const top = Math.max(1, ...bars.map((b) => b.count));
@@ -870,7 +886,7 @@ function barChart(buckets) {
     const barHeight = ((height - 24) * bar.count) / top;
     chart.append(
       svg("rect", { x: i * step + 2, y: height - 14 - barHeight, width: step - 4, height: barHeight, class: "bar" }, svg("title", {}, `${bar.label}: ${bar.count}`)),
-      svg("text", { x: i * step + step / 2, y: height - 2, class: "axis", "text-anchor": "middle" }, bar.label.replace(".0", "")),
+      svg("text", { x: i * step + step / 2, y: height - 2, class: "axis", "text-anchor": "middle" }, bar.label),
     );
   });
   return chart;
@@ -878,6 +894,7 @@ function barChart(buckets) {
 
 function formatNumber(v) {
   if (v === null || v === undefined || Number.isNaN(v)) return "–";
+  if (Number.isInteger(v)) return v.toLocaleString();
   if (v >= 100) return v.toFixed(0);
   if (v >= 10) return v.toFixed(1);
   return v.toFixed(2);
@@ -899,7 +916,7 @@ function renderCharts(now) {
     chartCard("Request rate", last(series.rate), "req/s", lineChart(series.rate, "req/s")),
     chartCard("Mean latency", last(series.latency), "ms", lineChart(series.latency, "ms")),
     chartCard("Micro-batch size", last(series.batch), "queries/batch", lineChart(series.batch, "q")),
-    chartCard("Batch sizes since start", now.batchCount, "batches", barChart(now.batchBuckets)),
+    chartCard("Batch sizes", now.batchCount, "batches since start", barChart(now.batchBuckets)),
     h(
       "section",
       { class: "card chart-card" },
