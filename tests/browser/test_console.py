@@ -286,3 +286,52 @@ def test_the_metrics_are_charted_and_nothing_is_asked_of_any_host_but_the_server
     # other tests provoke on purpose are logged as "network" and left out.
     logged = browser.get_log("browser")
     assert [e for e in logged if e["level"] == "SEVERE" and e["source"] != "network"] == []
+
+
+def test_a_collection_is_created_and_dropped_only_after_confirmation(
+    browser: webdriver.Chrome, server: Server, sdk: Client
+) -> None:
+    sign_in(browser, server)
+    wait_for(browser, lambda: visible(browser, "collections-view"), "the console")
+    browser.find_element(By.ID, "new-collection").click()
+    browser.find_element(By.ID, "create-name").send_keys("scratch")
+    browser.find_element(By.ID, "create-dim").send_keys("3")
+    browser.find_element(By.CSS_SELECTOR, "#create-form button[type=submit]").click()
+    wait_for(browser, lambda: browser.find_element(By.ID, "detail-name").text == "scratch", "made")
+    assert sdk.get_collection("scratch").dim == 3
+
+    browser.find_element(By.ID, "drop-collection").click()
+    dialog = wait_for(browser, lambda: visible(browser, "confirm-dialog"), "the confirmation")
+    assert "Drop scratch?" in dialog.text
+    dialog.find_element(By.CSS_SELECTOR, 'button[value="cancel"]').click()
+    assert "scratch" in sdk.list_collections()
+
+    browser.find_element(By.ID, "drop-collection").click()
+    wait_for(browser, lambda: visible(browser, "confirm-dialog"), "the confirmation")
+    browser.find_element(By.ID, "confirm-ok").click()
+    wait_for(browser, lambda: "scratch" not in sdk.list_collections(), "the drop")
+    wait_for(
+        browser,
+        lambda: (
+            not browser.find_elements(By.CSS_SELECTOR, '#collection-list li[data-name="scratch"]')
+        ),
+        "scratch gone from the list",
+    )
+
+
+def test_a_snapshot_is_created_and_listed(
+    browser: webdriver.Chrome, server: Server, sentences: str
+) -> None:
+    open_collection(browser, server, sentences)
+    browser.find_element(By.CSS_SELECTOR, '#tabs button[data-tab="snapshots"]').click()
+    wait_for(browser, lambda: visible(browser, "snapshots-table"), "the snapshots table")
+    browser.find_element(By.ID, "create-snapshot").click()
+    row = wait_for(
+        browser,
+        lambda: browser.find_elements(
+            By.XPATH, '//table[@id="snapshots-table"]//button[text()="Download"]'
+        ),
+        "a snapshot listed",
+    )
+    assert row
+    assert "30" in browser.find_element(By.ID, "snapshots-table").text
