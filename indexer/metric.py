@@ -79,7 +79,7 @@ class Metric(StrEnum):
         if self is Metric.L2:
             return np.asarray(np.sqrt(np.maximum(distances, 0.0)))
         if self is Metric.COSINE:
-            return np.clip(distances, -1.0, 1.0)
+            return np.asarray(np.clip(distances, -1.0, 1.0))
         return distances
 
     def similarities(self, queries: np.ndarray, vectors: np.ndarray) -> np.ndarray:

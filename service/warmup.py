@@ -21,9 +21,9 @@ def warm_embedders(engine: Engine) -> list[str]:
     collections still answer searches by vector and by point id."""
     names = sorted(
         {
-            embedder
+            used
             for name in engine.list_collections()
-            if (embedder := engine.get_collection(name).config.embedder) is not None
+            if (used := engine.get_collection(name).config.embedder) is not None
         }
     )
     if not names:
