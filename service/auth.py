@@ -59,6 +59,7 @@ ROUTE_PERMISSIONS: Mapping[tuple[str, str], Permission] = {
     ("PUT", "/collections/{name}/points"): Permission.WRITE,
     ("POST", "/collections/{name}/points/get"): Permission.READ,
     ("GET", "/collections/{name}/points/{point_id}"): Permission.READ,
+    ("GET", "/collections/{name}/points/{point_id}/thumbnail"): Permission.READ,
     ("POST", "/collections/{name}/points/delete"): Permission.WRITE,
     ("POST", "/collections/{name}/points/scroll"): Permission.READ,
     ("POST", "/collections/{name}/search"): Permission.READ,

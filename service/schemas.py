@@ -241,7 +241,9 @@ def stack(vectors: list[np.ndarray]) -> Any:
 class CreateCollection(Body):
     """``embedder``: a name from the server's allowlist; the collection then takes texts
     or images too, and ``dim`` (the model's) may be left out. ``store_source``: points keep
-    their text, or image hash, in the payload under ``"_source"`` by default."""
+    their text, or image hash, in the payload under ``"_source"`` by default.
+    ``thumbnails``: image points keep a JPEG of at most 128 px a side, served by
+    ``GET /collections/{name}/points/{id}/thumbnail`` (an image embedder only)."""
 
     model_config = ConfigDict(json_schema_extra=exactly_one_of("dim", "embedder"))
 
@@ -260,6 +262,7 @@ class CreateCollection(Body):
     index: IndexSpec | Literal["auto", "flat", "ivf_flat", "ivf_pq", "hnsw"] = "auto"
     embedder: str | None = None
     store_source: bool = False
+    thumbnails: bool = False
 
 
 class CollectionInfo(BaseModel):
@@ -273,6 +276,7 @@ class CollectionInfo(BaseModel):
     index: dict[str, Any]
     embedder: str | None
     store_source: bool
+    thumbnails: bool = Field(description="image points keep a small JPEG thumbnail")
     count: int
     serving: dict[str, Any] = Field(description="the index serving now: family, device, ...")
 

@@ -13,7 +13,8 @@ import pytest
 import skimage.data
 from PIL import Image
 
-from indexer.errors import InvalidEmbedderInput
+from indexer import Engine
+from indexer.errors import InvalidEmbedderInput, InvalidInput, PointNotFound, ThumbnailNotFound
 from indexer.store import SqliteStore
 from indexer.thumbnails import MAX_SIDE, make_thumbnail
 
@@ -76,3 +77,48 @@ def test_a_backup_of_the_store_holds_its_thumbnails(tmp_path: Path) -> None:
     store.backup_to(tmp_path / "copy.db")
     store.close()
     assert SqliteStore(tmp_path / "copy.db").thumbnail("a") == b"thumb-a"
+
+
+@pytest.fixture(scope="module")
+def photos() -> dict[str, bytes]:
+    return {name: png(getattr(skimage.data, name)()) for name in ("chelsea", "coffee", "rocket")}
+
+
+def test_an_image_collection_keeps_a_thumbnail_of_each_point_when_asked(
+    engine: Engine, photos: dict[str, bytes]
+) -> None:
+    kept = engine.create_collection("kept", embedder="efficientnet-lite0", thumbnails=True)
+    kept.upsert(list(photos), images=list(photos.values()))
+    for name in photos:
+        image = Image.open(io.BytesIO(kept.thumbnail(name)))
+        assert image.format == "JPEG"
+        assert max(image.size) == MAX_SIDE
+    kept.upsert(["chelsea"], kept.get(["coffee"])[0].vector)  # now a vector: no picture
+    with pytest.raises(ThumbnailNotFound):
+        kept.thumbnail("chelsea")
+    kept.delete(["rocket"])
+    with pytest.raises(PointNotFound):
+        kept.thumbnail("rocket")
+    assert kept.config.thumbnails
+
+    plain = engine.create_collection("plain", embedder="efficientnet-lite0")
+    plain.upsert(["chelsea"], images=[photos["chelsea"]])
+    with pytest.raises(ThumbnailNotFound):
+        plain.thumbnail("chelsea")
+
+
+def test_thumbnails_need_an_image_embedder(engine: Engine) -> None:
+    with pytest.raises(InvalidInput, match="image embedder"):
+        engine.create_collection("vectors", 4, thumbnails=True)
+    with pytest.raises(InvalidInput, match="image embedder"):
+        engine.create_collection("texts", embedder="minilm", thumbnails=True)
+
+
+def test_a_snapshot_restores_the_thumbnails(engine: Engine, photos: dict[str, bytes]) -> None:
+    kept = engine.create_collection("kept", embedder="efficientnet-lite0", thumbnails=True)
+    kept.upsert(["coffee"], images=[photos["coffee"]])
+    before = kept.thumbnail("coffee")
+    snapshot = engine.snapshot("kept")
+    engine.drop_collection("kept")
+    restored = engine.restore_snapshot("kept", snapshot.path, sha256=snapshot.sha256)
+    assert restored.thumbnail("coffee") == before
