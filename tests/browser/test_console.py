@@ -86,7 +86,7 @@ def png_bytes(pixels: np.ndarray) -> bytes:
 
 @pytest.fixture(scope="package")
 def photos(sdk: Client) -> str:
-    sdk.create_collection("photos", embedder="efficientnet-lite0", index="flat")
+    sdk.create_collection("photos", embedder="efficientnet-lite0", index="flat", thumbnails=True)
     images = [png_bytes(getattr(skimage.data, name)()) for name in PHOTOS]
     payloads = [{"title": name.replace("_", " ")} for name in PHOTOS]
     sdk.upsert("photos", list(PHOTOS), images=images, payloads=payloads)
@@ -177,7 +177,7 @@ def test_a_text_search_shows_the_matching_sentence_first(
     assert len(ids) == 10
     first = browser.find_element(By.CSS_SELECTOR, "#results article.hit")
     assert "napping on the couch" in first.text
-    save_screenshot(browser, screenshots, "console.png", for_docs=True)
+    save_screenshot(browser, screenshots, "console-text.png")
 
 
 def test_a_photo_dropped_on_the_page_finds_the_same_photo_first(
@@ -204,8 +204,17 @@ def test_a_photo_dropped_on_the_page_finds_the_same_photo_first(
     )
     ids = wait_for(browser, lambda: result_ids(browser), "photo search results")
     assert ids[0] == "chelsea"
+    # Each card shows its point's thumbnail, fetched with the key and decoded.
+    wait_for(
+        browser,
+        lambda: browser.execute_script(
+            "const imgs = [...document.querySelectorAll('#results img.thumb')];"
+            "return imgs.length === 6 && imgs.every((i) => i.complete && i.naturalWidth > 0);"
+        ),
+        "the thumbnails",
+    )
     assert "390\N{MULTIPLICATION SIGN}260" in browser.find_element(By.ID, "dropzone-text").text
-    save_screenshot(browser, screenshots, "console-photo.png")
+    save_screenshot(browser, screenshots, "console.png", for_docs=True)
 
 
 def test_points_browse_with_a_filter_checked_as_typed_and_refused_by_the_server(

@@ -260,7 +260,7 @@ function selectCollection(info, { keepTab = false } = {}) {
     fact("Metric", info.metric),
     fact("Index", `${serving.family} · ${serving.storage}`, [indexed, ...knobs].join(" · ")),
     fact("Placement", where, why),
-    fact("Embedder", info.embedder || "none", info.embedder ? (info.store_source ? "keeps source text" : "") : "vectors only"),
+    fact("Embedder", info.embedder || "none", embedderNote(info)),
   );
   const embeds = Boolean(info.embedder);
   for (const button of $("search-modes").querySelectorAll("button")) {
@@ -278,6 +278,12 @@ function selectCollection(info, { keepTab = false } = {}) {
     setMode(embeds ? "text" : "point");
   }
   showTab(keepTab || !changed ? state.tab : "search");
+}
+
+function embedderNote(info) {
+  if (!info.embedder) return "vectors only";
+  const kept = [info.store_source && "source", info.thumbnails && "thumbnails"].filter(Boolean);
+  return kept.length ? `keeps ${kept.join(" and ")}` : "";
 }
 
 async function refreshCurrent() {
@@ -326,6 +332,7 @@ async function createCollection(event) {
   if (embedder) body.embedder = embedder;
   if ($("create-dim").value) body.dim = Number($("create-dim").value);
   if ($("create-store-source").checked) body.store_source = true;
+  if ($("create-thumbnails").checked) body.thumbnails = true;
   try {
     await api("PUT", collectionPath(name), body);
     $("create-dialog").close();
@@ -513,6 +520,7 @@ function payloadTable(payload) {
 
 function renderHits(hits) {
   const container = $("results");
+  releaseThumbnails("results");
   container.replaceChildren(
     ...hits.map((hit, rank) =>
       h(
@@ -525,6 +533,7 @@ function renderHits(hits) {
           h("span", { class: "hit-id", title: String(hit.id) }, String(hit.id)),
           h("span", { class: "score", title: "score" }, hit.score.toFixed(4)),
         ),
+        thumbnail(hit.id, "results", "thumb"),
         payloadTable(hit.payload),
         h(
           "footer",
@@ -544,6 +553,39 @@ function moreLikeThis(id) {
   $("use-recommend").checked = true;
   showTab("search");
   runSearch();
+}
+
+// -- thumbnails ---------------------------------------------------------------------------
+
+// Object URLs of the thumbnails on show, released when the view they belong to is redrawn.
+const thumbnailUrls = { results: [], points: [], dialog: [] };
+
+function releaseThumbnails(view) {
+  for (const url of thumbnailUrls[view]) URL.revokeObjectURL(url);
+  thumbnailUrls[view] = [];
+}
+
+// A point's thumbnail into an <img> (fetched with the key header, so not a plain src).
+// A point without one (a 404) leaves the image hidden.
+async function loadThumbnail(img, id, view) {
+  const query = typeof id === "string" && /^-?(0|[1-9]\d*)$/.test(id) ? "?id_type=str" : "";
+  const path = `${collectionPath(state.current.name)}/points/${encodeURIComponent(String(id))}/thumbnail${query}`;
+  try {
+    const response = await api("GET", path, undefined, { raw: true });
+    const url = URL.createObjectURL(await response.blob());
+    thumbnailUrls[view].push(url);
+    img.src = url;
+    img.hidden = false;
+  } catch (_) {
+    img.hidden = true;
+  }
+}
+
+function thumbnail(id, view, className) {
+  if (!state.current?.thumbnails) return null;
+  const img = h("img", { class: className, alt: `thumbnail of ${id}`, hidden: true });
+  loadThumbnail(img, id, view);
+  return img;
 }
 
 // -- images -------------------------------------------------------------------------------
@@ -637,6 +679,7 @@ function renderPoints(points) {
   }
   const shown = columns.slice(0, 8);
   const table = $("points-table");
+  releaseThumbnails("points");
   table.replaceChildren(
     h("thead", {}, h("tr", {}, h("th", {}, "id"), shown.map((c) => h("th", {}, c)), h("th", {}, ""))),
     h(
@@ -646,7 +689,7 @@ function renderPoints(points) {
         h(
           "tr",
           { "data-id": String(p.id) },
-          h("td", { class: "mono" }, String(p.id)),
+          h("td", { class: "mono" }, thumbnail(p.id, "points", "row-thumb"), String(p.id)),
           shown.map((c) => h("td", {}, c in p.payload ? formatValue(p.payload[c]) : "")),
           h(
             "td",
@@ -670,6 +713,9 @@ async function showPoint(id) {
     const point = await api("GET", `${collectionPath(state.current.name)}/points/${encodeURIComponent(String(id))}${query}`);
     $("point-title").textContent = `Point ${point.id}`;
     $("point-json").textContent = JSON.stringify(point.payload, null, 2);
+    releaseThumbnails("dialog");
+    $("point-thumbnail").hidden = true;
+    if (state.current.thumbnails) loadThumbnail($("point-thumbnail"), point.id, "dialog");
     $("point-dialog").showModal();
   } catch (error) {
     if (state.tab === "points") showError("points-error", error);
