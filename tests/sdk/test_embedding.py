@@ -112,7 +112,7 @@ def test_an_image_collection_asked_for_thumbnails_serves_a_jpeg_of_each_image(
     assert client.get_thumbnail(name, 7)[:2] == b"\xff\xd8"
     with pytest.raises(PointNotFound):
         client.get_thumbnail(name, "7")  # the string "7" is another point
-    client.upsert(name, ["red"], vectors=[client.get(name, [7], with_vector=True)[0].vector])
+    client.upsert(name, ["red"], vectors=[client.get(name, [7], with_vectors=True)[0].vector])
     with pytest.raises(ThumbnailNotFound):
         client.get_thumbnail(name, "red")
 
