@@ -16,6 +16,7 @@ import pytest
 import skimage.data
 from PIL import Image
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
@@ -94,7 +95,10 @@ def photos(sdk: Client) -> str:
 
 
 def wait_for(driver: webdriver.Chrome, condition: Callable[[], Any], what: str) -> Any:
-    return WebDriverWait(driver, WAIT_S).until(lambda _: condition(), message=what)
+    # The page redraws some parts (the metrics every 2 s): an element found a moment ago
+    # may be gone, which is a reason to look again.
+    wait = WebDriverWait(driver, WAIT_S, ignored_exceptions=[StaleElementReferenceException])
+    return wait.until(lambda _: condition(), message=what)
 
 
 def visible(driver: webdriver.Chrome, element_id: str) -> WebElement | None:
@@ -282,9 +286,13 @@ def test_the_metrics_are_charted_and_nothing_is_asked_of_any_host_but_the_server
         lambda: latency_figure().endswith("ms") and "\N{EN DASH}" not in latency_figure(),
         "a latency",
     )
-    titles = [h.text for h in browser.find_elements(By.CSS_SELECTOR, "#charts h3")]
-    assert titles[:3] == ["REQUEST RATE", "MEAN LATENCY", "MICRO-BATCH SIZE"]
-    assert "sentences" in browser.find_element(By.ID, "charts").text
+    # Read in one go: the charts are redrawn under the test every 2 s.
+    titles, text = browser.execute_script(
+        "const charts = document.getElementById('charts');"
+        "return [[...charts.querySelectorAll('h3')].map((h) => h.textContent), charts.innerText];"
+    )
+    assert titles[:3] == ["Request rate", "Mean latency", "Micro-batch size"]
+    assert "sentences" in text
     save_screenshot(browser, screenshots, "console-metrics.png")
     urls = browser.execute_script(
         "return performance.getEntriesByType('resource').map((e) => e.name)"
