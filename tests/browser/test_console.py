@@ -4,16 +4,13 @@ photo collection (a photo dropped on the page), browse points with a filter."""
 from __future__ import annotations
 
 import base64
-import io
 import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
-import skimage.data
 from PIL import Image
 from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException
@@ -22,7 +19,8 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.browser.conftest import API_KEY, save_screenshot
-from tests.integration.conftest import Server
+from tests.support.corpora import encoded, photo
+from tests.support.server import Server
 from vecserve_client import Client
 
 pytestmark = pytest.mark.browser
@@ -79,16 +77,10 @@ def sentences(sdk: Client) -> str:
     return "sentences"
 
 
-def png_bytes(pixels: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).convert("RGB").save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 @pytest.fixture(scope="package")
 def photos(sdk: Client) -> str:
     sdk.create_collection("photos", embedder="efficientnet-lite0", index="flat", thumbnails=True)
-    images = [png_bytes(getattr(skimage.data, name)()) for name in PHOTOS]
+    images = [encoded(photo(name)) for name in PHOTOS]
     payloads = [{"title": name.replace("_", " ")} for name in PHOTOS]
     sdk.upsert("photos", list(PHOTOS), images=images, payloads=payloads)
     return "photos"
@@ -190,8 +182,8 @@ def test_a_photo_dropped_on_the_page_finds_the_same_photo_first(
     open_collection(browser, server, photos)
     browser.find_element(By.CSS_SELECTOR, '#search-modes button[data-mode="image"]').click()
     # The cat, mirrored and cropped: another photo of it, not the stored file.
-    cat = skimage.data.chelsea()[20:280, 30:420, :][:, ::-1]
-    encoded = base64.b64encode(png_bytes(np.ascontiguousarray(cat))).decode()
+    cat = photo("chelsea").crop((30, 20, 420, 280)).transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    dropped = base64.b64encode(encoded(cat)).decode()
     browser.execute_script(
         """
         const bytes = Uint8Array.from(atob(arguments[0]), (c) => c.charCodeAt(0));
@@ -204,7 +196,7 @@ def test_a_photo_dropped_on_the_page_finds_the_same_photo_first(
           zone.dispatchEvent(new DragEvent(type, init));
         }
         """,
-        encoded,
+        dropped,
     )
     ids = wait_for(browser, lambda: result_ids(browser), "photo search results")
     assert ids[0] == "chelsea"
