@@ -23,6 +23,7 @@ from indexer.errors import (
     InvalidVector,
     PointNotFound,
     SnapshotNotFound,
+    ThumbnailNotFound,
     VecserveError,
 )
 from indexer.metric import Metric
@@ -62,5 +63,6 @@ __all__ = [
     "SearchParams",
     "SnapshotInfo",
     "SnapshotNotFound",
+    "ThumbnailNotFound",
     "VecserveError",
 ]

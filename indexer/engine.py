@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
 import os
 import re
@@ -124,6 +125,7 @@ class Engine:
         *,
         embedder: str | None = None,
         store_source: bool = False,
+        thumbnails: bool = False,
         exist_ok: bool = False,
     ) -> Collection:
         """Create a collection. With ``exist_ok``, an identical existing one is returned;
@@ -132,21 +134,28 @@ class Engine:
         ``embedder``: a name from :attr:`embedders`; the collection then takes texts or
         images as well as vectors. Its dimension is the model's (``dim`` may be left out),
         so the model is loaded now. ``store_source``: points keep their text (or image
-        hash) in the payload by default; see :mod:`indexer.embedders.inputs`.
+        hash) in the payload by default; see :mod:`indexer.embedders.inputs`. ``thumbnails``:
+        image points keep a small JPEG (see :meth:`Collection.thumbnail`); it needs an
+        embedder that takes images.
         """
         validate_name(name)
         if embedder is not None:
             dim = embedder_dim(self.embedders, embedder, dim)
-        config = _config(name, dim, metric, index, embedder, store_source)
+        if thumbnails and (
+            embedder is None or "image" not in self.embedders.get(embedder).modalities
+        ):
+            raise InvalidInput("thumbnails are kept of images: they need an image embedder")
+        config = _config(name, dim, metric, index, embedder, store_source, thumbnails)
         with self._lock:
             folder = self._root / name
             if folder.exists():
                 existing = self._get(name)
                 if exist_ok and existing.config == config:
                     return existing
+                differences = _differences(existing.config, config)
                 raise CollectionExists(
                     f"collection {name!r} already exists"
-                    + ("" if existing.config == config else " with another configuration")
+                    + (f" with another configuration: {differences}" if differences else "")
                 )
             staging = self._root / f".new-{uuid.uuid4().hex}"
             staging.mkdir()
@@ -350,6 +359,7 @@ def _config(
     index: Any,
     embedder: str | None,
     store_source: bool,
+    thumbnails: bool = False,
 ) -> CollectionConfig:
     if dim is None:
         raise InvalidInput("dim is required for a collection without an embedder")
@@ -366,4 +376,19 @@ def _config(
         index=IndexSpec.parse(index).for_dim(dim),
         embedder=embedder,
         store_source=store_source,
+        thumbnails=thumbnails,
     )
+
+
+def _differences(existing: CollectionConfig, asked: CollectionConfig) -> str:
+    """What ``asked`` sets otherwise than ``existing``, e.g. ``dim is 384, not 128``."""
+    have, want = existing.model_dump(mode="json"), asked.model_dump(mode="json")
+    return "; ".join(
+        f"{field} is {_shown(have[field])}, not {_shown(want[field])}"
+        for field in have
+        if have[field] != want[field]
+    )
+
+
+def _shown(value: object) -> str:
+    return json.dumps(value) if isinstance(value, dict) or value is None else str(value)

@@ -25,7 +25,8 @@ HTTP status it maps to::
     │   ├── CollectionNotFound
     │   ├── PointNotFound
     │   ├── EmbedderNotFound        a name outside the server's allowlist
-    │   └── SnapshotNotFound
+    │   ├── SnapshotNotFound
+    │   └── ThumbnailNotFound       a point without a thumbnail
     ├── Conflict (409)
     │   ├── CollectionExists
     │   └── CollectionNotEmpty      restoring a snapshot onto a collection that has points
@@ -130,6 +131,10 @@ class CollectionNotFound(NotFound):
 
 class PointNotFound(NotFound):
     pass
+
+
+class ThumbnailNotFound(NotFound):
+    """The point exists but has no thumbnail."""
 
 
 class EmbedderNotFound(NotFound):

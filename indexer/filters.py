@@ -55,7 +55,8 @@ _SEGMENT = re.compile(r"^[^.\"\\\x00-\x1f$][^.\"\\\x00-\x1f]{0,127}$")
 # long), and SQLite's JSON paths wrap indexes past 2**32.
 _INDEX = re.compile(r"0|[1-9][0-9]{0,8}")
 _COMPARISONS = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
-_FIELD_OPERATORS = {"$eq", "$ne", "$in", "$nin", "$exists", "$not", *_COMPARISONS}
+_OPERATOR_ORDER = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists", "$not")
+_FIELD_OPERATORS = frozenset(_OPERATOR_ORDER)
 _TEXT = ("text",)  # JSON types, as json_type names them
 _NUMBER = ("integer", "real")
 
@@ -186,7 +187,10 @@ class _Compiler:
         for op, operand in condition.items():
             if op not in _FIELD_OPERATORS:
                 hint = "" if str(op).startswith("$") else " (objects are matched field by field)"
-                raise InvalidFilter(f"unknown operator {op!r}{hint}")
+                raise InvalidFilter(
+                    f"unknown operator {op!r}{hint}; the operators on a field are "
+                    + ", ".join(_OPERATOR_ORDER)
+                )
             parts.append(self.operator(segments, op, operand, depth))
         return _join(" AND ", parts)
 

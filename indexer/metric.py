@@ -73,9 +73,13 @@ class Metric(StrEnum):
         return self.prepare(queries, squares), None
 
     def scores(self, distances: np.ndarray) -> np.ndarray:
-        """FAISS distances to scores: FAISS gives squared L2, we give the distance."""
+        """FAISS distances to scores: FAISS gives squared L2, we give the distance; a
+        cosine is clamped to [-1, 1], which float32 rounding oversteps (a vector's cosine
+        with itself comes out as 1.0000005)."""
         if self is Metric.L2:
             return np.asarray(np.sqrt(np.maximum(distances, 0.0)))
+        if self is Metric.COSINE:
+            return np.asarray(np.clip(distances, -1.0, 1.0))
         return distances
 
     def similarities(self, queries: np.ndarray, vectors: np.ndarray) -> np.ndarray:

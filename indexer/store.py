@@ -8,6 +8,9 @@ always means the same vector, and an index is brought up to date by comparing la
 
 ``meta.seq`` counts committed write transactions; a saved index records the seq it covers.
 
+A point may have a small thumbnail (a JPEG, in ``thumbnails`` under its label), written
+with it and deleted with it, so it goes where the point goes: backups, snapshots.
+
 One writer at a time (the collection's write lock); any number of readers, each thread on
 its own connection. A write is acknowledged only after its transaction commits.
 
@@ -42,6 +45,7 @@ CREATE TABLE IF NOT EXISTS points (
     vector  BLOB NOT NULL,
     payload TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS thumbnails (label INTEGER PRIMARY KEY, image BLOB NOT NULL);
 """
 _CHUNK = 16_384  # rows per query when reading many labels (keeps SQL and memory bounded)
 
@@ -242,6 +246,14 @@ class SqliteStore:
         sql += " ORDER BY pid LIMIT ?"
         return self._reader.execute(sql, (*args, limit)).fetchall()
 
+    def thumbnail(self, key: str) -> bytes | None:
+        """The thumbnail of the point with this id key, or None when it has none."""
+        row = self._reader.execute(
+            "SELECT t.image FROM thumbnails t JOIN points p ON p.label = t.label WHERE p.pid = ?",
+            (key,),
+        ).fetchone()
+        return bytes(row[0]) if row else None
+
     def backup_to(self, target: Path) -> None:
         """A consistent copy of the database, taken while writes go on (SQLite online backup)."""
         dest = sqlite3.connect(target)
@@ -287,9 +299,14 @@ class Transaction:
         self.committed = True
 
     def upsert(
-        self, keys: Sequence[str], vectors: np.ndarray, payloads: Sequence[str]
+        self,
+        keys: Sequence[str],
+        vectors: np.ndarray,
+        payloads: Sequence[str],
+        thumbnails: Sequence[bytes] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Write rows; return (their new labels, the labels of the rows they replaced)."""
+        """Write rows (and a thumbnail for each, when given); return (their new labels, the
+        labels of the rows they replaced)."""
         replaced = _labels_of(self.conn, keys)
         _delete(self.conn, replaced)
         row = self.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'points'").fetchone()
@@ -299,6 +316,11 @@ class Transaction:
             "INSERT INTO points (label, pid, vector, payload) VALUES (?, ?, ?, ?)",
             zip(labels.tolist(), keys, (v.tobytes() for v in vectors), payloads, strict=True),
         )
+        if thumbnails is not None:
+            self.conn.executemany(
+                "INSERT INTO thumbnails (label, image) VALUES (?, ?)",
+                zip(labels.tolist(), thumbnails, strict=True),
+            )
         return labels, replaced
 
     def delete_keys(self, keys: Sequence[str]) -> np.ndarray:
@@ -330,9 +352,10 @@ def _labels_of(conn: sqlite3.Connection, keys: Sequence[str]) -> np.ndarray:
 
 def _delete(conn: sqlite3.Connection, labels: np.ndarray) -> None:
     for chunk in _chunks(labels):
+        listed = (_json_list(chunk),)
+        conn.execute("DELETE FROM points WHERE label IN (SELECT value FROM json_each(?))", listed)
         conn.execute(
-            "DELETE FROM points WHERE label IN (SELECT value FROM json_each(?))",
-            (_json_list(chunk),),
+            "DELETE FROM thumbnails WHERE label IN (SELECT value FROM json_each(?))", listed
         )
 
 

@@ -12,6 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from indexer import Engine
 from indexer.embedders import EmbedderRegistry
+from service import console, docs
 from service.auth import ApiKeyMiddleware
 from service.batching import MicroBatcher
 from service.errors import install_error_handlers
@@ -29,6 +30,7 @@ from service.routes import (
     snapshots,
 )
 from service.settings import Settings
+from service.warmup import warm_embedders
 
 REQUEST_ID_HEADER = "x-request-id"
 
@@ -91,6 +93,8 @@ def create_app(
         # In a thread: a cluster router's engine asks its shards, a blocking call that Ray
         # refuses on an event loop.
         await run_in_threadpool(open_collections, engine)
+        if settings.warm_embedders:
+            await run_in_threadpool(warm_embedders, engine)
         app.state.ready = True
         try:
             yield
@@ -105,6 +109,8 @@ def create_app(
         version="0.1.0",
         lifespan=lifespan,
         default_response_class=Json,
+        docs_url=None,  # served by service.docs, with local assets
+        redoc_url=None,
     )
     app_metrics = Metrics(
         lambda: collection_sizes(app.state.engine) if app.state.ready else {},
@@ -114,7 +120,8 @@ def create_app(
     app.state.metrics = app_metrics
     app.state.ready = False
     install_error_handlers(app)
-    for module in (health, collections, points, search, metrics, snapshots, embeddings_openai):
+    routers = (health, collections, points, search, metrics, snapshots, embeddings_openai)
+    for module in (*routers, docs, console):
         app.include_router(module.router)
     install_openapi(app, settings)
     # Outermost last: closing the connection after any answer that leaves the body unread,

@@ -6,10 +6,10 @@ call the routes that change nothing. What each route needs is :data:`ROUTE_PERMI
 keyed by method and path template; a route missing from it needs a read-write key, and is
 named in a warning at start-up (and fails ``tests/integration/test_auth.py``).
 
-Health checks and the API's description (OpenAPI, docs) are open: they hold no data, and
-load balancers and SDK generators need them without a key. ``/metrics`` needs a key, read
-only enough: it names collections and their sizes (Prometheus sends one with
-``authorization: {credentials: KEY}``).
+Health checks, the API's description (OpenAPI, docs) and the console's static files are
+open: they hold no data, and load balancers and SDK generators need them without a key.
+``/metrics`` needs a key, read only enough: it names collections and their sizes
+(Prometheus sends one with ``authorization: {credentials: KEY}``).
 
 With no keys configured, auth is off and every request passes (``vecserve serve`` allows
 that only on a loopback address unless told otherwise).
@@ -46,7 +46,11 @@ ROUTE_PERMISSIONS: Mapping[tuple[str, str], Permission] = {
     ("GET", "/openapi.json"): Permission.OPEN,
     ("GET", "/docs"): Permission.OPEN,
     ("GET", "/docs/oauth2-redirect"): Permission.OPEN,
+    ("GET", "/docs/assets/{asset}"): Permission.OPEN,
     ("GET", "/redoc"): Permission.OPEN,
+    # The console's static files: the page asks for a key before it shows any data.
+    ("GET", "/console"): Permission.OPEN,
+    ("GET", "/console/{asset}"): Permission.OPEN,
     ("GET", "/metrics"): Permission.READ,
     ("GET", "/collections"): Permission.READ,
     ("GET", "/collections/{name}"): Permission.READ,
@@ -55,6 +59,7 @@ ROUTE_PERMISSIONS: Mapping[tuple[str, str], Permission] = {
     ("PUT", "/collections/{name}/points"): Permission.WRITE,
     ("POST", "/collections/{name}/points/get"): Permission.READ,
     ("GET", "/collections/{name}/points/{point_id}"): Permission.READ,
+    ("GET", "/collections/{name}/points/{point_id}/thumbnail"): Permission.READ,
     ("POST", "/collections/{name}/points/delete"): Permission.WRITE,
     ("POST", "/collections/{name}/points/scroll"): Permission.READ,
     ("POST", "/collections/{name}/search"): Permission.READ,
@@ -129,8 +134,9 @@ def presented_key(scope: Scope) -> str | None:
 
 
 class ApiKeyMiddleware:
-    """Answers 401 ``Unauthorized`` (no key or an unknown one) and 403 ``Forbidden`` (a
-    read-only key on a write) before the app reads the body; lets the rest through."""
+    """Answers 401 ``Unauthorized`` (no key, or an unknown one: the message says which) and
+    403 ``Forbidden`` (a read-only key on a write) before the app reads the body; lets the
+    rest through."""
 
     def __init__(self, app: ASGIApp, settings: Settings, routes: Sequence[BaseRoute]) -> None:
         # Built when the server starts (Starlette builds middleware on the first event,
@@ -172,14 +178,16 @@ class ApiKeyMiddleware:
         if needed is Permission.OPEN:
             await self.app(scope, receive, send)
             return
-        granted = self.keys.grant(presented_key(scope))
+        key = presented_key(scope)
+        granted = self.keys.grant(key)
         if granted is None:
-            response = error_response(
-                Request(scope),
-                401,
-                "Unauthorized",
-                "a valid API key is needed: send `Authorization: Bearer KEY` or `X-API-Key: KEY`",
+            # Both are 401 Unauthorized; the message tells a missing key from a wrong one.
+            message = (
+                "no API key was sent: send `Authorization: Bearer KEY` or `X-API-Key: KEY`"
+                if key is None
+                else "the API key sent is not valid on this server"
             )
+            response = error_response(Request(scope), 401, "Unauthorized", message)
             response.headers["WWW-Authenticate"] = 'Bearer realm="vecserve"'
             await response(scope, receive, send)
         elif needed is Permission.WRITE and granted is not Permission.WRITE:

@@ -55,8 +55,14 @@ def install_error_handlers(app: FastAPI) -> None:
             offset = first["loc"][-1]
             message = f"the body is not valid JSON: {first['ctx']['error']} (at character {offset})"
             return error_response(request, 422, "InvalidRequest", message)
-        where = ".".join(str(p) for p in first["loc"] if p != "body") or "body"
-        return error_response(request, 422, "InvalidRequest", f"{where}: {first['msg']}")
+        # A validator's own ValueError is the message itself, without pydantic's
+        # "Value error, " in front; a check of the whole body names no field.
+        error = first.get("ctx", {}).get("error")
+        message = str(error) if first.get("type") == "value_error" and error else first["msg"]
+        where = ".".join(str(p) for p in first["loc"] if p != "body")
+        return error_response(
+            request, 422, "InvalidRequest", f"{where}: {message}" if where else message
+        )
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Json:

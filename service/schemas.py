@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from typing import Annotated, Any, Literal, Self
 
 import numpy as np
@@ -209,7 +210,24 @@ def decode_image(text: str) -> bytes:
     try:
         return base64.b64decode(compact + "=" * (-len(compact) % 4), validate=True)
     except (binascii.Error, ValueError):
+        if _looks_like_a_location(text):
+            raise InvalidEmbedderInput(
+                "image is a path or URL, which the server does not read: images are sent "
+                "as base64 of the file's bytes, or as a 'data:image/...;base64,' URL"
+            ) from None
         raise InvalidEmbedderInput("image is not valid base64") from None
+
+
+def _looks_like_a_location(text: str) -> bool:
+    """A file path or URL sent where base64 was expected (``./cat.jpg``, ``C:\\x.png``,
+    ``https://...``): something with a file extension, a scheme or a path separator."""
+    stripped = text.strip()
+    return bool(
+        re.search(r"\.[A-Za-z0-9]{2,5}$", stripped)
+        or re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", stripped)
+        or stripped.startswith(("~", "./", "../"))
+        or "\\" in stripped
+    )
 
 
 def stack(vectors: list[np.ndarray]) -> Any:
@@ -223,7 +241,9 @@ def stack(vectors: list[np.ndarray]) -> Any:
 class CreateCollection(Body):
     """``embedder``: a name from the server's allowlist; the collection then takes texts
     or images too, and ``dim`` (the model's) may be left out. ``store_source``: points keep
-    their text, or image hash, in the payload under ``"_source"`` by default."""
+    their text, or image hash, in the payload under ``"_source"`` by default.
+    ``thumbnails``: image points keep a JPEG of at most 128 px a side, served by
+    ``GET /collections/{name}/points/{id}/thumbnail`` (an image embedder only)."""
 
     model_config = ConfigDict(json_schema_extra=exactly_one_of("dim", "embedder"))
 
@@ -242,6 +262,7 @@ class CreateCollection(Body):
     index: IndexSpec | Literal["auto", "flat", "ivf_flat", "ivf_pq", "hnsw"] = "auto"
     embedder: str | None = None
     store_source: bool = False
+    thumbnails: bool = False
 
 
 class CollectionInfo(BaseModel):
@@ -255,6 +276,7 @@ class CollectionInfo(BaseModel):
     index: dict[str, Any]
     embedder: str | None
     store_source: bool
+    thumbnails: bool = Field(description="image points keep a small JPEG thumbnail")
     count: int
     serving: dict[str, Any] = Field(description="the index serving now: family, device, ...")
 

@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     # The embedder allowlist: the models collections may embed with, as a JSON list of
     # {"name", "kind", "source", "device", "batch_size"}. Requests only ever name one.
     embedders: list[EmbedderConfig] = Field(default_factory=default_embedder_configs)
+    # Load the embedders of the collections there are (and embed once with each) before
+    # the server says it is ready, so that the first search does not wait for a model.
+    warm_embedders: bool = True
     # Micro-batching: searches to one collection that arrive within this window are
     # embedded and searched together (0 turns it off). A request that finds the
     # collection idle never waits. max_batch bounds the queries in one batch.

@@ -23,7 +23,7 @@ from indexer.collection.upkeep import IndexBuildObserver, IndexUpkeep
 from indexer.collection.validation import MAX_K, check_k, payload_json
 from indexer.devices import Placement
 from indexer.embedders import Embedder, EmbedderRegistry, ImageInput, inputs
-from indexer.errors import CollectionNotFound, InvalidInput
+from indexer.errors import CollectionNotFound, InvalidInput, PointNotFound, ThumbnailNotFound
 from indexer.filters import compile_filter
 from indexer.indexes import LabelSet
 from indexer.locks import ReadWriteLock
@@ -35,11 +35,13 @@ from indexer.points import (
     decode_id,
     encode_id,
     ensure_lengths,
+    validate_id,
     validate_ids,
     vector_batch_and_squares,
 )
 from indexer.spec import SearchParams
 from indexer.store import SqliteStore
+from indexer.thumbnails import make_thumbnail
 
 log = logging.getLogger(__name__)
 
@@ -135,11 +137,14 @@ class Collection:
         if payloads is None:
             payloads = [None] * len(checked)
         kind, given = inputs.one_input("upsert", vectors, texts, images)
+        thumbnails = None
         if kind != "vectors":
             ensure_lengths(kind, given, len(checked))
             vectors = self._embed(kind, given)
             if self.config.store_source if store_source is None else store_source:
                 payloads = inputs.with_sources(payloads, kind, given)
+            if kind == "images" and self.config.thumbnails:
+                thumbnails = [make_thumbnail(image) for image in given]
         vecs, squares = vector_batch_and_squares(vectors, self.dim)
         ensure_lengths("vectors", vecs, len(checked))
         ensure_lengths("payloads", payloads, len(checked))
@@ -147,7 +152,7 @@ class Collection:
         prepared = self.metric.prepare(vecs, squares)
         keys = [encode_id(i) for i in checked]
         with self._write_lock, self._transaction() as txn:
-            labels, replaced = txn.upsert(keys, vecs, payload_texts)
+            labels, replaced = txn.upsert(keys, vecs, payload_texts, thumbnails)
             with self._rw.write():
                 txn.commit()
                 self._point_ids.upserted(keys, labels, checked, replaced)
@@ -207,6 +212,25 @@ class Collection:
             for point_id, label in found
             if label is not None and label in rows
         ]
+
+    def thumbnail(self, id: PointId) -> bytes:
+        """The thumbnail (a JPEG) of an image point, kept when the collection was made with
+        ``thumbnails=True``.
+
+        Raises:
+            PointNotFound: no point has this id.
+            ThumbnailNotFound: the point has none (not an image, or written before
+                thumbnails were kept).
+        """
+        checked = validate_id(id)
+        with self._rw.read():
+            self._check_open()
+            if self._point_ids.label(checked) is None:
+                raise PointNotFound(f"collection {self.name!r} has no point with id {id!r}")
+            image = self.store.thumbnail(encode_id(checked))
+        if image is None:
+            raise ThumbnailNotFound(f"point {id!r} of collection {self.name!r} has no thumbnail")
+        return image
 
     def scroll(
         self,

@@ -31,3 +31,5 @@ class CollectionConfig(BaseModel):
     embedder: str | None = None
     # Keep each point's text (or image hash) in its payload; see indexer.embedders.inputs.
     store_source: bool = False
+    # Keep a small JPEG of each image point in the store; see indexer.thumbnails.
+    thumbnails: bool = False

@@ -60,6 +60,10 @@ class EmbedderRegistry:
         """The allowed names, sorted."""
         return sorted(self._configs)
 
+    def loaded(self) -> list[str]:
+        """The names of the embedders loaded so far, sorted."""
+        return sorted(self._loaded)
+
     def config(self, name: str) -> EmbedderConfig:
         """The configuration of ``name``.
 

@@ -23,6 +23,7 @@ def describe(collection: Collection) -> dict[str, object]:
         "index": config.index.model_dump(),
         "embedder": config.embedder,
         "store_source": config.store_source,
+        "thumbnails": config.thumbnails,
         "count": collection.count(),
         "serving": collection.index_info,
     }
@@ -48,6 +49,7 @@ def create_collection(name: str, body: CreateCollection, engine: EngineDep) -> R
         body.index,
         embedder=body.embedder,
         store_source=body.store_source,
+        thumbnails=body.thumbnails,
         exist_ok=True,
     )
     return Json(describe(collection), status_code=200 if existed else 201)

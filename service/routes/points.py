@@ -106,6 +106,33 @@ def get_points(body: GetPoints, collection: CollectionDep) -> Response:
     return Json({"points": [point_json(p, body.vector_encoding) for p in points]})
 
 
+# Before get_point, whose path takes the rest of the URL.
+@router.get(
+    "/{point_id:path}/thumbnail",
+    operation_id="get_thumbnail",
+    response_class=Response,
+    responses={
+        200: {"content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}}},
+        404: {
+            "description": "No such point (`PointNotFound`), or it has no thumbnail "
+            "(`ThumbnailNotFound`)"
+        },
+    },
+)
+def get_thumbnail(
+    point_id: str,
+    collection: CollectionDep,
+    id_type: Annotated[
+        Literal["auto", "str"],
+        Query(description="`str`: the id is a string, even when it looks like an integer"),
+    ] = "auto",
+) -> Response:
+    """The thumbnail of an image point (a JPEG of at most 128 px a side), kept when the
+    collection was made with ``thumbnails: true``. The id is read as by ``get_point``."""
+    image = collection.thumbnail(path_id(point_id, id_type))
+    return Response(image, media_type="image/jpeg")
+
+
 @router.get("/{point_id:path}", operation_id="get_point", response_model=PointOut)
 def get_point(
     point_id: str,

@@ -14,7 +14,14 @@ import numpy as np
 import pytest
 from anyio.from_thread import BlockingPortal
 
-from vecserve_client import Client, InvalidEmbedderInput, UnknownEmbedder
+from vecserve_client import (
+    Client,
+    InvalidEmbedderInput,
+    InvalidInput,
+    PointNotFound,
+    ThumbnailNotFound,
+    UnknownEmbedder,
+)
 
 from .conftest import connect
 
@@ -88,3 +95,28 @@ def test_texts_need_a_collection_with_an_embedder(client: Client, name: str) -> 
     client.create_collection(name, 4)
     with pytest.raises(InvalidEmbedderInput):
         client.search(name, text="anything")
+
+
+def test_an_image_collection_asked_for_thumbnails_serves_a_jpeg_of_each_image(
+    client: Client, name: str
+) -> None:
+    pil = pytest.importorskip("PIL.Image")
+    info = client.create_collection(name, embedder="efficientnet-lite0", thumbnails=True)
+    assert info.thumbnails
+    pngs = images()
+    client.upsert(name, ["red", 7], images=pngs[:2])
+    jpeg = client.get_thumbnail(name, "red")
+    thumb = pil.open(io.BytesIO(jpeg))
+    assert (thumb.format, thumb.size) == ("JPEG", (64, 64))
+    assert thumb.getpixel((32, 32))[0] > 180  # red stays red
+    assert client.get_thumbnail(name, 7)[:2] == b"\xff\xd8"
+    with pytest.raises(PointNotFound):
+        client.get_thumbnail(name, "7")  # the string "7" is another point
+    client.upsert(name, ["red"], vectors=[client.get(name, [7], with_vectors=True)[0].vector])
+    with pytest.raises(ThumbnailNotFound):
+        client.get_thumbnail(name, "red")
+
+
+def test_thumbnails_are_for_image_collections(client: Client, name: str) -> None:
+    with pytest.raises(InvalidInput):
+        client.create_collection(name, 4, thumbnails=True)

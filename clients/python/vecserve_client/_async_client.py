@@ -165,6 +165,7 @@ class AsyncClient:
         index: IndexSpec = "auto",
         embedder: str | None = None,
         store_source: bool = False,
+        thumbnails: bool = False,
     ) -> CollectionInfo:
         """Create a collection, or return it when it exists with the same configuration.
 
@@ -179,6 +180,8 @@ class AsyncClient:
                 one of the server's allowlist; None for a vectors-only collection.
             store_source: keep each point's text (or image hash) in its payload, under
                 ``"_source"``.
+            thumbnails: keep a small JPEG of each image point (at most 128 px a side),
+                for :meth:`get_thumbnail`; needs an image ``embedder``.
 
         Returns:
             The collection's configuration and state.
@@ -205,6 +208,8 @@ class AsyncClient:
             body["embedder"] = embedder
         if store_source:
             body["store_source"] = True
+        if thumbnails:
+            body["thumbnails"] = True
         response = await self._request("create_collection", "PUT", collection_url(name), json=body)
         return CollectionInfo.model_validate(response.json())
 
@@ -394,6 +399,34 @@ class AsyncClient:
         url = collection_url(collection, "points", str(value))
         response = await self._request("get_point", "GET", url, params=params)
         return Point.model_validate(response.json())
+
+    async def get_thumbnail(self, collection: str, id: PointId) -> bytes:
+        """The thumbnail of an image point: a JPEG of at most 128 px a side, kept by a
+        collection made with ``thumbnails=True``.
+
+        Args:
+            collection: the collection's name.
+            id: the point's id; ``"7"`` and ``7`` are different points.
+
+        Returns:
+            The JPEG file's bytes.
+
+        Raises:
+            PointNotFound: no point has the id.
+            ThumbnailNotFound: the point has no thumbnail (not written as an image, or the
+                collection keeps none).
+            CollectionNotFound: there is no such collection.
+
+        Example:
+            >>> jpeg = await client.get_thumbnail("photos", "cat")
+            >>> jpeg[:2]
+            b'\\xff\\xd8'
+        """
+        value = enc.point_id(id)
+        params = {"id_type": "str"} if isinstance(value, str) else {}
+        url = collection_url(collection, "points", str(value), "thumbnail")
+        response = await self._request("get_thumbnail", "GET", url, params=params)
+        return response.content
 
     async def delete(
         self,

@@ -146,6 +146,10 @@ class SnapshotNotFound(NotFound):
     """The collection has no snapshot of that name."""
 
 
+class ThumbnailNotFound(NotFound):
+    """The point has no thumbnail."""
+
+
 class MethodNotAllowed(APIError):
     """The path exists but not with that HTTP method (405)."""
 
@@ -295,6 +299,7 @@ _BY_NAME: dict[str, type[APIError]] = {
         PointNotFound,
         EmbedderNotFound,
         SnapshotNotFound,
+        ThumbnailNotFound,
         MethodNotAllowed,
         Conflict,
         CollectionExists,

@@ -90,6 +90,7 @@ class CollectionInfo(_Model):
         embedder: the model that embeds its texts or images, or None.
         store_source: whether points keep their text (or image hash) in the payload,
             under ``"_source"``.
+        thumbnails: whether image points keep a small JPEG (:meth:`Client.get_thumbnail`).
         count: how many points it holds.
         serving: the index serving searches now (family, device, ...).
     """
@@ -101,6 +102,7 @@ class CollectionInfo(_Model):
     index: dict[str, Any]
     embedder: str | None = None
     store_source: bool = False
+    thumbnails: bool = False
     count: int
     serving: dict[str, Any]
 

@@ -59,6 +59,7 @@ RETRIED: Final[Mapping[str, bool]] = {
     "upsert": True,
     "get": True,
     "get_point": True,
+    "get_thumbnail": True,
     "delete_by_ids": True,
     "delete_by_filter": False,
     "scroll": True,
