@@ -49,8 +49,10 @@ MAX_ONGOING = 256
 class ShardDeployment:
     """A Serve replica holding one shard's engine."""
 
-    def __init__(self, folder: str, embedders: list[dict[str, Any]], device: str) -> None:
-        self.server = ShardServer(folder, embedders, device)
+    def __init__(
+        self, folder: str, embedders: list[dict[str, Any]], device: str, warm: bool
+    ) -> None:
+        self.server = ShardServer(folder, embedders, device, warm=warm)
 
     def engine_call(self, method: str, *args: Any) -> Reply:
         return self.server.engine_call(method, *args)
@@ -182,7 +184,8 @@ class Router:
         shards: list[tuple[DeploymentHandle, DeploymentHandle | None]],
         fresh_s: float,
     ) -> None:
-        self.settings = Settings(**settings)
+        # The shards hold and warm the models; the router embeds nothing itself.
+        self.settings = Settings(**{**settings, "warm_embedders": False})
         self.links = [
             RayShardLink(f"shard-{i}", primary, reads, fresh_s)
             for i, (primary, reads) in enumerate(shards)
@@ -211,7 +214,7 @@ def build(
             health_check_period_s=HEALTH_CHECK_PERIOD_S,
             max_ongoing_requests=MAX_ONGOING,
             ray_actor_options={"num_cpus": 0, "resources": resources},
-        ).bind(str(data / f"shard-{i}"), embedders, settings.device)
+        ).bind(str(data / f"shard-{i}"), embedders, settings.device, settings.warm_embedders)
         reads = None
         if replicas:
             reads = serve.deployment(

@@ -18,6 +18,7 @@ from typing import Any
 
 from indexer import Collection, Engine, VecserveError
 from indexer.embedders import EmbedderConfig, EmbedderRegistry
+from service.warmup import warm_embedders
 
 Reply = tuple[Any, ...]
 
@@ -39,13 +40,19 @@ def failed(error: VecserveError) -> Reply:
 class ShardServer:
     """The engine of one shard, answering the router's calls with :data:`Reply` tuples."""
 
-    def __init__(self, folder: str, embedders: list[dict[str, Any]], device: str) -> None:
+    def __init__(
+        self, folder: str, embedders: list[dict[str, Any]], device: str, *, warm: bool = False
+    ) -> None:
+        """``warm``: load the embedders this shard's collections use now, as
+        ``vecserve serve`` does before it is ready (shards embed; the router does not)."""
         configs = [EmbedderConfig.model_validate(c) for c in embedders]
         self.engine = Engine(
             Path(folder),
             device="cpu" if device == "cpu" else "auto",
             embedders=EmbedderRegistry(configs),
         )
+        if warm:
+            warm_embedders(self.engine)
         # replica id -> collection -> (seq applied, when): how far each read replica lags.
         self._replicas: dict[str, dict[str, tuple[int, float]]] = {}
 
