@@ -23,7 +23,9 @@ from service.warmup import warm_embedders
 Reply = tuple[Any, ...]
 
 # The collection methods a router may call on a shard; reads may go to a read replica.
-READS = frozenset({"count", "get", "scroll", "search", "recommend", "embed", "describe"})
+READS = frozenset(
+    {"count", "get", "thumbnail", "scroll", "search", "recommend", "embed", "describe"}
+)
 WRITES = frozenset({"upsert", "delete", "optimize"})
 # Rows per reply when a read replica catches up.
 CHANGES_LIMIT = 4096
@@ -155,5 +157,6 @@ def create_from(
         config["index"],
         embedder=config["embedder"],
         store_source=config["store_source"],
+        thumbnails=config.get("thumbnails", False),
         exist_ok=exist_ok,
     )

@@ -125,6 +125,7 @@ class ShardedEngine:
         *,
         embedder: str | None = None,
         store_source: bool = False,
+        thumbnails: bool = False,
         exist_ok: bool = False,
     ) -> ShardedCollection:
         validate_name(name)
@@ -136,6 +137,7 @@ class ShardedEngine:
             "index": index,
             "embedder": embedder,
             "store_source": store_source,
+            "thumbnails": thumbnails,
         }
         # Shard 0 last: the collection is listed (from shard 0) once every shard has it.
         for link in [*self.links[1:], self.links[0]]:
@@ -335,6 +337,14 @@ class ShardedCollection:
         for points in self._write_groups(groups, fetch):
             found.update((encode_id(p.id), p) for p in points)
         return [found[key] for key in map(encode_id, checked) if key in found]
+
+    def thumbnail(self, id: PointId) -> bytes:
+        """The point's thumbnail, from the shard that owns it."""
+        link = self.engine.links[shard_of(encode_id(validate_id(id)), len(self.engine.links))]
+        thumbnail: bytes = _value(
+            self.engine.read(link, "collection_call", self.name, "thumbnail", (id,), {})
+        )
+        return thumbnail
 
     def scroll(
         self,
