@@ -76,9 +76,14 @@ def test_a_delete_or_an_update_removes_the_old_words(store: SqliteStore) -> None
 
 def test_a_rolled_back_write_leaves_no_words(store: SqliteStore) -> None:
     declare(store)
-    with pytest.raises(RuntimeError), store.transaction() as txn:
-        txn.upsert(['"a"'], np.zeros((1, 2), np.float32), ['{"title": "ghost"}'])
-        raise RuntimeError
+
+    def fail_after_writing() -> None:
+        with store.transaction() as txn:
+            txn.upsert(['"a"'], np.zeros((1, 2), np.float32), ['{"title": "ghost"}'])
+            raise RuntimeError
+
+    with pytest.raises(RuntimeError):
+        fail_after_writing()
     assert found(store, "ghost") == set()
 
 
@@ -107,7 +112,8 @@ def test_the_declaration_survives_reopening(tmp_path: Path) -> None:
     write(store, {"a": {"title": "Wireless headphones"}})
     store.close()
     reopened = SqliteStore(tmp_path / "s.sqlite3")
-    assert reopened.full_text is not None and reopened.full_text.tokenizer == "trigram"
+    assert reopened.full_text is not None
+    assert reopened.full_text.tokenizer == "trigram"
     assert found(reopened, "headphon", reopened.full_text) == {"a"}  # substring
     reopened.close()
 
