@@ -1,0 +1,76 @@
+"""Cross-encoder rerankers: a tiny BERT cross-encoder built at test time, loaded by the real
+code from a local folder named in the allowlist."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from indexer.errors import EmbedderUnavailable, InvalidQuery
+from indexer.query.rerank import RerankerConfig, RerankerRegistry
+
+WORDS = ["red", "shoes", "blue", "hat", "running", "green", "boots", "wool", "cap"]
+
+
+def write_tiny_cross_encoder(folder: Path) -> Path:
+    """A randomly initialised one-label BERT and a word-level tokenizer of a few words."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.txt").write_text(
+        "\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n"
+    )
+    BertTokenizerFast(vocab_file=str(folder / "vocab.txt")).save_pretrained(folder)
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=5 + len(WORDS),
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=64,
+        num_labels=1,
+        initializer_range=1.0,  # large weights: scores that differ from pair to pair
+    )
+    BertForSequenceClassification(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_cross_encoder(tmp_path_factory.mktemp("tiny-cross-encoder"))
+
+
+def test_a_reranker_scores_each_pair_as_the_model_does(tiny_folder: Path) -> None:
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    registry = RerankerRegistry(
+        [RerankerConfig(name="tiny", source=str(tiny_folder), device="cpu")]
+    )
+    documents = ["red shoes", "blue hat", "green wool cap", "running boots"]
+    scores = registry.get("tiny").score("red running shoes", documents)
+    assert scores.shape == (4,)
+    assert len(set(np.round(scores, 6).tolist())) > 1
+    tokenizer = AutoTokenizer.from_pretrained(tiny_folder)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_folder).eval()
+    batch = tokenizer(["red running shoes"] * 4, documents, return_tensors="pt", padding=True)
+    with torch.no_grad():
+        expected = torch.sigmoid(model(**batch).logits[:, 0]).numpy()
+    np.testing.assert_allclose(scores, expected, rtol=1e-4, atol=1e-6)
+    assert registry.get("tiny") is registry.get("tiny")  # loaded once
+
+
+def test_a_name_outside_the_allowlist_is_an_invalid_query(tiny_folder: Path) -> None:
+    registry = RerankerRegistry([RerankerConfig(name="tiny", source=str(tiny_folder))])
+    with pytest.raises(InvalidQuery, match="tiny"):
+        registry.get(str(tiny_folder))
+
+
+def test_a_folder_without_a_model_is_unavailable(tmp_path: Path) -> None:
+    registry = RerankerRegistry([RerankerConfig(name="gone", source=str(tmp_path / "nothing"))])
+    with pytest.raises(EmbedderUnavailable):
+        registry.get("gone")
