@@ -34,7 +34,9 @@ from indexer.errors import (
     InvalidInput,
     InvalidName,
 )
+from indexer.fulltext import FullTextSpec
 from indexer.metric import Metric
+from indexer.query import RerankerRegistry
 from indexer.snapshots import SnapshotArea, SnapshotInfo, unpack
 from indexer.spec import IndexSpec
 from indexer.store import SqliteStore
@@ -73,6 +75,8 @@ class Engine:
     background thread as collections grow (else only on :meth:`Collection.optimize`).
     ``embedders``: the allowlist of models that collections may embed with (by default
     :func:`~indexer.embedders.default_embedder_configs`); each loads on first use.
+    ``rerankers``: the allowlist of cross-encoders that queries may rerank with (none by
+    default); each loads on first use.
     ``on_index_build``: called with an :class:`~indexer.collection.IndexBuild` after each
     index built from a whole store (on open or by maintenance), e.g. to export its time.
     """
@@ -86,6 +90,7 @@ class Engine:
         gpu_mode: Literal["replicate", "shard"] = "replicate",
         gpu_memory_limit: int | None = None,
         embedders: EmbedderRegistry | None = None,
+        rerankers: RerankerRegistry | None = None,
         on_index_build: IndexBuildObserver | None = None,
     ) -> None:
         self.path = Path(path)
@@ -94,6 +99,7 @@ class Engine:
         self._folder_lock = _lock_folder(self.path)
         self._release_folder = weakref.finalize(self, os.close, self._folder_lock)
         self.embedders = embedders or EmbedderRegistry(default_embedder_configs())
+        self.rerankers = rerankers or RerankerRegistry()
         self.placement = devices.Placement.detect(
             device, mode=gpu_mode, memory_limit=gpu_memory_limit
         )
@@ -124,6 +130,7 @@ class Engine:
         *,
         embedder: str | None = None,
         store_source: bool = False,
+        full_text: FullTextSpec | dict[str, Any] | list[Any] | None = None,
         exist_ok: bool = False,
     ) -> Collection:
         """Create a collection. With ``exist_ok``, an identical existing one is returned;
@@ -132,17 +139,21 @@ class Engine:
         ``embedder``: a name from :attr:`embedders`; the collection then takes texts or
         images as well as vectors. Its dimension is the model's (``dim`` may be left out),
         so the model is loaded now. ``store_source``: points keep their text (or image
-        hash) in the payload by default; see :mod:`indexer.embedders.inputs`.
+        hash) in the payload by default; see :mod:`indexer.embedders.inputs`. ``full_text``: the
+        payload fields to index for lexical search (see
+        :meth:`Collection.set_full_text`, which also declares them later).
         """
         validate_name(name)
         if embedder is not None:
             dim = embedder_dim(self.embedders, embedder, dim)
         config = _config(name, dim, metric, index, embedder, store_source)
+        spec = None if full_text is None else FullTextSpec.parse(full_text)
         with self._lock:
             folder = self._root / name
             if folder.exists():
                 existing = self._get(name)
-                if exist_ok and existing.config == config:
+                same_text = (existing.store.full_text == spec) or full_text is None
+                if exist_ok and existing.config == config and same_text:
                     return existing
                 raise CollectionExists(
                     f"collection {name!r} already exists"
@@ -153,6 +164,9 @@ class Engine:
             store = SqliteStore(staging / _STORE_FILE)
             store.set_meta("config", config.model_dump(mode="json"))
             store.set_meta("uid", new_uid())
+            if spec is not None:
+                with store.transaction() as txn:
+                    txn.set_full_text(spec)
             store.close()
             os.rename(staging, folder)  # the collection appears whole, or not at all
             return self._get(name)
@@ -301,6 +315,7 @@ class Engine:
             placement=self.placement,
             background=background,
             embedders=self.embedders,
+            rerankers=self.rerankers,
             on_index_build=self._on_index_build,
         )
 

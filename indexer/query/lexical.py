@@ -11,6 +11,8 @@ separators like any other character. How the strings combine is the match mode:
 - ``phrase``: the words in this order, next to each other.
 - ``prefix``: any word beginning with one of the words (OR of prefix queries).
 - ``fts5``: the text is an FTS5 query expression, as is (a syntax error is InvalidQuery).
+  The full-text fields are its columns ``c0``, ``c1``, ... in the order declared
+  (``c0:wool NOT scarf``).
 
 A query keeps its first ``MAX_TOKENS`` distinct words: enough for any real query, and a
 bound on the work a pasted page of text can cause.

@@ -29,7 +29,10 @@ def mmr_order(
         return np.empty(0, dtype=np.int64), np.empty(0)
     scores = np.asarray(scores, dtype=np.float64)
     low, high = scores.min(), scores.max()
-    relevance = (scores - low) / (high - low) if high > low else np.ones(n)
+    if low >= 0 and high > 0:
+        relevance = scores / high
+    else:
+        relevance = (scores - low) / (high - low) if high > low else np.ones(n)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     unit = np.asarray(vectors, dtype=np.float64) / np.where(norms > 0, norms, 1.0)
     similarity = unit @ unit.T
