@@ -126,10 +126,10 @@ class FullTextSpec(BaseModel):
             " WHERE label IN (SELECT value FROM json_each(?))"
         )
 
-    def bm25_sql(self) -> str:
-        """FTS5's bm25() with the fields' weights; lower is better, as FTS5 ranks."""
+    def rank_sql(self) -> str:
+        """FTS5's rank function: bm25() with the fields' weights (lower is better)."""
         weights = ", ".join(repr(float(f.weight)) for f in self.fields)
-        return f"bm25({FULL_TEXT_TABLE}, {weights})"
+        return f"bm25({weights})"
 
 
 def _text_at(path: str) -> str:

@@ -245,16 +245,17 @@ class SqliteStore:
         """(labels, BM25 scores) of the best ``limit`` points matching the FTS5 expression
         ``match`` (and the compiled filter ``where``), best first. Scores are FTS5's bm25()
         negated, so that higher is better."""
-        bm25 = spec.bm25_sql()
-        sql = f"SELECT {FULL_TEXT_TABLE}.rowid, -{bm25} FROM {FULL_TEXT_TABLE}"
+        # FTS5 sorts by its rank column itself, computing bm25() once per match.
+        t = FULL_TEXT_TABLE
+        sql = f"SELECT {t}.rowid, -{t}.rank FROM {t}"
         if where is not None:
-            sql += f" JOIN points ON points.label = {FULL_TEXT_TABLE}.rowid"
-        sql += f" WHERE {FULL_TEXT_TABLE} MATCH ?"
+            sql += f" JOIN points ON points.label = {t}.rowid"
+        sql += f" WHERE {t} MATCH ? AND {t}.rank MATCH ?"
         if where is not None:
             sql += f" AND ({where})"
-        sql += f" ORDER BY {bm25} LIMIT ?"
+        sql += f" ORDER BY {t}.rank LIMIT ?"
         try:
-            rows = self._reader.execute(sql, (match, *params, limit)).fetchall()
+            rows = self._reader.execute(sql, (match, spec.rank_sql(), *params, limit)).fetchall()
         except sqlite3.OperationalError as exc:
             # Only an expression the user wrote in FTS5 syntax can fail to parse.
             raise InvalidQuery(f"the full-text query is not valid FTS5: {exc}") from None
