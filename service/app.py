@@ -11,6 +11,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from indexer import Engine
 from indexer.embedders import EmbedderRegistry
+from indexer.query import RerankerRegistry
 from service.auth import ApiKeyMiddleware
 from service.batching import MicroBatcher
 from service.errors import install_error_handlers
@@ -24,6 +25,7 @@ from service.routes import (
     health,
     metrics,
     points,
+    query,
     search,
     snapshots,
 )
@@ -67,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.data_dir,
             device=settings.device,
             embedders=EmbedderRegistry(settings.embedders),
+            rerankers=RerankerRegistry(settings.rerankers),
             on_index_build=app_metrics.observe_index_build,
         )
         app.state.engine = engine
@@ -100,7 +103,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = app_metrics
     app.state.ready = False
     install_error_handlers(app)
-    for module in (health, collections, points, search, metrics, snapshots, embeddings_openai):
+    for module in (
+        health,
+        collections,
+        points,
+        search,
+        query,
+        metrics,
+        snapshots,
+        embeddings_openai,
+    ):
         app.include_router(module.router)
     install_openapi(app, auth_enabled=settings.auth_enabled)
     # Outermost last: request id, then metrics (which count refused requests too), then

@@ -182,3 +182,41 @@ class QueryPlan(_Model):
             if text is not None:
                 return text
         return None
+
+
+class HybridShortcut(_Model):
+    """The common hybrid case on a plain search: the search's dense query plus a lexical
+    stage on ``text`` (by default the search's own text), fused by the default fusion, or
+    by relative score with ``alpha`` (1 = dense only, 0 = lexical only) when it is given."""
+
+    text: str | None = Field(default=None, max_length=MAX_QUERY_TEXT)
+    alpha: float | None = Field(default=None, ge=0, le=1)
+    match: MatchMode = "any"
+
+
+def hybrid_plan(
+    dense: DenseQuery,
+    shortcut: HybridShortcut,
+    k: int,
+    *,
+    filter: dict[str, Any] | None = None,
+    with_payload: bool = True,
+    with_vectors: bool = False,
+) -> QueryPlan:
+    """The plan a search with a ``hybrid`` shortcut stands for."""
+    text = shortcut.text if shortcut.text is not None else dense.text
+    if text is None:
+        raise InvalidQuery("hybrid needs a text: give hybrid.text (or search by text)")
+    fusion = (
+        Fusion()
+        if shortcut.alpha is None
+        else Fusion(method="relative_score", alpha=shortcut.alpha)
+    )
+    return QueryPlan(
+        prefetch=[Stage(dense=dense), Stage(lexical=LexicalQuery(text=text, match=shortcut.match))],
+        fusion=fusion,
+        filter=filter,
+        limit=k,
+        with_payload=with_payload,
+        with_vectors=with_vectors,
+    )
