@@ -11,13 +11,16 @@ from indexer.errors import (
     DimensionMismatch,
     DuplicateIds,
     EmptyBatch,
+    FullTextNotDeclared,
     InvalidFilter,
+    InvalidFullText,
     InvalidId,
     InvalidIndexSpec,
     InvalidInput,
     InvalidK,
     InvalidName,
     InvalidPayload,
+    InvalidQuery,
     InvalidSearchParams,
     InvalidSnapshot,
     InvalidVector,
@@ -26,7 +29,9 @@ from indexer.errors import (
     VecserveError,
 )
 from indexer.metric import Metric
+from indexer.fulltext import FullTextSpec
 from indexer.points import Hit, Point, PointId
+from indexer.query import QueryHit, QueryPlan, QueryResult, RerankerConfig
 from indexer.snapshots import SnapshotInfo
 from indexer.spec import IndexSpec, SearchParams
 
@@ -42,16 +47,20 @@ __all__ = [
     "DuplicateIds",
     "EmptyBatch",
     "Engine",
+    "FullTextNotDeclared",
+    "FullTextSpec",
     "Hit",
     "IndexBuild",
     "IndexSpec",
     "InvalidFilter",
+    "InvalidFullText",
     "InvalidId",
     "InvalidIndexSpec",
     "InvalidInput",
     "InvalidK",
     "InvalidName",
     "InvalidPayload",
+    "InvalidQuery",
     "InvalidSearchParams",
     "InvalidSnapshot",
     "InvalidVector",
@@ -59,6 +68,10 @@ __all__ = [
     "Point",
     "PointId",
     "PointNotFound",
+    "QueryHit",
+    "QueryPlan",
+    "QueryResult",
+    "RerankerConfig",
     "SearchParams",
     "SnapshotInfo",
     "SnapshotNotFound",
