@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -53,8 +54,20 @@ class Reranker(Protocol):
         ...
 
 
+@dataclass(slots=True)
+class _Job:
+    pairs: list[tuple[str, str]]
+    scores: np.ndarray | None = None
+    error: BaseException | None = None
+
+
 class CrossEncoderReranker:
-    """A sentence-transformers ``CrossEncoder`` loaded from a local folder."""
+    """A sentence-transformers ``CrossEncoder`` loaded from a local folder.
+
+    Concurrent queries are micro-batched: while the model scores one batch, the pairs of
+    queries that arrive queue up, and the next query to get the model scores all of them
+    in one pass (the GPU is fast only in batches), handing each query its own scores.
+    """
 
     def __init__(self, config: RerankerConfig) -> None:
         import torch
@@ -67,17 +80,44 @@ class CrossEncoderReranker:
             config.source, device=device, max_length=config.max_length, local_files_only=True
         )
         self._batch_size = config.batch_size
-        self._lock = threading.Lock()  # one batch on the model at a time
+        self._model_lock = threading.Lock()  # one batch on the model at a time
+        self._queue_lock = threading.Lock()
+        self._queue: list[_Job] = []
+        self.batches = 0  # model passes so far (each may serve several queries)
 
     def score(self, query: str, documents: Sequence[str]) -> np.ndarray:
         if not documents:
             return np.empty(0, dtype=np.float32)
-        pairs = [(query, doc) for doc in documents]
-        with self._lock:
-            scores = self._model.predict(
+        job = _Job([(query, doc) for doc in documents])
+        with self._queue_lock:
+            self._queue.append(job)
+        with self._model_lock:
+            if job.scores is None and job.error is None:  # no one scored it meanwhile
+                with self._queue_lock:
+                    batch, self._queue = self._queue, []
+                self._run(batch)
+        if job.error is not None:
+            raise job.error
+        assert job.scores is not None
+        return job.scores
+
+    def _run(self, batch: list[_Job]) -> None:
+        """Score every queued job's pairs in one pass (model lock held)."""
+        pairs = [pair for job in batch for pair in job.pairs]
+        try:
+            raw = self._model.predict(
                 pairs, batch_size=self._batch_size, show_progress_bar=False, convert_to_numpy=True
             )
-        return np.asarray(scores, dtype=np.float32).reshape(len(documents), -1)[:, 0]
+        except BaseException as exc:
+            for job in batch:
+                job.error = exc
+            raise
+        self.batches += 1
+        scores = np.asarray(raw, dtype=np.float32).reshape(len(pairs), -1)[:, 0]
+        start = 0
+        for job in batch:
+            job.scores = scores[start : start + len(job.pairs)]
+            start += len(job.pairs)
 
 
 class RerankerRegistry:

@@ -3,6 +3,8 @@ code from a local folder named in the allowlist."""
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -74,3 +76,24 @@ def test_a_folder_without_a_model_is_unavailable(tmp_path: Path) -> None:
     registry = RerankerRegistry([RerankerConfig(name="gone", source=str(tmp_path / "nothing"))])
     with pytest.raises(EmbedderUnavailable):
         registry.get("gone")
+
+
+def test_concurrent_queries_are_scored_in_shared_batches(tiny_folder: Path) -> None:
+    registry = RerankerRegistry(
+        [RerankerConfig(name="tiny", source=str(tiny_folder), device="cpu")]
+    )
+    reranker = registry.get("tiny")
+    queries = [f"{a} {b}" for a in WORDS[:4] for b in WORDS[4:]]
+    documents = ["red shoes", "blue hat", "green wool cap"]
+    alone = [reranker.score(q, documents) for q in queries]
+    before = reranker.batches  # type: ignore[attr-defined]
+    busy = reranker._model_lock  # type: ignore[attr-defined]
+    with ThreadPoolExecutor(len(queries)) as pool:
+        with busy:  # the model is busy: every query queues behind it
+            futures = [pool.submit(reranker.score, q, documents) for q in queries]
+            while len(reranker._queue) < len(queries):  # type: ignore[attr-defined]
+                time.sleep(0.01)
+        together = [f.result() for f in futures]
+    for got, expected in zip(together, alone, strict=True):
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
+    assert reranker.batches - before == 1  # type: ignore[attr-defined]
