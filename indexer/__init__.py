@@ -28,8 +28,8 @@ from indexer.errors import (
     SnapshotNotFound,
     VecserveError,
 )
-from indexer.metric import Metric
 from indexer.fulltext import FullTextSpec
+from indexer.metric import Metric
 from indexer.points import Hit, Point, PointId
 from indexer.query import QueryHit, QueryPlan, QueryResult, RerankerConfig
 from indexer.snapshots import SnapshotInfo
