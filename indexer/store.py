@@ -222,6 +222,10 @@ class SqliteStore:
 
     # -- full text -----------------------------------------------------------------------
 
+    def has_full_text_backlog(self) -> bool:
+        """Whether points written before the full-text declaration remain to be indexed."""
+        return self.get_meta("full_text_backlog") is not None
+
     def full_text_backlog(self) -> tuple[int, int]:
         """(points not yet in the full-text index, points in the collection)."""
         backlog = self.get_meta("full_text_backlog")

@@ -141,7 +141,10 @@ class FullTextIndexer:
         self._stopping = False
 
     def start(self) -> None:
-        """Work through the backlog in a thread (one at a time; none once stopped)."""
+        """Work through the backlog, if there is one, in a thread (one at a time; none
+        once stopped)."""
+        if not self._c.store.has_full_text_backlog():
+            return
         with self._lock:
             if self._stopping or (self._thread is not None and self._thread.is_alive()):
                 return
@@ -158,6 +161,8 @@ class FullTextIndexer:
     def step(self) -> bool:
         """Index one batch; whether a backlog remains."""
         c = self._c
+        if c._is_closed() or not c.store.has_full_text_backlog():
+            return False  # nothing to write: no transaction (each one bumps the seq)
         with c._write_lock:
             if c._is_closed():
                 return False

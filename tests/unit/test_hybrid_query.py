@@ -260,3 +260,13 @@ def test_a_cross_encoder_reorders_the_candidates_by_its_scores(tmp_path: Path) -
         assert [h.score for h in result.hits] == pytest.approx(expected[order].tolist())
         with pytest.raises(InvalidQuery):
             c.query({**plan, "rerank": {"cross_encoder": {"model": "other"}}})
+
+
+def test_opening_or_optimizing_without_a_backlog_writes_nothing(tmp_path: Path) -> None:
+    with Engine(tmp_path / "data", background=True) as engine:
+        c = engine.create_collection("quiet", DIM, full_text=["title"])
+        c.upsert([1], vectors(1), [{"title": "x"}])
+        seq = c.store.seq
+        c.optimize()
+    with Engine(tmp_path / "data", background=True) as engine:
+        assert engine.get_collection("quiet").store.seq == seq
