@@ -4,12 +4,17 @@ a 500 however odd."""
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 
 import httpx
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from tests.integration.conftest import Server
+from tests.unit.test_rerank import write_tiny_cross_encoder
 
 TITLES = ["red running shoes", "blue running shoes", "red wool hat", "green trail boots"]
 
@@ -149,3 +154,26 @@ def test_a_100kb_query_text_is_answered(http: httpx.Client) -> None:
     )
     assert reply.status_code == 200, reply.text
     assert [h["id"] for h in reply.json()["hits"]] == [2]
+
+
+def test_a_cross_encoder_from_the_servers_allowlist_reranks(tmp_path: Path) -> None:
+    folder = write_tiny_cross_encoder(tmp_path / "tiny-ce")
+    rerankers = json.dumps([{"name": "tiny", "source": str(folder), "device": "cpu"}])
+    with (
+        Server(tmp_path / "data", env={"VECSERVE_RERANKERS": rerankers}) as server,
+        httpx.Client(base_url=server.url, timeout=60) as http,
+    ):
+        setup_shop(http)
+        body = {
+            "prefetch": [{"lexical": {"text": "red shoes boots hat"}}],
+            "rerank": {"cross_encoder": {"model": "tiny", "field": "title"}},
+            "explain": True,
+        }
+        reply = http.post("/collections/shop/query", json=body)
+        assert reply.status_code == 200, reply.text
+        hits = reply.json()["hits"]
+        assert [h["score"] for h in hits] == [h["explain"]["rerank"] for h in hits]
+        assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
+        other = {**body, "rerank": {"cross_encoder": {"model": str(folder)}}}
+        refused = http.post("/collections/shop/query", json=other)
+        assert (refused.status_code, refused.json()["error"]) == (422, "InvalidQuery")
