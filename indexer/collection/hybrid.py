@@ -115,6 +115,8 @@ class CollectionSource:
         return Ranking(labels, scores)
 
     def full_text_partial(self) -> dict[str, int] | None:
+        if not self._c.store.has_full_text_backlog():
+            return None  # the usual case, answered without counting points
         pending, total = self._c.store.full_text_backlog()
         return {"indexed": total - pending, "total": total} if pending else None
 
