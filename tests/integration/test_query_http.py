@@ -13,8 +13,8 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.integration.conftest import Server
-from tests.unit.test_rerank import write_tiny_cross_encoder
+from tests.support.cross_encoder import write_tiny_cross_encoder
+from tests.support.server import Server
 
 TITLES = ["red running shoes", "blue running shoes", "red wool hat", "green trail boots"]
 

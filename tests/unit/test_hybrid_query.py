@@ -13,7 +13,7 @@ from indexer import Engine
 from indexer.collection import Collection
 from indexer.errors import FullTextNotDeclared, InvalidFullText, InvalidQuery, PointNotFound
 from indexer.query import RerankerConfig, RerankerRegistry
-from tests.unit.test_rerank import write_tiny_cross_encoder
+from tests.support.cross_encoder import write_tiny_cross_encoder
 
 TITLES = [
     "red running shoes",
