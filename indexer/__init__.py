@@ -11,13 +11,16 @@ from indexer.errors import (
     DimensionMismatch,
     DuplicateIds,
     EmptyBatch,
+    FullTextNotDeclared,
     InvalidFilter,
+    InvalidFullText,
     InvalidId,
     InvalidIndexSpec,
     InvalidInput,
     InvalidK,
     InvalidName,
     InvalidPayload,
+    InvalidQuery,
     InvalidSearchParams,
     InvalidSnapshot,
     InvalidVector,
@@ -26,8 +29,10 @@ from indexer.errors import (
     ThumbnailNotFound,
     VecserveError,
 )
+from indexer.fulltext import FullTextSpec
 from indexer.metric import Metric
 from indexer.points import Hit, Point, PointId
+from indexer.query import QueryHit, QueryPlan, QueryResult, RerankerConfig
 from indexer.snapshots import SnapshotInfo
 from indexer.spec import IndexSpec, SearchParams
 
@@ -43,16 +48,20 @@ __all__ = [
     "DuplicateIds",
     "EmptyBatch",
     "Engine",
+    "FullTextNotDeclared",
+    "FullTextSpec",
     "Hit",
     "IndexBuild",
     "IndexSpec",
     "InvalidFilter",
+    "InvalidFullText",
     "InvalidId",
     "InvalidIndexSpec",
     "InvalidInput",
     "InvalidK",
     "InvalidName",
     "InvalidPayload",
+    "InvalidQuery",
     "InvalidSearchParams",
     "InvalidSnapshot",
     "InvalidVector",
@@ -60,6 +69,10 @@ __all__ = [
     "Point",
     "PointId",
     "PointNotFound",
+    "QueryHit",
+    "QueryPlan",
+    "QueryResult",
+    "RerankerConfig",
     "SearchParams",
     "SnapshotInfo",
     "SnapshotNotFound",

@@ -35,7 +35,9 @@ from indexer.errors import (
     InvalidInput,
     InvalidName,
 )
+from indexer.fulltext import FullTextSpec
 from indexer.metric import Metric
+from indexer.query import RerankerRegistry
 from indexer.snapshots import SnapshotArea, SnapshotInfo, unpack
 from indexer.spec import IndexSpec
 from indexer.store import SqliteStore
@@ -74,6 +76,8 @@ class Engine:
     background thread as collections grow (else only on :meth:`Collection.optimize`).
     ``embedders``: the allowlist of models that collections may embed with (by default
     :func:`~indexer.embedders.default_embedder_configs`); each loads on first use.
+    ``rerankers``: the allowlist of cross-encoders that queries may rerank with (none by
+    default); each loads on first use.
     ``on_index_build``: called with an :class:`~indexer.collection.IndexBuild` after each
     index built from a whole store (on open or by maintenance), e.g. to export its time.
     """
@@ -87,6 +91,7 @@ class Engine:
         gpu_mode: Literal["replicate", "shard"] = "replicate",
         gpu_memory_limit: int | None = None,
         embedders: EmbedderRegistry | None = None,
+        rerankers: RerankerRegistry | None = None,
         on_index_build: IndexBuildObserver | None = None,
     ) -> None:
         self.path = Path(path)
@@ -95,6 +100,7 @@ class Engine:
         self._folder_lock = _lock_folder(self.path)
         self._release_folder = weakref.finalize(self, os.close, self._folder_lock)
         self.embedders = embedders or EmbedderRegistry(default_embedder_configs())
+        self.rerankers = rerankers or RerankerRegistry()
         self.placement = devices.Placement.detect(
             device, mode=gpu_mode, memory_limit=gpu_memory_limit
         )
@@ -126,6 +132,7 @@ class Engine:
         embedder: str | None = None,
         store_source: bool = False,
         thumbnails: bool = False,
+        full_text: FullTextSpec | dict[str, Any] | list[Any] | None = None,
         exist_ok: bool = False,
     ) -> Collection:
         """Create a collection. With ``exist_ok``, an identical existing one is returned;
@@ -136,7 +143,8 @@ class Engine:
         so the model is loaded now. ``store_source``: points keep their text (or image
         hash) in the payload by default; see :mod:`indexer.embedders.inputs`. ``thumbnails``:
         image points keep a small JPEG (see :meth:`Collection.thumbnail`); it needs an
-        embedder that takes images.
+        embedder that takes images. ``full_text``: the payload fields to index for lexical
+        search (see :meth:`Collection.set_full_text`, which also declares them later).
         """
         validate_name(name)
         if embedder is not None:
@@ -146,11 +154,13 @@ class Engine:
         ):
             raise InvalidInput("thumbnails are kept of images: they need an image embedder")
         config = _config(name, dim, metric, index, embedder, store_source, thumbnails)
+        spec = None if full_text is None else FullTextSpec.parse(full_text)
         with self._lock:
             folder = self._root / name
             if folder.exists():
                 existing = self._get(name)
-                if exist_ok and existing.config == config:
+                same_text = (existing.store.full_text == spec) or full_text is None
+                if exist_ok and existing.config == config and same_text:
                     return existing
                 differences = _differences(existing.config, config)
                 raise CollectionExists(
@@ -162,6 +172,9 @@ class Engine:
             store = SqliteStore(staging / _STORE_FILE)
             store.set_meta("config", config.model_dump(mode="json"))
             store.set_meta("uid", new_uid())
+            if spec is not None:
+                with store.transaction() as txn:
+                    txn.set_full_text(spec)
             store.close()
             os.rename(staging, folder)  # the collection appears whole, or not at all
             return self._get(name)
@@ -310,6 +323,7 @@ class Engine:
             placement=self.placement,
             background=background,
             embedders=self.embedders,
+            rerankers=self.rerankers,
             on_index_build=self._on_index_build,
         )
 

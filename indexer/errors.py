@@ -19,6 +19,8 @@ HTTP status it maps to::
     │   ├── InvalidPayload
     │   ├── InvalidEmbedderInput    undecodable image, text where none is accepted, ...
     │   ├── UnknownEmbedder         a collection asks for a name outside the allowlist
+    │   ├── InvalidFullText         a full-text declaration that cannot be built
+    │   ├── InvalidQuery            a query pipeline that cannot run (or bad FTS5 syntax)
     │   └── InvalidSnapshot         a snapshot file that is damaged, unsafe or inconsistent
     │       └── ChecksumMismatch    the file is not the one its SHA-256 names
     ├── NotFound (404)
@@ -29,7 +31,8 @@ HTTP status it maps to::
     │   └── ThumbnailNotFound       a point without a thumbnail
     ├── Conflict (409)
     │   ├── CollectionExists
-    │   └── CollectionNotEmpty      restoring a snapshot onto a collection that has points
+    │   ├── CollectionNotEmpty      restoring a snapshot onto a collection that has points
+    │   └── FullTextNotDeclared     lexical search on a collection without full-text fields
     ├── EmbedderUnavailable (503)   the model could not be loaded
     ├── ShardUnavailable (503)      a shard of a cluster collection cannot answer now
     ├── NotSupported (501)          not offered here (snapshots through a cluster router)
@@ -121,6 +124,14 @@ class ChecksumMismatch(InvalidSnapshot):
     pass
 
 
+class InvalidFullText(InvalidInput):
+    pass
+
+
+class InvalidQuery(InvalidInput):
+    pass
+
+
 class NotFound(VecserveError):
     status_code = 404
 
@@ -154,6 +165,10 @@ class CollectionExists(Conflict):
 
 
 class CollectionNotEmpty(Conflict):
+    pass
+
+
+class FullTextNotDeclared(Conflict):
     pass
 
 

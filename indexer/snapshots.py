@@ -57,6 +57,7 @@ from indexer.errors import (
     InvalidSnapshot,
     SnapshotNotFound,
 )
+from indexer.fulltext import FULL_TEXT_TABLE, FullTextSpec
 from indexer.points import as_vector_batch, decode_id, encode_id, validate_id
 from indexer.store import SqliteStore
 
@@ -500,16 +501,18 @@ _UNTRUSTED_DB_PRAGMAS = ("trusted_schema=OFF", "cell_size_check=ON", "mmap_size=
 def _check_store(path: Path, manifest: Manifest, config: CollectionConfig) -> None:
     """Check an extracted store against the manifest and rename its collection to
     ``config.name``; raises :class:`InvalidSnapshot`."""
-    expected_schema = _reference_schema(path.parent)
     try:
         with closing(sqlite3.connect(path, isolation_level=None)) as conn:
             for pragma in _UNTRUSTED_DB_PRAGMAS:
                 conn.execute(f"PRAGMA {pragma}")
-            if _schema(conn) != expected_schema:
+            full_text = _full_text_spec(conn)
+            if _schema(conn) != _reference_schema(path.parent, full_text):
                 raise InvalidSnapshot("the store's tables are not those of a vecserve store")
             problems = [row[0] for row in conn.execute("PRAGMA integrity_check(5)")]
             if problems != ["ok"]:
                 raise InvalidSnapshot(f"the store is damaged: {'; '.join(problems)}")
+            if full_text is not None:
+                _check_full_text(conn)
             _check_contents(conn, manifest)
             conn.execute(
                 "UPDATE meta SET value = ? WHERE key = 'config'",
@@ -594,11 +597,45 @@ def _schema(conn: sqlite3.Connection) -> list[tuple[str, str, str, str | None]]:
     ).fetchall()
 
 
-def _reference_schema(folder: Path) -> list[tuple[str, str, str, str | None]]:
-    """The schema of a fresh store, made in ``folder`` (a scratch folder) and removed."""
+def _full_text_spec(conn: sqlite3.Connection) -> FullTextSpec | None:
+    """The store's full-text declaration, if it has one (and a meta table to hold it)."""
+    has_meta = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+    ).fetchone()
+    row = has_meta and conn.execute("SELECT value FROM meta WHERE key = 'full_text'").fetchone()
+    if not row:
+        return None
+    try:
+        return FullTextSpec.model_validate_json(row[0])
+    except ValidationError:
+        raise InvalidSnapshot("the store's full-text declaration is unreadable") from None
+
+
+def _check_full_text(conn: sqlite3.Connection) -> None:
+    """FTS5's own check that its index matches its content, and one row per point."""
+    try:
+        conn.execute(f"INSERT INTO {FULL_TEXT_TABLE}({FULL_TEXT_TABLE}) VALUES ('integrity-check')")
+    except sqlite3.DatabaseError as exc:
+        raise InvalidSnapshot(f"the store's full-text index is damaged: {exc}") from None
+    orphans = conn.execute(
+        f"SELECT count(*) FROM {FULL_TEXT_TABLE} WHERE rowid NOT IN (SELECT label FROM points)"
+    ).fetchone()[0]
+    if orphans:
+        raise InvalidSnapshot(f"the store's full-text index holds {orphans} deleted points")
+
+
+def _reference_schema(
+    folder: Path, full_text: FullTextSpec | None = None
+) -> list[tuple[str, str, str, str | None]]:
+    """The schema of a fresh store with the same full-text declaration, made in ``folder``
+    (a scratch folder) and removed."""
     path = folder / f".reference-{uuid.uuid4().hex}.sqlite3"
     try:
-        SqliteStore(path).close()
+        store = SqliteStore(path)
+        if full_text is not None:
+            with store.transaction() as txn:
+                txn.set_full_text(full_text)
+        store.close()
         with closing(sqlite3.connect(path)) as conn:
             return _schema(conn)
     finally:

@@ -10,6 +10,10 @@ always means the same vector, and an index is brought up to date by comparing la
 
 A point may have a small thumbnail (a JPEG, in ``thumbnails`` under its label), written
 with it and deleted with it, so it goes where the point goes: backups, snapshots.
+With full-text fields declared (``meta.full_text``, see :mod:`indexer.fulltext`), an FTS5
+table ``ft`` holds each point's words under its label, written in the same transaction as
+the point. Points that were there before the declaration are indexed afterwards in
+batches (``meta.full_text_backlog``: the labels ``after < label <= until`` still to do).
 
 One writer at a time (the collection's write lock); any number of readers, each thread on
 its own connection. A write is acknowledged only after its transaction commits.
@@ -35,7 +39,8 @@ from typing import Any
 import numpy as np
 import orjson
 
-from indexer.errors import CollectionNotFound
+from indexer.errors import CollectionNotFound, InvalidQuery
+from indexer.fulltext import FULL_TEXT_TABLE, FullTextSpec
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -63,6 +68,10 @@ class SqliteStore:
         self._writer = self._connect()
         self._writer.executescript(_SCHEMA)
         self._writer.execute("INSERT OR IGNORE INTO meta VALUES ('seq', '0')")
+        spec = self.get_meta("full_text")
+        self.full_text: FullTextSpec | None = (
+            None if spec is None else FullTextSpec.model_validate(spec)
+        )
 
     def _connect(self) -> sqlite3.Connection:
         self._check_open()
@@ -142,7 +151,7 @@ class SqliteStore:
         the caller already committed (``txn.commit()``, to commit under its own lock)."""
         conn = self._writer
         conn.execute("BEGIN IMMEDIATE")
-        txn = Transaction(conn)
+        txn = Transaction(conn, self)
         try:
             yield txn
         except BaseException:
@@ -254,6 +263,53 @@ class SqliteStore:
         ).fetchone()
         return bytes(row[0]) if row else None
 
+    # -- full text -----------------------------------------------------------------------
+
+    def has_full_text_backlog(self) -> bool:
+        """Whether points written before the full-text declaration remain to be indexed."""
+        return self.get_meta("full_text_backlog") is not None
+
+    def full_text_backlog(self) -> tuple[int, int]:
+        """(points not yet in the full-text index, points in the collection)."""
+        backlog = self.get_meta("full_text_backlog")
+        total = int(self._reader.execute("SELECT count(*) FROM points").fetchone()[0])
+        if backlog is None:
+            return 0, total
+        pending = self._reader.execute(
+            "SELECT count(*) FROM points WHERE label > ? AND label <= ?",
+            (backlog["after"], backlog["until"]),
+        ).fetchone()[0]
+        return int(pending), total
+
+    def lexical(
+        self,
+        spec: FullTextSpec,
+        match: str,
+        limit: int,
+        where: str | None = None,
+        params: Sequence[Any] = (),
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(labels, BM25 scores) of the best ``limit`` points matching the FTS5 expression
+        ``match`` (and the compiled filter ``where``), best first. Scores are FTS5's bm25()
+        negated, so that higher is better."""
+        # FTS5 sorts by its rank column itself, computing bm25() once per match.
+        t = FULL_TEXT_TABLE
+        sql = f"SELECT {t}.rowid, -{t}.rank FROM {t}"
+        if where is not None:
+            sql += f" JOIN points ON points.label = {t}.rowid"
+        sql += f" WHERE {t} MATCH ? AND {t}.rank MATCH ?"
+        if where is not None:
+            sql += f" AND ({where})"
+        sql += f" ORDER BY {t}.rank LIMIT ?"
+        try:
+            rows = self._reader.execute(sql, (match, spec.rank_sql(), *params, limit)).fetchall()
+        except sqlite3.OperationalError as exc:
+            # Only an expression the user wrote in FTS5 syntax can fail to parse.
+            raise InvalidQuery(f"the full-text query is not valid FTS5: {exc}") from None
+        labels = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        scores = np.fromiter((r[1] for r in rows), dtype=np.float64, count=len(rows))
+        return labels, scores
+
     def backup_to(self, target: Path) -> None:
         """A consistent copy of the database, taken while writes go on (SQLite online backup)."""
         dest = sqlite3.connect(target)
@@ -289,14 +345,18 @@ def _take_back(
 class Transaction:
     """One write transaction on the store's writer connection."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, store: SqliteStore) -> None:
         self.conn = conn
+        self.store = store
         self.committed = False
+        self._declared: list[FullTextSpec | None] = []  # set_full_text's, applied on commit
 
     def commit(self) -> None:
         self.conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'seq'")
         self.conn.execute("COMMIT")
         self.committed = True
+        if self._declared:  # the store's spec changes only once its declaration commits
+            self.store.full_text = self._declared[-1]
 
     def upsert(
         self,
@@ -321,6 +381,10 @@ class Transaction:
                 "INSERT INTO thumbnails (label, image) VALUES (?, ?)",
                 zip(labels.tolist(), thumbnails, strict=True),
             )
+        spec = self.store.full_text
+        if spec is not None:
+            for chunk in _chunks(labels):
+                self.conn.execute(spec.insert_sql(), (_json_list(chunk),))
         return labels, replaced
 
     def delete_keys(self, keys: Sequence[str]) -> np.ndarray:
@@ -335,6 +399,48 @@ class Transaction:
         labels = np.fromiter((r[0] for r in cursor), dtype=np.int64)
         _delete(self.conn, labels)
         return labels
+
+    def set_full_text(self, spec: FullTextSpec | None) -> None:
+        """Declare (or, with None, drop) the collection's full-text fields. The index starts
+        empty; the points already there are its backlog (see :meth:`index_full_text`)."""
+        self.conn.execute(f"DROP TABLE IF EXISTS {FULL_TEXT_TABLE}")
+        if spec is None:
+            self.conn.execute("DELETE FROM meta WHERE key IN ('full_text', 'full_text_backlog')")
+        else:
+            self.conn.execute(spec.create_sql())
+            until = self.conn.execute("SELECT max(label) FROM points").fetchone()[0]
+            _set_meta(self.conn, "full_text", spec.model_dump(mode="json"))
+            if until is None:
+                self.conn.execute("DELETE FROM meta WHERE key = 'full_text_backlog'")
+            else:
+                _set_meta(self.conn, "full_text_backlog", {"after": 0, "until": until})
+        self._declared.append(spec)
+
+    def index_full_text(self, batch: int) -> bool:
+        """Index up to ``batch`` points of the backlog; whether a backlog remains."""
+        spec = self.store.full_text
+        row = self.conn.execute("SELECT value FROM meta WHERE key = 'full_text_backlog'").fetchone()
+        if spec is None or row is None:
+            return False
+        backlog = orjson.loads(row[0])
+        labels = np.fromiter(
+            (
+                r[0]
+                for r in self.conn.execute(
+                    "SELECT label FROM points WHERE label > ? AND label <= ?"
+                    " ORDER BY label LIMIT ?",
+                    (backlog["after"], backlog["until"], batch),
+                )
+            ),
+            dtype=np.int64,
+        )
+        if len(labels):
+            self.conn.execute(spec.insert_sql(), (_json_list(labels),))
+        if len(labels) < batch:
+            self.conn.execute("DELETE FROM meta WHERE key = 'full_text_backlog'")
+            return False
+        _set_meta(self.conn, "full_text_backlog", {**backlog, "after": int(labels[-1])})
+        return True
 
 
 def _labels_of(conn: sqlite3.Connection, keys: Sequence[str]) -> np.ndarray:
@@ -351,12 +457,32 @@ def _labels_of(conn: sqlite3.Connection, keys: Sequence[str]) -> np.ndarray:
 
 
 def _delete(conn: sqlite3.Connection, labels: np.ndarray) -> None:
+    """Delete points, and their words where there is a full-text index."""
+    has_full_text = _has_full_text(conn)
     for chunk in _chunks(labels):
         listed = (_json_list(chunk),)
         conn.execute("DELETE FROM points WHERE label IN (SELECT value FROM json_each(?))", listed)
         conn.execute(
             "DELETE FROM thumbnails WHERE label IN (SELECT value FROM json_each(?))", listed
         )
+        if has_full_text:
+            conn.execute(
+                f"DELETE FROM {FULL_TEXT_TABLE} WHERE rowid IN (SELECT value FROM json_each(?))",
+                (_json_list(chunk),),
+            )
+
+
+def _has_full_text(conn: sqlite3.Connection) -> bool:
+    return (
+        conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (FULL_TEXT_TABLE,)
+        ).fetchone()
+        is not None
+    )
+
+
+def _set_meta(conn: sqlite3.Connection, key: str, value: Any) -> None:
+    conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, orjson.dumps(value).decode()))
 
 
 def _chunks(labels: np.ndarray) -> Iterator[np.ndarray]:

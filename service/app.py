@@ -12,6 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from indexer import Engine
 from indexer.embedders import EmbedderRegistry
+from indexer.query import RerankerRegistry
 from service import console, docs
 from service.auth import ApiKeyMiddleware
 from service.batching import MicroBatcher
@@ -26,6 +27,7 @@ from service.routes import (
     health,
     metrics,
     points,
+    query,
     search,
     snapshots,
 )
@@ -74,6 +76,7 @@ def create_app(
             settings.data_dir,
             device=settings.device,
             embedders=EmbedderRegistry(settings.embedders),
+            rerankers=RerankerRegistry(settings.rerankers),
             on_index_build=app_metrics.observe_index_build,
         )
 
@@ -120,7 +123,7 @@ def create_app(
     app.state.metrics = app_metrics
     app.state.ready = False
     install_error_handlers(app)
-    routers = (health, collections, points, search, metrics, snapshots, embeddings_openai)
+    routers = (health, collections, points, search, query, metrics, snapshots, embeddings_openai)
     for module in (*routers, docs, console):
         app.include_router(module.router)
     install_openapi(app, settings)

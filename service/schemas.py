@@ -20,8 +20,9 @@ from pydantic import (
     model_validator,
 )
 
-from indexer.errors import InvalidEmbedderInput, InvalidVector
+from indexer.errors import InvalidEmbedderInput, InvalidK, InvalidVector
 from indexer.points import MAX_ID_LENGTH
+from indexer.query.plan import QueryPlan
 from indexer.spec import IndexSpec, SearchParams
 from service.filter_schema import FILTER_SCHEMA
 from service.limits import check_dim, check_filter_depth
@@ -263,6 +264,27 @@ class CreateCollection(Body):
     embedder: str | None = None
     store_source: bool = False
     thumbnails: bool = False
+    full_text: FullTextDeclaration | None = None
+
+
+class FullTextField(Body):
+    """A payload field by dotted path (``title``, ``brand.name``, ``_source.text``) and its
+    weight in BM25 (a match in a field of weight 2 counts twice)."""
+
+    path: str
+    weight: float = 1.0
+
+
+class FullTextDeclaration(Body):
+    """The full-text fields, and one tokenizer for all: ``unicode61`` (any language, case
+    and accents folded), ``porter`` (English stemming on top) or ``trigram`` (substrings,
+    some typos, and CJK text, which unicode61 keeps as whole runs)."""
+
+    fields: list[FullTextField | str] = Field(min_length=1)
+    tokenizer: Literal["unicode61", "porter", "trigram"] = "unicode61"
+
+    def declaration(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
 
 
 class CollectionInfo(BaseModel):
@@ -277,6 +299,11 @@ class CollectionInfo(BaseModel):
     embedder: str | None
     store_source: bool
     thumbnails: bool = Field(description="image points keep a small JPEG thumbnail")
+    full_text: dict[str, Any] | None = Field(
+        default=None,
+        description="the full-text fields and tokenizer, and the indexing progress: state"
+        " `indexing` (lexical search covers the `indexed` points so far) or `ready`",
+    )
     count: int
     serving: dict[str, Any] = Field(description="the index serving now: family, device, ...")
 
@@ -375,6 +402,12 @@ class ScrollPage(Points):
 # -- search ----------------------------------------------------------------------------------
 
 
+class Hybrid(Body):
+    text: str | None = None
+    alpha: float | None = Field(default=None, ge=0, le=1)
+    match: Literal["any", "all", "phrase", "prefix"] = "any"
+
+
 class Search(EmbedInput, VectorsOption):
     """Search by a vector, a text or an image, or by the id of a stored point (which is
     then left out)."""
@@ -389,6 +422,12 @@ class Search(EmbedInput, VectorsOption):
     filter: Filter | None = None
     params: SearchParams | None = None
     with_payload: bool = True
+    hybrid: Hybrid | None = Field(
+        default=None,
+        description="also search the full-text fields for `hybrid.text` (default: `text`)"
+        " and fuse both rankings (default fusion, or relative score with `alpha`: 1 ="
+        " dense only, 0 = lexical only)",
+    )
 
     @model_validator(mode="after")
     def _one_query(self) -> Search:
@@ -418,6 +457,45 @@ class Hits(BaseModel):
 
 class BatchHits(BaseModel):
     results: list[Hits]
+
+
+class QueryBody(QueryPlan):
+    """A query pipeline; see ``POST /collections/{name}/query``. In a dense stage,
+    ``image`` is base64 of an encoded image file (or a ``data:`` URL)."""
+
+    def plan(self, max_k: int) -> QueryPlan:
+        """The engine's plan, with images decoded; bounded by the server's k."""
+        if self.offset + self.limit > max_k:
+            raise InvalidK(f"offset + limit is {self.offset + self.limit}; at most {max_k}")
+        stages = []
+        for stage in self.prefetch:
+            dense = stage.dense
+            if dense is not None and dense.image is not None:
+                if not isinstance(dense.image, str):
+                    raise InvalidEmbedderInput("image is base64 of an image file")
+                dense = dense.model_copy(update={"image": decode_image(dense.image)})
+                stage = stage.model_copy(update={"dense": dense})
+            stages.append(stage)
+        return QueryPlan.model_validate(
+            {**self.model_dump(exclude={"prefetch"}, by_alias=True), "prefetch": stages}
+        )
+
+
+class QueryHitOut(HitOut):
+    explain: dict[str, Any] | None = Field(
+        default=None,
+        description="with `explain`: each stage's rank (from 1) and score for this hit"
+        " (absent where the stage did not find it), the fused score and any rerank score",
+    )
+
+
+class QueryHits(BaseModel):
+    hits: list[QueryHitOut]
+    full_text: dict[str, int] | None = Field(
+        default=None,
+        description="while full-text indexing is under way: the points lexical stages"
+        " covered (`indexed`) of `total`",
+    )
 
 
 class VectorExample(Body):

@@ -12,6 +12,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from indexer.embedders import EmbedderConfig, default_embedder_configs
+from indexer.query.rerank import RerankerConfig
 
 ENV_PREFIX = "VECSERVE_"
 API_KEYS_ENV = f"{ENV_PREFIX}API_KEYS"
@@ -52,6 +53,9 @@ class Settings(BaseSettings):
     # Load the embedders of the collections there are (and embed once with each) before
     # the server says it is ready, so that the first search does not wait for a model.
     warm_embedders: bool = True
+    # The cross-encoder allowlist for query reranking, as a JSON list of {"name",
+    # "source" (a local folder), "device", "batch_size", "max_length"}. None by default.
+    rerankers: list[RerankerConfig] = Field(default_factory=list)
     # Micro-batching: searches to one collection that arrive within this window are
     # embedded and searched together (0 turns it off). A request that finds the
     # collection idle never waits. max_batch bounds the queries in one batch.
@@ -73,6 +77,14 @@ class Settings(BaseSettings):
         names = [config.name for config in configs]
         if len(set(names)) != len(names):
             raise ValueError(f"an embedder name is configured twice: {names}")
+        return configs
+
+    @field_validator("rerankers")
+    @classmethod
+    def _unique_rerankers(cls, configs: list[RerankerConfig]) -> list[RerankerConfig]:
+        names = [config.name for config in configs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"a reranker name is configured twice: {names}")
         return configs
 
     @field_validator("api_keys", "read_only_api_keys", mode="before")

@@ -3,7 +3,8 @@
 :class:`Collection` keeps the public API and every lock; the work goes to lock-free parts,
 one concept a module: ``point_ids`` (label <-> user id), ``search`` (search planning and
 the filter cache), ``recommend`` (the strategies), ``upkeep`` (opening, building, saving
-and judging the index), ``results`` (hits), ``validation`` (k and payloads).
+and judging the index), ``results`` (hits), ``validation`` (k and payloads), ``hybrid``
+(the query pipeline's rankings from this collection, and full-text backlog indexing).
 """
 
 from indexer.collection._collection import Collection

@@ -15,6 +15,7 @@ import orjson
 
 from indexer.collection import recommend as recommending
 from indexer.collection.config import CollectionConfig, new_uid
+from indexer.collection.hybrid import CollectionSource, FullTextIndexer
 from indexer.collection.point_ids import PointIds
 from indexer.collection.recommend import Example, Strategy
 from indexer.collection.results import hits, vector
@@ -25,6 +26,7 @@ from indexer.devices import Placement
 from indexer.embedders import Embedder, EmbedderRegistry, ImageInput, inputs
 from indexer.errors import CollectionNotFound, InvalidInput, PointNotFound, ThumbnailNotFound
 from indexer.filters import compile_filter
+from indexer.fulltext import FullTextSpec
 from indexer.indexes import LabelSet
 from indexer.locks import ReadWriteLock
 from indexer.metric import Metric
@@ -39,6 +41,7 @@ from indexer.points import (
     validate_ids,
     vector_batch_and_squares,
 )
+from indexer.query import QueryPlan, QueryResult, RerankerRegistry, run_query
 from indexer.spec import SearchParams
 from indexer.store import SqliteStore
 from indexer.thumbnails import make_thumbnail
@@ -62,6 +65,7 @@ class Collection:
         placement: Placement,
         background: bool,
         embedders: EmbedderRegistry,
+        rerankers: RerankerRegistry | None = None,
         on_index_build: IndexBuildObserver | None = None,
     ) -> None:
         self.folder = folder
@@ -72,6 +76,7 @@ class Collection:
             uid = store.set_meta_once("uid", new_uid())
         self.uid: str = str(uid)
         self._embedders = embedders
+        self._rerankers = rerankers or RerankerRegistry()
         self._background = background
         self._rw = ReadWriteLock()
         self._write_lock = threading.Lock()  # one writer at a time, before the RW lock
@@ -87,6 +92,9 @@ class Collection:
         self._closed = False
         self._index, behind = self._upkeep.open(store.seq, self._point_ids.live(), self._stored)
         self._unsaved = int(behind)
+        self._full_text_indexer = FullTextIndexer(self)
+        if self._background:
+            self._full_text_indexer.start()  # a backlog left by a restart, or a restore
 
     # -- properties ----------------------------------------------------------------------
 
@@ -106,6 +114,23 @@ class Collection:
     def index_info(self) -> dict[str, Any]:
         """What serves the collection now: family, storage, device, default knob."""
         return self._index.info
+
+    @property
+    def full_text(self) -> dict[str, Any] | None:
+        """The full-text declaration and its progress, or None without one:
+        ``{fields, tokenizer, state: "indexing" | "ready", indexed, total}``. While
+        ``indexing``, lexical search covers the ``indexed`` points so far (the points
+        written since the declaration among them)."""
+        spec = self.store.full_text
+        if spec is None:
+            return None
+        pending, total = self.store.full_text_backlog()
+        return {
+            **spec.model_dump(mode="json"),
+            "state": "indexing" if pending else "ready",
+            "indexed": total - pending,
+            "total": total,
+        }
 
     def count(self, filter: dict[str, Any] | None = None) -> int:
         """Points in the collection, or matching ``filter``."""
@@ -184,6 +209,21 @@ class Collection:
                 self._apply(lambda index: index.remove(labels))
         self._after_write(len(labels))
         return len(labels)
+
+    def set_full_text(self, full_text: FullTextSpec | dict[str, Any] | list[Any] | None) -> None:
+        """Declare the full-text fields (replacing any before), or drop them with None.
+
+        ``full_text``: ``{"fields": [{"path": "title", "weight": 2}, "_source.text"],
+        "tokenizer": "unicode61" | "porter" | "trigram"}``, or a list of fields. Points
+        written from now on are indexed with their write; those already there are indexed
+        in the background in batches (see :attr:`full_text` for progress), or now by
+        :meth:`optimize` when the engine runs no background work.
+        """
+        spec = None if full_text is None else FullTextSpec.parse(full_text)
+        with self._write_lock, self._transaction() as txn:
+            txn.set_full_text(spec)
+        if self._background:
+            self._full_text_indexer.start()
 
     def _apply(self, change: Any) -> None:
         """Apply a committed change to the index (write lock held). The store is already
@@ -289,6 +329,18 @@ class Collection:
             allowed = self._allowed(filter) if filter is not None else None
             distances, labels = self._search(vecs, k, search_params, allowed, scale)
             return self._hits(self.metric.scores(distances), labels, with_payload, with_vectors)
+
+    def query(self, plan: QueryPlan | dict[str, Any]) -> QueryResult:
+        """Run a query pipeline: prefetch stages (dense by vector, text, image or point id;
+        lexical by text), fusion, an optional rerank, then offset and limit. See
+        :mod:`indexer.query.plan` for the plan and :mod:`indexer.query.fusion` for what the
+        fused scores mean.
+
+        >>> collection.query({"prefetch": [{"dense": {"text": "red shoes"}},
+        ...                                {"lexical": {"text": "red shoes"}}],
+        ...                   "fusion": {"method": "rrf"}, "limit": 10}).hits
+        """
+        return run_query(QueryPlan.parse(plan), CollectionSource(self), self._rerankers)
 
     def search_arrays(
         self,
@@ -460,7 +512,8 @@ class Collection:
 
     def optimize(self) -> None:
         """Do now what maintenance would do in the background: move to the right index
-        family, retrain, compact tombstones, and save the index."""
+        family, retrain, compact tombstones, save the index, and index the full-text
+        backlog."""
         with self._optimize_lock:
             if self._closed:
                 return
@@ -477,6 +530,7 @@ class Collection:
                 self._unsaved = 1
             if self._unsaved:
                 self._save()
+        self._full_text_indexer.run_now()
 
     def _save(self) -> None:
         with self._rw.read():
@@ -496,6 +550,7 @@ class Collection:
             thread = self._maintain_thread
         if thread is not None:
             thread.join()
+        self._full_text_indexer.stop()
         with self._write_lock:  # no write is running, and none starts
             if self._closed:
                 return

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from fastapi import Response
+from starlette.concurrency import run_in_threadpool
 
 from indexer import Collection
 from service.deps import CollectionDep, EngineDep
 from service.responses import Json
 from service.routing import ApiRouter
-from service.schemas import CollectionInfo, CollectionList, CreateCollection
+from service.schemas import (
+    CollectionInfo,
+    CollectionList,
+    CreateCollection,
+    FullTextDeclaration,
+)
 
 router = ApiRouter(prefix="/collections", tags=["collections"])
 
@@ -24,6 +30,7 @@ def describe(collection: Collection) -> dict[str, object]:
         "embedder": config.embedder,
         "store_source": config.store_source,
         "thumbnails": config.thumbnails,
+        "full_text": collection.full_text,
         "count": collection.count(),
         "serving": collection.index_info,
     }
@@ -50,6 +57,7 @@ def create_collection(name: str, body: CreateCollection, engine: EngineDep) -> R
         embedder=body.embedder,
         store_source=body.store_source,
         thumbnails=body.thumbnails,
+        full_text=body.full_text.declaration() if body.full_text is not None else None,
         exist_ok=True,
     )
     return Json(describe(collection), status_code=200 if existed else 201)
@@ -72,3 +80,20 @@ def delete_collection(name: str, engine: EngineDep) -> Response:
     """Drop a collection and all its points."""
     engine.drop_collection(name)
     return Response(status_code=204)
+
+
+@router.put("/{name}/full_text", operation_id="set_full_text", response_model=CollectionInfo)
+async def set_full_text(body: FullTextDeclaration, collection: CollectionDep) -> Response:
+    """Declare the collection's full-text fields (replacing any before). Points written
+    from now on are indexed with their write; the points already there are indexed in the
+    background, in batches: ``full_text.state`` is ``indexing`` until they all are, and
+    lexical search covers the ``indexed`` points meanwhile."""
+    await run_in_threadpool(collection.set_full_text, body.declaration())
+    return Json(describe(collection))
+
+
+@router.delete("/{name}/full_text", operation_id="drop_full_text", response_model=CollectionInfo)
+async def drop_full_text(collection: CollectionDep) -> Response:
+    """Drop the collection's full-text fields and their index."""
+    await run_in_threadpool(collection.set_full_text, None)
+    return Json(describe(collection))

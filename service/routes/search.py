@@ -13,11 +13,12 @@ from fastapi import Response
 from starlette.concurrency import run_in_threadpool
 
 from indexer import Collection, Hit, PointId
-from indexer.errors import InvalidK
+from indexer.errors import InvalidK, InvalidQuery
 from service.batching import MicroBatcher, Query
 from service.deps import BatcherDep, CollectionDep, SettingsDep
 from service.errors import RequestTooLarge
 from service.responses import Json
+from service.routes.query import hybrid_search
 from service.routing import ApiRouter
 from service.schemas import (
     BatchHits,
@@ -76,8 +77,12 @@ async def search(
     body: Search, collection: CollectionDep, settings: SettingsDep, batcher: BatcherDep
 ) -> Response:
     """The k nearest points to a vector, a text or an image (for a collection with an
-    embedder), or to a stored point given by id."""
+    embedder), or to a stored point given by id. With ``hybrid``, a lexical (BM25) search
+    of the full-text fields runs beside it and the two rankings are fused, as a two-stage
+    ``/query`` would."""
     check_k(body.k, settings.max_k)
+    if body.hybrid is not None:
+        return await hybrid_search(body, collection)
     hits = await batcher.search(collection, [to_query(body)])
     return Json({"hits": hits_json(hits[0], body.vector_encoding)})
 
@@ -96,6 +101,8 @@ async def search_batch(
         )
     for s in body.searches:
         check_k(s.k, settings.max_k)
+        if s.hybrid is not None:
+            raise InvalidQuery("hybrid is for single searches; send several to /query")
     results = await batcher.search(collection, [to_query(s) for s in body.searches])
     answers = zip(body.searches, results, strict=True)
     return Json({"results": [{"hits": hits_json(h, s.vector_encoding)} for s, h in answers]})

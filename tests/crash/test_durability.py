@@ -4,8 +4,9 @@ A writer process (tests/crash/writer.py) upserts and deletes in a loop, logging 
 before it is made and again once it is acknowledged. It is killed with SIGKILL at random
 moments, some aimed at a background index rebuild or save. After each kill the data folder
 is reopened here and compared with the log: every acknowledged write is there, exactly;
-the one write that was in flight is there entirely or not at all; and the index agrees
-with the store. Then the writer carries on in the same folder, so the damage of every kill
+the one write that was in flight is there entirely or not at all; the index agrees
+with the store; and the full-text index holds the words of exactly the live points, each
+found by its own words. Then the writer carries on in the same folder, so the damage of every kill
 accumulates.
 
 ``VECSERVE_CRASH_SEED`` picks another sequence of writes and kill times.
@@ -37,6 +38,7 @@ from tests.crash.writer import (
     open_log,
     point_payload,
     point_vectors,
+    point_words,
     read_log,
     replay,
 )
@@ -128,6 +130,7 @@ class Tally:
     in_flight_dropped: int = 0
     torn_files: int = 0
     approximate_misses: int = 0  # found only when the index was asked to search harder
+    full_text_backlogs: int = 0  # collections reopened with a full-text backlog to index
     families: set[str] = field(default_factory=set)
     sizes: dict[str, int] = field(default_factory=dict)
 
@@ -273,6 +276,38 @@ def _holds(point: object, name: str, point_id: PointId, batch: int | None) -> bo
     )
 
 
+def _check_full_text(collection: Collection, live: dict[PointId, int], where: str) -> bool:
+    """The FTS5 table passes its own check and holds a row for each live point and no
+    other (so no deleted or replaced point is found by its words), once a backlog left by
+    a new declaration is indexed (before, only rows of live points); a sample of live
+    points is found, alone, by its words."""
+    store = collection.store
+
+    def rows() -> tuple[set[int], set[int]]:
+        with store.transaction() as txn:
+            txn.conn.execute("INSERT INTO ft(ft) VALUES ('integrity-check')")
+            words = {r[0] for r in txn.conn.execute("SELECT rowid FROM ft")}
+            labels = {r[0] for r in txn.conn.execute("SELECT label FROM points")}
+        return words, labels
+
+    words, labels = rows()
+    backlog = collection.full_text["state"] == "indexing"  # type: ignore[index]
+    if backlog:
+        assert words <= labels, f"{where}: full-text rows for {len(words - labels)} deleted labels"
+        collection.optimize()  # indexes the backlog
+        words, labels = rows()
+    assert words == labels, (
+        f"{where}: full-text rows for {len(words - labels)} deleted labels,"
+        f" none for {len(labels - words)} live ones"
+    )
+    sample = sorted(live, key=repr)[:: max(1, len(live) // 50)]
+    for point_id in sample:
+        text = point_words(collection.name, point_id, live[point_id])
+        hits = collection.query({"prefetch": [{"lexical": {"text": text, "match": "all"}}]}).hits
+        assert [h.id for h in hits] == [point_id], f"{where}: {point_id!r} by its words: {hits}"
+    return backlog
+
+
 def _check_collection(
     collection: Collection,
     live: dict[PointId, int],
@@ -327,6 +362,7 @@ def _check_collection(
         f"{where}: {len(missed)} of {len(sample)} points not found by exact search for their "
         f"own vector: {[ids[sample[i]] for i in missed[:5]]!r}"
     )
+    tally.full_text_backlogs += _check_full_text(collection, live, where)
 
 
 def _not_found(

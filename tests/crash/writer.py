@@ -4,7 +4,10 @@
 
 It upserts and deletes batches in a loop, on four collections (one per index family, and
 one ``auto`` collection that switches family as it grows), with ``background=True`` so
-that index rebuilds and saves run, and get killed, alongside the writes.
+that index rebuilds and saves run, and get killed, alongside the writes. Each collection
+indexes the payload's ``text`` for full-text search, which holds words unique to the point
+and the write (:func:`point_words`); now and then a collection's full text is declared
+anew, so that its points are indexed again in background batches.
 
 The log is the oracle. Each write appends an ``intent`` line before the call and an
 ``ack`` line (flushed and fsynced) once the call has returned, so at most one write is
@@ -52,6 +55,7 @@ WEIGHTS = {"auto": 4, "hnsw": 3, "ivf": 2, "flat": 1}
 MAX_BATCH = 50
 MAX_DELETE = 20
 IVF_MIN_POINTS = 10_500
+REDECLARE = 0.02  # chance, after a write, that its collection's full text is declared again
 ID_SPACE = 100_000  # new ids of batch b are derived from b * ID_SPACE + position
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -84,13 +88,19 @@ def point_vectors(collection: str, ids: Sequence[PointId], batches: Sequence[int
     return ((unit[:, :DIM] * 2.0 - 1.0) * scale).astype(np.float32)
 
 
+def point_words(collection: str, point_id: PointId, batch: int) -> str:
+    """The words of ``point_id`` as ``batch`` wrote it, found in no other point."""
+    return f"k{_id_hash(collection, point_id):x} b{batch}"
+
+
 def point_payload(collection: str, point_id: PointId, batch: int) -> dict[str, Any]:
     """The payload that batch ``batch`` wrote for ``point_id``."""
     return {
         "batch": batch,
         "id": point_id,
         "collection": collection,
-        "text": f"v{batch} é ✓",
+        # Words unique to this point and this write: the full-text index is checked by them.
+        "text": f"v{batch} é ✓ {point_words(collection, point_id, batch)}",
         "tags": [batch % 7, "x", None, True],
         "ratio": batch / 7,
         "nested": {"even": batch % 2 == 0},
@@ -324,7 +334,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     instrument(events)
     engine = Engine(args.data_dir, background=True)
     collections = {
-        name: engine.create_collection(name, DIM, "cosine", spec, exist_ok=True)
+        name: engine.create_collection(name, DIM, "cosine", spec, full_text=["text"], exist_ok=True)
         for name, spec in SPECS.items()
     }
     fd = open_log(args.log_path)
@@ -338,6 +348,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         batch += 1
         write = random_write(rng, oracle, batch)
         perform(fd, collections[write.collection], write, oracle)
+        if rng.random() < REDECLARE:
+            # A new declaration: the collection's points become a backlog, indexed in the
+            # background in batches, which the kill may land in.
+            collections[write.collection].set_full_text(["text"])
+            events.emit("redeclared", write.collection)
     raise SystemExit("the writer was never killed")
 
 

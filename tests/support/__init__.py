@@ -1,4 +1,5 @@
 """What the tests share: the real service in a process of its own (:mod:`.server`),
 collections set up over HTTP (:mod:`.collections`), the texts, photos and word vectors
-they embed or index (:mod:`.corpora`) and the large inputs that show a job's reading
-streams (:mod:`.streaming`)."""
+they embed or index (:mod:`.corpora`), a tiny cross-encoder built at test time
+(:mod:`.cross_encoder`) and the large inputs that show a job's reading streams
+(:mod:`.streaming`)."""

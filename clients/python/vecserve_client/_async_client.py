@@ -31,11 +31,12 @@ from vecserve_client._http import (
     client_headers,
     collection_url,
 )
-from vecserve_client._models import CollectionInfo, Health, Hit, Point, Snapshot
+from vecserve_client._models import CollectionInfo, Health, Hit, Point, QueryResult, Snapshot
 from vecserve_client._transport import RETRIED, RETRY_EXTENSION, AsyncRetryTransport, Retries
 from vecserve_client._types import (
     Example,
     Filter,
+    FullText,
     Ids,
     ImageInput,
     IndexSpec,
@@ -45,6 +46,7 @@ from vecserve_client._types import (
     ProgressCallback,
     SearchParams,
     Strategy,
+    Tokenizer,
     Vector,
     Vectors,
 )
@@ -166,6 +168,7 @@ class AsyncClient:
         embedder: str | None = None,
         store_source: bool = False,
         thumbnails: bool = False,
+        full_text: FullText | None = None,
     ) -> CollectionInfo:
         """Create a collection, or return it when it exists with the same configuration.
 
@@ -182,6 +185,9 @@ class AsyncClient:
                 ``"_source"``.
             thumbnails: keep a small JPEG of each image point (at most 128 px a side),
                 for :meth:`get_thumbnail`; needs an image ``embedder``.
+            full_text: payload fields to index for lexical (BM25) search, as in
+                :meth:`set_full_text`: ``{"fields": ["title", {"path": "body", "weight":
+                0.5}], "tokenizer": "porter"}``, or a list of fields.
 
         Returns:
             The collection's configuration and state.
@@ -189,6 +195,7 @@ class AsyncClient:
         Raises:
             CollectionExists: the name is taken by a different configuration.
             InvalidInput: the server does not accept ``dim`` or ``index``.
+            InvalidFullText: the full-text declaration cannot be built.
             UnknownEmbedder: ``embedder`` is not in the server's allowlist.
 
         Example:
@@ -210,7 +217,70 @@ class AsyncClient:
             body["store_source"] = True
         if thumbnails:
             body["thumbnails"] = True
+        if full_text is not None:
+            body["full_text"] = enc.full_text(full_text)
         response = await self._request("create_collection", "PUT", collection_url(name), json=body)
+        return CollectionInfo.model_validate(response.json())
+
+    async def set_full_text(
+        self,
+        name: str,
+        fields: Sequence[str | Mapping[str, Any]],
+        *,
+        tokenizer: Tokenizer = "unicode61",
+    ) -> CollectionInfo:
+        """Declare a collection's full-text fields (replacing any before), for lexical
+        (BM25) search in :meth:`query` and hybrid :meth:`search`.
+
+        Points written from now on are indexed with their write; the points already there
+        are indexed in the background: ``info.full_text["state"]`` is ``"indexing"`` until
+        they all are, and lexical search covers the ``indexed`` ones meanwhile.
+
+        Args:
+            name: the collection's name.
+            fields: payload fields by dotted path (``"title"``, ``"brand.name"``,
+                ``"_source.text"``), or ``{"path": ..., "weight": ...}`` (a match in a field
+                of weight 2 counts twice).
+            tokenizer: ``unicode61`` (any language), ``porter`` (English stemming) or
+                ``trigram`` (substrings, CJK).
+
+        Returns:
+            The collection's configuration and state, with ``full_text``.
+
+        Raises:
+            InvalidFullText: a bad path, weight or tokenizer.
+            CollectionNotFound: there is no such collection.
+
+        Example:
+            >>> info = await client.set_full_text("products", ["title", "_source.text"])
+            >>> info.full_text["state"]
+            'indexing'
+        """
+        body = enc.full_text({"fields": list(fields), "tokenizer": tokenizer})
+        response = await self._request(
+            "set_full_text", "PUT", collection_url(name, "full_text"), json=body
+        )
+        return CollectionInfo.model_validate(response.json())
+
+    async def drop_full_text(self, name: str) -> CollectionInfo:
+        """Drop a collection's full-text fields and their index.
+
+        Args:
+            name: the collection's name.
+
+        Returns:
+            The collection's configuration and state (``full_text`` None).
+
+        Raises:
+            CollectionNotFound: there is no such collection.
+
+        Example:
+            >>> (await client.drop_full_text("products")).full_text is None
+            True
+        """
+        response = await self._request(
+            "drop_full_text", "DELETE", collection_url(name, "full_text")
+        )
         return CollectionInfo.model_validate(response.json())
 
     async def list_collections(self) -> list[str]:
@@ -526,6 +596,7 @@ class AsyncClient:
         params: SearchParams | None = None,
         with_payload: bool = True,
         with_vectors: bool = False,
+        hybrid: Mapping[str, Any] | None = None,
     ) -> list[Hit]:
         """The ``k`` points nearest to one query, nearest first.
 
@@ -544,6 +615,11 @@ class AsyncClient:
                 ``{"ef_search": 128}`` or ``{"exact": True}``.
             with_payload: return each hit's payload.
             with_vectors: return each hit's vector, as a float32 numpy array.
+            hybrid: also search the collection's full-text fields and fuse both
+                rankings: ``{"text": ...}`` (default: ``text``), ``"alpha"`` (relative
+                score fusion, 1 = this query only, 0 = words only; default: the server's
+                default fusion) and ``"match"`` (``any``, ``all``, ``phrase``, ``prefix``).
+                Scores are then fused scores; see :meth:`query`.
 
         Returns:
             The hits, each with ``id``, ``score`` and ``payload``.
@@ -554,19 +630,105 @@ class AsyncClient:
             PointNotFound: no point has the id.
             InvalidFilter: the filter does not parse.
             InvalidK: ``k`` is over the server's limit.
+            InvalidQuery: ``hybrid`` without a text.
+            FullTextNotDeclared: ``hybrid`` on a collection without full-text fields.
             CollectionNotFound: there is no such collection.
 
         Example:
             >>> hits = await client.search("products", query_vector, k=5, filter={"color": "red"})
             >>> [(hit.id, hit.score) for hit in hits]
             [('a', 0.93), (7, 0.88), ...]
+            >>> hits = await client.search("products", text="red shoes", hybrid={"alpha": 0.5})
         """
         body = enc.query(vector, text, image, id)
         body.update(enc.search_options(k, filter, params, with_payload, with_vectors))
+        if hybrid is not None:
+            body["hybrid"] = dict(hybrid)
         response = await self._request(
             "search", "POST", collection_url(collection, "search"), json=body
         )
         return enc.hits(response.json())
+
+    async def query(
+        self,
+        collection: str,
+        prefetch: Sequence[Mapping[str, Any]],
+        *,
+        fusion: Mapping[str, Any] | None = None,
+        rerank: Mapping[str, Any] | None = None,
+        filter: Filter | None = None,
+        limit: int = 10,
+        offset: int = 0,
+        with_payload: bool = True,
+        with_vectors: bool = False,
+        explain: bool = False,
+    ) -> QueryResult:
+        """Hybrid retrieval: prefetch stages, fused, optionally reranked, then paged.
+
+        The server's engine runs the pipeline; this method only sends it.
+
+        Args:
+            collection: the collection's name.
+            prefetch: the stages, each ``{"dense": {...}}`` (one of ``vector``, ``text``,
+                ``image``, ``point_id``, and optional ``params``) or ``{"lexical": {"text":
+                ..., "match": "any" | "all" | "phrase" | "prefix" | "fts5"}}`` (BM25 over
+                the full-text fields; words are never FTS5 syntax unless ``match`` is
+                ``fts5``), with optional ``filter``, ``limit`` (candidates, at least
+                ``offset + limit``) and ``weight``.
+            fusion: ``{"method": "relative_score" | "rrf" | "dbsf", "k": 60, "alpha":
+                ...}``; ``alpha`` weighs dense stages ``alpha`` and lexical ones
+                ``1 - alpha``. Default: the server's (relative score, equal weights).
+            rerank: ``{"cross_encoder": {"model": name, "field": "_source.text"}}`` (a
+                model of the server's allowlist) or ``{"mmr": {"lambda": 0.5}}``
+                (diversity over the stored vectors), with ``"candidates"`` (default 50).
+            filter: holds on every stage, besides each stage's own.
+            limit: how many results.
+            offset: how many of the best to skip (for paging).
+            with_payload: return each hit's payload.
+            with_vectors: return each hit's vector, as a float32 numpy array.
+            explain: each hit carries its rank and score in each stage.
+
+        Returns:
+            The hits, best first, and ``full_text`` progress while a new full-text
+            declaration is still being indexed.
+
+        Raises:
+            InvalidQuery: the plan cannot run (or an FTS5 expression does not parse).
+            FullTextNotDeclared: a lexical stage on a collection without full-text fields.
+            InvalidFilter: a filter does not parse.
+            DimensionMismatch: a vector's dimension is not the collection's.
+            CollectionNotFound: there is no such collection.
+
+        Example:
+            >>> result = await client.query(
+            ...     "products",
+            ...     prefetch=[{"dense": {"text": "red shoes"}}, {"lexical": {"text": "red shoes"}}],
+            ...     fusion={"method": "rrf"},
+            ...     limit=10,
+            ... )
+            >>> [(hit.id, hit.score) for hit in result.hits]
+            [('a', 0.032), (7, 0.031), ...]
+        """
+        body: dict[str, Any] = {
+            "prefetch": enc.stages(prefetch),
+            "limit": limit,
+            "offset": offset,
+            "with_payload": with_payload,
+        }
+        if fusion is not None:
+            body["fusion"] = dict(fusion)
+        if rerank is not None:
+            body["rerank"] = dict(rerank)
+        if filter is not None:
+            body["filter"] = dict(filter)
+        if with_vectors:
+            body["with_vectors"] = True
+        if explain:
+            body["explain"] = True
+        response = await self._request(
+            "query", "POST", collection_url(collection, "query"), json=body
+        )
+        return QueryResult.model_validate(response.json())
 
     async def search_batch(
         self,

@@ -26,6 +26,7 @@ from vecserve_client._models import Hit, Point
 from vecserve_client._types import (
     Example,
     Filter,
+    FullText,
     Ids,
     ImageInput,
     Payload,
@@ -262,6 +263,28 @@ def check_unique(ids: Ids) -> None:
             status_code=422,
             name="DuplicateIds",
         )
+
+
+def full_text(value: FullText) -> dict[str, Any]:
+    """A full-text declaration as the server takes it (a list is the fields alone)."""
+    if isinstance(value, Mapping):
+        declared = dict(value)
+        declared["fields"] = [f if isinstance(f, str) else dict(f) for f in value["fields"]]
+        return declared
+    return {"fields": [f if isinstance(f, str) else dict(f) for f in value]}
+
+
+def stages(prefetch: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Prefetch stages as JSON: a dense stage's image (bytes, a path or a PIL image, as
+    in :meth:`search`) as base64; numpy vectors become JSON arrays in :func:`json_body`."""
+    out = []
+    for stage in prefetch:
+        stage = dict(stage)
+        dense = stage.get("dense")
+        if isinstance(dense, Mapping) and dense.get("image") is not None:
+            stage["dense"] = {**dense, "image": image(dense["image"])}
+        out.append(stage)
+    return out
 
 
 def hits(body: dict[str, Any]) -> list[Hit]:

@@ -16,7 +16,8 @@
         ├── MethodNotAllowed (405)
         ├── Conflict (409)
         │   ├── CollectionExists    the name is taken by a different configuration
-        │   └── CollectionNotEmpty  restoring a snapshot onto a collection with points
+        │   ├── CollectionNotEmpty  restoring a snapshot onto a collection with points
+        │   └── FullTextNotDeclared lexical search on a collection without full-text fields
         ├── RequestTooLarge (413)   over one of the server's limits (also PayloadTooLarge)
         ├── UnsupportedMediaType (415)
         ├── InvalidInput (422)
@@ -34,6 +35,8 @@
         │   ├── InvalidPayload
         │   ├── InvalidEmbedderInput
         │   ├── UnknownEmbedder     a collection asks for a model outside the allowlist
+        │   ├── InvalidFullText     a full-text declaration that cannot be built
+        │   ├── InvalidQuery        a query pipeline that cannot run (or bad FTS5 syntax)
         │   └── InvalidSnapshot     a snapshot file that is damaged, unsafe or inconsistent
         │       └── ChecksumMismatch  the file is not the one its SHA-256 names (found by
         │                             the server on restore, or by the SDK on download)
@@ -166,6 +169,10 @@ class CollectionNotEmpty(Conflict):
     """A snapshot cannot be restored onto a collection that holds points."""
 
 
+class FullTextNotDeclared(Conflict):
+    """A lexical stage on a collection that has no full-text fields: declare them first."""
+
+
 class RequestTooLarge(APIError):
     """The request is over one of the server's limits (413): points per upsert, queries
     per batch, payload or body size. Upserts split into batches to stay under it."""
@@ -233,6 +240,15 @@ class InvalidEmbedderInput(InvalidInput):
 
 class UnknownEmbedder(InvalidInput):
     """A new collection asks for an embedder outside the server's allowlist."""
+
+
+class InvalidFullText(InvalidInput):
+    """A full-text declaration that cannot be built (a bad path, weight or tokenizer)."""
+
+
+class InvalidQuery(InvalidInput):
+    """A query pipeline that cannot run: a bad plan, a reranker outside the server's
+    allowlist, or an FTS5 expression (``match="fts5"``) that does not parse."""
 
 
 class InvalidSnapshot(InvalidInput):
@@ -304,6 +320,7 @@ _BY_NAME: dict[str, type[APIError]] = {
         Conflict,
         CollectionExists,
         CollectionNotEmpty,
+        FullTextNotDeclared,
         RequestTooLarge,
         UnsupportedMediaType,
         InvalidInput,
@@ -321,6 +338,8 @@ _BY_NAME: dict[str, type[APIError]] = {
         InvalidPayload,
         InvalidEmbedderInput,
         UnknownEmbedder,
+        InvalidFullText,
+        InvalidQuery,
         InvalidSnapshot,
         ChecksumMismatch,
         RateLimited,

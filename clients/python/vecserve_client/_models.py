@@ -63,6 +63,32 @@ class Hit(_WithVector):
     vector: VectorOut = None
 
 
+class QueryHit(Hit):
+    """One result of a query pipeline.
+
+    Attributes:
+        score: the last step's score: the rerank's if there was one, else the fused
+            score (or the stage's own for a one-stage query).
+        explain: with ``explain=True``: ``stages`` (each stage's ``kind``, and ``rank``
+            from 1 and ``score`` where it found this point), ``fused``, and ``rerank``.
+    """
+
+    explain: dict[str, Any] | None = None
+
+
+class QueryResult(_Model):
+    """What a query returns.
+
+    Attributes:
+        hits: the results, best first.
+        full_text: while a full-text declaration is still being indexed, the points the
+            lexical stages covered (``{"indexed": n, "total": m}``); else None.
+    """
+
+    hits: list[QueryHit]
+    full_text: dict[str, int] | None = None
+
+
 class Point(_WithVector):
     """A stored point.
 
@@ -91,6 +117,9 @@ class CollectionInfo(_Model):
         store_source: whether points keep their text (or image hash) in the payload,
             under ``"_source"``.
         thumbnails: whether image points keep a small JPEG (:meth:`Client.get_thumbnail`).
+        full_text: the full-text fields and tokenizer, and the indexing progress
+            (``state`` ``"indexing"`` or ``"ready"``, ``indexed`` of ``total`` points), or
+            None without full-text fields.
         count: how many points it holds.
         serving: the index serving searches now (family, device, ...).
     """
@@ -103,6 +132,7 @@ class CollectionInfo(_Model):
     embedder: str | None = None
     store_source: bool = False
     thumbnails: bool = False
+    full_text: dict[str, Any] | None = None
     count: int
     serving: dict[str, Any]
 

@@ -64,3 +64,11 @@ Example = PointId | Vector | TextExample | ImageExample
 
 ProgressCallback = Callable[[int, int], None]
 """Called as ``on_progress(done, total)`` after each batch of an upsert."""
+
+Tokenizer = Literal["unicode61", "porter", "trigram"]
+"""A full-text tokenizer: ``unicode61`` (any language, case and accents folded), ``porter``
+(English stemming on top) or ``trigram`` (substrings, some typos, CJK text)."""
+
+FullText = Mapping[str, Any] | Sequence[str | Mapping[str, Any]]
+"""Full-text fields: ``{"fields": [...], "tokenizer": ...}``, or the list of fields alone;
+a field is a dotted payload path or ``{"path": ..., "weight": ...}``."""

@@ -30,6 +30,10 @@ scroll             POST .../points/scroll                 yes      read
 search             POST .../search                        yes      read
 search_batch       POST .../search/batch                  yes      read
 recommend          POST .../recommend                     yes      read
+query              POST .../query                         yes      read
+set_full_text      PUT .../full_text                      yes      the same declaration again
+                                                                   leaves the same state
+drop_full_text     DELETE .../full_text                   yes      dropping none is a no-op
 create_snapshot    POST .../snapshots                     no       each call makes a snapshot
 list_snapshots     GET .../snapshots                      yes      read
 download_snapshot  GET .../snapshots/{snapshot}           yes      read; the file restarts
@@ -66,6 +70,9 @@ RETRIED: Final[Mapping[str, bool]] = {
     "search": True,
     "search_batch": True,
     "recommend": True,
+    "query": True,
+    "set_full_text": True,
+    "drop_full_text": True,
     "create_snapshot": False,
     "list_snapshots": True,
     "download_snapshot": True,

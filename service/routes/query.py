@@ -1,0 +1,83 @@
+"""The query pipeline over HTTP: prefetch stages -> fusion -> rerank -> limit and offset.
+
+The body is the engine's :class:`~indexer.query.plan.QueryPlan` as JSON; the engine runs
+it (:meth:`Collection.query`). This route only turns HTTP encodings into engine values
+(base64 images and vectors) and hits into JSON.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Response
+from starlette.concurrency import run_in_threadpool
+
+from indexer import Collection
+from indexer.query import QueryHit, QueryResult
+from indexer.query.plan import DenseQuery, HybridShortcut, hybrid_plan
+from service.deps import CollectionDep, SettingsDep
+from service.responses import Json
+from service.routing import ApiRouter
+from service.schemas import QueryBody, QueryHits, Search, vector_field
+
+router = ApiRouter(prefix="/collections/{name}", tags=["search"])
+
+
+@router.post("/query", operation_id="query", response_model=QueryHits)
+async def query(body: QueryBody, collection: CollectionDep, settings: SettingsDep) -> Response:
+    """Hybrid retrieval in one request: prefetch stages (``dense`` by vector, text, image
+    or point id; ``lexical`` by text, scored by BM25 over the collection's full-text
+    fields), each with its own filter and limit, fused (``rrf``, ``dbsf`` or
+    ``relative_score``), optionally reranked (a cross-encoder from the server's allowlist,
+    or MMR for diversity), then paged by ``offset`` and ``limit``. With ``explain``, each
+    hit says its rank and score in each stage. While a new full-text declaration is being
+    indexed, ``full_text`` says how many points lexical stages covered."""
+    plan = body.plan(settings.max_k)
+    result = await run_in_threadpool(collection.query, plan)
+    return Json(result_json(result))
+
+
+async def hybrid_search(body: Search, collection: Collection) -> Response:
+    """A search with the ``hybrid`` shortcut: its plan, run like any query."""
+    shortcut = body.hybrid
+    assert shortcut is not None
+    plan = hybrid_plan(
+        search_dense(body),
+        HybridShortcut.model_validate(shortcut.model_dump()),
+        body.k,
+        filter=body.filter,
+        with_payload=body.with_payload,
+        with_vectors=body.with_vectors,
+    )
+    result = await run_in_threadpool(collection.query, plan)
+    return Json(result_json(result, body.vector_encoding))
+
+
+def search_dense(body: Search) -> DenseQuery:
+    has_vector = body.vector is not None or body.vector_b64 is not None
+    return DenseQuery(
+        vector=body.array().tolist() if has_vector else None,
+        text=body.text,
+        image=body.image_bytes() if body.image is not None else None,
+        point_id=body.id,
+        params=body.params,
+    )
+
+
+def result_json(result: QueryResult, encoding: Any = "float") -> dict[str, Any]:
+    out: dict[str, Any] = {"hits": [hit_json(h, encoding) for h in result.hits]}
+    if result.full_text_partial is not None:
+        out["full_text"] = result.full_text_partial
+    return out
+
+
+def hit_json(hit: QueryHit, encoding: Any) -> dict[str, Any]:
+    item: dict[str, Any] = {"id": hit.id, "score": hit.score}
+    if hit.payload is not None:
+        item["payload"] = hit.payload
+    if hit.vector is not None:
+        key, value = vector_field(hit.vector, encoding)
+        item[key] = value
+    if hit.explain is not None:
+        item["explain"] = hit.explain
+    return item
