@@ -26,7 +26,7 @@ Reply = tuple[Any, ...]
 READS = frozenset(
     {"count", "get", "thumbnail", "scroll", "search", "recommend", "embed", "describe"}
 )
-WRITES = frozenset({"upsert", "delete", "optimize"})
+WRITES = frozenset({"upsert", "delete", "optimize", "set_full_text"})
 # Rows per reply when a read replica catches up.
 CHANGES_LIMIT = 4096
 
@@ -106,6 +106,7 @@ class ShardServer:
             "count": collection.count(),
             "seq": seq,
             "serving": collection.index_info,
+            "full_text": collection.full_text,
             "replicas": replicas,
         }
 
@@ -158,5 +159,6 @@ def create_from(
         embedder=config["embedder"],
         store_source=config["store_source"],
         thumbnails=config.get("thumbnails", False),
+        full_text=config.get("full_text"),
         exist_ok=exist_ok,
     )

@@ -126,6 +126,7 @@ class ShardedEngine:
         embedder: str | None = None,
         store_source: bool = False,
         thumbnails: bool = False,
+        full_text: Any = None,
         exist_ok: bool = False,
     ) -> ShardedCollection:
         validate_name(name)
@@ -138,6 +139,7 @@ class ShardedEngine:
             "embedder": embedder,
             "store_source": store_source,
             "thumbnails": thumbnails,
+            "full_text": full_text,
         }
         # Shard 0 last: the collection is listed (from shard 0) once every shard has it.
         for link in [*self.links[1:], self.links[0]]:
@@ -462,6 +464,31 @@ class ShardedCollection:
                 "collection with an embedder to send texts or images"
             )
         return RemoteEmbedder(self)
+
+    @property
+    def full_text(self) -> dict[str, Any] | None:
+        """The full-text declaration, with every shard's indexing progress added up."""
+        described = self._read_all_primary("describe")
+        declared: list[dict[str, Any]] = [d["full_text"] for d in described if d["full_text"]]
+        if not declared:
+            return None
+        total = dict(declared[0])
+        total["indexed"] = sum(d["indexed"] for d in declared)
+        total["total"] = sum(d["total"] for d in declared)
+        ready = all(d["state"] == "ready" for d in declared)
+        total["state"] = "ready" if ready else "indexing"
+        return total
+
+    def set_full_text(self, full_text: Any) -> None:
+        """Declare (or drop, with None) the full-text fields on every shard."""
+        self.engine.each(lambda s, _: self._write(s, "set_full_text", full_text))
+
+    def query(self, plan: Any) -> Any:
+        raise NotSupported(
+            "multi-stage and hybrid queries are answered by `vecserve serve`, not yet by a "
+            "cluster router: its shards' fused scores are not comparable; search by vector, "
+            "text or image here"
+        )
 
     def optimize(self) -> None:
         self.engine.each(lambda s, _: self._write(s, "optimize"))

@@ -19,6 +19,7 @@ from indexer.errors import (
     CollectionNotFound,
     DimensionMismatch,
     InvalidFilter,
+    NotSupported,
     PointNotFound,
     ShardUnavailable,
 )
@@ -274,3 +275,20 @@ def test_read_replica_follows_its_shard(tmp_path: Path) -> None:
     finally:
         replica.close()
         shard.close()
+
+
+def test_full_text_is_declared_on_every_shard_and_queries_are_refused_clearly(
+    engines: Any,
+) -> None:
+    _, sharded, _ = engines
+    collection = sharded.create_collection("texts", DIM, "l2", "flat", full_text=["title"])
+    vectors = np.random.default_rng(9).standard_normal((30, DIM)).astype(np.float32)
+    collection.upsert(list(range(30)), vectors, [{"title": f"item {i}"} for i in range(30)])
+    declared = collection.full_text
+    assert declared is not None
+    assert (declared["state"], declared["indexed"], declared["total"]) == ("ready", 30, 30)
+    collection.set_full_text(None)
+    assert collection.full_text is None
+    with pytest.raises(NotSupported):
+        collection.query({"stages": []})
+    sharded.drop_collection("texts")
