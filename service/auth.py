@@ -56,6 +56,8 @@ ROUTE_PERMISSIONS: Mapping[tuple[str, str], Permission] = {
     ("GET", "/collections/{name}"): Permission.READ,
     ("PUT", "/collections/{name}"): Permission.WRITE,
     ("DELETE", "/collections/{name}"): Permission.WRITE,
+    ("PUT", "/collections/{name}/full_text"): Permission.WRITE,
+    ("DELETE", "/collections/{name}/full_text"): Permission.WRITE,
     ("PUT", "/collections/{name}/points"): Permission.WRITE,
     ("POST", "/collections/{name}/points/get"): Permission.READ,
     ("GET", "/collections/{name}/points/{point_id}"): Permission.READ,
@@ -65,6 +67,7 @@ ROUTE_PERMISSIONS: Mapping[tuple[str, str], Permission] = {
     ("POST", "/collections/{name}/search"): Permission.READ,
     ("POST", "/collections/{name}/search/batch"): Permission.READ,
     ("POST", "/collections/{name}/recommend"): Permission.READ,
+    ("POST", "/collections/{name}/query"): Permission.READ,
     # A read-only key may read every point anyway, so it may list and download snapshots.
     ("GET", "/collections/{name}/snapshots"): Permission.READ,
     ("GET", "/collections/{name}/snapshots/{snapshot}"): Permission.READ,

@@ -271,7 +271,7 @@ class FullTextField(Body):
     """A payload field by dotted path (``title``, ``brand.name``, ``_source.text``) and its
     weight in BM25 (a match in a field of weight 2 counts twice)."""
 
-    path: str
+    path: str = Field(min_length=1)
     weight: float = 1.0
 
 
@@ -280,7 +280,7 @@ class FullTextDeclaration(Body):
     and accents folded), ``porter`` (English stemming on top) or ``trigram`` (substrings,
     some typos, and CJK text, which unicode61 keeps as whole runs)."""
 
-    fields: list[FullTextField | str] = Field(min_length=1)
+    fields: list[FullTextField | Annotated[str, Field(min_length=1)]] = Field(min_length=1)
     tokenizer: Literal["unicode61", "porter", "trigram"] = "unicode61"
 
     def declaration(self) -> dict[str, Any]:
