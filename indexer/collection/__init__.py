@@ -1,10 +1,13 @@
 """Collections: points in a SQLite store of record, served from a FAISS index cache.
 
 :class:`Collection` keeps the public API and every lock; the work goes to lock-free parts,
-one concept a module: ``point_ids`` (label <-> user id), ``search`` (search planning and
-the filter cache), ``recommend`` (the strategies), ``upkeep`` (opening, building, saving
-and judging the index), ``results`` (hits), ``validation`` (k and payloads), ``hybrid``
-(the query pipeline's rankings from this collection, and full-text backlog indexing).
+one concept a module: ``writes`` (a write's batch, prepared before any lock), ``reader``
+(filters, searches, points, pages and recommendations, under the read lock), ``point_ids``
+(label <-> user id), ``search`` (search planning and the filter cache), ``recommend`` (the
+strategies), ``upkeep`` (opening, building, saving and judging the index), ``background``
+(the one thread of maintenance, or of full-text indexing), ``results`` (hits),
+``validation`` (k and payloads), ``hybrid`` (the query pipeline's rankings from this
+collection, and full-text backlog indexing).
 """
 
 from indexer.collection._collection import Collection

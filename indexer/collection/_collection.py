@@ -11,40 +11,26 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 
-from indexer.collection import recommend as recommending
+from indexer.collection.background import BackgroundWork
 from indexer.collection.config import CollectionConfig, new_uid
-from indexer.collection.hybrid import CollectionSource, FullTextIndexer
+from indexer.collection.hybrid import CollectionSource, FullTextIndexer, full_text_status
 from indexer.collection.point_ids import PointIds
+from indexer.collection.reader import Reader, page_points, points
 from indexer.collection.recommend import Example, Strategy
-from indexer.collection.results import hits, vector
-from indexer.collection.search import FilterCache, search
 from indexer.collection.upkeep import IndexBuildObserver, IndexUpkeep
-from indexer.collection.validation import MAX_K, check_k, payload_json
+from indexer.collection.validation import MAX_K, check_k
+from indexer.collection.writes import delete_target, prepare_upsert
 from indexer.devices import Placement
 from indexer.embedders import Embedder, EmbedderRegistry, ImageInput, inputs
-from indexer.errors import CollectionNotFound, InvalidInput, PointNotFound, ThumbnailNotFound
-from indexer.filters import compile_filter
+from indexer.errors import CollectionNotFound, InvalidInput, ThumbnailNotFound
 from indexer.fulltext import FullTextSpec
-from indexer.indexes import LabelSet
 from indexer.locks import ReadWriteLock
 from indexer.metric import Metric
-from indexer.points import (
-    Hit,
-    Point,
-    PointId,
-    decode_id,
-    encode_id,
-    ensure_lengths,
-    validate_id,
-    validate_ids,
-    vector_batch_and_squares,
-)
+from indexer.points import Hit, Point, PointId, validate_id, validate_ids
 from indexer.query import QueryPlan, QueryResult, RerankerRegistry, run_query
 from indexer.spec import SearchParams
 from indexer.store import SqliteStore
-from indexer.thumbnails import make_thumbnail
 
 log = logging.getLogger(__name__)
 
@@ -80,18 +66,21 @@ class Collection:
         self._background = background
         self._rw = ReadWriteLock()
         self._write_lock = threading.Lock()  # one writer at a time, before the RW lock
-        self._maintain_lock = threading.Lock()
         self._optimize_lock = threading.Lock()
-        self._maintain_thread: threading.Thread | None = None
-        self._filter_cache = FilterCache()
-        self._filter_cache_lock = threading.Lock()
         self._point_ids = PointIds(store.all_keys())
         self._stored = partial(store.iter_vectors, self.dim)
         self._upkeep = IndexUpkeep(self.config, folder, placement, on_index_build)
-        self._closing = False
         self._closed = False
         self._index, behind = self._upkeep.open(store.seq, self._point_ids.live(), self._stored)
         self._unsaved = int(behind)
+        self._reader = Reader(
+            store, self.dim, self.metric, self._point_ids, lambda: self._index, self._stored
+        )
+        self._maintenance = BackgroundWork(
+            f"vecserve-{self.name}",
+            self.optimize,
+            f"collection {self.name}: background maintenance failed",
+        )
         self._full_text_indexer = FullTextIndexer(self)
         if self._background:
             self._full_text_indexer.start()  # a backlog left by a restart, or a restore
@@ -121,22 +110,13 @@ class Collection:
         ``{fields, tokenizer, state: "indexing" | "ready", indexed, total}``. While
         ``indexing``, lexical search covers the ``indexed`` points so far (the points
         written since the declaration among them)."""
-        spec = self.store.full_text
-        if spec is None:
-            return None
-        pending, total = self.store.full_text_backlog()
-        return {
-            **spec.model_dump(mode="json"),
-            "state": "indexing" if pending else "ready",
-            "indexed": total - pending,
-            "total": total,
-        }
+        return full_text_status(self.store)
 
     def count(self, filter: dict[str, Any] | None = None) -> int:
         """Points in the collection, or matching ``filter``."""
         with self._rw.read():
             self._check_open()
-            return len(self._point_ids) if filter is None else len(self._allowed(filter))
+            return len(self._point_ids) if filter is None else len(self._reader.allowed(filter))
 
     # -- writes ------------------------------------------------------------------------
 
@@ -158,32 +138,21 @@ class Collection:
         Replacing an id replaces its vector and its whole payload. The call returns once
         the batch is committed to the store.
         """
-        checked = validate_ids(ids)
-        if payloads is None:
-            payloads = [None] * len(checked)
-        kind, given = inputs.one_input("upsert", vectors, texts, images)
-        thumbnails = None
-        if kind != "vectors":
-            ensure_lengths(kind, given, len(checked))
-            vectors = self._embed(kind, given)
-            if self.config.store_source if store_source is None else store_source:
-                payloads = inputs.with_sources(payloads, kind, given)
-            if kind == "images" and self.config.thumbnails:
-                thumbnails = [make_thumbnail(image) for image in given]
-        vecs, squares = vector_batch_and_squares(vectors, self.dim)
-        ensure_lengths("vectors", vecs, len(checked))
-        ensure_lengths("payloads", payloads, len(checked))
-        payload_texts = [payload_json(p, i) for i, p in enumerate(payloads)]
-        prepared = self.metric.prepare(vecs, squares)
-        keys = [encode_id(i) for i in checked]
+        batch = prepare_upsert(
+            self.config, self._embed, ids, vectors, payloads, texts, images, store_source
+        )
         with self._write_lock, self._transaction() as txn:
-            labels, replaced = txn.upsert(keys, vecs, payload_texts, thumbnails)
+            labels, replaced = txn.upsert(
+                batch.keys, batch.vectors, batch.payloads, batch.thumbnails
+            )
             with self._rw.write():
                 txn.commit()
-                self._point_ids.upserted(keys, labels, checked, replaced)
-                self._apply(lambda index: (index.remove(replaced), index.add(labels, prepared)))
-        self._after_write(len(checked))
-        return len(checked)
+                self._point_ids.upserted(batch.keys, labels, batch.ids, replaced)
+                self._apply(
+                    lambda index: (index.remove(replaced), index.add(labels, batch.prepared))
+                )
+        self._after_write(len(batch.ids))
+        return len(batch.ids)
 
     def delete(
         self, ids: Sequence[PointId] | None = None, *, filter: dict[str, Any] | None = None
@@ -192,10 +161,7 @@ class Collection:
 
         Ids that do not exist are ignored, so a repeated delete is harmless.
         """
-        if (ids is None) == (filter is None):
-            raise InvalidInput("delete takes either ids or a filter")
-        compiled = compile_filter(filter) if filter is not None else None
-        keys = [encode_id(i) for i in validate_ids(ids)] if ids is not None else []
+        keys, compiled = delete_target(ids, filter)
         with self._write_lock, self._transaction() as txn:
             if compiled is not None:
                 labels = txn.delete_where(compiled.where, compiled.params)
@@ -228,7 +194,7 @@ class Collection:
     def _apply(self, change: Any) -> None:
         """Apply a committed change to the index (write lock held). The store is already
         the truth: if the index fails to follow, it is reconciled with the store at once."""
-        self._filter_cache.clear()
+        self._reader.filter_cache.clear()
         try:
             change(self._index)
         except Exception:
@@ -244,14 +210,8 @@ class Collection:
         checked = validate_ids(ids, unique=False)
         with self._rw.read():
             self._check_open()
-            found = [(i, self._point_ids.label(i)) for i in checked]
-            labels = np.array([lb for _, lb in found if lb is not None], dtype=np.int64)
-            rows = self.store.rows(labels, with_vectors=with_vectors)
-        return [
-            Point(point_id, orjson.loads(rows[label][0]), vector(rows[label][1]))
-            for point_id, label in found
-            if label is not None and label in rows
-        ]
+            found, rows = self._reader.rows(checked, with_vectors)
+        return points(found, rows)
 
     def thumbnail(self, id: PointId) -> bytes:
         """The thumbnail (a JPEG) of an image point, kept when the collection was made with
@@ -265,9 +225,7 @@ class Collection:
         checked = validate_id(id)
         with self._rw.read():
             self._check_open()
-            if self._point_ids.label(checked) is None:
-                raise PointNotFound(f"collection {self.name!r} has no point with id {id!r}")
-            image = self.store.thumbnail(encode_id(checked))
+            image = self._reader.thumbnail(checked, self.name)
         if image is None:
             raise ThumbnailNotFound(f"point {id!r} of collection {self.name!r} has no thumbnail")
         return image
@@ -283,20 +241,10 @@ class Collection:
         """A page of points in a stable order, and the cursor of the next page (None at the end)."""
         if not 1 <= limit <= MAX_K:
             raise InvalidInput(f"limit must be between 1 and {MAX_K}, got {limit}")
-        compiled = compile_filter(filter) if filter is not None else None
         with self._rw.read():
             self._check_open()
-            rows = self.store.page(
-                cursor,
-                limit + 1,
-                compiled.where if compiled else None,
-                compiled.params if compiled else (),
-                with_vectors=with_vectors,
-            )
-        points = [
-            Point(decode_id(key), orjson.loads(p), vector(v)) for _, key, p, v in rows[:limit]
-        ]
-        return points, (rows[limit - 1][1] if len(rows) > limit else None)
+            rows = self._reader.page(cursor, limit + 1, filter, with_vectors)
+        return page_points(rows, limit)
 
     def search(
         self,
@@ -321,14 +269,14 @@ class Collection:
         kind, given = inputs.one_input("search", queries, texts, images)
         if kind != "vectors":
             queries = self._embed(kind, given)
-        vecs, scale = self._queries(queries)
+        vecs, scale = self._reader.queries(queries)
         k = check_k(k)
         search_params = SearchParams.parse(params)
         with self._rw.read():
             self._check_open()
-            allowed = self._allowed(filter) if filter is not None else None
-            distances, labels = self._search(vecs, k, search_params, allowed, scale)
-            return self._hits(self.metric.scores(distances), labels, with_payload, with_vectors)
+            distances, labels = self._reader.nearest(vecs, k, search_params, filter, scale)
+            scores = self.metric.scores(distances)
+            return self._reader.hits(scores, labels, with_payload, with_vectors)
 
     def query(self, plan: QueryPlan | dict[str, Any]) -> QueryResult:
         """Run a query pipeline: prefetch stages (dense by vector, text, image or point id;
@@ -358,13 +306,12 @@ class Collection:
         ids and NaN scores. No hit objects are built and no payloads read, so a large batch
         costs little more than the FAISS search itself.
         """
-        vecs, scale = self._queries(queries)
+        vecs, scale = self._reader.queries(queries)
         k = check_k(k)
         search_params = SearchParams.parse(params)
         with self._rw.read():
             self._check_open()
-            allowed = self._allowed(filter) if filter is not None else None
-            distances, labels = self._search(vecs, k, search_params, allowed, scale)
+            distances, labels = self._reader.nearest(vecs, k, search_params, filter, scale)
             ids = self._point_ids.id_grid(labels)
         scores = self.metric.scores(distances).astype(np.float32, copy=False)
         scores[labels < 0] = np.nan
@@ -401,24 +348,12 @@ class Collection:
             raise InvalidInput(f"unknown strategy {strategy!r}; use 'average' or 'best_score'")
         k = check_k(k)
         search_params = SearchParams.parse(params)
-        stored = partial(self.store.vectors, dim=self.dim)
         with self._rw.read():
             self._check_open()
-            parts = (self.dim, self.metric, self._point_ids.label, stored)
-            pos, pos_labels = recommending.examples(positive, *parts)
-            neg, neg_labels = recommending.examples(negative, *parts)
-            scores, labels = recommending.recommend(
-                strategy,
-                pos,
-                neg,
-                np.union1d(pos_labels, neg_labels),
-                k,
-                self._allowed(filter) if filter is not None else None,
-                lambda queries, n, allowed: self._search(queries, n, search_params, allowed),
-                stored,
-                self.metric,
+            scores, labels = self._reader.recommend(
+                strategy, positive, negative, k, filter, search_params
             )
-            return self._hits(scores, labels, with_payload, with_vectors)[0]
+            return self._reader.hits(scores, labels, with_payload, with_vectors)[0]
 
     # -- embedding -----------------------------------------------------------------------
 
@@ -445,47 +380,6 @@ class Collection:
     def _embed(self, kind: str, given: Any) -> np.ndarray:
         return inputs.embed(self.embedder, kind, given)
 
-    # -- searching (read lock held) ------------------------------------------------------
-
-    def _allowed(self, filter: dict[str, Any]) -> LabelSet:
-        """The labels matching a filter, cached until the next write."""
-        compiled = compile_filter(filter)
-        key = (compiled.where, compiled.params)
-        # Readers share the cache: its lock keeps one reader's eviction from landing
-        # between another's lookup and its move to the end.
-        with self._filter_cache_lock:
-            cached = self._filter_cache.get(key)
-        if cached is not None:
-            return cached
-        allowed = LabelSet(self.store.select_labels(compiled.where, compiled.params))
-        with self._filter_cache_lock:
-            self._filter_cache.put(key, allowed)
-        return allowed
-
-    def _queries(self, queries: Any) -> tuple[np.ndarray, np.ndarray | None]:
-        """Validated query vectors as the index takes them, and the factors for their
-        distances (see :meth:`Metric.prepare_queries`)."""
-        vecs, squares = vector_batch_and_squares(queries, self.dim)
-        return self.metric.prepare_queries(vecs, squares)
-
-    def _search(
-        self,
-        queries: np.ndarray,
-        k: int,
-        params: SearchParams,
-        allowed: LabelSet | None,
-        scale: np.ndarray | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        return search(self._index, queries, k, params, allowed, self._stored, self.metric, scale)
-
-    def _hits(
-        self, scores: np.ndarray, labels: np.ndarray, with_payload: bool, with_vectors: bool
-    ) -> list[list[Hit]]:
-        rows = None
-        if with_payload or with_vectors:
-            rows = partial(self.store.rows, with_vectors=with_vectors)
-        return hits(scores, labels, self._point_ids.ids, rows, with_payload)
-
     # -- maintenance: rebuilds, compaction, checkpoints -----------------------------------
 
     def _after_write(self, changed: int) -> None:
@@ -493,22 +387,7 @@ class Collection:
         if self._background and self._upkeep.needs_upkeep(
             self._index, len(self._point_ids), self._unsaved
         ):
-            with self._maintain_lock:
-                if self._closing:
-                    return
-                if self._maintain_thread is None or not self._maintain_thread.is_alive():
-                    self._maintain_thread = threading.Thread(
-                        target=self._maintain_in_background,
-                        name=f"vecserve-{self.name}",
-                        daemon=True,
-                    )
-                    self._maintain_thread.start()
-
-    def _maintain_in_background(self) -> None:
-        try:
-            self.optimize()
-        except Exception:
-            log.exception("collection %s: background maintenance failed", self.name)
+            self._maintenance.start()
 
     def optimize(self) -> None:
         """Do now what maintenance would do in the background: move to the right index
@@ -526,7 +405,7 @@ class Collection:
                     self._index.release()
                     self._upkeep.place(index)
                     self._index = index
-                    self._filter_cache.clear()
+                    self._reader.filter_cache.clear()
                 self._unsaved = 1
             if self._unsaved:
                 self._save()
@@ -545,11 +424,7 @@ class Collection:
         Writes and searches in flight finish first; later calls raise
         :class:`CollectionNotFound` (the collection was dropped, or its engine closed).
         """
-        with self._maintain_lock:
-            self._closing = True  # no maintenance starts from here on
-            thread = self._maintain_thread
-        if thread is not None:
-            thread.join()
+        self._maintenance.stop()  # no maintenance starts from here on
         self._full_text_indexer.stop()
         with self._write_lock:  # no write is running, and none starts
             if self._closed:

@@ -9,8 +9,6 @@ own short transaction under the collection's write lock.
 
 from __future__ import annotations
 
-import logging
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from indexer.collection.background import BackgroundWork
 from indexer.errors import FullTextNotDeclared, PointNotFound
 from indexer.filters import compile_filter
 from indexer.indexes import LabelSet
@@ -26,11 +25,10 @@ from indexer.query.fusion import Ranking
 from indexer.query.lexical import match_expression
 from indexer.query.plan import DenseQuery, LexicalQuery
 from indexer.spec import SearchParams
+from indexer.store import SqliteStore
 
 if TYPE_CHECKING:
     from indexer.collection import Collection
-
-log = logging.getLogger(__name__)
 
 FULL_TEXT_BATCH = 2000  # points a background batch indexes, in one short transaction
 
@@ -60,19 +58,19 @@ class CollectionSource:
         if query.point_id is not None:
             return _PreparedDense(None, None, validate_id(query.point_id), params)
         if query.vector is not None:
-            vectors, scale = self._c._queries(query.vector)
+            vectors, scale = self._c._reader.queries(query.vector)
         else:
             kind, given = (
                 ("texts", [query.text]) if query.text is not None else ("images", [query.image])
             )
-            vectors, scale = self._c._queries(self._c._embed(kind, given))
+            vectors, scale = self._c._reader.queries(self._c._embed(kind, given))
         return _PreparedDense(vectors, scale, None, params)
 
     def dense_ranking(
         self, prepared: _PreparedDense, limit: int, filter: dict[str, Any] | None
     ) -> Ranking:
         c = self._c
-        allowed = c._allowed(filter) if filter is not None else None
+        allowed = c._reader.allowed(filter) if filter is not None else None
         vectors, scale, exclude = prepared.vectors, prepared.scale, None
         if prepared.point_id is not None:
             exclude = c._point_ids.label(prepared.point_id)
@@ -85,7 +83,7 @@ class CollectionSource:
             else:
                 limit += 1  # the point itself comes first; it is dropped below
         assert vectors is not None
-        distances, labels = c._search(vectors, limit, prepared.params, allowed, scale)
+        distances, labels = c._reader.search(vectors, limit, prepared.params, allowed, scale)
         found = labels[0] >= 0
         if exclude is not None:
             found &= labels[0] != exclude
@@ -130,7 +128,7 @@ class CollectionSource:
     ) -> list[Hit]:
         if not len(labels):
             return []
-        return self._c._hits(scores[None, :], labels[None, :], payload, vectors)[0]
+        return self._c._reader.hits(scores[None, :], labels[None, :], payload, vectors)[0]
 
 
 class FullTextIndexer:
@@ -138,22 +136,17 @@ class FullTextIndexer:
 
     def __init__(self, collection: Collection) -> None:
         self._c = collection
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-        self._stopping = False
+        self._work = BackgroundWork(
+            f"vecserve-{collection.name}-full-text",
+            self._run,
+            f"collection {collection.name}: full-text indexing failed",
+        )
 
     def start(self) -> None:
         """Work through the backlog, if there is one, in a thread (one at a time; none
         once stopped)."""
-        if not self._c.store.has_full_text_backlog():
-            return
-        with self._lock:
-            if self._stopping or (self._thread is not None and self._thread.is_alive()):
-                return
-            self._thread = threading.Thread(
-                target=self._run, name=f"vecserve-{self._c.name}-full-text", daemon=True
-            )
-            self._thread.start()
+        if self._c.store.has_full_text_backlog():
+            self._work.start()
 
     def run_now(self) -> None:
         """Work through the whole backlog in this thread."""
@@ -173,15 +166,22 @@ class FullTextIndexer:
         return more
 
     def stop(self) -> None:
-        with self._lock:
-            self._stopping = True
-            thread = self._thread
-        if thread is not None:
-            thread.join()
+        self._work.stop()
 
     def _run(self) -> None:
-        try:
-            while not self._stopping and self.step():
-                pass
-        except Exception:
-            log.exception("collection %s: full-text indexing failed", self._c.name)
+        while not self._work.stopping and self.step():
+            pass
+
+
+def full_text_status(store: SqliteStore) -> dict[str, Any] | None:
+    """The full-text declaration and its progress (see :attr:`Collection.full_text`)."""
+    spec = store.full_text
+    if spec is None:
+        return None
+    pending, total = store.full_text_backlog()
+    return {
+        **spec.model_dump(mode="json"),
+        "state": "indexing" if pending else "ready",
+        "indexed": total - pending,
+        "total": total,
+    }
