@@ -3,7 +3,6 @@ package's lock-free parts."""
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Sequence
 from functools import partial
@@ -13,11 +12,11 @@ from typing import Any
 import numpy as np
 
 from indexer.collection.background import BackgroundWork
-from indexer.collection.config import CollectionConfig, new_uid
+from indexer.collection.config import CollectionConfig, stored_uid
 from indexer.collection.hybrid import CollectionSource, FullTextIndexer, full_text_status
 from indexer.collection.point_ids import PointIds
 from indexer.collection.reader import Reader, page_points, points
-from indexer.collection.recommend import Example, Strategy
+from indexer.collection.recommend import Example, Strategy, check_request
 from indexer.collection.upkeep import IndexBuildObserver, IndexUpkeep
 from indexer.collection.validation import MAX_K, check_k
 from indexer.collection.writes import delete_target, prepare_upsert
@@ -31,8 +30,6 @@ from indexer.points import Hit, Point, PointId, validate_id, validate_ids
 from indexer.query import QueryPlan, QueryResult, RerankerRegistry, run_query
 from indexer.spec import SearchParams
 from indexer.store import SqliteStore
-
-log = logging.getLogger(__name__)
 
 
 class Collection:
@@ -57,10 +54,7 @@ class Collection:
         self.folder = folder
         self.store = store
         self.config = CollectionConfig.model_validate(store.get_meta("config"))
-        uid = store.get_meta("uid")
-        if not isinstance(uid, str):  # made by a version without identities
-            uid = store.set_meta_once("uid", new_uid())
-        self.uid: str = str(uid)
+        self.uid = stored_uid(store)
         self._embedders = embedders
         self._rerankers = rerankers or RerankerRegistry()
         self._background = background
@@ -192,16 +186,9 @@ class Collection:
             self._full_text_indexer.start()
 
     def _apply(self, change: Any) -> None:
-        """Apply a committed change to the index (write lock held). The store is already
-        the truth: if the index fails to follow, it is reconciled with the store at once."""
+        """Apply a committed change to the index (write lock held)."""
         self._reader.filter_cache.clear()
-        try:
-            change(self._index)
-        except Exception:
-            log.exception(
-                "collection %s: index update failed; reconciling with the store", self.name
-            )
-            self._upkeep.reconcile(self._index, self._point_ids.live(), self._stored)
+        self._upkeep.apply(self._index, change, self._point_ids.live, self._stored)
 
     # -- reads ---------------------------------------------------------------------------
 
@@ -342,10 +329,7 @@ class Collection:
           (-1, 0), so points like a negative example rank last. s(x) = (x / (1 + |x|) + 1) / 2
           keeps the order of similarities; for l2, similarity is minus the distance.
         """
-        if len(positive) == 0:  # not `not positive`: an array of vectors has no truth value
-            raise InvalidInput("recommend needs at least one positive example")
-        if strategy not in ("average", "best_score"):
-            raise InvalidInput(f"unknown strategy {strategy!r}; use 'average' or 'best_score'")
+        check_request(positive, strategy)
         k = check_k(k)
         search_params = SearchParams.parse(params)
         with self._rw.read():

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import uuid
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from indexer.metric import Metric
 from indexer.spec import IndexSpec
+
+if TYPE_CHECKING:
+    from indexer.store import SqliteStore
 
 MAX_DIM = 65_536
 
@@ -17,6 +21,15 @@ def new_uid() -> str:
     restored from a snapshot, so that what outlives a collection (a batch job's checkpoint)
     can tell it from another of the same name."""
     return uuid.uuid4().hex
+
+
+def stored_uid(store: SqliteStore) -> str:
+    """The identity of the collection in ``store``, given one now if it has none (it was
+    made by a version without identities)."""
+    uid = store.get_meta("uid")
+    if not isinstance(uid, str):
+        uid = store.set_meta_once("uid", new_uid())
+    return str(uid)
 
 
 class CollectionConfig(BaseModel):

@@ -19,6 +19,14 @@ Search = Callable[[np.ndarray, int, LabelSet | None], tuple[np.ndarray, np.ndarr
 """(queries, k, allowed labels or None) -> FAISS-style (distances, labels)."""
 
 
+def check_request(positive: Sequence[Example], strategy: str) -> None:
+    """Raise :class:`InvalidInput` unless there is a positive example and a known strategy."""
+    if len(positive) == 0:  # not `not positive`: an array of vectors has no truth value
+        raise InvalidInput("recommend needs at least one positive example")
+    if strategy not in ("average", "best_score"):
+        raise InvalidInput(f"unknown strategy {strategy!r}; use 'average' or 'best_score'")
+
+
 def examples(
     given: Sequence[Example],
     dim: int,

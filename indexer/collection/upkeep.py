@@ -101,6 +101,24 @@ class IndexUpkeep:
                 len(gone),
             )
 
+    def apply(
+        self,
+        index: FaissIndex,
+        change: Callable[[FaissIndex], object],
+        live: Callable[[], np.ndarray],
+        stored: StoredVectors,
+    ) -> None:
+        """Apply a committed change to ``index``. The store is already the truth: if the
+        index fails to follow, it is reconciled with the store (``live`` labels) at once."""
+        try:
+            change(index)
+        except Exception:
+            log.exception(
+                "collection %s: index update failed; reconciling with the store",
+                self.config.name,
+            )
+            self.reconcile(index, live(), stored)
+
     def build(self, stored: StoredVectors, current: str | None = None) -> FaissIndex:
         """A fresh index of the right family from every stored vector, calibrated;
         ``current`` is the family serving now, if any (see :meth:`family`)."""
