@@ -44,6 +44,8 @@ HTTP status it maps to::
 
 from __future__ import annotations
 
+from pydantic import ValidationError
+
 
 class VecserveError(Exception):
     """Base of every error vecserve raises on purpose."""
@@ -196,3 +198,11 @@ class JobFailed(VecserveError):
     """A batch indexing job could not finish: its input could not be read, none of its
     records could be indexed, or the server it sends points to refused them or could not
     be reached."""
+
+
+def validation_message(exc: ValidationError, root: str) -> str:
+    """``where: what`` of the first problem pydantic found; ``root`` names the value
+    itself when the problem is at its top."""
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or root
+    return f"{where}: {err['msg']}"

@@ -25,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from indexer.errors import InvalidFullText
+from indexer.errors import InvalidFullText, validation_message
 
 FULL_TEXT_TABLE = "ft"
 MAX_FIELDS = 16
@@ -103,9 +103,8 @@ class FullTextSpec(BaseModel):
         try:
             return cls.model_validate(value)
         except ValidationError as exc:
-            err = exc.errors()[0]
-            where = ".".join(str(p) for p in err["loc"]) or "full_text"
-            raise InvalidFullText(f"invalid full-text declaration: {where}: {err['msg']}") from None
+            message = validation_message(exc, "full_text")
+            raise InvalidFullText(f"invalid full-text declaration: {message}") from None
 
     # -- SQL ---------------------------------------------------------------------------
 

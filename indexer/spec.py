@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from indexer.errors import InvalidIndexSpec, InvalidSearchParams
+from indexer.errors import InvalidIndexSpec, InvalidSearchParams, validation_message
 
 IndexKind = Literal["auto", "flat", "ivf_flat", "ivf_pq", "hnsw"]
 Storage = Literal["float32", "float16", "int8"]
@@ -46,7 +46,7 @@ class IndexSpec(BaseModel):
                 return cls(kind=value)  # type: ignore[arg-type]
             return cls.model_validate(value)
         except ValidationError as exc:
-            raise InvalidIndexSpec(_first_error(exc)) from None
+            raise InvalidIndexSpec(validation_message(exc, "value")) from None
 
     def for_dim(self, dim: int) -> IndexSpec:
         """The spec, if an index of it can be built over ``dim``-dimensional vectors;
@@ -77,13 +77,7 @@ class SearchParams(BaseModel):
         try:
             return cls.model_validate(value)
         except ValidationError as exc:
-            raise InvalidSearchParams(_first_error(exc)) from None
+            raise InvalidSearchParams(validation_message(exc, "value")) from None
 
 
 _DEFAULT_SEARCH_PARAMS = SearchParams()
-
-
-def _first_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    where = ".".join(str(p) for p in err["loc"]) or "value"
-    return f"{where}: {err['msg']}"

@@ -20,6 +20,7 @@ import faiss
 import numpy as np
 import orjson
 
+from indexer.durable import fsync_dir
 from indexer.indexes.base import FaissIndex, LabelSet
 from indexer.indexes.flat import FlatIndex
 from indexer.indexes.hnsw import HnswIndex
@@ -71,7 +72,7 @@ def save_index(path: Path, index: FaissIndex, seq: int) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def load_index(path: Path, metric: Metric, dim: int) -> tuple[FaissIndex, int] | None:
@@ -110,11 +111,3 @@ def _split(data: bytes) -> tuple[dict[str, Any], bytes]:
     if len(body) != header["body_len"] or zlib.crc32(body) != header["crc32"]:
         raise ValueError("truncated or corrupt (checksum mismatch)")
     return header, body
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from indexer.errors import InvalidQuery
+from indexer.errors import InvalidQuery, validation_message
 from indexer.points import PointId
 from indexer.query.fusion import RRF_K, FusionMethod
 from indexer.query.lexical import MatchMode
@@ -151,9 +151,7 @@ class QueryPlan(_Model):
         try:
             return cls.model_validate(value)
         except ValidationError as exc:
-            err = exc.errors()[0]
-            where = ".".join(str(p) for p in err["loc"]) or "query"
-            raise InvalidQuery(f"{where}: {err['msg']}") from None
+            raise InvalidQuery(validation_message(exc, "query")) from None
 
     def stage_limit(self, stage: Stage) -> int:
         """Candidates a stage fetches: its limit, but never fewer than the query returns
