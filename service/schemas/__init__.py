@@ -1,11 +1,9 @@
-"""Request and response bodies of the HTTP API."""
+"""Request and response bodies of the HTTP API; ``base`` holds their building blocks and
+``vectors`` how vectors and images are written in them."""
 
 from __future__ import annotations
 
-import base64
-import binascii
-import re
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import (
@@ -14,226 +12,86 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    StrictInt,
-    StrictStr,
     WithJsonSchema,
     model_validator,
 )
 
-from indexer.errors import InvalidEmbedderInput, InvalidK, InvalidVector
-from indexer.points import MAX_ID_LENGTH
+from indexer.errors import InvalidEmbedderInput, InvalidK
 from indexer.query.plan import QueryPlan
 from indexer.spec import IndexSpec, SearchParams
-from service.filter_schema import FILTER_SCHEMA
-from service.limits import check_dim, check_filter_depth
-
-
-def _whole(value: object) -> object:
-    """A JSON number with no fractional part (``10.0``) is that integer, as JSON Schema's
-    ``integer`` says; strict validation would refuse it as a float."""
-    if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
-        return int(value)
-    return value
-
-
-# The int64 bounds, inside by what a double can tell apart (the document's numbers are
-# doubles, and 2**63 - 1 as a double is 2**63, past the bound).
-_INT64_MAX_AS_FLOAT = 2**63 - 2048
-# An integer, written ``10`` or ``10.0``.
-WholeNumber = Annotated[int, BeforeValidator(_whole)]
-# The schemas say what the engine checks after parsing (InvalidId), so that clients
-# generated from them send only ids the server takes.
-PointIdModel = (
-    Annotated[
-        StrictStr, WithJsonSchema({"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH})
-    ]
-    | Annotated[
-        StrictInt,
-        BeforeValidator(_whole),
-        WithJsonSchema(
-            {"type": "integer", "minimum": -_INT64_MAX_AS_FLOAT, "maximum": _INT64_MAX_AS_FLOAT}
-        ),
-    ]
+from service.limits import check_dim
+from service.schemas.base import (
+    FLOAT32_B64,
+    IMAGE_B64,
+    Body,
+    ErrorBody,
+    Filter,
+    PointIdModel,
+    WholeNumber,
+    exactly_one_of,
+    given,
+    whole,
 )
-# The server's limits (max_filter_depth, max_dim) are checked as bodies are parsed.
-Filter = Annotated[
-    dict[str, Any], AfterValidator(check_filter_depth), WithJsonSchema(FILTER_SCHEMA)
+from service.schemas.vectors import (
+    B64_DESCRIPTION,
+    NAMES_AGREE,
+    VECTOR_ENCODING,
+    WITH_VECTOR,
+    WITH_VECTORS,
+    EmbedInput,
+    VectorEncoding,
+    VectorsOption,
+    decode_image,
+    decode_vector,
+    stack,
+    vector_field,
+    with_vectors_of,
+)
+
+__all__ = [
+    "VECTOR_ENCODING",
+    "WITH_VECTOR",
+    "WITH_VECTORS",
+    "BatchHits",
+    "Body",
+    "CollectionInfo",
+    "CollectionList",
+    "CreateCollection",
+    "DeletePoints",
+    "Deleted",
+    "ErrorBody",
+    "Example",
+    "FullTextDeclaration",
+    "FullTextField",
+    "GetPoints",
+    "HitOut",
+    "Hits",
+    "Hybrid",
+    "ImageExample",
+    "PointIn",
+    "PointOut",
+    "Points",
+    "QueryBody",
+    "QueryHitOut",
+    "QueryHits",
+    "Recommend",
+    "Scroll",
+    "ScrollPage",
+    "Search",
+    "SearchBatch",
+    "SnapshotList",
+    "SnapshotOut",
+    "TextExample",
+    "Upsert",
+    "Upserted",
+    "VectorEncoding",
+    "VectorExample",
+    "WholeNumber",
+    "decode_image",
+    "stack",
+    "vector_field",
+    "with_vectors_of",
 ]
-# Base64 of little-endian float32 values: a whole number of 4-byte values.
-_FLOAT32_B64 = r"^(?:[A-Za-z0-9+/]{16})*(?:[A-Za-z0-9+/]{6}==|[A-Za-z0-9+/]{11}=)?$"
-# Base64 (padding optional), or a data URL of it.
-_IMAGE_B64 = (
-    r"^(?:data:[^,]*;base64,)?(?:[A-Za-z0-9+/]{4})*"
-    r"(?:[A-Za-z0-9+/]{2}(?:==)?|[A-Za-z0-9+/]{3}=?)?$"
-)
-
-
-def given(name: str) -> dict[str, Any]:
-    """JSON Schema for "the field is given, and not null"."""
-    return {"required": [name], "properties": {name: {"not": {"type": "null"}}}}
-
-
-def exactly_one_of(*names: str) -> dict[str, Any]:
-    return {"oneOf": [given(name) for name in names]}
-
-
-class Body(BaseModel):
-    # Strict: a JSON body means what it says (`0` is not `false`, `"5"` is not `5`).
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
-class ErrorBody(BaseModel):
-    """Every error: a stable name (the SDK raises the exception of that name), a message
-    for people, and the request id (also in the ``X-Request-ID`` header)."""
-
-    error: str = Field(examples=["CollectionNotFound"])
-    message: str
-    request_id: str | None
-
-
-# -- vectors -------------------------------------------------------------------------------
-
-_B64_DESCRIPTION = "the vector as base64 of little-endian float32"
-
-VECTOR_ENCODING = (
-    "how returned vectors are sent: `float`, a JSON array in `vector`; `b64`, "
-    f"{_B64_DESCRIPTION} in `vector_b64` (smaller, exact, and no float formatting or "
-    "parsing: the fast path)"
-)
-VectorEncoding = Literal["float", "b64"]
-VectorEncodingOption = Annotated[VectorEncoding, Field(description=VECTOR_ENCODING)]
-
-
-def decode_vector(text: str) -> np.ndarray:
-    """A ``vector_b64`` as a float32 array; :class:`InvalidVector` when it is not one."""
-    try:
-        raw = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise InvalidVector("vector_b64 is not valid base64") from None
-    if len(raw) % 4:
-        raise InvalidVector("vector_b64 must hold little-endian float32 values")
-    return np.frombuffer(raw, dtype="<f4")
-
-
-WITH_VECTORS = "return each point's vector"
-WITH_VECTOR = "deprecated: the old name of `with_vectors`, still read; give one of the two"
-
-
-def with_vectors_of(with_vectors: bool | None, with_vector: bool | None) -> bool:
-    """Whether vectors are asked for: ``with_vectors``, or ``with_vector``, its old name
-    (a ValueError when both are given and differ)."""
-    if with_vectors is not None and with_vector is not None and with_vectors != with_vector:
-        raise ValueError("with_vector (the deprecated name) and with_vectors differ")
-    return bool(with_vectors if with_vectors is not None else with_vector)
-
-
-# with_vectors and its old name with_vector, when both are given, agree.
-_NAMES_AGREE: dict[str, Any] = {
-    "anyOf": [
-        {"not": {"required": ["with_vectors", "with_vector"]}},
-        {"properties": {"with_vectors": {"const": True}, "with_vector": {"const": True}}},
-        {"properties": {"with_vectors": {"const": False}, "with_vector": {"const": False}}},
-    ]
-}
-
-
-class VectorsOption(Body):
-    """Whether to return vectors, and in which form."""
-
-    model_config = ConfigDict(json_schema_extra=_NAMES_AGREE)
-
-    with_vectors: bool = Field(default=False, description=WITH_VECTORS)
-    with_vector: bool | None = Field(
-        default=None, description=WITH_VECTOR, json_schema_extra={"deprecated": True}
-    )
-    vector_encoding: VectorEncodingOption = "float"
-
-    @model_validator(mode="after")
-    def _old_name(self) -> Self:
-        if self.with_vector is not None:
-            given = self.with_vectors if "with_vectors" in self.model_fields_set else None
-            self.with_vectors = with_vectors_of(given, self.with_vector)
-        return self
-
-
-def vector_field(vector: np.ndarray, encoding: VectorEncoding) -> tuple[str, Any]:
-    """A returned vector's key and value in the encoding asked for."""
-    if encoding == "b64":
-        raw = np.asarray(vector, dtype="<f4").tobytes()
-        return "vector_b64", base64.b64encode(raw).decode("ascii")
-    return "vector", vector
-
-
-class VectorInput(Body):
-    """A vector as a JSON array, or as base64 of little-endian float32 (the fast path)."""
-
-    vector: list[float] | None = Field(default=None, json_schema_extra={"minItems": 1})
-    vector_b64: str | None = Field(
-        default=None,
-        description=_B64_DESCRIPTION,
-        json_schema_extra={"pattern": _FLOAT32_B64, "minLength": 8},
-    )
-
-    def array(self) -> np.ndarray:
-        if self.vector_b64 is not None:
-            return decode_vector(self.vector_b64)
-        if self.vector is not None:
-            return np.asarray(self.vector, dtype=np.float32)
-        raise InvalidVector("no vector given")
-
-
-class EmbedInput(VectorInput):
-    """Or, for a collection with an embedder, a text or an image (base64 of the encoded
-    file, or a ``data:image/...;base64,`` URL) that the collection's model embeds."""
-
-    text: str | None = None
-    image: str | None = Field(default=None, json_schema_extra={"pattern": _IMAGE_B64})
-
-    def given(self) -> list[str]:
-        """The input fields that are set."""
-        fields = ("vector", "vector_b64", "text", "image")
-        return [name for name in fields if getattr(self, name) is not None]
-
-    def image_bytes(self) -> bytes:
-        """The encoded image file sent in ``image``."""
-        return decode_image(self.image or "")
-
-
-def decode_image(text: str) -> bytes:
-    """The bytes of a base64 image, plain or as a data URL (missing padding is fine)."""
-    if text.startswith("data:"):
-        header, _, text = text.partition(",")
-        if not header.endswith(";base64"):
-            raise InvalidEmbedderInput(
-                "a data URL image must look like 'data:image/png;base64,...'"
-            )
-    compact = "".join(text.split())
-    try:
-        return base64.b64decode(compact + "=" * (-len(compact) % 4), validate=True)
-    except (binascii.Error, ValueError):
-        if _looks_like_a_location(text):
-            raise InvalidEmbedderInput(
-                "image is a path or URL, which the server does not read: images are sent "
-                "as base64 of the file's bytes, or as a 'data:image/...;base64,' URL"
-            ) from None
-        raise InvalidEmbedderInput("image is not valid base64") from None
-
-
-def _looks_like_a_location(text: str) -> bool:
-    """A file path or URL sent where base64 was expected (``./cat.jpg``, ``C:\\x.png``,
-    ``https://...``): something with a file extension, a scheme or a path separator."""
-    stripped = text.strip()
-    return bool(
-        re.search(r"\.[A-Za-z0-9]{2,5}$", stripped)
-        or re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", stripped)
-        or stripped.startswith(("~", "./", "../"))
-        or "\\" in stripped
-    )
-
-
-def stack(vectors: list[np.ndarray]) -> Any:
-    """One [n, dim] matrix, or the ragged list as it is (the engine says what is wrong)."""
-    return np.stack(vectors) if len({len(v) for v in vectors}) == 1 else vectors
 
 
 # -- collections ---------------------------------------------------------------------------
@@ -251,7 +109,7 @@ class CreateCollection(Body):
     dim: (
         Annotated[
             int,
-            BeforeValidator(_whole),
+            BeforeValidator(whole),
             Field(ge=1, le=65_536),
             AfterValidator(check_dim),
             # (Field's bounds come out as "ge" and "le" after the validators.)
@@ -363,7 +221,7 @@ class PointOut(BaseModel):
     id: PointIdModel
     payload: dict[str, Any]
     vector: list[float] | None = None
-    vector_b64: str | None = Field(default=None, description=_B64_DESCRIPTION)
+    vector_b64: str | None = Field(default=None, description=B64_DESCRIPTION)
 
 
 class Points(BaseModel):
@@ -414,7 +272,7 @@ class Search(EmbedInput, VectorsOption):
 
     model_config = ConfigDict(
         json_schema_extra=exactly_one_of("vector", "vector_b64", "text", "image", "id")
-        | _NAMES_AGREE
+        | NAMES_AGREE
     )
 
     id: PointIdModel | None = None
@@ -448,7 +306,7 @@ class HitOut(BaseModel):
     score: float
     payload: dict[str, Any] | None = None
     vector: list[float] | None = None
-    vector_b64: str | None = Field(default=None, description=_B64_DESCRIPTION)
+    vector_b64: str | None = Field(default=None, description=B64_DESCRIPTION)
 
 
 class Hits(BaseModel):
@@ -500,7 +358,7 @@ class QueryHits(BaseModel):
 
 class VectorExample(Body):
     vector_b64: str = Field(
-        description=_B64_DESCRIPTION, json_schema_extra={"pattern": _FLOAT32_B64, "minLength": 8}
+        description=B64_DESCRIPTION, json_schema_extra={"pattern": FLOAT32_B64, "minLength": 8}
     )
 
     def array(self) -> np.ndarray:
@@ -514,7 +372,7 @@ class TextExample(Body):
 class ImageExample(Body):
     image: str = Field(
         description="base64 of the encoded image file, or a data URL",
-        json_schema_extra={"pattern": _IMAGE_B64},
+        json_schema_extra={"pattern": IMAGE_B64},
     )
 
 
