@@ -5,10 +5,10 @@
 Starts ``vecserve serve`` on 127.0.0.1 over a fresh data folder with one collection, then
 ``--clients`` processes each send a mix of requests in a loop (searches with and without
 filters, batch searches, upserts, deletes by id and by filter, recommend, get, scroll,
-snapshots made, listed and deleted), recording every response's status and latency. Every
-``--sample-seconds`` the server's RSS, open descriptors and threads are read from /proc.
-The load comes in bursts: every ``--busy-seconds`` all clients go quiet together for
-``--idle-seconds``, longer than the thread pool keeps an idle thread (anyio: 10 s), so
+snapshots made, listed, downloaded and deleted), recording every response's status and
+latency. Every ``--sample-seconds`` the server's RSS, open descriptors and threads are read
+from /proc. The load comes in bursts: every ``--busy-seconds`` all clients go quiet together
+for ``--idle-seconds``, longer than the thread pool keeps an idle thread (anyio: 10 s), so
 each burst runs on new threads, as a real server's traffic makes it do.
 
 It fails (exit 1, saying why) on any 5xx, any failed connection, any 4xx the mix does not
@@ -236,15 +236,17 @@ def print_answer(kind: str, response: httpx.Response) -> None:
 
 
 def snapshot_round(http: httpx.Client) -> int:
-    """Make a snapshot, list the snapshots, delete it (so the disk does not fill)."""
+    """Make a snapshot, list the snapshots, download it and delete it (so the disk does not
+    fill). Each answer is checked as it comes: a failure is reported by its own status, not
+    hidden behind what the next request meets."""
     base = f"/collections/{COLLECTION}/snapshots"
     made = http.post(base)
     if made.status_code != 201:
         print_answer("snapshot", made)
         return made.status_code
-    listed = http.get(base)
-    deleted = http.delete(f"{base}/{made.json()['name']}")
-    for response in (listed, deleted):
+    name = made.json()["name"]
+    for method, path in (("GET", base), ("GET", f"{base}/{name}"), ("DELETE", f"{base}/{name}")):
+        response = http.request(method, path)
         if not response.is_success:
             print_answer("snapshot", response)
             return response.status_code

@@ -13,7 +13,7 @@ import uuid
 import weakref
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 import faiss
 
@@ -223,6 +223,12 @@ class Engine:
         """One snapshot of a collection; ``info.path`` is its tar file.
         Raises :class:`SnapshotNotFound`."""
         return self._snapshots.get(validate_name(name), snapshot)
+
+    def open_snapshot(self, name: str, snapshot: str) -> tuple[SnapshotInfo, IO[bytes]]:
+        """One snapshot of a collection and its tar file, open for reading (the caller
+        closes it); the file stays whole if the snapshot is deleted while it is read.
+        Raises :class:`SnapshotNotFound`."""
+        return self._snapshots.open(validate_name(name), snapshot)
 
     def delete_snapshot(self, name: str, snapshot: str) -> None:
         """Delete one snapshot of a collection. Raises :class:`SnapshotNotFound`."""

@@ -86,4 +86,8 @@ def install_error_handlers(app: FastAPI) -> None:
         request_id = getattr(request.state, "request_id", None)
         if request_id is not None:
             response.headers["x-request-id"] = request_id
+        # Starlette raises the exception again once this is sent, and uvicorn then drops
+        # the connection: say so, or the client sends its next request on the dropped
+        # connection and gets a reset (which hides this 500 from it, too).
+        response.headers["connection"] = "close"
         return response

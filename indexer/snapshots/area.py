@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import closing, contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import IO
 
 import orjson
 
@@ -108,7 +109,8 @@ class SnapshotArea:
         )
 
     def snapshots_of(self, collection: str) -> list[SnapshotInfo]:
-        """The snapshots of ``collection``, oldest first; unreadable files are skipped."""
+        """The snapshots of ``collection``, oldest first; unreadable files are skipped, and
+        so are snapshots deleted while they are listed."""
         folder = self.root / collection
         if not folder.is_dir():
             return []
@@ -117,23 +119,44 @@ class SnapshotArea:
             if SNAPSHOT_NAME.match(path.stem):
                 try:
                     infos.append(self.get(collection, path.stem))
-                except (SnapshotNotFound, InvalidSnapshot) as exc:
+                except SnapshotNotFound:
+                    pass  # deleted since the folder was read
+                except InvalidSnapshot as exc:
                     log.warning("snapshot %s is unreadable and left out: %s", path, exc)
         return sorted(infos, key=lambda info: (info.created_at, info.name))
 
     def get(self, collection: str, snapshot: str) -> SnapshotInfo:
         """One snapshot; raises :class:`SnapshotNotFound`."""
+        info, file = self.open(collection, snapshot)
+        file.close()
+        return info
+
+    def open(self, collection: str, snapshot: str) -> tuple[SnapshotInfo, IO[bytes]]:
+        """One snapshot and its tar file, open for reading; the caller closes the file.
+        Raises :class:`SnapshotNotFound`.
+
+        The file is opened first and everything else is read from it, so a snapshot
+        deleted meanwhile (by another request) is either found whole or not found: the
+        open file stays readable to its end after the delete.
+        """
         path = self.root / collection / f"{validate_snapshot_name(snapshot)}.tar"
+        not_found = SnapshotNotFound(f"collection {collection!r} has no snapshot {snapshot!r}")
         try:
-            size = path.stat().st_size
-            digest = Path(f"{path}.sha256").read_text().split()[0]
-        except (FileNotFoundError, IndexError):
-            raise SnapshotNotFound(
-                f"collection {collection!r} has no snapshot {snapshot!r}"
-            ) from None
-        with open(path, "rb") as f:
-            manifest = read_manifest(f, size)
-        return SnapshotInfo(
+            file = open(path, "rb")  # noqa: SIM115 - handed to the caller, who closes it
+        except FileNotFoundError:
+            raise not_found from None
+        try:
+            size = os.fstat(file.fileno()).st_size
+            try:
+                digest = Path(f"{path}.sha256").read_text().split()[0]
+            except (FileNotFoundError, IndexError):
+                raise not_found from None
+            manifest = read_manifest(file, size)
+            file.seek(0)
+        except BaseException:
+            file.close()
+            raise
+        info = SnapshotInfo(
             name=snapshot,
             collection=collection,
             path=path,
@@ -143,12 +166,19 @@ class SnapshotArea:
             seq=manifest.seq,
             points=manifest.points,
         )
+        return info, file
 
     def delete(self, collection: str, snapshot: str) -> None:
-        """Delete one snapshot; raises :class:`SnapshotNotFound`."""
-        info = self.get(collection, snapshot)
-        info.path.unlink()
-        Path(f"{info.path}.sha256").unlink(missing_ok=True)
+        """Delete one snapshot; raises :class:`SnapshotNotFound` (also to the second of
+        two requests deleting it at once)."""
+        path = self.root / collection / f"{validate_snapshot_name(snapshot)}.tar"
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            raise SnapshotNotFound(
+                f"collection {collection!r} has no snapshot {snapshot!r}"
+            ) from None
+        Path(f"{path}.sha256").unlink(missing_ok=True)
 
     @contextmanager
     def upload(self) -> Iterator[Path]:

@@ -173,6 +173,7 @@ class ShardedEngine:
 
     def __getattr__(self, name: str) -> Any:
         if name in {"snapshot", "list_snapshots", "get_snapshot", "delete_snapshot"} or name in {
+            "open_snapshot",
             "snapshot_upload",
             "check_restore_target",
             "restore_snapshot",

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Header, Query, Request, Response
-from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
@@ -21,7 +20,7 @@ from indexer.errors import InvalidInput, InvalidSnapshot
 from indexer.snapshots import SnapshotInfo, checked_sha256
 from service.deps import EngineDep, SettingsDep
 from service.errors import RequestTooLarge
-from service.responses import Json
+from service.responses import Json, OpenFileResponse
 from service.routes.collections import describe
 from service.routing import ApiRouter
 from service.schemas import CollectionInfo, ErrorBody, SnapshotList, SnapshotOut
@@ -72,17 +71,19 @@ def not_the_restore_path(snapshot: str) -> None:
 @router.get(
     "/{snapshot}",
     operation_id="download_snapshot",
-    response_class=FileResponse,
+    response_class=OpenFileResponse,
+    status_code=200,
     responses={200: {"content": {"application/x-tar": {}}, "description": "the tar file"}},
 )
-def download_snapshot(name: str, snapshot: str, engine: EngineDep) -> FileResponse:
+def download_snapshot(name: str, snapshot: str, engine: EngineDep) -> OpenFileResponse:
     """The snapshot's tar file, with its SHA-256 in ``X-Checksum-Sha256`` (hex) and
-    ``Digest`` (base64)."""
+    ``Digest`` (base64). A download under way completes even if the snapshot is deleted."""
     not_the_restore_path(snapshot)
-    info = engine.get_snapshot(name, snapshot)
+    info, file = engine.open_snapshot(name, snapshot)
     digest = base64.b64encode(bytes.fromhex(info.sha256)).decode()
-    return FileResponse(
-        info.path,
+    return OpenFileResponse(
+        file,
+        info.size,
         media_type="application/x-tar",
         filename=f"{info.name}.tar",
         headers={CHECKSUM_HEADER: info.sha256, "Digest": f"sha-256={digest}"},

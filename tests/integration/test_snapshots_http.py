@@ -1,5 +1,6 @@
-"""Snapshots over real HTTP: create, list, download, restore elsewhere, delete; uploads
-over the limit are refused before they are read; hostile files get a JSON 4xx."""
+"""Snapshots over real HTTP: create, list, download, restore elsewhere, delete; requests
+racing each other's deletes; uploads over the limit are refused before they are read;
+hostile files get a JSON 4xx."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import io
 import socket
 import tarfile
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +99,47 @@ def test_snapshot_is_downloaded_and_restored_into_another_collection(
     bad = http.get("/collections/items/snapshots/not..a-name")
     assert (bad.status_code, bad.json()["error"]) == (422, "InvalidName")
     assert http.get("/collections").json() == {"collections": ["copy", "items"]}
+
+
+def test_snapshot_requests_racing_each_other_get_answers_not_errors_or_resets(
+    http: httpx.Client, server: Server
+) -> None:
+    # Each client makes, lists, downloads and deletes snapshots while the others delete
+    # theirs: a listing or a download that a delete overtakes once answered 500, and the
+    # client's next request on that connection met a reset.
+    fill(http, n=2_000)
+    clients, rounds = 4, 15
+    seen: list[str] = []
+
+    def client() -> None:
+        with httpx.Client(base_url=server.url, timeout=60) as mine:
+            base = "/collections/items/snapshots"
+            for _ in range(rounds):
+                made = mine.post(base)
+                seen.append(f"create {made.status_code}")
+                listed = mine.get(base)
+                seen.append(f"list {listed.status_code}")
+                for other in listed.json()["snapshots"][-clients:]:
+                    got = mine.get(f"{base}/{other['name']}")
+                    # deleted since it was listed: a 404; otherwise the whole file
+                    whole = hashlib.sha256(got.content).hexdigest() == other["sha256"]
+                    seen.append(f"download {got.status_code} {whole or got.status_code == 404}")
+                deleted = mine.delete(f"{base}/{made.json()['name']}")
+                seen.append(f"delete {deleted.status_code}")
+
+    with ThreadPoolExecutor(clients) as pool:
+        for done in [pool.submit(client) for _ in range(clients)]:
+            done.result()  # a reset or a cut download raises here
+    allowed = {
+        "create 201",
+        "list 200",
+        "download 200 True",
+        "download 404 True",
+        "delete 204",
+    }
+    assert set(seen) <= allowed, sorted(set(seen) - allowed)
+    assert seen.count("delete 204") == clients * rounds
+    assert http.get("/collections/items/snapshots").json() == {"snapshots": []}
 
 
 def raw_request(

@@ -187,6 +187,90 @@ def test_a_trusted_snapshot_index_is_loaded_not_rebuilt(
     assert trusted.search(queries, k=5) == items.search(queries, k=5)
 
 
+# -- requests that race a delete --------------------------------------------------------------
+# Another request's delete is run at the moment that once turned a listing or a second delete
+# into an unhandled FileNotFoundError (a 500 over HTTP): between a snapshot's checksum file
+# being read and its tar file being opened, and between one delete's look and its unlink.
+
+
+def delete_when_checksum_read(
+    monkeypatch: pytest.MonkeyPatch, engine: Engine, doomed: SnapshotInfo, *, after: bool
+) -> list[str]:
+    """Delete ``doomed`` (as another request would) just before or just after its checksum
+    file is read; returns a list that names the read once the delete has run."""
+    read_text = Path.read_text
+    fired: list[str] = []
+
+    def racing_read_text(path: Path, *args: Any, **kwargs: Any) -> str:
+        mine = path.name == f"{doomed.name}.tar.sha256" and not fired
+        if mine and not after:
+            fired.append(path.name)
+            engine.delete_snapshot("items", doomed.name)
+        text = read_text(path, *args, **kwargs)
+        if mine and after:
+            fired.append(path.name)
+            engine.delete_snapshot("items", doomed.name)
+        return text
+
+    monkeypatch.setattr(Path, "read_text", racing_read_text)
+    return fired
+
+
+@pytest.mark.parametrize("after", [False, True], ids=["before", "after"])
+def test_a_snapshot_deleted_while_the_snapshots_are_listed_is_whole_or_left_out(
+    engine: Engine,
+    items: Collection,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    after: bool,
+) -> None:
+    doomed, kept = engine.snapshot("items"), engine.snapshot("items")
+    fired = delete_when_checksum_read(monkeypatch, engine, doomed, after=after)
+    listed = engine.list_snapshots("items")
+    assert fired
+    assert listed in ([doomed, kept], [kept])
+    assert engine.list_snapshots("items") == [kept]
+    assert not caplog.records  # a deleted snapshot is not reported as unreadable
+
+
+@pytest.mark.parametrize("after", [False, True], ids=["before", "after"])
+def test_a_snapshot_deleted_while_it_is_opened_is_read_whole_or_not_found(
+    engine: Engine, items: Collection, monkeypatch: pytest.MonkeyPatch, after: bool
+) -> None:
+    doomed = engine.snapshot("items")
+    expected = doomed.path.read_bytes()
+    fired = delete_when_checksum_read(monkeypatch, engine, doomed, after=after)
+    try:
+        info, file = engine.open_snapshot("items", doomed.name)
+    except SnapshotNotFound:
+        assert not after  # deleted before the file was opened
+    else:
+        with file:
+            assert (info, file.read()) == (doomed, expected)
+    assert fired
+    assert not doomed.path.exists()
+
+
+def test_of_two_deletes_of_one_snapshot_at_once_one_finds_it_gone(
+    engine: Engine, items: Collection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    doomed = engine.snapshot("items")
+    unlink = Path.unlink
+    raced: list[Path] = []
+
+    def racing_unlink(path: Path, missing_ok: bool = False) -> None:
+        if path == doomed.path and not raced:
+            raced.append(path)
+            engine.delete_snapshot("items", doomed.name)  # the other request's delete
+        unlink(path, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", racing_unlink)
+    with pytest.raises(SnapshotNotFound):
+        engine.delete_snapshot("items", doomed.name)
+    assert raced
+    assert engine.list_snapshots("items") == []
+
+
 # -- hostile snapshot files ----------------------------------------------------------------
 
 
