@@ -41,6 +41,7 @@ __all__ = [
     "embed",
     "embedder_dim",
     "embedder_for",
+    "file_sha256",
     "one_input",
     "with_sources",
 ]
@@ -152,7 +153,7 @@ def _image_source(image: ImageInput) -> dict[str, str]:
         return {"image_sha256": hashlib.sha256(image).hexdigest()}
     if isinstance(image, os.PathLike) or (isinstance(image, str) and _is_file(image)):
         path = Path(image)
-        return {"image_sha256": _file_sha256(path), "image_path": str(path)}
+        return {"image_sha256": file_sha256(path), "image_path": str(path)}
     if isinstance(image, str):
         return {"image_sha256": hashlib.sha256(_base64_bytes(image)).hexdigest()}
     # A decoded image has no file: hash its pixels, so equal pictures still match.
@@ -163,7 +164,8 @@ def _is_file(text: str) -> bool:
     return len(text) <= 4096 and "\n" not in text and "\x00" not in text and os.path.isfile(text)
 
 
-def _file_sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file's bytes, in hex, as ``sha256sum`` prints it."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

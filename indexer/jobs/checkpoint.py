@@ -2,9 +2,11 @@
 
 A checkpoint is a small JSON file in the collection's folder (``jobs/<key>.json``), so
 dropping the collection drops its checkpoints with it. Its key hashes the source path and
-every argument that decides what gets written, so only the same job resumes from it; the
-source's fingerprint (a file's size and modification time) tells whether the input is still the one
-the checkpoint describes.
+every argument that decides the vectors written (what is embedded, by which model), so only
+the same job resumes from it; the source's fingerprint (a file's size and modification
+time) tells whether the input is still the one the checkpoint describes. What the job
+keeps in payloads (``kept``) is recorded beside: a run with other kept fields reuses the
+vectors of the records before ``embedded_to`` and rewrites only their payloads.
 
 It is rewritten, atomically, only after a batch's upsert has returned: everything before
 its position is durable in the collection. A job killed at any moment resumes from the
@@ -41,8 +43,14 @@ class Checkpoint(BaseModel):
 
     identity: dict[str, Any]
     fingerprint: dict[str, Any]
+    kept: dict[str, Any] = {}
+    """What the run keeps in payloads (payload fields, source), which the key leaves out."""
     position: int = 0
     """Position of the first record not yet committed."""
+    embedded_to: int = 0
+    """Position of the first record whose vector, made from this input by this job's
+    model, is not known to be in the collection: a run with other kept fields reuses the
+    vectors of the records before it."""
     cursor: Cursor = None
     """Where reading restarts to reach ``position``."""
     units: int = 0

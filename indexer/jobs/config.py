@@ -31,6 +31,10 @@ class IndexJobConfig(BaseModel):
             to embed as an image.
         payload_fields: fields copied into each point's payload (an image folder's payload
             is its ``path``, and its ``label`` with ``label_from_folder``).
+        store_source: also keep what is embedded in each payload, under ``"_source"`` as a
+            collection's ``store_source`` does: ``{"text": ...}``, or for an image the
+            SHA-256 of its file and its path as the record gives it (``{"image_sha256":
+            ..., "image_path": ...}``; the image itself is never stored).
         label_from_folder: for an image folder, put each image's top-level subfolder in
             its payload as ``label``.
         embedder: a name from the embedder allowlist, never a path; by default ``minilm``
@@ -39,6 +43,10 @@ class IndexJobConfig(BaseModel):
             transaction, and checkpointed. By default 4096 texts (the model sorts a batch by
             length, so a large one wastes little on padding) or 64 images (each held
             decoded in memory).
+
+    A job run again with only ``payload_fields``, ``label_from_folder`` or
+    ``store_source`` changed, over the same input, embeds nothing: it rewrites the
+    payloads of the points an earlier run embedded, with their vectors as they are.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -54,6 +62,7 @@ class IndexJobConfig(BaseModel):
     text_field: str | None = Field(default=None, min_length=1)
     image_field: str | None = Field(default=None, min_length=1)
     payload_fields: tuple[str, ...] = ()
+    store_source: bool = False
     label_from_folder: bool = False
     embedder: str | None = Field(default=None, min_length=1)
     batch_size: int | None = Field(default=None, ge=1, le=65_536)
@@ -91,7 +100,10 @@ class JobSummary(BaseModel):
 
     ``indexed`` counts records, not points: a record whose id an earlier one had replaces
     that point (the last record of an id wins), and counts as indexed and as ``replaced``;
-    ``indexed + rejected`` is the records read.
+    ``indexed + rejected`` is the records read. Of ``indexed``, ``embedded`` had their
+    vector made by the model in this run; the others kept the vector that an earlier run
+    made from the same input (only their payloads were written: the job was run again
+    with other kept fields).
 
     ``elapsed_s`` runs from the first record read to the last batch committed; loading the
     model (``load_s``) and building the collection's index at the end (``index_s``) are
@@ -106,9 +118,10 @@ class JobSummary(BaseModel):
     rejected: int
     total_indexed: int
     total_rejected: int
+    embedded: int = 0
     replaced: int = 0
-    """Records indexed in this run whose id the collection held already, repeated from
-    earlier in the input or indexed before this run: the collection gained ``indexed -
+    """Records embedded in this run whose id the collection held already, repeated from
+    earlier in the input or indexed before this run: the collection gained ``embedded -
     replaced`` points. Taken from its size before and after, so others writing to it
     meanwhile skew it."""
     resumed_from: int = 0

@@ -17,6 +17,7 @@ import numpy as np
 import orjson
 
 from indexer.embedders import Embedder, EmbedderRegistry, default_embedder_configs
+from indexer.embedders.inputs import SOURCE_KEY
 from indexer.engine import Engine, validate_name
 from indexer.errors import InvalidEmbedderInput, InvalidInput, JobFailed
 from indexer.jobs.checkpoint import Checkpoint, CheckpointFile, job_key
@@ -46,6 +47,9 @@ class _Plan:
     embedder: str
     batch_size: int
     identity: dict[str, Any]
+    """What decides the vectors written: the checkpoint's key."""
+    kept: dict[str, Any]
+    """What decides the payloads written, beside the vectors."""
 
 
 def run_index_job(
@@ -189,25 +193,40 @@ def _run(
             return None
         return saved
 
+    saved = None
     if state is not None:
-        checkpoint_file = CheckpointFile(state, key)
-        saved = saved_checkpoint(checkpoint_file)
-        if saved is not None and saved.finished:
-            return _summary(config, saved, checkpoint_file, already_done=True)
+        saved = saved_checkpoint(CheckpointFile(state, key))
+        if saved is not None and saved.finished and saved.kept == plan.kept:
+            return _summary(config, saved, CheckpointFile(state, key), already_done=True)
 
+    # Over an input that an earlier run embedded to the end, only the kept fields changed:
+    # every vector is in the collection already, and the model is not needed.
+    reuse_all = saved is not None and saved.finished and saved.embedded_to >= saved.position
     started = time.perf_counter()
-    embedder = registry.get(plan.embedder)
+    embedder = None if reuse_all else registry.get(plan.embedder)
     load_s = time.perf_counter() - started
-    if plan.modality not in embedder.modalities:
+    if embedder is not None and plan.modality not in embedder.modalities:
         can = " and ".join(sorted(embedder.modalities))
         raise InvalidInput(
             f"embedder {plan.embedder!r} cannot embed {plan.modality}s; it embeds {can}s"
         )
-    checkpoint_file = CheckpointFile(target.prepare(embedder.dim), key)
-    checkpoint = (
-        saved_checkpoint(checkpoint_file)
-        or Checkpoint(identity=plan.identity, fingerprint=plan.source.fingerprint())
-    ).model_copy(update={"collection_uid": target.uid()})
+    checkpoint_file = CheckpointFile(target.prepare(embedder.dim if embedder else None), key)
+    saved = saved_checkpoint(checkpoint_file)
+    if saved is None:
+        checkpoint = Checkpoint(
+            identity=plan.identity, fingerprint=plan.source.fingerprint(), kept=plan.kept
+        )
+    elif saved.kept != plan.kept:
+        # Another pass over the input, for the new kept fields, reusing the vectors.
+        checkpoint = Checkpoint(
+            identity=plan.identity,
+            fingerprint=saved.fingerprint,
+            kept=plan.kept,
+            embedded_to=saved.embedded_to,
+        )
+    else:
+        checkpoint = saved
+    checkpoint = checkpoint.model_copy(update={"collection_uid": target.uid()})
     writer = _Writer(target, checkpoint_file, checkpoint, progress)
     if progress is not None:
         progress.start(
@@ -218,14 +237,25 @@ def _run(
     started = time.perf_counter()
     try:
         start = Start(checkpoint.position, checkpoint.cursor)
-        stages(
-            partial(_batches, plan, start),
-            embed_stage(embedder, plan.modality),
-            writer.write,
-            registry=registry,
-            embedder=plan.embedder,
-            modality=plan.modality,
-        )
+        batches = partial(_batches, plan, start, checkpoint.embedded_to)
+        if embedder is None:
+            local_stages(
+                batches,
+                _reused_only,
+                writer.write,
+                registry=registry,
+                embedder=plan.embedder,
+                modality=plan.modality,
+            )
+        else:
+            stages(
+                batches,
+                embed_stage(embedder, plan.modality),
+                writer.write,
+                registry=registry,
+                embedder=plan.embedder,
+                modality=plan.modality,
+            )
     finally:
         writer.close()
         if progress is not None:
@@ -239,9 +269,9 @@ def _run(
             f"were rejected (first: {_first_reason(checkpoint_file.rejects_path)}); "
             f"see {checkpoint_file.rejects_path}"
         )
-    # The records that did not add a point replaced one, written by an earlier record of
-    # the same id or before this run.
-    replaced = max(0, writer.indexed - (target.count() - held)) if writer.indexed else 0
+    # The records embedded that did not add a point replaced one, written by an earlier
+    # record of the same id or before this run (a reused vector never adds a point).
+    replaced = max(0, writer.embedded - (target.count() - held)) if writer.embedded else 0
     started = time.perf_counter()
     if writer.indexed:
         target.finish()
@@ -252,6 +282,7 @@ def _run(
         final,
         checkpoint_file,
         indexed=writer.indexed,
+        embedded=writer.embedded,
         replaced=replaced,
         rejected=writer.rejected,
         resumed_from=checkpoint.position,
@@ -281,7 +312,6 @@ def _plan(config: IndexJobConfig) -> _Plan:
         "id_field": fields.id_field,
         "text_field": fields.text_field,
         "image_field": fields.image_field,
-        "payload_fields": list(fields.payload_fields),
         "embedder": config.embedder or DEFAULT_EMBEDDERS[modality],
     }
     if config.url is not None:
@@ -295,6 +325,7 @@ def _plan(config: IndexJobConfig) -> _Plan:
         embedder=config.embedder or DEFAULT_EMBEDDERS[modality],
         batch_size=config.batch_size or DEFAULT_BATCH_SIZES[modality],
         identity=identity,
+        kept={"payload_fields": list(fields.payload_fields), "store_source": fields.store_source},
     )
 
 
@@ -315,7 +346,9 @@ def _image_folder_fields(config: IndexJobConfig, path: Path) -> PointFields:
             "path (and its folder with --label-from-folder)"
         )
     payload = ("path", "label") if config.label_from_folder else ("path",)
-    return PointFields("path", None, "path", payload, path, check_payloads=False)
+    return PointFields(
+        "path", None, "path", payload, path, check_payloads=False, store_source=config.store_source
+    )
 
 
 def _record_fields(config: IndexJobConfig, path: Path, source: Source) -> PointFields:
@@ -330,7 +363,13 @@ def _record_fields(config: IndexJobConfig, path: Path, source: Source) -> PointF
         payload_fields=tuple(dict.fromkeys(config.payload_fields)),
         image_root=path.parent,
         check_payloads=source.format == "parquet",
+        store_source=config.store_source,
     )
+    if fields.store_source and SOURCE_KEY in fields.payload_fields:
+        raise InvalidInput(
+            f"--payload-fields {SOURCE_KEY!r} and --store-source would both write the "
+            f"payload's {SOURCE_KEY!r}: give one"
+        )
     columns = source.columns()
     if columns is None:
         columns = _peek_fields(source)
@@ -385,32 +424,35 @@ def _matching(saved: Checkpoint | None, plan: _Plan) -> Checkpoint | None:
     return saved
 
 
-def _batches(plan: _Plan, start: Start) -> Iterator[Batch]:
+def _batches(plan: _Plan, start: Start, reuse_until: int) -> Iterator[Batch]:
     items = plan.source.read(start, plan.fields.used)
-    return read_batches(items, plan.fields, plan.batch_size, plan.source.units_done)
+    return read_batches(
+        items, plan.fields, plan.batch_size, plan.source.units_done, reuse_until=reuse_until
+    )
 
 
 def embed_stage(embedder: Embedder, modality: str) -> Callable[[Batch], Batch]:
-    """Embed a batch's inputs; a batch whose call fails on bad input is embedded record by
-    record, and the records that fail are rejected with the embedder's reason."""
+    """Embed the inputs of a batch's points that are not reused; a batch whose call fails
+    on bad input is embedded record by record, and the records that fail are rejected with
+    the embedder's reason."""
     embed = embedder.embed_texts if modality == "text" else embedder.embed_images
 
     def embed_batch(batch: Batch) -> Batch:
-        if not batch.ids:
-            return batch
+        fresh = [i for i, reused in enumerate(batch.reused) if not reused]
+        if not fresh:
+            return _reused_only(batch)
         try:
-            batch.vectors = embed(batch.inputs)
+            batch.vectors = embed([batch.inputs[i] for i in fresh])
         except InvalidEmbedderInput:
             # One bad input fails the whole call: embed one by one to reject only it.
-            ok: list[bool] = []
+            ok = [True] * len(batch.ids)
             reasons: dict[int, str] = {}
             rows: list[np.ndarray] = []
-            for i, value in enumerate(batch.inputs):
+            for i in fresh:
                 try:
-                    rows.append(embed([value])[0])
-                    ok.append(True)
+                    rows.append(embed([batch.inputs[i]])[0])
                 except InvalidEmbedderInput as exc:
-                    ok.append(False)
+                    ok[i] = False
                     reasons[i] = exc.message
             batch.keep(ok, reasons)
             batch.vectors = np.stack(rows) if rows else None
@@ -418,6 +460,20 @@ def embed_stage(embedder: Embedder, modality: str) -> Callable[[Batch], Batch]:
         return batch
 
     return embed_batch
+
+
+def _reused_only(batch: Batch) -> Batch:
+    """The embedding stage of a batch whose points are all reused: nothing to embed."""
+    assert all(batch.reused), "a point to embed in a run that reuses every vector"
+    batch.inputs = []
+    return batch
+
+
+_NOT_REUSABLE = (
+    "no point with this id in the collection to keep the vector of: the run that embedded "
+    "this input rejected the record, or the point was deleted since; a run that only "
+    "changes the kept fields embeds nothing (touch the input to index it all again)"
+)
 
 
 class _Writer:
@@ -435,6 +491,7 @@ class _Writer:
         self._progress = progress
         self.checkpoint = checkpoint
         self.indexed = 0
+        self.embedded = 0
         self.rejected = 0
         self._rejects: IO[bytes] | None = None
         path = checkpoint_file.rejects_path
@@ -446,13 +503,18 @@ class _Writer:
 
     def write(self, batch: Batch) -> None:
         rejects = list(batch.rejects)
-        indexed = 0
+        indexed = embedded = 0
         if batch.ids:
-            assert batch.vectors is not None
-            refused = self._target.upsert(batch.ids, batch.vectors, batch.payloads)
-            rejects += [Reject(batch.positions[i], batch.ids[i], why) for i, why in refused]
+            points, vectors = self._vectors(batch, rejects)
+            ids = [batch.ids[i] for i in points]
+            payloads = [batch.payloads[i] for i in points]
+            refused = self._target.upsert(ids, vectors, payloads) if points else []
+            failed = {points[i] for i, _ in refused}
+            rejects += [Reject(batch.positions[points[i]], ids[i], why) for i, why in refused]
             # Records, not points: each record of an id repeated in the batch counts.
-            indexed = sum(batch.record_counts) - sum(batch.record_counts[i] for i, _ in refused)
+            written = [i for i in points if i not in failed]
+            indexed = sum(batch.record_counts[i] for i in written)
+            embedded = sum(batch.record_counts[i] for i in written if not batch.reused[i])
         rejects_bytes = self.checkpoint.rejects_bytes
         if rejects:
             if self._rejects is None:
@@ -464,6 +526,7 @@ class _Writer:
             os.fsync(self._rejects.fileno())
             rejects_bytes = self._rejects.tell()
         self.indexed += indexed
+        self.embedded += embedded
         self.rejected += len(rejects)
         # Only now is everything before the batch's end in the collection.
         self.checkpoint = self._file.save(
@@ -475,6 +538,7 @@ class _Writer:
                     "indexed": self.checkpoint.indexed + indexed,
                     "rejected": self.checkpoint.rejected + len(rejects),
                     "rejects_bytes": rejects_bytes,
+                    "embedded_to": max(self.checkpoint.embedded_to, batch.end_position),
                 }
             )
         )
@@ -482,6 +546,24 @@ class _Writer:
             self._progress.update(
                 indexed=self.indexed, rejected=self.rejected, units_done=batch.units
             )
+
+    def _vectors(self, batch: Batch, rejects: list[Reject]) -> tuple[list[int], np.ndarray]:
+        """The batch's points to write (indexes into it) and their vectors: the ones
+        embedded, and the reused ones as the collection holds them. A reused point that
+        is not there is rejected: the run that embedded its record rejected it, or the
+        point was deleted since."""
+        fresh = [i for i, reused in enumerate(batch.reused) if not reused]
+        rows = dict(zip(fresh, batch.vectors if batch.vectors is not None else [], strict=True))
+        reused = [i for i, reused in enumerate(batch.reused) if reused]
+        if reused:
+            stored = self._target.vectors([batch.ids[i] for i in reused])
+            for i, vector in zip(reused, stored, strict=True):
+                if vector is None:
+                    rejects.append(Reject(batch.positions[i], batch.ids[i], _NOT_REUSABLE))
+                else:
+                    rows[i] = vector
+        points = sorted(rows)
+        return points, np.stack([rows[i] for i in points]) if points else np.empty((0, 0))
 
     def close(self) -> None:
         if self._rejects is not None:
@@ -505,6 +587,7 @@ def _summary(
     *,
     already_done: bool = False,
     indexed: int = 0,
+    embedded: int = 0,
     replaced: int = 0,
     rejected: int = 0,
     resumed_from: int = 0,
@@ -516,6 +599,7 @@ def _summary(
         collection=config.collection,
         source=config.source,
         indexed=indexed,
+        embedded=embedded,
         replaced=replaced,
         rejected=rejected,
         total_indexed=checkpoint.indexed,

@@ -11,6 +11,7 @@ import numpy as np
 import orjson
 
 from indexer.embedders import load_image
+from indexer.embedders.inputs import SOURCE_KEY, file_sha256
 from indexer.errors import InvalidEmbedderInput, InvalidId
 from indexer.jobs.sources import Cursor, Item
 from indexer.points import PointId, validate_id
@@ -42,6 +43,10 @@ class PointFields:
     """Folder that relative image paths start from."""
     check_payloads: bool
     """Whether payload values may fail to be JSON (Parquet decimals, bytes, ...)."""
+    store_source: bool = False
+    """Keep what is embedded in the payload under ``"_source"``, as a collection's
+    ``store_source`` does: ``{"text": ...}``, or for an image the SHA-256 of its file and its
+    path as the record gives it (``{"image_sha256": ..., "image_path": ...}``)."""
 
     @property
     def used(self) -> list[str]:
@@ -60,6 +65,11 @@ class Batch:
     An id repeated within the batch makes one point, of its last record (as it would
     across batches, and one upsert never holds an id twice); ``record_counts`` says how
     many records each point stands for.
+
+    A point is ``reused`` when its record comes before the job's ``reuse_until``: an
+    earlier run embedded that same input into the collection, so its vector is taken from
+    there and only its payload is written anew (its input is not read: None). ``vectors``
+    holds a row for each point that is not reused, in order.
     """
 
     ids: list[PointId] = field(default_factory=list)
@@ -67,6 +77,7 @@ class Batch:
     payloads: list[dict[str, Any]] = field(default_factory=list)
     positions: list[int] = field(default_factory=list)
     record_counts: list[int] = field(default_factory=list)
+    reused: list[bool] = field(default_factory=list)
     rejects: list[Reject] = field(default_factory=list)
     end_position: int = 0
     end_cursor: Cursor = None
@@ -78,7 +89,15 @@ class Batch:
     def records(self) -> int:
         return sum(self.record_counts) + len(self.rejects)
 
-    def add(self, position: int, point_id: PointId, value: Any, payload: dict[str, Any]) -> None:
+    def add(
+        self,
+        position: int,
+        point_id: PointId,
+        value: Any,
+        payload: dict[str, Any],
+        *,
+        reused: bool = False,
+    ) -> None:
         key = (isinstance(point_id, str), point_id)
         slot = self._slots.get(key)
         if slot is None:
@@ -88,11 +107,13 @@ class Batch:
             self.payloads.append(payload)
             self.positions.append(position)
             self.record_counts.append(1)
+            self.reused.append(reused)
         else:
             self.inputs[slot] = value
             self.payloads[slot] = payload
             self.positions[slot] = position
             self.record_counts[slot] += 1
+            self.reused[slot] = reused
 
     def keep(self, ok: list[bool], reasons: dict[int, str]) -> None:
         """Drop the points whose ``ok`` is false, rejecting them with ``reasons[i]``."""
@@ -104,6 +125,7 @@ class Batch:
         self.payloads = [x for x, good in zip(self.payloads, ok, strict=True) if good]
         self.positions = [x for x, good in zip(self.positions, ok, strict=True) if good]
         self.record_counts = [x for x, good in zip(self.record_counts, ok, strict=True) if good]
+        self.reused = [x for x, good in zip(self.reused, ok, strict=True) if good]
         self._slots.clear()
 
 
@@ -112,18 +134,21 @@ def read_batches(
     fields: PointFields,
     size: int,
     units_done: Callable[[int, Cursor], int],
+    reuse_until: int = 0,
 ) -> Iterator[Batch]:
     """Group records into batches of ``size`` records (points and rejects together).
 
     ``units_done(position, cursor)`` measures progress at a batch's end. Images are
-    decoded here, so a reader thread takes the decoding off the embedding thread.
+    decoded here, so a reader thread takes the decoding off the embedding thread. The
+    records before ``reuse_until`` make reused points (see :class:`Batch`).
     """
     batch = Batch()
     for position, cursor, record, error in items:
         if record is not None:
-            point_id, value, payload, error = _point(record, fields)
+            reused = position < reuse_until
+            point_id, value, payload, error = _point(record, fields, read_input=not reused)
             if error is None and point_id is not None:
-                batch.add(position, point_id, value, payload)
+                batch.add(position, point_id, value, payload, reused=reused)
             else:
                 batch.rejects.append(Reject(position, point_id, error or "unreadable"))
         else:
@@ -140,9 +165,10 @@ def read_batches(
 
 
 def _point(
-    record: dict[str, Any], fields: PointFields
+    record: dict[str, Any], fields: PointFields, *, read_input: bool = True
 ) -> tuple[PointId | None, Any, dict[str, Any], str | None]:
-    """The id, the input to embed and the payload of a record, or the reason it has none."""
+    """The id, the input to embed (None unless ``read_input``) and the payload of a
+    record, or the reason it has none."""
     raw_id = record.get(fields.id_field)
     if raw_id is None:
         return None, None, {}, f"missing field {fields.id_field!r}"
@@ -165,15 +191,26 @@ def _point(
             return point_id, None, {}, f"field {fields.text_field!r} is a {kind}, not a string"
         if not text.strip():
             return point_id, None, {}, f"field {fields.text_field!r} is empty"
-        return point_id, text, payload, None
+        if fields.store_source:
+            payload[SOURCE_KEY] = {"text": text}
+        return point_id, text if read_input else None, payload, None
     assert fields.image_field is not None
     location = record.get(fields.image_field)
     if location is None:
         return point_id, None, {}, f"missing field {fields.image_field!r}"
     if not isinstance(location, str) or not location:
         return point_id, None, {}, f"field {fields.image_field!r} is not a file path"
+    path = fields.image_root / location
+    if fields.store_source:
+        try:
+            digest = file_sha256(path)
+        except OSError as exc:
+            return point_id, None, {}, f"cannot read image {location!r}: {exc.strerror or exc}"
+        payload[SOURCE_KEY] = {"image_sha256": digest, "image_path": location}
+    if not read_input:
+        return point_id, None, payload, None
     try:
-        image = load_image(fields.image_root / location)
+        image = load_image(path)
     except InvalidEmbedderInput as exc:
         return point_id, None, {}, exc.message
     return point_id, image, payload, None

@@ -132,14 +132,15 @@ class RemoteTarget:
     def uid(self) -> str | None:
         return self._uid
 
-    def prepare(self, dim: int) -> Path:
+    def prepare(self, dim: int | None) -> Path:
         if self._dim is not None:
-            if self._dim != dim:
+            if dim is not None and self._dim != dim:
                 raise DimensionMismatch(
                     f"collection {self._name!r} on {self._url} has dimension {self._dim}, but "
                     f"embedder {self._embedder!r} makes vectors of dimension {dim}"
                 )
             return self._state_dir
+        assert dim is not None, "a collection to make needs the model's dimension"
         with self._failing(f"create collection {self._name!r}"):
             try:
                 info = self._client.create_collection(
@@ -170,6 +171,12 @@ class RemoteTarget:
         for start in range(0, len(ids), size):
             self._send(ids, vectors, payloads, start, min(start + size, len(ids)), refused)
         return refused
+
+    def vectors(self, ids: list[PointId]) -> list[np.ndarray | None]:
+        with self._failing(f"get {len(ids):,} points of {self._name!r}"):
+            points = self._client.get(self._name, ids, with_vectors=True)
+        found = {(type(p.id), p.id): p.vector for p in points}
+        return [found.get((type(i), i)) for i in ids]
 
     def finish(self) -> None:
         """Nothing to do: the service builds indexes in the background as a collection

@@ -50,13 +50,19 @@ class Target(Protocol):
         made it (None before, or from a service without identities)."""
         ...
 
-    def prepare(self, dim: int) -> Path:
+    def prepare(self, dim: int | None) -> Path:
         """Create the collection if it is missing, or check that it takes vectors of
-        dimension ``dim``; the folder of the job's checkpoints.
+        dimension ``dim``; the folder of the job's checkpoints. ``dim`` is None for a job
+        that writes only vectors the collection holds, which :meth:`existing` found.
 
         Raises:
             DimensionMismatch: the collection has another dimension.
         """
+        ...
+
+    def vectors(self, ids: list[PointId]) -> list[np.ndarray | None]:
+        """The vectors of points ``ids`` as the collection holds them (None for an id it
+        does not hold)."""
         ...
 
     def upsert(
@@ -108,12 +114,13 @@ class LocalTarget:
     def uid(self) -> str | None:
         return self._collection.uid if self._collection is not None else None
 
-    def prepare(self, dim: int) -> Path:
+    def prepare(self, dim: int | None) -> Path:
         if self._collection is None:
+            assert dim is not None, "a collection to make needs the model's dimension"
             self._collection = self._engine.create_collection(
                 self._name, dim, "cosine", embedder=self._embedder, exist_ok=True
             )
-        elif self._collection.dim != dim:
+        elif dim is not None and self._collection.dim != dim:
             raise DimensionMismatch(
                 f"collection {self._name!r} has dimension {self._collection.dim}, but embedder "
                 f"{self._embedder!r} makes vectors of dimension {dim}"
@@ -126,6 +133,11 @@ class LocalTarget:
         assert self._collection is not None, "prepare() first"
         self._collection.upsert(ids, vectors, payloads)
         return []
+
+    def vectors(self, ids: list[PointId]) -> list[np.ndarray | None]:
+        assert self._collection is not None, "prepare() first"
+        found = {(type(p.id), p.id): p.vector for p in self._collection.get(ids)}
+        return [found.get((type(i), i)) for i in ids]
 
     def finish(self) -> None:
         if self._collection is not None:

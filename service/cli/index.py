@@ -19,7 +19,9 @@ DESCRIPTION = (
     "Embed every record of SOURCE and upsert it into a collection (created, cosine, if "
     "missing) in a data folder, or on a running vecserve service with --url. A killed job "
     "run again with the same arguments resumes where it stopped; records that cannot be "
-    "indexed go to a reject file with the reason."
+    "indexed go to a reject file with the reason. Run again with only --payload-fields, "
+    "--label-from-folder or --store-source changed, it embeds nothing: it rewrites the "
+    "payloads and keeps the vectors."
 )
 
 _PASSED_THROUGH = (
@@ -30,6 +32,7 @@ _PASSED_THROUGH = (
     "text_field",
     "image_field",
     "label_from_folder",
+    "store_source",
     "embedder",
     "batch_size",
 )
@@ -74,6 +77,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="",
         metavar="A,B",
         help="comma-separated fields to keep in the payload",
+    )
+    parser.add_argument(
+        "--store-source",
+        action="store_true",
+        help='also keep what is embedded in each payload, under "_source": {"text": ...}, '
+        'or for an image {"image_sha256": ..., "image_path": ...} (the file\'s SHA-256 and '
+        "its path as the record gives it; the image itself is not stored)",
     )
     parser.add_argument(
         "--label-from-folder",
@@ -145,6 +155,11 @@ def run(args: argparse.Namespace) -> int:
         f"{summary.elapsed_s:.1f}s ({summary.rate:,.0f} records/s); "
         f"rejected {summary.rejected:,}"
     )
+    if summary.embedded < summary.indexed:
+        print(
+            f"  {summary.indexed - summary.embedded:,} of them kept the vector an earlier run "
+            "embedded from the same input: only their payloads were rewritten"
+        )
     if summary.replaced:
         print(
             f"  {summary.replaced:,} of them replaced a point with the same id (an earlier run's, "
