@@ -115,6 +115,31 @@ def test_a_job_fills_a_collection_on_the_service_and_a_rerun_changes_nothing(
 
 
 @pytest.mark.slow
+def test_a_rerun_that_keeps_the_source_rewrites_payloads_on_the_service_without_embedding(
+    tmp_path: Path, service: Server, http: httpx.Client
+) -> None:
+    records = write_texts(tmp_path / "docs.jsonl", 100)
+    code, out, err = finish(index(tmp_path, service.url, "kept", "--payload-fields", "n"))
+    assert code == 0, err
+    asked = {"ids": [17], "with_vector": True}
+    before = http.post("/collections/kept/points/get", json=asked).json()["points"][0]
+
+    started = time.monotonic()
+    code, out, err = finish(
+        index(tmp_path, service.url, "kept", "--payload-fields", "n", "--store-source")
+    )
+    assert code == 0, err
+    assert out.startswith(f"indexed 100 records into 'kept' on {service.url}")
+    assert "100 of them kept the vector an earlier run embedded" in out
+    assert "model loaded in 0.0s" in out
+    assert time.monotonic() - started < 20  # no model was loaded
+    after = http.post("/collections/kept/points/get", json=asked).json()["points"][0]
+    assert after["payload"] == {"n": 17, "_source": {"text": records[17]["text"]}}
+    assert after["vector"] == before["vector"]
+    assert http.get("/collections/kept").json()["count"] == 100
+
+
+@pytest.mark.slow
 def test_batches_over_the_services_limits_are_split_and_an_oversized_point_rejected(
     tmp_path: Path, service: Server, http: httpx.Client
 ) -> None:
