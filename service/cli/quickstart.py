@@ -14,6 +14,7 @@ are printed, with the curl and SDK commands that ask the same of the served API.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -95,24 +96,28 @@ def run(args: argparse.Namespace) -> int:
     ``--no-serve``).
 
     Raises:
-        CommandFailed: ``--movies`` out of range (status 2).
+        CommandFailed: ``--movies`` out of range, or the port taken (status 2).
         ModuleNotFoundError: a package the demo needs is missing.
     """
     from indexer import Engine
-    from service.cli.serve import serve
+    from service.cli.serve import listen_socket, serve
 
     if not 1 <= args.movies <= FILMS_IN_DATABASE:
         raise CommandFailed(f"--movies is between 1 and {FILMS_IN_DATABASE:,}", USAGE)
-    with Engine(args.data, background=False) as engine:
-        built = build(engine, args.movies)
-        show_examples(engine, built)
-    url = f"http://127.0.0.1:{args.port}"
-    print("\n" + try_it(url, built))
-    if args.no_serve:
-        print(f"Serve them: vecserve serve --data {args.data} --port {args.port}")
-        return 0
-    print(f"Serving {os.path.abspath(args.data)} on {url} (Ctrl-C stops)", flush=True)
-    return serve({"data_dir": args.data, "host": "127.0.0.1", "port": args.port}, "warning")
+    # The port is taken first: a busy one is told before a minute of building.
+    listener = None if args.no_serve else listen_socket("127.0.0.1", args.port)
+    with listener or contextlib.nullcontext():
+        with Engine(args.data, background=False) as engine:
+            built = build(engine, args.movies)
+            show_examples(engine, built)
+        url = f"http://127.0.0.1:{args.port}"
+        print("\n" + try_it(url, built))
+        if listener is None:
+            print(f"Serve them: vecserve serve --data {args.data} --port {args.port}")
+            return 0
+        print(f"Serving {os.path.abspath(args.data)} on {url} (Ctrl-C stops)", flush=True)
+        given = {"data_dir": args.data, "host": "127.0.0.1", "port": args.port}
+        return serve(given, "warning", listener)
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import errno
+import socket
 from typing import Any
 
 from service.cli.failure import USAGE, CommandFailed
 from service.cli.options import add_data_option, shown
 from service.settings import API_KEYS_ENV, ENV_PREFIX, Settings
 
-__all__ = ["DESCRIPTION", "HELP", "NAME", "add_arguments", "run", "serve"]
+__all__ = ["DESCRIPTION", "HELP", "NAME", "add_arguments", "listen_socket", "run", "serve"]
 
 NAME = "serve"
 HELP = "run the HTTP API"
@@ -53,12 +55,17 @@ def run(args: argparse.Namespace) -> int:
     return serve(given, args.log_level)
 
 
-def serve(given: dict[str, Any], log_level: str) -> int:
+def serve(given: dict[str, Any], log_level: str, listener: socket.socket | None = None) -> int:
     """Serve with the settings ``given`` (None for those the environment or the default
     decides) until SIGTERM or SIGINT, then return 0.
 
+    The address is taken (``listener``, when the caller took it already: see
+    :func:`listen_socket`) before the data folder is looked at, so that a busy port is
+    told at once and leaves the folder alone.
+
     Raises:
-        CommandFailed: the settings are not valid (status 2).
+        CommandFailed: the settings are not valid, or the address cannot be listened on
+            (status 2).
         DataFolderInUse: another engine has the data folder open.
     """
     import logging
@@ -74,19 +81,59 @@ def serve(given: dict[str, Any], log_level: str) -> int:
         settings = Settings(**{k: v for k, v in given.items() if v is not None})
     except ValidationError as exc:
         raise CommandFailed.from_validation(exc, USAGE) from None
-    check_folder_free(settings.data_dir)
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    # uvicorn shuts down gracefully on these, then raises them again for the handlers
-    # that were there before it: these, so that a requested stop exits 0.
-    for stop in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(stop, lambda *_: None)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=log_level,
-        server_header=False,
-    )
+    with listener or listen_socket(settings.host, settings.port) as sock:
+        check_folder_free(settings.data_dir)
+        logging.basicConfig(
+            level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+        # uvicorn shuts down gracefully on these, then raises them again for the handlers
+        # that were there before it: these, so that a requested stop exits 0.
+        for stop in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(stop, lambda *_: None)
+        address = _address(*sock.getsockname()[:2])
+
+        class Server(uvicorn.Server):
+            """uvicorn's server on the socket taken above, saying where it listens once
+            started, as it does for an address that it binds itself."""
+
+            async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+                await super().startup(sockets)
+                logging.getLogger("uvicorn.error").info(
+                    "Uvicorn running on http://%s (Press CTRL+C to quit)", address
+                )
+
+        config = uvicorn.Config(create_app(settings), log_level=log_level, server_header=False)
+        Server(config).run(sockets=[sock])
     return 0
+
+
+def listen_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port``, for :func:`serve` to listen on.
+
+    Raises:
+        CommandFailed: the address cannot be had: in use, not this machine's, a port
+            that needs privileges, an unknown host name (status 2), in one line.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        why = _BIND_ERRORS.get(exc.errno or 0, exc.strerror or str(exc))
+        raise CommandFailed(f"cannot listen on {_address(host, port)}: {why}", USAGE) from None
+    return sock
+
+
+_BIND_ERRORS = {
+    errno.EADDRINUSE: "the address is already in use (another vecserve, or another "
+    "program, listens there); stop it, or choose another port with --port",
+    errno.EADDRNOTAVAIL: "this machine has no such address; --host takes one of its own "
+    "(127.0.0.1, 0.0.0.0 for all)",
+    errno.EACCES: "permission denied (a port below 1024 needs privileges; take one above)",
+}
+
+
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

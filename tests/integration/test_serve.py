@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import orjson
+import pytest
 
 from indexer import Engine
 from indexer.indexes import load_index
@@ -39,6 +41,28 @@ def test_serve_refuses_a_public_address_without_api_keys(tmp_path: Path) -> None
     assert result.returncode == 2
     assert "without API keys" in result.stderr
     assert "--allow-no-auth" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["serve", "quickstart"])
+def test_a_busy_port_fails_with_one_line_and_exit_2_before_the_data_folder_is_made(
+    tmp_path: Path, command: str
+) -> None:
+    data = tmp_path / "data"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        args = [command, "--data", str(data), "--port", str(port)]
+        result = subprocess.run(
+            [VECSERVE, *args], env=ENV, capture_output=True, text=True, timeout=60, check=False
+        )
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"vecserve {command}: error: cannot listen on 127.0.0.1:{port}: the address is "
+        "already in use (another vecserve, or another program, listens there); stop it, "
+        "or choose another port with --port"
+    ]
+    assert not data.exists()
 
 
 def test_sigterm_finishes_requests_in_flight_saves_indexes_and_exits_0(
