@@ -17,7 +17,12 @@ FAILED = 1
 USAGE = 2  # bad arguments or input: argparse's own status for a usage error
 INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a Ctrl-C
 
-INSTALL_HINT = 'pip install torch==2.13.0 && pip install "vecserve[cpu,embed,demo]"'
+# torch's CPU build: a bare torch requirement on a Linux machine pulls GBs of CUDA packages.
+INSTALL_HINT = (
+    'pip install torch==2.13.0 --index-url "$TORCH_CPU_INDEX" && pip install '
+    '"vecserve[cpu,embed,demo]" (TORCH_CPU_INDEX: PyTorch\'s CPU wheel index, as the '
+    "README's quick start says)"
+)
 
 
 class CommandFailed(Exception):

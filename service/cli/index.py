@@ -172,10 +172,11 @@ def run(args: argparse.Namespace) -> int:
         )
     if summary.rejects_path is not None:
         print(f"  rejected records: {summary.rejects_path}")
+    model = f"model loaded in {summary.load_s:.1f}s" if summary.embedded else "nothing embedded"
     if config.url:
-        print(f"  model loaded in {summary.load_s:.1f}s; the service builds its index itself")
+        print(f"  {model}; the service builds its index itself")
     else:
-        print(f"  model loaded in {summary.load_s:.1f}s; index built in {summary.index_s:.1f}s")
+        print(f"  {model}; index built in {summary.index_s:.1f}s")
     return 0
 
 
