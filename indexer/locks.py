@@ -12,7 +12,10 @@ class ReadWriteLock:
     starve a write: once a writer waits, new readers queue behind it."""
 
     def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
+        # The condition's own lock, taken directly where no one waits: entering a plain
+        # lock is a C call, entering the condition a Python one (every search takes it).
+        self._mutex = threading.Lock()
+        self._cond = threading.Condition(self._mutex)
         self._readers = 0
         self._writer = False
         self._writers_waiting = 0
@@ -23,21 +26,9 @@ class ReadWriteLock:
         every search takes it, and a generator-based context manager costs several µs)."""
         return self._read
 
-    def _acquire_read(self) -> None:
-        with self._cond:
-            while self._writer or self._writers_waiting:
-                self._cond.wait()
-            self._readers += 1
-
-    def _release_read(self) -> None:
-        with self._cond:
-            self._readers -= 1
-            if not self._readers:
-                self._cond.notify_all()
-
     @contextmanager
     def write(self) -> Iterator[None]:
-        with self._cond:
+        with self._mutex:
             self._writers_waiting += 1
             while self._writer or self._readers:
                 self._cond.wait()
@@ -46,7 +37,7 @@ class ReadWriteLock:
         try:
             yield
         finally:
-            with self._cond:
+            with self._mutex:
                 self._writer = False
                 self._cond.notify_all()
 
@@ -61,7 +52,16 @@ class _ReadSide:
         self._lock = lock
 
     def __enter__(self) -> None:
-        self._lock._acquire_read()
+        lock = self._lock
+        with lock._mutex:
+            while lock._writer or lock._writers_waiting:
+                lock._cond.wait()
+            lock._readers += 1
 
     def __exit__(self, *exc: object) -> None:
-        self._lock._release_read()
+        lock = self._lock
+        with lock._mutex:
+            lock._readers -= 1
+            # Only a writer waits for the readers to leave (readers wait for writers).
+            if not lock._readers and lock._writers_waiting:
+                lock._cond.notify_all()

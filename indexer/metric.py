@@ -68,7 +68,11 @@ class Metric(StrEnum):
         if self is not Metric.COSINE:
             return queries, None
         low, high = _UNNORMALISED_SQUARES
-        if squares.all() and squares.min() >= low and squares.max() <= high:
+        if len(squares) == 1:  # a single query: a float compares faster than reductions
+            moderate = low <= float(squares[0]) <= high
+        else:
+            moderate = low <= np.minimum.reduce(squares) and np.maximum.reduce(squares) <= high
+        if moderate:
             return queries, (1.0 / np.sqrt(squares)).astype(np.float32, copy=False)
         return self.prepare(queries, squares), None
 
@@ -76,10 +80,14 @@ class Metric(StrEnum):
         """FAISS distances to scores: FAISS gives squared L2, we give the distance; a
         cosine is clamped to [-1, 1], which float32 rounding oversteps (a vector's cosine
         with itself comes out as 1.0000005)."""
+        # Ufuncs rather than np.clip, whose Python wrapper costs more than the work on the
+        # few distances of a single query.
         if self is Metric.L2:
-            return np.asarray(np.sqrt(np.maximum(distances, 0.0)))
+            lengths: np.ndarray = np.sqrt(np.maximum(distances, 0.0))
+            return lengths
         if self is Metric.COSINE:
-            return np.asarray(np.clip(distances, -1.0, 1.0))
+            cosines: np.ndarray = np.minimum(np.maximum(distances, -1.0), 1.0)
+            return cosines
         return distances
 
     def similarities(self, queries: np.ndarray, vectors: np.ndarray) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Iterable, Sized
 from dataclasses import dataclass
@@ -10,7 +11,14 @@ from typing import Any
 import numpy as np
 import orjson
 
-from indexer.errors import DuplicateIds, EmptyBatch, InvalidId
+from indexer.errors import (
+    DimensionMismatch,
+    DuplicateIds,
+    EmptyBatch,
+    InvalidId,
+    InvalidInput,
+    InvalidVector,
+)
 
 PointId = str | int
 """A point's id is the user's: a string or an integer, and ``"7"`` is not ``7``."""
@@ -96,8 +104,6 @@ def as_vector_batch(vectors: object, dim: int) -> np.ndarray:
 def vector_batch_and_squares(vectors: object, dim: int) -> tuple[np.ndarray, np.ndarray]:
     """:func:`as_vector_batch`, with each row's sum of squares (float32, and possibly
     infinite where a finite row overflows), which the check computes anyway."""
-    from indexer.errors import DimensionMismatch, InvalidVector
-
     try:
         array = np.asarray(vectors, dtype=np.float32)
     except (TypeError, ValueError) as exc:
@@ -111,9 +117,10 @@ def vector_batch_and_squares(vectors: object, dim: int) -> tuple[np.ndarray, np.
     if array.shape[1] != dim:
         raise DimensionMismatch(f"expected vectors of dimension {dim}, got {array.shape[1]}")
     # A row's sum of squares carries any NaN or infinity in it, in one pass that costs less
-    # than an isfinite mask; only when one is not finite (or overflowed) are rows checked.
+    # than an isfinite mask, and so does their total; only when it is not finite (or
+    # overflowed) are rows checked.
     squares = np.einsum("ij,ij->i", array, array)
-    if not np.isfinite(squares).all():
+    if not math.isfinite(np.add.reduce(squares)):
         finite = np.isfinite(array).all(axis=1)
         if not finite.all():
             raise InvalidVector(f"vector {int(np.flatnonzero(~finite)[0])} holds NaN or infinity")
@@ -121,7 +128,5 @@ def vector_batch_and_squares(vectors: object, dim: int) -> tuple[np.ndarray, np.
 
 
 def ensure_lengths(name: str, values: Sized, expected: int) -> None:
-    from indexer.errors import InvalidInput
-
     if len(values) != expected:
         raise InvalidInput(f"got {len(values)} {name} for {expected} ids")
