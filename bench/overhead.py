@@ -13,11 +13,12 @@
    preparing queries, converting scores, mapping labels to ids, building hits), which a
    GPU does not speed up. Also one query on that index: the engine's work per call.
 
-The machine is shared: every measurement interleaves the engine and raw FAISS (their order
-turning each round) and takes per-query medians over the rounds, so load from elsewhere
-falls on both alike. FAISS runs on one thread: a single query gains nothing from a second,
-and on a loaded machine each OpenMP region waits for whichever of its threads the scheduler
-has parked (raw HNSW answered 43 single queries a second on two threads at a load of 15).
+The machine is shared: the engine and raw FAISS take turns, a round of all the queries each
+(their order turning each round), and each query's median over the rounds counts, so load
+from elsewhere falls on both alike. FAISS runs on one thread: a single query gains nothing
+from a second, and on a loaded machine each OpenMP region waits for whichever of its
+threads the scheduler has parked (raw HNSW answered 43 single queries a second on two
+threads at a load of 15).
 ``--data`` keeps the built collections in a folder and reopens them on the next run (the
 same indexes measured before and after a change).
 """
@@ -138,22 +139,23 @@ class Batch:
 # -- timing ------------------------------------------------------------------------------
 
 
-def interleaved_medians(
+def medians_in_turns(
     calls: dict[str, Callable[[int], object]], items: int, rounds: int
 ) -> dict[str, np.ndarray]:
-    """Seconds of each call on each item (``call(i)``), the median over ``rounds``; the
-    calls take turns on every item, in an order that turns each round."""
+    """Seconds of each call on each item (``call(i)``), the median over ``rounds``. Each
+    round runs every call over all the items in turn, their order turning each round: a
+    call never runs on an item just searched by another (whose index lists or graph
+    nodes would still be in the CPU caches), and load from elsewhere falls on all alike."""
     names = list(calls)
     seconds = {name: np.empty((items, rounds)) for name in names}
     clock = time.perf_counter_ns
     for r in range(rounds):
-        order = names[r % len(names) :] + names[: r % len(names)]
-        for i in range(items):
-            for name in order:
-                call = calls[name]
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            call, taken = calls[name], seconds[name]
+            for i in range(items):
                 started = clock()
                 call(i)
-                seconds[name][i, r] = (clock() - started) / 1e9
+                taken[i, r] = (clock() - started) / 1e9
     return {name: np.median(s, axis=1) for name, s in seconds.items()}
 
 
@@ -164,7 +166,10 @@ def collection_for(engine: Engine, dataset: Dataset, family: str) -> Collection:
     """The dataset's collection of ``family``, built (and calibrated) unless it exists."""
     name = f"{dataset.name}-{family}"
     if name in engine.list_collections():
-        return engine.get_collection(name)
+        col = engine.get_collection(name)
+        if col.index_info["family"] == family and col.count() == len(dataset.base):
+            return col
+        engine.drop_collection(name)  # left half-built by an interrupted run
     n, dim = dataset.base.shape
     col = engine.create_collection(name, dim=dim, metric=dataset.metric, index={"kind": family})
     for start in range(0, n, UPSERT_BATCH):
@@ -191,7 +196,7 @@ def bench_single(engine: Engine, dataset: Dataset, family: str, truth: np.ndarra
     raw_ids = np.asarray(col._point_ids.id_grid(raw_labels))
     same = float(np.mean([list(a) == list(b) for a, b in zip(ids, raw_ids, strict=False)]))
 
-    seconds = interleaved_medians(
+    seconds = medians_in_turns(
         {
             "raw": lambda i: raw_index.search(prepared[i], K, params=faiss_params),
             "engine": lambda i: col.search(queries[i], k=K, with_payload=False),
@@ -244,7 +249,7 @@ def bench_tiny(col: Collection, queries: np.ndarray, metric: str) -> Batch:
         prepared = queries / np.linalg.norm(queries, axis=1, keepdims=True)
     given = queries[0] if len(queries) == 1 else queries
     items, rounds = (N_SINGLE, 5) if len(queries) == 1 else (1, BATCH_ROUNDS)
-    seconds = interleaved_medians(
+    seconds = medians_in_turns(
         {
             "raw": lambda i: raw_index.search(prepared, K),
             "engine": lambda i: col.search(given, k=K, with_payload=False),
@@ -276,8 +281,10 @@ def markdown(report: dict[str, Any], singles: list[Single], batches: list[Batch]
         "parallel region waits for whichever of its threads is descheduled, which swamps "
         "a single query's time.",
         f"- {s['n_single']} queries ({s['n_single_flat']} for flat), each searched alone, "
-        f"{s['single_rounds']} rounds; engine, arrays and raw take turns on every query "
-        "(their order turning each round) and each query's median time counts.",
+        f"{s['single_rounds']} rounds; engine, arrays and raw take turns, a round of all "
+        "the queries each (their order turning each round), and each query's median time "
+        "counts: a call never follows another's search of the same query, whose index "
+        "data would still be in the CPU caches.",
         "- engine = `Collection.search(vector, k=10, with_payload=False)` (hit objects); "
         "arrays = `Collection.search_arrays(vector, k=10)`; raw = `index.search` of the "
         "engine's own FAISS index with the same FAISS search parameters object every call, "
@@ -293,7 +300,7 @@ def markdown(report: dict[str, Any], singles: list[Single], batches: list[Batch]
         "",
         f"- Target (issue 15): at most {BATCH_TARGET_MS} ms of engine work beyond FAISS "
         f"for {BATCH:,} queries.",
-        f"- Medians over {s['batch_rounds']} interleaved rounds ({BATCH:,} queries; one "
+        f"- Medians over {s['batch_rounds']} rounds in turns ({BATCH:,} queries; one "
         f"query: {N_SINGLE} calls x 5 rounds), k = {K}. hits = `Collection.search` (a hit "
         "object per result, no payloads); arrays = `Collection.search_arrays` (user ids "
         "and float32 scores).",
@@ -343,7 +350,7 @@ def main() -> None:
             "batch_rounds": BATCH_ROUNDS,
             "tiny_index": TINY_INDEX,
             "faiss_threads": FAISS_THREADS,
-            "timing": "per-query medians over interleaved rounds, summed",
+            "timing": "per-query medians over rounds taken in turns, summed",
         },
         "datasets": [d.describe() for d in datasets],
         "single": [asdict(r) for r in singles],

@@ -120,7 +120,7 @@ def vector_batch_and_squares(vectors: object, dim: int) -> tuple[np.ndarray, np.
     # than an isfinite mask, and so does their total; only when it is not finite (or
     # overflowed) are rows checked.
     squares = np.einsum("ij,ij->i", array, array)
-    if not math.isfinite(np.add.reduce(squares)):
+    if not math.isfinite(squares[0] if len(squares) == 1 else np.add.reduce(squares)):
         finite = np.isfinite(array).all(axis=1)
         if not finite.all():
             raise InvalidVector(f"vector {int(np.flatnonzero(~finite)[0])} holds NaN or infinity")

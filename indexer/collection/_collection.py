@@ -17,6 +17,7 @@ from indexer.collection.hybrid import CollectionSource, FullTextIndexer, full_te
 from indexer.collection.point_ids import PointIds
 from indexer.collection.reader import Reader, page_points, points
 from indexer.collection.recommend import Example, Strategy, check_request
+from indexer.collection.results import padded
 from indexer.collection.upkeep import IndexBuildObserver, IndexUpkeep
 from indexer.collection.validation import MAX_K, check_k
 from indexer.collection.writes import delete_target, prepare_upsert
@@ -301,7 +302,8 @@ class Collection:
             distances, labels = self._reader.nearest(vecs, k, search_params, filter, scale)
             ids = self._point_ids.id_grid(labels)
         scores = self.metric.scores(distances).astype(np.float32, copy=False)
-        scores[labels < 0] = np.nan
+        if padded(labels):
+            scores[labels < 0] = np.nan
         return ids, scores
 
     def recommend(

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from indexer.collection.results import padded
 from indexer.points import PointId, decode_id, encode_id
 
 # Batches of at least this many hits read ids from an array (see PointIds.ids), built only
@@ -90,9 +91,9 @@ class PointIds:
 
     def id_grid(self, labels: np.ndarray) -> np.ndarray:
         """The user ids of search results [nq, k] as an object array, None where -1 pads."""
-        found = labels >= 0
-        if found.all():  # the usual case: no row short of k
+        if not padded(labels):  # the usual case: no row short of k
             return self.id_array(labels.ravel()).reshape(labels.shape)
+        found = labels >= 0
         ids = np.full(labels.shape, None, dtype=object)
         ids[found] = self.id_array(labels[found])
         return ids

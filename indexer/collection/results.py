@@ -24,9 +24,16 @@ def hits(
 ) -> list[list[Hit]]:
     """One list of hits per row of ``labels`` [nq, k] (-1 pads rows short of k), with
     payloads when ``with_payload`` and vectors when ``rows`` reads them."""
-    found = labels >= 0
-    hit_labels = labels[found]
-    listed = scores[found].tolist()
+    width = labels.shape[1]
+    counts: list[int] | None = None  # hits per row, where some row is short
+    if width and not padded(labels):  # the usual case: every row full, nothing to mask
+        hit_labels = labels.ravel()
+        listed = scores.ravel().tolist()
+    else:
+        found = labels >= 0
+        hit_labels = labels[found]
+        listed = scores[found].tolist()
+        counts = found.sum(1).tolist()
     ids = point_ids(hit_labels)
     # Hits are built in C-level passes over the batch: at ~10k hits a batch, a Python
     # loop per hit would cost a fifth of a fast FAISS search.
@@ -38,8 +45,21 @@ def hits(
         built = list(map(Hit, ids, listed, payloads, vectors))
     else:
         built = list(map(Hit, ids, listed))
-    ends = list(accumulate(found.sum(1).tolist()))
+    if counts is None:
+        return [built[start : start + width] for start in range(0, len(built), width)]
+    ends = list(accumulate(counts))
     return [built[start:end] for start, end in zip([0, *ends[:-1]], ends, strict=True)]
+
+
+def padded(labels: np.ndarray) -> bool:
+    """Whether some row of search results [nq, k] is short of k. Such a row ends in -1
+    labels (FAISS's padding, and the engine's), so the last column tells, without
+    counting each row's hits: a single query's few cost less than the counting."""
+    if not labels.size:
+        return False
+    if len(labels) == 1:
+        return bool(labels[0, -1] < 0)
+    return bool(np.minimum.reduce(labels[:, -1]) < 0)
 
 
 def vector(blob: bytes | None) -> np.ndarray | None:

@@ -12,6 +12,7 @@ from typing import Literal
 import faiss
 import numpy as np
 
+from indexer.collection.results import padded
 from indexer.collection.validation import MAX_K
 from indexer.devices import GPU_MAX_K
 from indexer.indexes import FaissIndex, LabelSet
@@ -111,12 +112,15 @@ def search(
             distances, labels = keep_labels(distances, labels, allowed.contains(labels), k)
         else:
             distances, labels = index.search(queries, k, chosen.params, allowed)
-        short = (labels >= 0).sum(1) < k
-        if short.any():
+        if padded(labels):
             # An approximate index missed some of the k that exist: answer those exactly.
+            short = (labels >= 0).sum(1) < k
             distances[short], labels[short] = exact(queries[short], k, stored(subset), metric)
     if scale is not None:
-        with np.errstate(over="ignore"):  # the -FLT_MAX that pads short rows may overflow
+        if padded(labels):
+            with np.errstate(over="ignore"):  # the -FLT_MAX that pads short rows may overflow
+                distances *= scale[:, None]
+        else:  # no padding to overflow, and no error state to set and restore
             distances *= scale[:, None]
     return distances, labels
 
