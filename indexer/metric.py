@@ -73,7 +73,8 @@ class Metric(StrEnum):
         else:
             moderate = low <= np.minimum.reduce(squares) and np.maximum.reduce(squares) <= high
         if moderate:
-            return queries, (1.0 / np.sqrt(squares)).astype(np.float32, copy=False)
+            scale: np.ndarray = 1.0 / np.sqrt(squares)  # float32, as squares are
+            return queries, scale
         return self.prepare(queries, squares), None
 
     def scores(self, distances: np.ndarray) -> np.ndarray:

@@ -254,9 +254,10 @@ class Collection:
         ``params`` tunes the index (``nprobe``, ``ef_search``) or asks for an ``exact``
         search.
         """
-        kind, given = inputs.one_input("search", queries, texts, images)
-        if kind != "vectors":
-            queries = self._embed(kind, given)
+        if texts is not None or images is not None or queries is None:
+            kind, given = inputs.one_input("search", queries, texts, images)
+            if kind != "vectors":
+                queries = self._embed(kind, given)
         vecs, scale = self._reader.queries(queries)
         k = check_k(k)
         search_params = SearchParams.parse(params)

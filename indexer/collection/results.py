@@ -46,6 +46,8 @@ def hits(
     else:
         built = list(map(Hit, ids, listed))
     if counts is None:
+        if len(labels) == 1:
+            return [built]
         return [built[start : start + width] for start in range(0, len(built), width)]
     ends = list(accumulate(counts))
     return [built[start:end] for start, end in zip([0, *ends[:-1]], ends, strict=True)]
