@@ -264,6 +264,8 @@ class Collection:
         with self._rw.read():
             self._check_open()
             distances, labels = self._reader.nearest(vecs, k, search_params, filter, scale)
+            if len(labels) == 1 and not (with_payload or with_vectors):
+                return [self._reader.query_hits(distances[0], labels[0])]
             scores = self.metric.scores(distances)
             return self._reader.hits(scores, labels, with_payload, with_vectors)
 

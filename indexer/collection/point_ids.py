@@ -78,6 +78,10 @@ class PointIds:
         point_ids: list[PointId] = ids.tolist()
         return point_ids
 
+    def ids_of(self, labels: list[int]) -> list[PointId]:
+        """:meth:`ids` of a few labels given as a list."""
+        return list(map(self._ids.__getitem__, labels))
+
     def id_array(self, labels: np.ndarray) -> np.ndarray:
         """:meth:`ids` as an object array, taken from the table without a list in between
         where it can be."""

@@ -18,7 +18,7 @@ import orjson
 from indexer.collection import recommend as recommending
 from indexer.collection.point_ids import PointIds
 from indexer.collection.recommend import Example, Strategy
-from indexer.collection.results import hits, vector
+from indexer.collection.results import hits, query_hits, vector
 from indexer.collection.search import FilterCache, StoredVectors, search
 from indexer.errors import PointNotFound
 from indexer.filters import compile_filter
@@ -103,6 +103,10 @@ class Reader:
         if with_payload or with_vectors:
             rows = partial(self._store.rows, with_vectors=with_vectors)
         return hits(scores, labels, self._point_ids.ids, rows, with_payload)
+
+    def query_hits(self, distances: np.ndarray, labels: np.ndarray) -> list[Hit]:
+        """The hits, without payloads, of one query's distances and labels [k]."""
+        return query_hits(distances, labels, self._metric, self._point_ids.ids_of)
 
     def rows(
         self, ids: Sequence[PointId], with_vectors: bool

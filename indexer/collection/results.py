@@ -9,6 +9,7 @@ from itertools import accumulate
 import numpy as np
 import orjson
 
+from indexer.metric import Metric
 from indexer.points import Hit, PointId
 
 Rows = Callable[[np.ndarray], dict[int, tuple[str, bytes | None]]]
@@ -62,6 +63,23 @@ def padded(labels: np.ndarray) -> bool:
     if len(labels) == 1:
         return bool(labels[0, -1] < 0)
     return bool(np.minimum.reduce(labels[:, -1]) < 0)
+
+
+def query_hits(
+    distances: np.ndarray,
+    labels: np.ndarray,
+    metric: Metric,
+    point_ids: Callable[[list[int]], list[PointId]],
+) -> list[Hit]:
+    """The hits, without payloads, of one query's FAISS distances and labels [k] (-1 pads
+    a short row): :func:`hits` for the most common call, in plain Python, which costs
+    less than numpy's calls for so few values."""
+    found = labels.tolist()
+    scores = metric.score_list(distances.tolist())
+    if found and found[-1] < 0:  # short: -1 labels pad its end
+        scores = scores[: found.index(-1)]
+        found = found[: len(scores)]
+    return list(map(Hit, point_ids(found), scores))
 
 
 def vector(blob: bytes | None) -> np.ndarray | None:

@@ -102,20 +102,26 @@ def search(
     if k == 0:
         return np.empty((len(queries), 0), np.float32), np.empty((len(queries), 0), np.int64)
     subset = allowed.labels if allowed is not None else None
-    matching = len(allowed) if allowed is not None else None
-    chosen = plan(index, k, params, matching, (len(queries), queries.shape[1]))
-    if chosen.how == "exact":
-        distances, labels = exact(queries, k, stored(subset), metric)
+    if allowed is None and not params.exact and not index.on_gpu:
+        # What plan() answers without a filter, an exact scan asked or a GPU, unasked: on
+        # the path of every plain search, each call costs (its code is cold in the CPU
+        # caches after an index search has streamed through them).
+        distances, labels = index.search(queries, k, params, None)
     else:
-        if chosen.how == "over_fetch" and allowed is not None:
+        matching = len(allowed) if allowed is not None else None
+        chosen = plan(index, k, params, matching, (len(queries), queries.shape[1]))
+        if chosen.how == "exact":
+            distances, labels = exact(queries, k, stored(subset), metric)
+        elif chosen.how == "over_fetch" and allowed is not None:
             distances, labels = index.search(queries, chosen.fetch, chosen.params, None)
             distances, labels = keep_labels(distances, labels, allowed.contains(labels), k)
         else:
             distances, labels = index.search(queries, k, chosen.params, allowed)
-        if padded(labels):
-            # An approximate index missed some of the k that exist: answer those exactly.
-            short = (labels >= 0).sum(1) < k
-            distances[short], labels[short] = exact(queries[short], k, stored(subset), metric)
+    if padded(labels):
+        # An approximate index missed some of the k that exist (an exact scan finds them
+        # all): answer those exactly.
+        short = (labels >= 0).sum(1) < k
+        distances[short], labels[short] = exact(queries[short], k, stored(subset), metric)
     if scale is not None:
         if padded(labels):
             with np.errstate(over="ignore"):  # the -FLT_MAX that pads short rows may overflow

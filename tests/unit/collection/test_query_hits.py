@@ -1,0 +1,54 @@
+"""A single query's hits, built in plain Python, are the batch's to the bit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from indexer import Engine
+from indexer.collection.results import query_hits
+from indexer.metric import Metric
+from indexer.points import Hit
+
+
+def distances_to_score() -> np.ndarray:
+    """float32 distances of every kind: random, around the cosine bounds, zeros of both
+    signs, slightly negative squared lengths, huge and tiny values, NaN."""
+    rng = np.random.default_rng(7)
+    special = [0.0, -0.0, 1.0, -1.0, 1.0000001, -1.0000001, -1e-7, 3.4e38, 1e-38, np.nan]
+    return np.concatenate(
+        [
+            rng.standard_normal(2000).astype(np.float32),
+            (rng.random(2000) * 1e4).astype(np.float32),
+            np.array(special, dtype=np.float32),
+        ]
+    )
+
+
+@pytest.mark.parametrize("metric", list(Metric))
+def test_score_list_equals_scores_to_the_bit(metric: Metric) -> None:
+    distances = distances_to_score()
+    expected = metric.scores(distances).astype(np.float32)
+    got = np.array(metric.score_list(distances.tolist()), dtype=np.float32)
+    assert got.view(np.uint32).tolist() == expected.view(np.uint32).tolist()
+
+
+def test_a_short_row_ends_its_hits_at_the_padding() -> None:
+    distances = np.array([0.25, 4.0, 3.4e38, 3.4e38], dtype=np.float32)
+    labels = np.array([7, 2, -1, -1])
+    found = query_hits(distances, labels, Metric.L2, lambda ls: [f"p{i}" for i in ls])
+    assert found == [Hit("p7", 0.5), Hit("p2", 2.0)]
+
+
+@pytest.mark.parametrize("metric", list(Metric))
+def test_a_query_searched_alone_scores_as_in_a_batch(engine: Engine, metric: str) -> None:
+    rng = np.random.default_rng(3)
+    col = engine.create_collection("c", dim=24, metric=metric, index="flat")
+    col.upsert(list(range(300)), rng.standard_normal((300, 24), dtype=np.float32) * 3)
+    queries = rng.standard_normal((20, 24), dtype=np.float32) * 2
+    batch = col.search(queries, k=12, with_payload=False)
+    for query, expected in zip(queries, batch, strict=True):
+        alone = col.search(query, k=12, with_payload=False)[0]
+        assert [(h.id, h.score) for h in alone] == [(h.id, h.score) for h in expected]
+    ids, scores = col.search_arrays(queries[:1], k=12)
+    assert [(h.id, h.score) for h in batch[0]] == list(zip(ids[0], scores[0].tolist(), strict=True))
