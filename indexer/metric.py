@@ -95,8 +95,8 @@ class Metric(StrEnum):
 
     def score_list(self, distances: list[float]) -> list[float]:
         """:meth:`scores` of a few float32 distances as Python floats, without numpy: the
-        same values to the bit (a float32 square root or product computed in double
-        precision, then rounded to float32, is the float32 result; clamping is exact).
+        same values to the bit (the square root of a float32 taken in double precision,
+        then rounded to float32, is the float32 square root; clamping is exact).
         A single query's hits take this way: after an index search has streamed through
         the CPU caches, each numpy call costs microseconds of cache misses."""
         if self is Metric.L2:

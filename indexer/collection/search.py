@@ -103,9 +103,10 @@ def search(
         return np.empty((len(queries), 0), np.float32), np.empty((len(queries), 0), np.int64)
     subset = allowed.labels if allowed is not None else None
     if allowed is None and not params.exact and not index.on_gpu:
-        # What plan() answers without a filter, an exact scan asked or a GPU, unasked: on
-        # the path of every plain search, each call costs (its code is cold in the CPU
-        # caches after an index search has streamed through them).
+        # Without a filter, an exact scan asked or a GPU, plan() can only answer "search
+        # the index": every plain search comes this way, which skips asking it, because
+        # each call on this path costs microseconds (an index search streams through the
+        # CPU caches, so the code that runs next finds itself cold).
         distances, labels = index.search(queries, k, params, None)
     else:
         matching = len(allowed) if allowed is not None else None
