@@ -43,6 +43,9 @@ class QueryResult:
     # Lexical stages cover only the points indexed so far while a new full-text
     # declaration is being built: {"indexed": n, "total": m} then, else None.
     full_text_partial: dict[str, int] | None = None
+    # A cluster's shards that could not answer a plan that accepted a partial answer (the
+    # hits are then the other shards' best); None when every shard answered.
+    missing_shards: list[str] | None = None
 
 
 class QuerySource(Protocol):

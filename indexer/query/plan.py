@@ -142,6 +142,12 @@ class QueryPlan(_Model):
     with_payload: bool = True
     with_vectors: bool = False
     explain: bool = False
+    partial: bool = Field(
+        default=False,
+        description="on a cluster router: when a shard cannot answer, answer from the"
+        " shards that can and name the others in `missing_shards` (else 503"
+        " ShardUnavailable); one engine holds all its points and always answers in full",
+    )
 
     @classmethod
     def parse(cls, value: object) -> QueryPlan:

@@ -29,6 +29,7 @@ from ray.serve.handle import DeploymentHandle
 
 from indexer import Engine
 from indexer.errors import ShardUnavailable
+from indexer.query import RerankerRegistry
 from service.app import create_app
 from service.cluster.replica import ReplicaServer
 from service.cluster.shard import WRITES, Reply, ShardServer
@@ -192,8 +193,11 @@ class Router:
         ]
 
     def __serve_build_asgi_app__(self) -> Any:
-        links = self.links
-        return create_app(self.settings, engine=lambda: cast(Engine, ShardedEngine(links)))
+        links, rerankers = self.links, RerankerRegistry(self.settings.rerankers)
+        return create_app(
+            self.settings,
+            engine=lambda: cast(Engine, ShardedEngine(links, rerankers=rerankers)),
+        )
 
 
 def build(

@@ -24,7 +24,7 @@ Reply = tuple[Any, ...]
 
 # The collection methods a router may call on a shard; reads may go to a read replica.
 READS = frozenset(
-    {"count", "get", "thumbnail", "scroll", "search", "recommend", "embed", "describe"}
+    {"count", "get", "thumbnail", "scroll", "search", "recommend", "query", "embed", "describe"}
 )
 WRITES = frozenset({"upsert", "delete", "optimize", "set_full_text"})
 # Rows per reply when a read replica catches up.

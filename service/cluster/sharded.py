@@ -12,9 +12,12 @@ shard, and the Ray adapter (:mod:`service.cluster.serving`) provides the links.
 - Searches, recommend, count, scroll, get and delete by filter go to every shard; each
   shard applies the filter itself, so k results come back whenever k points match, and
   the router merges the top k with :func:`indexer.merge.merge_hits` (FAISS's merge).
+- Multi-stage and hybrid queries rank each stage over every shard, then fuse and rerank
+  once, here (:mod:`service.cluster.query`).
 - Reads go to a shard's read replicas when it has any. A shard that cannot be reached is
   retried for ``retry_s``; then the request fails with 503 ``ShardUnavailable`` naming
-  it: never a silent partial answer.
+  it: never a silent partial answer. A query that asks for a ``partial`` answer gets the
+  other shards' answer instead, with the missing shards named.
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ from indexer.errors import (
 from indexer.merge import merge_hits
 from indexer.metric import Metric
 from indexer.points import as_vector_batch, encode_id, ensure_lengths, validate_id, validate_ids
+from indexer.query import QueryPlan, QueryResult, RerankerRegistry
+from service.cluster.query import run_sharded_query
 from service.cluster.shard import Reply
 
 __all__ = ["ShardLink", "ShardedCollection", "ShardedEngine", "shard_of"]
@@ -83,9 +88,18 @@ class ShardedEngine:
     path = Path("cluster")
     gpus = 0
 
-    def __init__(self, links: Sequence[ShardLink], *, retry_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        links: Sequence[ShardLink],
+        *,
+        retry_s: float = 10.0,
+        rerankers: RerankerRegistry | None = None,
+    ) -> None:
+        """``rerankers``: the cross-encoders queries may rerank with, run here (a query
+        is fused and reranked once, at the router)."""
         self.links = list(links)
         self.retry_s = retry_s
+        self.rerankers = rerankers or RerankerRegistry()
         self.pool = ThreadPoolExecutor(max_workers=4 * len(self.links), thread_name_prefix="fan")
         self._open: dict[str, ShardedCollection] = {}
 
@@ -97,6 +111,27 @@ class ShardedEngine:
         futures = [self.pool.submit(call, i, link) for i, link in enumerate(self.links)]
         replies = [future.result() for future in futures]
         return [_value(reply) for reply in replies]
+
+    def each_answering(
+        self, call: Callable[[int, ShardLink], Reply]
+    ) -> tuple[list[Any], list[str]]:
+        """``call`` on every shard at once, for a request that accepts a partial answer:
+        the answers of the shards that gave one, in shard order, and the names of those
+        that were unavailable. Other errors are raised as :meth:`each` raises them; so is
+        :class:`ShardUnavailable` when no shard answered."""
+        futures = [self.pool.submit(call, i, link) for i, link in enumerate(self.links)]
+        answers: list[Any] = []
+        missing: list[str] = []
+        unavailable: ShardUnavailable | None = None
+        for link, future in zip(self.links, futures, strict=True):
+            try:
+                answers.append(future.result())
+            except ShardUnavailable as exc:
+                missing.append(link.name)
+                unavailable = unavailable or exc
+        if unavailable is not None and not answers:
+            raise unavailable
+        return [_value(reply) for reply in answers], missing
 
     def read(self, link: ShardLink, method: str, *args: Any) -> Reply:
         """A read, retried while the shard restarts, for at most ``retry_s``."""
@@ -205,11 +240,19 @@ class ShardedCollection:
 
     # -- fan-out ---------------------------------------------------------------------
 
-    def _read_all(self, method: str, *args: Any, **kwargs: Any) -> list[Any]:
+    def read_all(self, method: str, *args: Any, **kwargs: Any) -> list[Any]:
+        """Every shard's answer to a read, in shard order."""
         return self.engine.each(
             lambda _, link: self.engine.read(
                 link, "collection_call", self.name, method, args, kwargs
             )
+        )
+
+    def read_answering(self, method: str, *args: Any) -> tuple[list[Any], list[str]]:
+        """A read for a partial answer: each shard asked once, none waited for while it
+        restarts; the answers of those that gave one and the names of the others."""
+        return self.engine.each_answering(
+            lambda _, link: link.read("collection_call", self.name, method, args, {})
         )
 
     def _write(self, shard: int, method: str, *args: Any, **kwargs: Any) -> Reply:
@@ -260,7 +303,7 @@ class ShardedCollection:
         )
 
     def count(self, filter: dict[str, Any] | None = None) -> int:
-        return int(sum(self._read_all("count", filter)))
+        return int(sum(self.read_all("count", filter)))
 
     def upsert(
         self,
@@ -357,7 +400,7 @@ class ShardedCollection:
         filter: dict[str, Any] | None = None,
         with_vectors: bool = False,
     ) -> tuple[list[Point], str | None]:
-        pages = self._read_all("scroll", limit, cursor, filter=filter, with_vectors=with_vectors)
+        pages = self.read_all("scroll", limit, cursor, filter=filter, with_vectors=with_vectors)
         merged = sorted(
             ((encode_id(p.id), p) for points, _ in pages for p in points), key=lambda kp: kp[0]
         )
@@ -380,7 +423,7 @@ class ShardedCollection:
         if texts is not None or images is not None:
             queries = self.embed(texts=texts, images=images)
         vectors = as_vector_batch(queries, self.dim)
-        per_shard = self._read_all(
+        per_shard = self.read_all(
             "search",
             vectors,
             k,
@@ -431,7 +474,7 @@ class ShardedCollection:
             return out
 
         excluded = set(stored)
-        per_shard = self._read_all(
+        per_shard = self.read_all(
             "recommend",
             as_vectors(positive),
             as_vectors(negative),
@@ -449,12 +492,21 @@ class ShardedCollection:
     def embed(
         self, *, texts: Sequence[str] | None = None, images: Sequence[Any] | None = None
     ) -> np.ndarray:
-        """Vectors by the collection's embedder, on one shard (taking turns)."""
-        link = self.engine.links[next(self._turn) % len(self.engine.links)]
-        kwargs = {"texts": texts, "images": images}
-        vectors: np.ndarray = _value(
-            self.engine.read(link, "collection_call", self.name, "embed", (), kwargs)
-        )
+        """Vectors by the collection's embedder, on one shard (taking turns; the next one
+        when a shard is unavailable, as every shard holds the model)."""
+        links = self.engine.links
+        first = next(self._turn) % len(links)
+        args = (self.name, "embed", (), {"texts": texts, "images": images})
+        reply: Reply | None = None
+        for link in links[first:] + links[:first]:
+            try:
+                reply = link.read("collection_call", *args)
+                break
+            except ShardUnavailable:
+                continue
+        if reply is None:  # none answers now: wait for the first to come back
+            reply = self.engine.read(links[first], "collection_call", *args)
+        vectors: np.ndarray = _value(reply)
         return vectors
 
     @property
@@ -484,12 +536,10 @@ class ShardedCollection:
         """Declare (or drop, with None) the full-text fields on every shard."""
         self.engine.each(lambda s, _: self._write(s, "set_full_text", full_text))
 
-    def query(self, plan: Any) -> Any:
-        raise NotSupported(
-            "multi-stage and hybrid queries are answered by `vecserve serve`, not yet by a "
-            "cluster router: its shards' fused scores are not comparable; search by vector, "
-            "text or image here"
-        )
+    def query(self, plan: QueryPlan | dict[str, Any]) -> QueryResult:
+        """As :meth:`Collection.query`: each stage ranked over every shard, then fused,
+        reranked and paged at the router; see :mod:`service.cluster.query`."""
+        return run_sharded_query(self, QueryPlan.parse(plan))
 
     def optimize(self) -> None:
         self.engine.each(lambda s, _: self._write(s, "optimize"))

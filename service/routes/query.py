@@ -31,7 +31,9 @@ async def query(body: QueryBody, collection: CollectionDep, settings: SettingsDe
     ``relative_score``), optionally reranked (a cross-encoder from the server's allowlist,
     or MMR for diversity), then paged by ``offset`` and ``limit``. With ``explain``, each
     hit says its rank and score in each stage. While a new full-text declaration is being
-    indexed, ``full_text`` says how many points lexical stages covered."""
+    indexed, ``full_text`` says how many points lexical stages covered. On a cluster
+    router, with ``partial``, shards that cannot answer are left out and named in
+    ``missing_shards`` (without it, such a query is a 503 ``ShardUnavailable``)."""
     plan = body.plan(settings.max_k)
     result = await run_in_threadpool(collection.query, plan)
     return Json(result_json(result))
@@ -68,6 +70,8 @@ def result_json(result: QueryResult, encoding: Any = "float") -> dict[str, Any]:
     out: dict[str, Any] = {"hits": [hit_json(h, encoding) for h in result.hits]}
     if result.full_text_partial is not None:
         out["full_text"] = result.full_text_partial
+    if result.missing_shards is not None:
+        out["missing_shards"] = result.missing_shards
     return out
 
 

@@ -354,6 +354,11 @@ class QueryHits(BaseModel):
         description="while full-text indexing is under way: the points lexical stages"
         " covered (`indexed`) of `total`",
     )
+    missing_shards: list[str] | None = Field(
+        default=None,
+        description="with `partial`, on a cluster router: the shards that could not answer;"
+        " the hits are the best of the others",
+    )
 
 
 class VectorExample(Body):

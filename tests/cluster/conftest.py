@@ -5,6 +5,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from indexer.errors import ShardUnavailable
+from service.cluster.shard import Reply, ShardServer
+
 
 def start_ray(**options: Any) -> None:
     """A Ray instance of this process's own, quiet, without its dashboard."""
@@ -16,3 +19,21 @@ def start_ray(**options: Any) -> None:
         logging_level=logging.WARNING,
         **options,
     )
+
+
+class LocalLink:
+    """A shard reached in-process (the Ray adapter only carries the same calls between
+    processes); ``down`` makes it unavailable, as a dead shard is."""
+
+    def __init__(self, name: str, server: ShardServer) -> None:
+        self.name = name
+        self.server = server
+        self.down = False
+
+    def primary(self, method: str, *args: Any) -> Reply:
+        if self.down:
+            raise ShardUnavailable(f"{self.name} is unavailable")
+        reply: Reply = getattr(self.server, method)(*args)
+        return reply
+
+    read = primary

@@ -662,6 +662,7 @@ class AsyncClient:
         with_payload: bool = True,
         with_vectors: bool = False,
         explain: bool = False,
+        partial: bool = False,
     ) -> QueryResult:
         """Hybrid retrieval: prefetch stages, fused, optionally reranked, then paged.
 
@@ -687,10 +688,13 @@ class AsyncClient:
             with_payload: return each hit's payload.
             with_vectors: return each hit's vector, as a float32 numpy array.
             explain: each hit carries its rank and score in each stage.
+            partial: on a cluster router, accept an answer from the shards that can give
+                one when others cannot; those are then named in ``missing_shards``.
 
         Returns:
-            The hits, best first, and ``full_text`` progress while a new full-text
-            declaration is still being indexed.
+            The hits, best first, ``full_text`` progress while a new full-text
+            declaration is still being indexed, and ``missing_shards`` (with
+            ``partial``, when shards could not answer).
 
         Raises:
             InvalidQuery: the plan cannot run (or an FTS5 expression does not parse).
@@ -698,6 +702,7 @@ class AsyncClient:
             InvalidFilter: a filter does not parse.
             DimensionMismatch: a vector's dimension is not the collection's.
             CollectionNotFound: there is no such collection.
+            ShardUnavailable: a shard of a cluster could not answer (without ``partial``).
 
         Example:
             >>> result = await client.query(
@@ -725,6 +730,8 @@ class AsyncClient:
             body["with_vectors"] = True
         if explain:
             body["explain"] = True
+        if partial:
+            body["partial"] = True
         response = await self._request(
             "query", "POST", collection_url(collection, "query"), json=body
         )

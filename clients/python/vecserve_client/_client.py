@@ -656,6 +656,7 @@ class Client:
         with_payload: bool = True,
         with_vectors: bool = False,
         explain: bool = False,
+        partial: bool = False,
     ) -> QueryResult:
         """Hybrid retrieval: prefetch stages, fused, optionally reranked, then paged.
 
@@ -681,10 +682,13 @@ class Client:
             with_payload: return each hit's payload.
             with_vectors: return each hit's vector, as a float32 numpy array.
             explain: each hit carries its rank and score in each stage.
+            partial: on a cluster router, accept an answer from the shards that can give
+                one when others cannot; those are then named in ``missing_shards``.
 
         Returns:
-            The hits, best first, and ``full_text`` progress while a new full-text
-            declaration is still being indexed.
+            The hits, best first, ``full_text`` progress while a new full-text
+            declaration is still being indexed, and ``missing_shards`` (with
+            ``partial``, when shards could not answer).
 
         Raises:
             InvalidQuery: the plan cannot run (or an FTS5 expression does not parse).
@@ -692,6 +696,7 @@ class Client:
             InvalidFilter: a filter does not parse.
             DimensionMismatch: a vector's dimension is not the collection's.
             CollectionNotFound: there is no such collection.
+            ShardUnavailable: a shard of a cluster could not answer (without ``partial``).
 
         Example:
             >>> result = client.query(
@@ -719,6 +724,8 @@ class Client:
             body["with_vectors"] = True
         if explain:
             body["explain"] = True
+        if partial:
+            body["partial"] = True
         response = self._request("query", "POST", collection_url(collection, "query"), json=body)
         return QueryResult.model_validate(response.json())
 

@@ -83,10 +83,13 @@ class QueryResult(_Model):
         hits: the results, best first.
         full_text: while a full-text declaration is still being indexed, the points the
             lexical stages covered (``{"indexed": n, "total": m}``); else None.
+        missing_shards: for a ``partial`` query to a cluster, the shards that could not
+            answer (the hits are the best of the others); else None.
     """
 
     hits: list[QueryHit]
     full_text: dict[str, int] | None = None
+    missing_shards: list[str] | None = None
 
 
 class Point(_WithVector):

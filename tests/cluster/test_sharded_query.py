@@ -1,0 +1,280 @@
+"""Multi-stage and hybrid queries through the router answer as one engine holding the same
+points: exactly with one shard; with several, dense stages exactly and lexical ones as far
+as the shards' BM25 statistics agree (see service/cluster/query.py).
+
+Shards are real engines in folders of their own, reached in-process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from indexer import Engine
+from indexer.errors import (
+    FullTextNotDeclared,
+    InvalidQuery,
+    PointNotFound,
+    ShardUnavailable,
+)
+from indexer.points import encode_id
+from indexer.query import QueryResult
+from service.cluster.shard import ShardServer
+from service.cluster.sharded import ShardedEngine, shard_of
+from tests.cluster.conftest import LocalLink
+
+DIM = 8
+N = 3000
+WORDS = [f"w{i}" for i in range(300)]
+
+
+def _cluster(root: Path, shards: int) -> tuple[ShardedEngine, list[LocalLink]]:
+    links = [
+        LocalLink(f"shard-{i}", ShardServer(str(root / f"shard-{i}"), [], "cpu"))
+        for i in range(shards)
+    ]
+    return ShardedEngine(links, retry_s=0.2), links
+
+
+def _load(engine: Any, name: str, ids: list[Any], vectors: np.ndarray, texts: list[str]) -> None:
+    collection = engine.create_collection(name, DIM, "cosine", "flat", full_text=["text"])
+    payloads = [{"text": t, "group": i % 4} for i, t in enumerate(texts)]
+    collection.upsert(ids, vectors, payloads)
+
+
+@pytest.fixture(scope="module")
+def corpus() -> tuple[list[Any], np.ndarray, list[str]]:
+    """Texts of Zipf-distributed words, so that words are common and rare as in prose."""
+    rng = np.random.default_rng(3)
+    weights = 1 / np.arange(1, len(WORDS) + 1)
+    texts = [
+        " ".join(rng.choice(WORDS, size=rng.integers(4, 30), p=weights / weights.sum()))
+        for _ in range(N)
+    ]
+    ids: list[Any] = [i if i % 2 else f"doc-{i}" for i in range(N)]
+    return ids, rng.standard_normal((N, DIM)).astype(np.float32), texts
+
+
+@pytest.fixture(scope="module")
+def engines(
+    tmp_path_factory: pytest.TempPathFactory, corpus: tuple[list[Any], np.ndarray, list[str]]
+) -> Iterator[dict[str, Any]]:
+    """One engine, a cluster of one shard and one of three, holding the same points."""
+    root = tmp_path_factory.mktemp("query")
+    single = Engine(root / "single", device="cpu", background=False)
+    one, one_links = _cluster(root / "one", 1)
+    three, three_links = _cluster(root / "three", 3)
+    for engine in (single, one, three):
+        _load(engine, "docs", *corpus)
+    yield {"single": single, "one": one, "three": three, "links": three_links}
+    for engine in (single, one, three):
+        engine.close()
+    for link in [*one_links, *three_links]:
+        link.server.close()
+
+
+def _plan(query: np.ndarray, text: str, **options: Any) -> dict[str, Any]:
+    return {
+        "prefetch": [
+            {"dense": {"vector": query.tolist()}, "limit": 40},
+            {"lexical": {"text": text}, "limit": 40},
+        ],
+        "limit": 10,
+        "explain": True,
+        **options,
+    }
+
+
+def _ids(result: QueryResult) -> list[Any]:
+    return [hit.id for hit in result.hits]
+
+
+def _scores(result: QueryResult) -> np.ndarray:
+    return np.array([hit.score for hit in result.hits])
+
+
+def _queries() -> Iterator[tuple[np.ndarray, str]]:
+    rng = np.random.default_rng(8)
+    for text in ("w3 w40", "w17", "w120 w7 w2", "w250 w251"):
+        yield rng.standard_normal(DIM).astype(np.float32), text
+
+
+OPTIONS: list[dict[str, Any]] = [
+    {"fusion": {"method": "rrf"}},
+    {"fusion": {"method": "dbsf"}},
+    {"fusion": {"method": "relative_score", "alpha": 0.3}},
+    {"fusion": {"method": "rrf"}, "filter": {"group": 1}, "offset": 5},
+    {"fusion": {"method": "rrf"}, "rerank": {"mmr": {"lambda": 0.6}, "candidates": 30}},
+]
+
+
+@pytest.mark.parametrize("options", OPTIONS)
+def test_one_shard_answers_every_query_exactly_as_one_engine(
+    engines: dict[str, Any], options: dict[str, Any]
+) -> None:
+    for query, text in _queries():
+        plan = _plan(query, text, **options)
+        want = engines["single"].get_collection("docs").query(plan)
+        got = engines["one"].get_collection("docs").query(plan)
+        assert _ids(got) == _ids(want)
+        np.testing.assert_allclose(_scores(got), _scores(want), rtol=1e-6)
+        assert [h.payload for h in got.hits] == [h.payload for h in want.hits]
+        assert [h.explain for h in got.hits] == [h.explain for h in want.hits]
+        assert got.missing_shards is None
+
+
+def test_dense_stages_fuse_exactly_as_one_engine_over_three_shards(
+    engines: dict[str, Any],
+) -> None:
+    rng = np.random.default_rng(4)
+    for method in ("rrf", "dbsf", "relative_score"):
+        a, b = rng.standard_normal((2, DIM))
+        plan = {
+            "prefetch": [
+                {"dense": {"vector": a.tolist()}, "limit": 30},
+                {"dense": {"vector": b.tolist()}, "filter": {"group": 2}, "limit": 30},
+            ],
+            "fusion": {"method": method},
+            "limit": 15,
+            "explain": True,
+        }
+        want = engines["single"].get_collection("docs").query(plan)
+        got = engines["three"].get_collection("docs").query(plan)
+        assert _ids(got) == _ids(want)
+        np.testing.assert_allclose(_scores(got), _scores(want), rtol=1e-5)
+
+
+def test_hybrid_queries_over_three_shards_mostly_find_one_engines_best_hits(
+    engines: dict[str, Any],
+) -> None:
+    """Each shard scores BM25 with its own statistics (1000 points each here), which moves
+    some lexical candidates; over 40 queries of 1 to 3 words, RRF kept one engine's best
+    hit 37 times and 9.2 of its best 10 on average (the README's figures)."""
+    rng = np.random.default_rng(9)
+    firsts, overlaps = [], []
+    for _ in range(40):
+        text = " ".join(rng.choice(WORDS[:200], size=rng.integers(1, 4)))
+        plan = _plan(rng.standard_normal(DIM).astype(np.float32), text, fusion={"method": "rrf"})
+        want = _ids(engines["single"].get_collection("docs").query(plan))
+        got = _ids(engines["three"].get_collection("docs").query(plan))
+        firsts.append(got[0] == want[0])
+        overlaps.append(len(set(got) & set(want)))
+    assert np.mean(firsts) >= 0.85
+    assert np.mean(overlaps) >= 8.5
+
+
+def test_a_stage_by_point_id_leaves_the_point_out_as_one_engine_does(
+    engines: dict[str, Any],
+) -> None:
+    for point in (7, "doc-10"):
+        plan = {
+            "prefetch": [{"dense": {"point_id": point}}, {"lexical": {"text": "w5"}}],
+            "fusion": {"method": "rrf"},
+            "limit": 10,
+        }
+        want = engines["single"].get_collection("docs").query(plan)
+        got = engines["one"].get_collection("docs").query(plan)
+        assert _ids(got) == _ids(want)
+        dense_only = {"prefetch": [{"dense": {"point_id": point}}], "limit": 20}
+        want = engines["single"].get_collection("docs").query(dense_only)
+        got = engines["three"].get_collection("docs").query(dense_only)
+        assert _ids(got) == _ids(want)
+        assert point not in _ids(got)
+
+
+def test_query_errors_keep_their_names_through_the_router(engines: dict[str, Any]) -> None:
+    docs = engines["three"].get_collection("docs")
+    with pytest.raises(PointNotFound):
+        docs.query({"prefetch": [{"dense": {"point_id": "nope"}}]})
+    with pytest.raises(InvalidQuery):
+        docs.query({"prefetch": [{"lexical": {"text": "w1 AND (", "match": "fts5"}}]})
+    with pytest.raises(InvalidQuery):
+        docs.query(
+            {
+                "prefetch": [{"lexical": {"text": "w1"}}],
+                "rerank": {"cross_encoder": {"model": "unknown"}},
+            }
+        )
+    with pytest.raises(InvalidQuery):
+        docs.query({"prefetch": []})
+    plain = engines["three"].create_collection("plain", DIM, "l2", "flat")
+    try:
+        with pytest.raises(FullTextNotDeclared):
+            plain.query({"prefetch": [{"lexical": {"text": "w1"}}]})
+    finally:
+        engines["three"].drop_collection("plain")
+
+
+def test_a_shard_down_fails_a_query_naming_it_unless_partial_is_asked(
+    engines: dict[str, Any],
+) -> None:
+    three, links = engines["three"], engines["links"]
+    docs = three.get_collection("docs")
+    query, text = next(_queries())
+    plan = _plan(query, text, fusion={"method": "rrf"})
+    live = ShardedEngine([links[0], links[2]], retry_s=0.2)
+    links[1].down = True
+    try:
+        with pytest.raises(ShardUnavailable, match="shard-1"):
+            docs.query(plan)
+        got = docs.query({**plan, "partial": True})
+        # The live shards' own answer, as a cluster of only them would give it.
+        want = live.get_collection("docs").query(plan)
+        assert got.missing_shards == ["shard-1"]
+        assert _ids(got) == _ids(want)
+        assert all(shard_of(encode_id(hit.id), 3) != 1 for hit in got.hits)
+        links[0].down = links[2].down = True
+        with pytest.raises(ShardUnavailable):
+            docs.query({**plan, "partial": True})
+    finally:
+        for link in links:
+            link.down = False
+        live.close()
+    assert docs.query({**plan, "partial": True}).missing_shards is None
+
+
+def test_balanced_shards_give_one_engines_lexical_ranks_and_rrf_order(tmp_path: Path) -> None:
+    """Each shard holds as many points, as many holding the word and the same total
+    length: its BM25 statistics are the whole collection's shape, so the lexical stage
+    ranks, and the fused RRF order, are one engine's."""
+    shards = 2
+    rng = np.random.default_rng(12)
+    by_shard: list[list[int]] = [[] for _ in range(shards)]
+    candidate = 0
+    while min(len(ids) for ids in by_shard) < 200:
+        by_shard[shard_of(encode_id(candidate), shards)].append(candidate)
+        candidate += 1
+    ids: list[Any] = []
+    texts: list[str] = []
+    counts = rng.permutation(np.arange(1, 17))  # distinct: no ties between shards
+    for pair in range(200):  # one point of each pair on each shard, both 20 words long
+        for shard in range(shards):
+            occurrences = int(counts[2 * pair + shard]) if pair < 8 else 0
+            filler = [f"f{rng.integers(1000)}" for _ in range(20 - occurrences)]
+            texts.append(" ".join(["needle"] * occurrences + filler))
+            ids.append(by_shard[shard][pair])
+    vectors = rng.standard_normal((len(ids), DIM)).astype(np.float32)
+    single = Engine(tmp_path / "single", device="cpu", background=False)
+    cluster, links = _cluster(tmp_path / "cluster", shards)
+    try:
+        for engine in (single, cluster):
+            _load(engine, "balanced", ids, vectors, texts)
+        for query in rng.standard_normal((5, DIM)).astype(np.float32):
+            plan = _plan(query, "needle", fusion={"method": "rrf"}, limit=20)
+            want = single.get_collection("balanced").query(plan)
+            got = cluster.get_collection("balanced").query(plan)
+            assert _ids(got) == _ids(want)
+            np.testing.assert_allclose(_scores(got), _scores(want), rtol=1e-9)
+            ranks = [[(s["kind"], s.get("rank")) for s in h.explain["stages"]] for h in got.hits]
+            assert ranks == [
+                [(s["kind"], s.get("rank")) for s in h.explain["stages"]] for h in want.hits
+            ]
+    finally:
+        single.close()
+        cluster.close()
+        for link in links:
+            link.server.close()
