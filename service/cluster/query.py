@@ -4,12 +4,13 @@ then fused, reranked and paged once, at the router, by the engine's own pipeline
 
 A query runs as Elasticsearch's "query then fetch" does:
 
-1. **Query.** Each stage runs on every shard as a one-stage query (the shard's own
-   pipeline, with the stage's filter and candidate count), and the router merges the
-   shards' lists into the stage's best ``limit`` over the whole collection
-   (:func:`indexer.merge.merge_hits`, FAISS's merge). A dense stage by text or image is
-   embedded once, on one shard, and sent to every shard as a vector; a stage by point id
-   fetches the point's vector from its shard and leaves the point out, as one engine does.
+1. **Query.** Every shard runs each stage as a one-stage query (the shard's own
+   pipeline, with the stage's filter and candidate count), all stages in one call, and
+   the router merges the shards' lists into each stage's best ``limit`` over the whole
+   collection (:func:`indexer.merge.merge_hits`, FAISS's merge). A dense stage by text or
+   image is embedded once, on one shard, and sent to every shard as a vector; a stage by
+   point id fetches the point's vector from its shard and leaves the point out, as one
+   engine does.
 2. **Fusion, rerank, MMR**, offset and limit: :func:`~indexer.query.run_query` over those
    rankings, the same code as on one node (a cross-encoder from the router's allowlist).
 3. **Fetch.** Payloads, and vectors for MMR or ``with_vectors``, of the hits that remain,
@@ -35,16 +36,18 @@ There is no snapshot across shards: each shard answers each stage under its own 
 lock, so a write that lands between two stages, or between query and fetch, may show in
 one and not the other (a point deleted meanwhile comes back without its payload).
 
-With ``partial``, a shard that cannot answer a stage is left out at once (no waiting for
-it to restart) and named in the result's ``missing_shards``; the hits are the best of the
-other shards. Without it, the query fails with 503 ``ShardUnavailable`` naming the shard.
-A stage by point id still needs the shard that holds that point.
+With ``partial``, a shard that cannot answer is left out (after a short wait at most: no
+waiting for it to restart) and named in the result's ``missing_shards``; the hits are
+then what the other shards alone would answer (a shard answers all the stages or none).
+Without it, the query fails with 503 ``ShardUnavailable`` naming the shard. A stage by
+text or image needs one shard to embed it, and a stage by point id the shard holding it.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -64,10 +67,23 @@ __all__ = ["run_sharded_query"]
 
 def run_sharded_query(collection: ShardedCollection, plan: QueryPlan) -> QueryResult:
     """Run ``plan`` over the shards of ``collection`` (see the module docstring)."""
-    source = ShardedSource(collection, partial=plan.partial)
+    source = ShardedSource(collection, plan)
     result = run_query(plan, source, collection.engine.rerankers)
     missing = [link.name for link in collection.engine.links if link.name in source.missing]
     return dataclasses.replace(result, missing_shards=missing or None)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _ShardStage:
+    plan: QueryPlan  # the one-stage query every shard runs
+    limit: int  # the stage's candidates, once merged
+    exclude: str | None  # id key of a point left out (the query's own, by point id)
+    higher_is_better: bool  # how the stage's scores order
+
+
+def _one_stage(stage: Stage) -> QueryPlan:
+    assert stage.limit is not None
+    return QueryPlan(prefetch=[stage], limit=stage.limit, with_payload=False)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -79,21 +95,34 @@ class _PreparedDense:
 class ShardedSource:
     """The :class:`~indexer.query.pipeline.QuerySource` of a sharded collection. Its labels
     number the candidates of this one query (a point's label on its shard means nothing
-    on another)."""
+    on another).
 
-    def __init__(self, collection: ShardedCollection, *, partial: bool) -> None:
+    The pipeline prepares every dense stage, then takes the stages' rankings in the
+    plan's order under :meth:`reading`; that is when every shard is asked for all of
+    them at once."""
+
+    def __init__(self, collection: ShardedCollection, plan: QueryPlan) -> None:
         self._c = collection
-        self._partial = partial
+        self._plan = plan
         self.missing: set[str] = set()
+        self._prepared: list[_PreparedDense] = []
+        self._rankings: Iterator[Ranking] = iter(())
         self._ids: list[PointId] = []
         self._labels: dict[str, int] = {}
         self._points: dict[int, Point | None] = {}
         self._full_text: dict[str, int] | None = None
 
-    def reading(self) -> AbstractContextManager[None]:
-        return nullcontext()  # each shard holds its own read lock per stage
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        self._rankings = iter(self._ranked_stages())
+        yield
 
     def prepare_dense(self, query: DenseQuery) -> _PreparedDense:
+        prepared = self._prepare(query)
+        self._prepared.append(prepared)
+        return prepared
+
+    def _prepare(self, query: DenseQuery) -> _PreparedDense:
         if query.point_id is not None:
             point_id = validate_id(query.point_id)
             found = self._c.get([point_id], with_vectors=True)
@@ -115,20 +144,12 @@ class ShardedSource:
     def dense_ranking(
         self, prepared: _PreparedDense, limit: int, filter: dict[str, Any] | None
     ) -> Ranking:
-        # One more than asked when the query's own point may come first on its shard.
-        asked = min(MAX_LIMIT, limit + (prepared.exclude is not None))
-        parts = [
-            [h for h in hits if encode_id(h.id) != prepared.exclude]
-            for hits in self._on_every_shard(Stage(dense=prepared.query, filter=filter), asked)
-        ]
-        higher = self._c.metric.higher_is_better
-        return self._ranking(merge_hits(parts, limit, higher_is_better=higher))
+        return next(self._rankings)
 
     def lexical_ranking(
         self, query: LexicalQuery, limit: int, filter: dict[str, Any] | None
     ) -> Ranking:
-        parts = self._on_every_shard(Stage(lexical=query, filter=filter), limit)
-        return self._ranking(merge_hits(parts, limit, higher_is_better=True))
+        return next(self._rankings)
 
     def full_text_partial(self) -> dict[str, int] | None:
         return self._full_text
@@ -164,18 +185,50 @@ class ShardedSource:
 
     # -- the shards' side ----------------------------------------------------------------
 
-    def _on_every_shard(self, stage: Stage, limit: int) -> list[list[Hit]]:
-        """The stage's best ``limit`` on each shard that answers, as hits."""
-        plan = QueryPlan(prefetch=[stage], limit=limit, with_payload=False)
-        results: list[QueryResult]
-        if self._partial:
-            results, missing = self._c.read_answering("query", plan)
+    def _ranked_stages(self) -> list[Ranking]:
+        """Every stage's ranking over the shards that answer, in the plan's order."""
+        stages = self._shard_stages()
+        plans = [stage.plan for stage in stages]
+        per_shard: list[list[QueryResult]]
+        if self._plan.partial:
+            per_shard, missing = self._c.read_answering("query_stages", plans)
             self.missing.update(missing)
         else:
-            results = self._c.read_all("query", plan)
-        if stage.lexical is not None and any(r.full_text_partial for r in results):
-            self._full_text = self._full_text_progress(results)
-        return [[Hit(h.id, h.score) for h in result.hits] for result in results]
+            per_shard = self._c.read_all("query_stages", plans)
+        lexical = [
+            results[s]
+            for results in per_shard
+            for s, stage in enumerate(stages)
+            if stage.plan.prefetch[0].lexical is not None
+        ]
+        if any(r.full_text_partial for r in lexical):
+            self._full_text = self._full_text_progress(lexical)
+        rankings = []
+        for s, stage in enumerate(stages):
+            parts = [
+                [Hit(h.id, h.score) for h in results[s].hits if encode_id(h.id) != stage.exclude]
+                for results in per_shard
+            ]
+            merged = merge_hits(parts, stage.limit, higher_is_better=stage.higher_is_better)
+            rankings.append(self._ranking(merged))
+        return rankings
+
+    def _shard_stages(self) -> list[_ShardStage]:
+        plan, prepared = self._plan, iter(self._prepared)
+        stages = []
+        for stage in plan.prefetch:
+            limit, filter = plan.stage_limit(stage), plan.stage_filter(stage)
+            if stage.lexical is not None:
+                sent = Stage(lexical=stage.lexical, filter=filter, limit=limit)
+                stages.append(_ShardStage(_one_stage(sent), limit, None, True))
+                continue
+            dense = next(prepared)
+            # One more when the query's own point may come first on its shard.
+            asked = min(MAX_LIMIT, limit + (dense.exclude is not None))
+            sent = Stage(dense=dense.query, filter=filter, limit=asked)
+            higher = self._c.metric.higher_is_better
+            stages.append(_ShardStage(_one_stage(sent), limit, dense.exclude, higher))
+        return stages
 
     def _full_text_progress(self, results: list[QueryResult]) -> dict[str, int]:
         """How far full-text indexing is over every shard (the shards that are done

@@ -30,7 +30,15 @@ import orjson
 from indexer import DataFolderInUse, Engine, VecserveError
 from indexer.embedders import EmbedderConfig, EmbedderRegistry
 from indexer.points import decode_id, encode_id
-from service.cluster.shard import CHANGES_LIMIT, READS, Reply, create_from, failed, ok
+from service.cluster.shard import (
+    CHANGES_LIMIT,
+    READS,
+    Reply,
+    call_collection,
+    create_from,
+    failed,
+    ok,
+)
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +83,7 @@ class ReplicaServer:
         if method not in READS or method == "describe":
             raise ValueError(f"a read replica does not answer {method!r}")
         try:
-            return ok(getattr(self.engine.get_collection(name), method)(*args, **kwargs))
+            return ok(call_collection(self.engine.get_collection(name), method, args, kwargs))
         except VecserveError as exc:
             return failed(exc)
 

@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 APP_NAME = "vecserve"
 # How long the router waits for one shard's answer before it counts as unavailable.
 CALL_TIMEOUT_S = 30.0
+# How long a read for a partial answer waits for a shard: Serve queues calls to a shard it
+# is restarting until the new replica is up, which is what a partial answer must not do.
+PARTIAL_WAIT_S = 2.0
 HEALTH_CHECK_PERIOD_S = 1.0
 # Requests a router, shard or replica takes at once (Serve's default, 5, queues the rest in
 # the proxy): the engine's readers-writer lock and the micro-batcher handle concurrency.
@@ -143,9 +146,15 @@ class RayShardLink:
     def primary(self, method: str, *args: Any) -> Reply:
         if method == "collection_call" and args[1] in WRITES:
             self._last_write = time.monotonic()
-        return self._call(self._primary, method, args)
+        return self._call(self._primary, method, args, CALL_TIMEOUT_S)
 
     def read(self, method: str, *args: Any) -> Reply:
+        return self._read(method, args, CALL_TIMEOUT_S)
+
+    def read_now(self, method: str, *args: Any) -> Reply:
+        return self._read(method, args, PARTIAL_WAIT_S)
+
+    def _read(self, method: str, args: tuple[Any, ...], timeout_s: float) -> Reply:
         # Reads that follow a write through this router by less than a replica's lag bound
         # go to the shard itself, so that a client reads its own writes.
         recent = time.monotonic() - self._last_write < self._fresh_s
@@ -156,18 +165,22 @@ class RayShardLink:
             and args[1] != "describe"
         ):
             try:
-                reply = self._call(self._reads, method, args)
+                reply = self._call(self._reads, method, args, timeout_s)
             except ShardUnavailable:
                 reply = None  # no replica answers: the shard itself may
             # A collection made a moment ago may not have reached the replicas yet.
             if reply is not None and reply[:2] != ("error", "CollectionNotFound"):
                 return reply
-        return self.primary(method, *args)
+        return self._call(self._primary, method, args, timeout_s)
 
-    def _call(self, handle: DeploymentHandle, method: str, args: tuple[Any, ...]) -> Reply:
+    def _call(
+        self, handle: DeploymentHandle, method: str, args: tuple[Any, ...], timeout_s: float
+    ) -> Reply:
+        response = getattr(handle, method).remote(*args)
         try:
-            reply: Reply = getattr(handle, method).remote(*args).result(timeout_s=CALL_TIMEOUT_S)
+            reply: Reply = response.result(timeout_s=timeout_s)
         except (RayError, TimeoutError) as exc:
+            response.cancel()  # no use once the caller has given up on it
             raise ShardUnavailable(
                 f"{self.name} is unavailable ({type(exc).__name__}); the cluster restarts "
                 "it: retry shortly"

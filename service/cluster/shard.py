@@ -24,7 +24,17 @@ Reply = tuple[Any, ...]
 
 # The collection methods a router may call on a shard; reads may go to a read replica.
 READS = frozenset(
-    {"count", "get", "thumbnail", "scroll", "search", "recommend", "query", "embed", "describe"}
+    {
+        "count",
+        "get",
+        "thumbnail",
+        "scroll",
+        "search",
+        "recommend",
+        "query_stages",
+        "embed",
+        "describe",
+    }
 )
 WRITES = frozenset({"upsert", "delete", "optimize", "set_full_text"})
 # Rows per reply when a read replica catches up.
@@ -84,7 +94,7 @@ class ShardServer:
             collection = self.engine.get_collection(name)
             if method == "describe":
                 return ok(self._describe(name))
-            return ok(getattr(collection, method)(*args, **kwargs))
+            return ok(call_collection(collection, method, args, kwargs))
         except VecserveError as exc:
             return failed(exc)
 
@@ -144,6 +154,16 @@ class ShardServer:
 
     def close(self) -> None:
         self.engine.close()
+
+
+def call_collection(
+    collection: Collection, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    """A collection method, or ``query_stages``: one-stage plans, each run as a query, in
+    one call, so that a shard answers every stage of a router's query or none."""
+    if method == "query_stages":
+        return [collection.query(plan) for plan in args[0]]
+    return getattr(collection, method)(*args, **kwargs)
 
 
 def create_from(

@@ -64,6 +64,10 @@ class ShardLink(Protocol):
     def read(self, method: str, *args: Any) -> Reply:
         """Call a read replica of the shard, or the shard when it has none."""
 
+    def read_now(self, method: str, *args: Any) -> Reply:
+        """As :meth:`read`, for a partial answer: without waiting for a shard that is
+        restarting (a short wait at most), so that it is left out instead."""
+
 
 def shard_of(key: str, shards: int) -> int:
     """The shard that owns the point with id key ``key`` (stable across processes)."""
@@ -252,7 +256,7 @@ class ShardedCollection:
         """A read for a partial answer: each shard asked once, none waited for while it
         restarts; the answers of those that gave one and the names of the others."""
         return self.engine.each_answering(
-            lambda _, link: link.read("collection_call", self.name, method, args, {})
+            lambda _, link: link.read_now("collection_call", self.name, method, args, {})
         )
 
     def _write(self, shard: int, method: str, *args: Any, **kwargs: Any) -> Reply:

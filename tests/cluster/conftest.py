@@ -36,4 +36,4 @@ class LocalLink:
         reply: Reply = getattr(self.server, method)(*args)
         return reply
 
-    read = primary
+    read = read_now = primary
