@@ -235,6 +235,11 @@ def test_a_shard_down_fails_a_query_naming_it_unless_partial_is_asked(
             link.down = False
         live.close()
     assert docs.query({**plan, "partial": True}).missing_shards is None
+    # One engine holds every point: it always answers in full.
+    single = engines["single"].get_collection("docs")
+    whole = single.query({**plan, "partial": True})
+    assert whole.missing_shards is None
+    assert _ids(whole) == _ids(single.query(plan))
 
 
 def test_balanced_shards_give_one_engines_lexical_ranks_and_rrf_order(tmp_path: Path) -> None:
