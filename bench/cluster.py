@@ -5,7 +5,9 @@
 - Serving: the N most frequent GloVe words (50-d, cosine, the `auto` index: HNSW) behind
   `vecserve serve` (uvicorn, one process) and behind the Ray Serve router with 1, 2 and 4
   shards (no read replicas); one vector search per request (k=10), from the lean
-  closed-loop load generator (`bench/load.py`) at 1, 8 and 32 clients.
+  closed-loop load generator (`bench/load.py`) at 1, 8 and 32 clients; and one hybrid
+  query per request (`/query`: the vector and a word's BM25 over the full-text field,
+  50 candidates each, RRF, 10 hits) at 8 clients.
 - Indexing: a JSONL file of words embedded by all-MiniLM-L6-v2 into a data folder, by the
   local job and by the same job on Ray Data (one embedding actor per CPU less one).
 
@@ -35,13 +37,15 @@ from tests.support.server import free_port
 from vecserve_client import Client
 
 CLIENTS = (1, 8, 32)
+HYBRID_CLIENTS = 8
 
 
 def fill(url: str, words: list[str], vectors: np.ndarray) -> float:
     started = time.perf_counter()
     with Client(url, timeout=600) as client:
-        client.create_collection("glove", dim=vectors.shape[1], metric="cosine")
-        client.upsert("glove", words, vectors, batch_size=5000)
+        client.create_collection("glove", dim=vectors.shape[1], metric="cosine", full_text=["word"])
+        payloads = [{"word": word} for word in words]
+        client.upsert("glove", words, vectors, payloads=payloads, batch_size=5000)
         settle(client)
     return time.perf_counter() - started
 
@@ -60,15 +64,39 @@ def settle(client: Client, quiet_s: float = 5.0) -> None:
         time.sleep(0.5)
 
 
-def measure(url: str, queries: np.ndarray, seconds: float) -> list[dict[str, Any]]:
-    bodies = [json.dumps({"vector": q.tolist(), "k": 10}).encode() for q in queries]
+def measure(
+    url: str, queries: np.ndarray, words: list[str], seconds: float
+) -> list[dict[str, Any]]:
+    searches = [json.dumps({"vector": q.tolist(), "k": 10}).encode() for q in queries]
+    hybrids = [
+        json.dumps(
+            {
+                "prefetch": [
+                    {"dense": {"vector": q.tolist()}, "limit": 50},
+                    {"lexical": {"text": word}, "limit": 50},
+                ],
+                "fusion": {"method": "rrf"},
+                "limit": 10,
+            }
+        ).encode()
+        # Words from the whole vocabulary, common and rare, not only the most frequent.
+        for q, word in zip(queries, words[:: max(1, len(words) // len(queries))], strict=False)
+    ]
+    runs = [("search", "/collections/glove/search", searches, c) for c in CLIENTS]
+    runs.append(("hybrid query", "/collections/glove/query", hybrids, HYBRID_CLIENTS))
     cells = []
-    for clients in CLIENTS:
-        latencies = run_http(url, "/collections/glove/search", bodies, clients, seconds)
+    for request, path, bodies, clients in runs:
+        latencies = run_http(url, path, bodies, clients, seconds)
         # NaN when no request finished inside the cell (a machine busy with other work).
         p50, p99 = percentiles_ms(latencies, 50, 99) if latencies else (float("nan"),) * 2
         cells.append(
-            {"clients": clients, "qps": len(latencies) / seconds, "p50_ms": p50, "p99_ms": p99}
+            {
+                "request": request,
+                "clients": clients,
+                "qps": len(latencies) / seconds,
+                "p50_ms": p50,
+                "p99_ms": p99,
+            }
         )
     return cells
 
@@ -81,7 +109,7 @@ def single_node(
         return {
             "target": "vecserve serve",
             "fill_s": fill_s,
-            "cells": measure(url, queries, seconds),
+            "cells": measure(url, queries, words, seconds),
         }
 
 
@@ -113,7 +141,7 @@ def cluster(
             "target": f"cluster, {shards} shard{'s' if shards > 1 else ''}",
             "start_s": start_s,
             "fill_s": fill_s,
-            "cells": measure(url, queries, seconds),
+            "cells": measure(url, queries, words, seconds),
         }
     finally:
         serve.shutdown()
@@ -148,14 +176,15 @@ def indexing(folder: Path, words: list[str]) -> dict[str, Any]:
 
 
 def markdown(results: dict[str, Any]) -> list[str]:
-    base = {c["clients"]: c for c in results["serving"][0]["cells"]}
+    base = {(c["request"], c["clients"]): c for c in results["serving"][0]["cells"]}
     rows = []
     for target in results["serving"]:
         for cell in target["cells"]:
-            ref = base[cell["clients"]]
+            ref = base[cell["request"], cell["clients"]]
             rows.append(
                 [
                     target["target"],
+                    cell["request"],
                     str(cell["clients"]),
                     f"{cell['qps']:,.0f}",
                     f"{cell['p50_ms']:.2f}",
@@ -170,12 +199,23 @@ def markdown(results: dict[str, Any]) -> list[str]:
         "",
         describe(results),
         "",
-        f"{results['points']:,} GloVe words (50-d, cosine, auto index), one vector search a "
-        f"request (k=10), {results['seconds']} s a cell; ratios are to `vecserve serve` in "
-        "this run.",
+        f"{results['points']:,} GloVe words (50-d, cosine, auto index, the word as a "
+        "full-text field); a request is one vector search (k=10) or one hybrid query (the "
+        "vector and a word's BM25, 50 candidates each, RRF, 10 hits); "
+        f"{results['seconds']} s a cell; ratios are to `vecserve serve` in this run.",
         "",
         *table(
-            ["target", "clients", "QPS", "p50 ms", "p99 ms", "QPS / serve", "p50 / serve"], rows
+            [
+                "target",
+                "request",
+                "clients",
+                "QPS",
+                "p50 ms",
+                "p99 ms",
+                "QPS / serve",
+                "p50 / serve",
+            ],
+            rows,
         ),
         "",
         f"Indexing {idx['records']:,} words with all-MiniLM-L6-v2 (model loads included): "
