@@ -180,7 +180,8 @@ class EmbedderUnavailable(VecserveError):
 
 class ShardUnavailable(VecserveError):
     """A shard of a cluster collection (named in the message) did not answer in time:
-    it is restarting, or its node is gone. Nothing is answered from the other shards."""
+    it is restarting, or its node is gone. Nothing is answered from the other shards,
+    unless a query asked for a partial answer (``QueryPlan.partial``)."""
 
     status_code = 503
 

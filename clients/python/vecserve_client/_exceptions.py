@@ -297,7 +297,8 @@ class EmbedderUnavailable(ServiceUnavailable):
 
 class ShardUnavailable(ServiceUnavailable):
     """A shard of a cluster collection (named in the message) cannot answer now; the
-    cluster restarts it. Nothing was answered from the other shards."""
+    cluster restarts it. Nothing was answered from the other shards (a query with
+    ``partial=True`` gets their answer instead, naming the shard in ``missing_shards``)."""
 
 
 class NotSupported(ServerError):
