@@ -160,6 +160,10 @@ def indexing(folder: Path, words: list[str]) -> dict[str, Any]:
     def config(data: Path) -> IndexJobConfig:
         return IndexJobConfig(source=source, collection="words", data=data, text_field="text")
 
+    # torch and sentence-transformers imported before either job: the first job in a
+    # process would otherwise pay for their import, which the second does not.
+    import sentence_transformers  # noqa: F401
+
     local = run_index_job(config(folder / "local"))
     ray.init(
         num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING
