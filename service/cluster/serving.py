@@ -180,7 +180,8 @@ class RayShardLink:
         try:
             reply: Reply = response.result(timeout_s=timeout_s)
         except (RayError, TimeoutError) as exc:
-            response.cancel()  # no use once the caller has given up on it
+            if isinstance(exc, TimeoutError):
+                response.cancel()  # still queued or running: no use once given up on
             raise ShardUnavailable(
                 f"{self.name} is unavailable ({type(exc).__name__}); the cluster restarts "
                 "it: retry shortly"
