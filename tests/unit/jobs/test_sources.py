@@ -1,4 +1,4 @@
-"""Readers of job inputs (indexer/jobs/sources.py): each restarts exactly after any record,
+"""Readers of job inputs (indexer/jobs/sources/): each restarts exactly after any record,
 skips a byte-order mark, loses only the line of an unclosed quote, follows image folders, and
 streams, so that memory does not grow with the input."""
 
