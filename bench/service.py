@@ -28,7 +28,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -50,6 +49,7 @@ import orjson
 from bench._datasets import SEED, glove_by_frequency
 from bench._measures import percentiles_ms
 from bench._report import Run, add_output_options, describe, output_prefix, save, table
+from harness.server import free_port, wait_until_ready
 from indexer import Collection, Engine
 
 K = 10
@@ -230,9 +230,7 @@ def in_process_cells(data: Path, workloads: list[Workload], seconds: float) -> l
 @contextmanager
 def serving(data: Path, window_ms: float, device: str) -> Iterator[str]:
     """The service under uvicorn on 127.0.0.1 in a subprocess; yields its URL."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env = {
         **os.environ,
         "VECSERVE_DATA_DIR": str(data),
@@ -244,16 +242,7 @@ def serving(data: Path, window_ms: float, device: str) -> Iterator[str]:
     process = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the server did not start")
-            time.sleep(0.1)
+        wait_until_ready(url, process, timeout_s=120)
         yield url
     finally:
         process.send_signal(signal.SIGTERM)

@@ -26,7 +26,6 @@ import argparse
 import json
 import multiprocessing
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -40,6 +39,8 @@ from typing import Any
 
 import httpx
 import numpy as np
+
+from harness.server import free_port, wait_until_ready
 
 COLLECTION = "soak"
 DIM = 32
@@ -81,30 +82,18 @@ class Sample:
     threads: int
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def start_server(data: Path, port: int, device: str) -> subprocess.Popen[bytes]:
     """``vecserve serve`` through the console script's entry point, with this interpreter."""
     command = [sys.executable, "-c", "import sys; from service.cli import main; sys.exit(main())"]
     command += ["serve", "--data", str(data), "--port", str(port), "--log-level", "warning"]
     env = {**os.environ, "VECSERVE_DEVICE": device}
     process = subprocess.Popen(command, env=env)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                return process
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None:
-            raise RuntimeError(f"vecserve serve exited with {process.returncode}")
-        time.sleep(0.2)
-    process.terminate()
-    raise RuntimeError("vecserve serve did not become ready in 60 s")
+    try:
+        wait_until_ready(f"http://127.0.0.1:{port}", process, timeout_s=60)
+    except RuntimeError:
+        process.terminate()
+        raise
+    return process
 
 
 def points(ids: list[int], rng: np.random.Generator) -> list[dict[str, Any]]:

@@ -44,7 +44,9 @@ HTTP status it maps to::
 
 from __future__ import annotations
 
-from pydantic import ValidationError
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 
 class VecserveError(Exception):
@@ -199,6 +201,22 @@ class JobFailed(VecserveError):
     """A batch indexing job could not finish: its input could not be read, none of its
     records could be indexed, or the server it sends points to refused them or could not
     be reached."""
+
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def validated(
+    model: type[Model], value: object, error: type[VecserveError], root: str, prefix: str = ""
+) -> Model:
+    """``value`` as a ``model`` (as it is, when it is one already); else ``error`` saying
+    ``prefix`` and where the first problem is (see :func:`validation_message`)."""
+    if isinstance(value, model):
+        return value
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
+        raise error(prefix + validation_message(exc, root)) from None
 
 
 def validation_message(exc: ValidationError, root: str) -> str:

@@ -20,12 +20,11 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
-from indexer.errors import InvalidFullText, validation_message
+from indexer.errors import InvalidFullText, validated
 
 FULL_TEXT_TABLE = "ft"
 MAX_FIELDS = 16
@@ -96,15 +95,10 @@ class FullTextSpec(BaseModel):
     @classmethod
     def parse(cls, value: object) -> FullTextSpec:
         """A spec from a spec, a dict, or a list of field paths; else :class:`InvalidFullText`."""
-        if isinstance(value, FullTextSpec):
-            return value
         if isinstance(value, list):
             value = {"fields": value}
-        try:
-            return cls.model_validate(value)
-        except ValidationError as exc:
-            message = validation_message(exc, "full_text")
-            raise InvalidFullText(f"invalid full-text declaration: {message}") from None
+        prefix = "invalid full-text declaration: "
+        return validated(cls, value, InvalidFullText, "full_text", prefix)
 
     # -- SQL ---------------------------------------------------------------------------
 

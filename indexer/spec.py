@@ -6,7 +6,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from indexer.errors import InvalidIndexSpec, InvalidSearchParams, validation_message
+from indexer.errors import (
+    InvalidIndexSpec,
+    InvalidSearchParams,
+    validated,
+    validation_message,
+)
 
 IndexKind = Literal["auto", "flat", "ivf_flat", "ivf_pq", "hnsw"]
 Storage = Literal["float32", "float16", "int8"]
@@ -72,12 +77,7 @@ class SearchParams(BaseModel):
     def parse(cls, value: SearchParams | dict[str, Any] | None) -> SearchParams:
         if value is None:
             return _DEFAULT_SEARCH_PARAMS  # frozen: one instance serves every search
-        if isinstance(value, SearchParams):
-            return value
-        try:
-            return cls.model_validate(value)
-        except ValidationError as exc:
-            raise InvalidSearchParams(validation_message(exc, "value")) from None
+        return validated(cls, value, InvalidSearchParams, "value")
 
 
 _DEFAULT_SEARCH_PARAMS = SearchParams()

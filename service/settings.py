@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from indexer.embedders import EmbedderConfig, default_embedder_configs
@@ -71,20 +71,15 @@ class Settings(BaseSettings):
     read_only_api_keys: ApiKeys = Field(default_factory=list)
     allow_no_auth: bool = False
 
-    @field_validator("embedders")
+    @field_validator("embedders", "rerankers")
     @classmethod
-    def _unique_embedders(cls, configs: list[EmbedderConfig]) -> list[EmbedderConfig]:
+    def _unique_names(
+        cls, configs: list[EmbedderConfig] | list[RerankerConfig], info: ValidationInfo
+    ) -> list[EmbedderConfig] | list[RerankerConfig]:
         names = [config.name for config in configs]
         if len(set(names)) != len(names):
-            raise ValueError(f"an embedder name is configured twice: {names}")
-        return configs
-
-    @field_validator("rerankers")
-    @classmethod
-    def _unique_rerankers(cls, configs: list[RerankerConfig]) -> list[RerankerConfig]:
-        names = [config.name for config in configs]
-        if len(set(names)) != len(names):
-            raise ValueError(f"a reranker name is configured twice: {names}")
+            what = "an embedder" if info.field_name == "embedders" else "a reranker"
+            raise ValueError(f"{what} name is configured twice: {names}")
         return configs
 
     @field_validator("api_keys", "read_only_api_keys", mode="before")

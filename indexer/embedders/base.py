@@ -6,8 +6,9 @@ only stores vectors.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+import threading
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -22,6 +23,7 @@ __all__ = [
     "Device",
     "Embedder",
     "Modality",
+    "ModelEmbedder",
     "TokenCounter",
     "check_images",
     "check_texts",
@@ -74,6 +76,47 @@ class Embedder(Protocol):
                 decoded.
         """
         ...
+
+
+BatchItem = TypeVar("BatchItem")
+
+
+class ModelEmbedder:
+    """What the embedders over a loaded model share: the name, vector length and
+    modalities they answer with, their batch size, and ``_lock``, which lets one batch at
+    a time through the model (each subclass says why its model needs it)."""
+
+    def __init__(self, name: str, dim: int, modalities: frozenset[str], batch_size: int) -> None:
+        self._name = name
+        self._dim = dim
+        self._modalities = modalities
+        self._batch_size = batch_size
+        self._lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        """The name this embedder has in the allowlist."""
+        return self._name
+
+    @property
+    def dim(self) -> int:
+        """The vector length."""
+        return self._dim
+
+    @property
+    def modalities(self) -> frozenset[str]:
+        """What it embeds: ``{"text"}``, ``{"image"}`` or both."""
+        return self._modalities
+
+    def _in_batches(
+        self, items: list[BatchItem], embed: Callable[[list[BatchItem], int], npt.NDArray[Any]]
+    ) -> npt.NDArray[np.float32]:
+        """``embed(batch, offset)`` over the items, batch by batch, as unit-norm float32
+        rows ``[len(items), dim]``."""
+        parts = [np.empty((0, self._dim), dtype=np.float32)]
+        for start in range(0, len(items), self._batch_size):
+            parts.append(embed(items[start : start + self._batch_size], start))
+        return normalize_rows(np.concatenate(parts))
 
 
 @runtime_checkable

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
-from indexer.embedders.base import check_images, check_texts, decode_images, normalize_rows
+from indexer.embedders.base import ModelEmbedder, check_images, check_texts, decode_images
 from indexer.embedders.config import EmbedderConfig, batch_for
 from indexer.embedders.images import ImageInput
 from indexer.embedders.loading import forbid_hub_downloads, local_folder, resolve_device
@@ -21,7 +20,7 @@ if TYPE_CHECKING:
 __all__ = ["ClipEmbedder", "load_clip"]
 
 
-class ClipEmbedder:
+class ClipEmbedder(ModelEmbedder):
     """Embeds texts and images with a transformers ``CLIPModel``, into the same space.
 
     Texts are cut to the model's context (77 tokens for the OpenAI CLIPs); images are
@@ -37,33 +36,17 @@ class ClipEmbedder:
         device: torch.device,
         batch_size: int,
     ) -> None:
-        self._name = name
+        # The vector length is the model's projection dimension. The lock: fast tokenizers
+        # are not safe to call from two threads at once.
+        dim = int(model.config.projection_dim)
+        super().__init__(name, dim, frozenset({"text", "image"}), batch_size)
         self._model = model
         self._tokenizer = tokenizer
         self._image_processor = image_processor
         self._device = device
-        self._batch_size = batch_size
-        self._dim = int(model.config.projection_dim)
         self._max_tokens = min(
             int(tokenizer.model_max_length), int(model.config.text_config.max_position_embeddings)
         )
-        # Fast tokenizers are not safe to call from two threads at once.
-        self._lock = threading.Lock()
-
-    @property
-    def name(self) -> str:
-        """The name this embedder has in the allowlist."""
-        return self._name
-
-    @property
-    def dim(self) -> int:
-        """The vector length: the model's projection dimension."""
-        return self._dim
-
-    @property
-    def modalities(self) -> frozenset[str]:
-        """``{"text", "image"}``."""
-        return frozenset({"text", "image"})
 
     @property
     def max_seq_length(self) -> int:
@@ -72,11 +55,7 @@ class ClipEmbedder:
 
     def embed_texts(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         """Embed ``texts`` into unit-norm float32 rows, ``[len(texts), dim]``."""
-        items = check_texts(texts)
-        parts = [np.empty((0, self._dim), dtype=np.float32)]
-        for start in range(0, len(items), self._batch_size):
-            parts.append(self._text_features(items[start : start + self._batch_size]))
-        return normalize_rows(np.concatenate(parts))
+        return self._in_batches(check_texts(texts), lambda batch, _: self._text_features(batch))
 
     def embed_images(self, images: Sequence[ImageInput]) -> npt.NDArray[np.float32]:
         """Embed ``images`` into unit-norm float32 rows, ``[len(images), dim]``.
@@ -84,12 +63,10 @@ class ClipEmbedder:
         Raises:
             InvalidEmbedderInput: an image cannot be decoded; the message names its position.
         """
-        items = check_images(images)
-        parts = [np.empty((0, self._dim), dtype=np.float32)]
-        for start in range(0, len(items), self._batch_size):
-            decoded = decode_images(items[start : start + self._batch_size], start)
-            parts.append(self._image_features(decoded))
-        return normalize_rows(np.concatenate(parts))
+        return self._in_batches(
+            check_images(images),
+            lambda batch, start: self._image_features(decode_images(batch, start)),
+        )
 
     def _text_features(self, texts: list[str]) -> npt.NDArray[np.float32]:
         import torch

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -11,9 +10,9 @@ import numpy as np
 import numpy.typing as npt
 
 from indexer.embedders.base import (
+    ModelEmbedder,
     check_images,
     decode_images,
-    normalize_rows,
     unsupported_modality,
 )
 from indexer.embedders.config import EmbedderConfig, batch_for
@@ -32,7 +31,7 @@ __all__ = ["EfficientNetLite0Embedder", "load_efficientnet_lite0"]
 _IMAGE_SIZE = 224
 
 
-class EfficientNetLite0Embedder:
+class EfficientNetLite0Embedder(ModelEmbedder):
     """Embeds images with EfficientNet-Lite0 (ImageNet weights), global-average-pooled.
 
     Preprocessing uses PIL only: the image is decoded by
@@ -42,28 +41,11 @@ class EfficientNetLite0Embedder:
     """
 
     def __init__(self, name: str, network: Any, device: torch.device, batch_size: int) -> None:
-        self._name = name
+        # The vector length is 1280. The lock: torch modules are not documented as safe
+        # for concurrent forward passes.
+        super().__init__(name, int(network._bn1.num_features), frozenset({"image"}), batch_size)
         self._network = network
         self._device = device
-        self._batch_size = batch_size
-        self._dim = int(network._bn1.num_features)
-        # torch modules are not documented as safe for concurrent forward passes.
-        self._lock = threading.Lock()
-
-    @property
-    def name(self) -> str:
-        """The name this embedder has in the allowlist."""
-        return self._name
-
-    @property
-    def dim(self) -> int:
-        """The vector length: 1280."""
-        return self._dim
-
-    @property
-    def modalities(self) -> frozenset[str]:
-        """``{"image"}``."""
-        return frozenset({"image"})
 
     def embed_texts(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         """Always raises: an image model embeds no texts."""
@@ -75,13 +57,13 @@ class EfficientNetLite0Embedder:
         Raises:
             InvalidEmbedderInput: an image cannot be decoded; the message names its position.
         """
-        items = check_images(images)
-        parts = [np.empty((0, self._dim), dtype=np.float32)]
         # Decoding batch by batch bounds memory to one batch of full-size images.
-        for start in range(0, len(items), self._batch_size):
-            decoded = decode_images(items[start : start + self._batch_size], start)
-            parts.append(self._features(np.stack([_square_pixels(image) for image in decoded])))
-        return normalize_rows(np.concatenate(parts))
+        return self._in_batches(
+            check_images(images),
+            lambda batch, start: self._features(
+                np.stack([_square_pixels(image) for image in decode_images(batch, start)])
+            ),
+        )
 
     def _features(self, pixels: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
         import torch

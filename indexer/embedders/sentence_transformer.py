@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -10,7 +9,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from indexer.embedders.base import check_texts, normalize_rows, unsupported_modality
+from indexer.embedders.base import (
+    ModelEmbedder,
+    check_texts,
+    normalize_rows,
+    unsupported_modality,
+)
 from indexer.embedders.config import EmbedderConfig, batch_for
 from indexer.embedders.images import ImageInput
 from indexer.embedders.loading import forbid_hub_downloads, local_folder, resolve_device
@@ -22,7 +26,7 @@ if TYPE_CHECKING:
 __all__ = ["SentenceTransformerEmbedder", "load_sentence_transformer"]
 
 
-class SentenceTransformerEmbedder:
+class SentenceTransformerEmbedder(ModelEmbedder):
     """Embeds texts with a loaded ``SentenceTransformer``.
 
     A text longer than the model's ``max_seq_length`` tokens (256 word pieces for
@@ -31,28 +35,10 @@ class SentenceTransformerEmbedder:
     """
 
     def __init__(self, name: str, model: SentenceTransformer, batch_size: int) -> None:
-        self._name = name
+        # The vector length is 384 for all-MiniLM-L6-v2. The lock: fast tokenizers fail
+        # with "Already borrowed" when two threads reconfigure truncation at once.
+        super().__init__(name, _embedding_dimension(model), frozenset({"text"}), batch_size)
         self._model = model
-        self._batch_size = batch_size
-        self._dim = _embedding_dimension(model)
-        # Fast tokenizers fail with "Already borrowed" when two threads reconfigure
-        # truncation at once, so one batch at a time goes through the model.
-        self._lock = threading.Lock()
-
-    @property
-    def name(self) -> str:
-        """The name this embedder has in the allowlist."""
-        return self._name
-
-    @property
-    def dim(self) -> int:
-        """The vector length (384 for all-MiniLM-L6-v2)."""
-        return self._dim
-
-    @property
-    def modalities(self) -> frozenset[str]:
-        """``{"text"}``."""
-        return frozenset({"text"})
 
     @property
     def max_seq_length(self) -> int | None:

@@ -3,53 +3,30 @@ the collection, and report."""
 
 from __future__ import annotations
 
-import itertools
 import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Protocol
 
 import numpy as np
 import orjson
 
 from indexer.embedders import Embedder, EmbedderRegistry, default_embedder_configs
-from indexer.embedders.inputs import SOURCE_KEY
 from indexer.engine import Engine, validate_name
 from indexer.errors import InvalidEmbedderInput, InvalidInput, JobFailed
 from indexer.jobs.checkpoint import Checkpoint, CheckpointFile, job_key
 from indexer.jobs.config import IndexJobConfig, JobSummary
 from indexer.jobs.pipeline import run_pipeline
+from indexer.jobs.plan import JobPlan, plan_job
 from indexer.jobs.progress import JobProgress
-from indexer.jobs.records import Batch, PointFields, Reject, read_batches
-from indexer.jobs.sources import Format, Source, Start, detect_format, open_source
+from indexer.jobs.records import Batch, Reject, read_batches
+from indexer.jobs.sources import Start
 from indexer.jobs.targets import LocalTarget, Target
 
 __all__ = ["EmbedStages", "embed_stage", "local_stages", "run_index_job"]
-
-DEFAULT_EMBEDDERS = {"text": "minilm", "image": "efficientnet-lite0"}
-DEFAULT_BATCH_SIZES = {"text": 4096, "image": 64}
-# Records read up front to check that the input is readable and has the fields asked for,
-# where no header or schema says so (JSONL).
-PEEK_RECORDS = 1000
-
-
-@dataclass(frozen=True, slots=True)
-class _Plan:
-    """A job's arguments, checked against its input."""
-
-    source: Source
-    fields: PointFields
-    modality: str
-    embedder: str
-    batch_size: int
-    identity: dict[str, Any]
-    """What decides the vectors written: the checkpoint's key."""
-    kept: dict[str, Any]
-    """What decides the payloads written, beside the vectors."""
 
 
 def run_index_job(
@@ -92,7 +69,7 @@ def run_index_job(
         raise InvalidInput("a job that sends its points to a url writes through no engine")
     if registry is None:
         registry = engine.embedders if engine else EmbedderRegistry(default_embedder_configs())
-    plan = _plan(config)
+    plan = plan_job(config)
     registry.config(plan.embedder)  # an unknown name fails before any folder is made
     validate_name(config.collection)
     with _target(config, plan.embedder, engine, registry) as target:
@@ -169,7 +146,7 @@ def _target(
 
 def _run(
     config: IndexJobConfig,
-    plan: _Plan,
+    plan: JobPlan,
     target: Target,
     registry: EmbedderRegistry,
     progress: JobProgress | None,
@@ -292,130 +269,7 @@ def _run(
     )
 
 
-def _plan(config: IndexJobConfig) -> _Plan:
-    """Check the arguments against the input; raise :class:`InvalidInput` if they do not fit."""
-    path = config.source.expanduser()
-    fmt: Format = detect_format(path) if config.format == "auto" else config.format
-    source = open_source(path, fmt)
-    if fmt == "images":
-        fields = _image_folder_fields(config, path)
-    else:
-        fields = _record_fields(config, path, source)
-    if next(iter(source.read(Start(), fields.used)), None) is None:
-        # Before the model is loaded or the collection made: nothing would go into it.
-        what = "images" if fmt == "images" else "records"
-        raise JobFailed(f"no {what} in {str(path)!r}: nothing to index")
-    modality = "text" if fields.text_field is not None else "image"
-    identity = {
-        "source": str(path.resolve()),
-        "format": fmt,
-        "id_field": fields.id_field,
-        "text_field": fields.text_field,
-        "image_field": fields.image_field,
-        "embedder": config.embedder or DEFAULT_EMBEDDERS[modality],
-    }
-    if config.url is not None:
-        # A local job's checkpoint lives in its collection's folder; a remote one's in a
-        # state folder shared by every service and collection.
-        identity.update(url=config.url, collection=config.collection)
-    return _Plan(
-        source=source,
-        fields=fields,
-        modality=modality,
-        embedder=config.embedder or DEFAULT_EMBEDDERS[modality],
-        batch_size=config.batch_size or DEFAULT_BATCH_SIZES[modality],
-        identity=identity,
-        kept={"payload_fields": list(fields.payload_fields), "store_source": fields.store_source},
-    )
-
-
-def _image_folder_fields(config: IndexJobConfig, path: Path) -> PointFields:
-    for option, value in (
-        ("--id-field", config.id_field),
-        ("--text-field", config.text_field),
-        ("--image-field", config.image_field),
-    ):
-        if value is not None:
-            raise InvalidInput(
-                f"{option} does not apply to an image folder: its images are embedded and "
-                "keyed by their path in the folder"
-            )
-    if config.payload_fields:
-        raise InvalidInput(
-            "--payload-fields does not apply to an image folder: the payload is the image's "
-            "path (and its folder with --label-from-folder)"
-        )
-    payload = ("path", "label") if config.label_from_folder else ("path",)
-    return PointFields(
-        "path", None, "path", payload, path, check_payloads=False, store_source=config.store_source
-    )
-
-
-def _record_fields(config: IndexJobConfig, path: Path, source: Source) -> PointFields:
-    if config.label_from_folder:
-        raise InvalidInput("--label-from-folder applies to image folders only")
-    if config.text_field is None and config.image_field is None:
-        raise InvalidInput("say what to embed: give --text-field (or --image-field)")
-    fields = PointFields(
-        id_field=config.id_field or "id",
-        text_field=config.text_field,
-        image_field=config.image_field,
-        payload_fields=tuple(dict.fromkeys(config.payload_fields)),
-        image_root=path.parent,
-        check_payloads=source.format == "parquet",
-        store_source=config.store_source,
-    )
-    if fields.store_source and SOURCE_KEY in fields.payload_fields:
-        raise InvalidInput(
-            f"--payload-fields {SOURCE_KEY!r} and --store-source would both write the "
-            f"payload's {SOURCE_KEY!r}: give one"
-        )
-    columns = source.columns()
-    if columns is None:
-        columns = _peek_fields(source)
-        where = f"the first {PEEK_RECORDS:,} records of {str(path)!r}"
-        if columns is None:
-            return fields  # an empty input, which the caller refuses
-    else:
-        where = f"the columns of {str(path)!r}"
-    for option, name in (
-        ("--id-field", fields.id_field),
-        ("--text-field", fields.text_field),
-        ("--image-field", fields.image_field),
-        *(("--payload-fields", name) for name in fields.payload_fields),
-    ):
-        if name is not None and name not in columns:
-            seen = ", ".join(repr(c) for c in columns[:20]) or "none"
-            raise InvalidInput(f"{option} {name!r} is not among {where} (found: {seen})")
-    return fields
-
-
-def _peek_fields(source: Source) -> list[str] | None:
-    """The fields seen in the first records, or None for an input with no records.
-
-    Raises:
-        JobFailed: none of those records could be read.
-    """
-    seen: dict[str, None] = {}
-    first_error = None
-    count = 0
-    for item in itertools.islice(source.read(Start()), PEEK_RECORDS):
-        count += 1
-        if item.fields is None:
-            first_error = first_error or f"record {item.position}: {item.error}"
-        else:
-            seen.update(dict.fromkeys(item.fields))
-    if count == 0:
-        return None
-    if not seen and first_error is not None:
-        raise JobFailed(
-            f"cannot read {str(source.path)!r} as {source.format.upper()}: none of its first "
-            f"{count:,} records is readable ({first_error})"
-        )
-    return list(seen)
-
-
-def _matching(saved: Checkpoint | None, plan: _Plan) -> Checkpoint | None:
+def _matching(saved: Checkpoint | None, plan: JobPlan) -> Checkpoint | None:
     """``saved`` if it is this job's over this version of the input, else None."""
     if saved is None or saved.identity != plan.identity:
         return None
@@ -424,7 +278,7 @@ def _matching(saved: Checkpoint | None, plan: _Plan) -> Checkpoint | None:
     return saved
 
 
-def _batches(plan: _Plan, start: Start, reuse_until: int) -> Iterator[Batch]:
+def _batches(plan: JobPlan, start: Start, reuse_until: int) -> Iterator[Batch]:
     items = plan.source.read(start, plan.fields.used)
     return read_batches(
         items, plan.fields, plan.batch_size, plan.source.units_done, reuse_until=reuse_until

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from indexer.errors import InvalidQuery, validation_message
+from indexer.errors import InvalidQuery, validated
 from indexer.points import PointId
 from indexer.query.fusion import RRF_K, FusionMethod
 from indexer.query.lexical import MatchMode
@@ -152,12 +152,7 @@ class QueryPlan(_Model):
     @classmethod
     def parse(cls, value: object) -> QueryPlan:
         """A plan from a plan or its JSON-like dict; else :class:`InvalidQuery`."""
-        if isinstance(value, QueryPlan):
-            return value
-        try:
-            return cls.model_validate(value)
-        except ValidationError as exc:
-            raise InvalidQuery(validation_message(exc, "query")) from None
+        return validated(cls, value, InvalidQuery, "query")
 
     def stage_limit(self, stage: Stage) -> int:
         """Candidates a stage fetches: its limit, but never fewer than the query returns

@@ -13,6 +13,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.support.corpora import FTS5_ODD_WORDS
 from tests.support.cross_encoder import write_tiny_cross_encoder
 from tests.support.server import Server
 
@@ -107,28 +108,7 @@ def test_bad_plans_and_declarations_are_422(http: httpx.Client) -> None:
     assert (bad.status_code, bad.json()["error"]) == (422, "InvalidFullText")
 
 
-ODD_WORDS = st.sampled_from(
-    [
-        '"',
-        "AND",
-        "OR",
-        "NOT",
-        "NEAR(",
-        "*",
-        "^",
-        ":",
-        "(",
-        ")",
-        "{",
-        "}",
-        "中文",
-        "مرحبا",
-        "🙂",
-        "\u0301",
-        "the",
-        "",
-    ]
-)
+ODD_WORDS = st.sampled_from(FTS5_ODD_WORDS)
 
 
 @settings(

@@ -3,11 +3,14 @@ tests (one server: its text model loads once)."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from tests.support.server import NewServer, Server
+from vecserve_client import AsyncClient, Client
 
 READ_WRITE = "rw-key-0123456789abcdef"
 READ_ONLY = "ro-key-0123456789abcdef"
@@ -29,3 +32,21 @@ def vecserve(new_server: NewServer) -> Iterator[Server]:
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture
+def client(vecserve: Server) -> Iterator[Client]:
+    with Client(vecserve.url, api_key=READ_WRITE) as client:
+        yield client
+
+
+def unpooled_async_client(server: Server) -> AsyncClient:
+    """An async client that keeps no connection open between requests: each async test
+    runs on an event loop of its own, and this client needs no closing on it."""
+    no_pool = httpx.AsyncHTTPTransport(limits=httpx.Limits(max_keepalive_connections=0))
+    return AsyncClient(server.url, api_key=READ_WRITE, transport=no_pool)
+
+
+def fresh_name(prefix: str) -> str:
+    """A collection name no other test uses."""
+    return f"{prefix}{uuid.uuid4().hex[:12]}"

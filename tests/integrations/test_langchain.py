@@ -4,19 +4,17 @@ collections whose embedder runs on the server, against a real vecserve."""
 from __future__ import annotations
 
 import contextlib
-import uuid
 from collections.abc import Iterator
 
-import httpx
 import numpy as np
 import pytest
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores.utils import maximal_marginal_relevance
 
-from tests.integrations.conftest import READ_WRITE
+from tests.integrations.conftest import READ_WRITE, fresh_name, unpooled_async_client
 from tests.support.server import Server
-from vecserve_client import AsyncClient, Client, CollectionNotFound
+from vecserve_client import Client, CollectionNotFound
 from vecserve_client.integrations.langchain import (
     VecserveVectorStore,
     _mmr_over_relevance,
@@ -58,24 +56,13 @@ def cosine(a: list[float], b: list[float]) -> float:
     return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
-def fresh_name() -> str:
-    return f"lc{uuid.uuid4().hex[:12]}"
-
-
-@pytest.fixture
-def client(vecserve: Server) -> Iterator[Client]:
-    with Client(vecserve.url, api_key=READ_WRITE) as client:
-        yield client
-
-
 @pytest.fixture
 def store(vecserve: Server, client: Client) -> Iterator[VecserveVectorStore]:
-    no_pool = httpx.AsyncHTTPTransport(limits=httpx.Limits(max_keepalive_connections=0))
     store = VecserveVectorStore(
-        fresh_name(),
+        fresh_name("lc"),
         TableEmbeddings(),
         client=client,
-        async_client=AsyncClient(vecserve.url, api_key=READ_WRITE, transport=no_pool),
+        async_client=unpooled_async_client(vecserve),
     )
     store.add_documents(FRUITS)
     yield store
@@ -163,7 +150,7 @@ def test_delete_by_metadata_filter_keeps_the_rest(store: VecserveVectorStore) ->
 
 
 def test_from_texts_creates_the_collection_and_adds(vecserve: Server, client: Client) -> None:
-    name = fresh_name()
+    name = fresh_name("lc")
     store = VecserveVectorStore.from_texts(
         ["apple", "cherry"],
         TableEmbeddings(),
@@ -184,7 +171,7 @@ def test_from_texts_creates_the_collection_and_adds(vecserve: Server, client: Cl
 
 
 async def test_afrom_texts_adds_through_the_async_client(vecserve: Server) -> None:
-    name = fresh_name()
+    name = fresh_name("lc")
     store = await VecserveVectorStore.afrom_texts(
         ["banana"], TableEmbeddings(), collection_name=name, url=vecserve.url, api_key=READ_WRITE
     )
@@ -217,7 +204,7 @@ NOTES = [
 @pytest.fixture(scope="module")
 def server_embedded(vecserve: Server) -> Iterator[str]:
     """A collection embedded by the server's MiniLM, filled through the store."""
-    name = fresh_name()
+    name = fresh_name("lc")
     with Client(vecserve.url, api_key=READ_WRITE) as client:
         store = VecserveVectorStore(name, client=client, embedder="minilm")
         store.add_texts(NOTES, [{"topic": t} for t in ("food", "bikes", "money")])
@@ -242,11 +229,7 @@ def test_server_embeds_texts_and_queries_without_langchain_embeddings(
 
 
 async def test_async_server_embedding_search(vecserve: Server, server_embedded: str) -> None:
-    no_pool = httpx.AsyncHTTPTransport(limits=httpx.Limits(max_keepalive_connections=0))
-    store = VecserveVectorStore(
-        server_embedded,
-        async_client=AsyncClient(vecserve.url, api_key=READ_WRITE, transport=no_pool),
-    )
+    store = VecserveVectorStore(server_embedded, async_client=unpooled_async_client(vecserve))
     top = await store.asimilarity_search("shares and bonds", k=1)
     assert [doc.metadata for doc in top] == [{"topic": "money"}]
     diverse = await store.amax_marginal_relevance_search("cinnamon pie", k=3, fetch_k=3)

@@ -4,11 +4,9 @@ with metadata filters and in MMR mode, its nodes coming back with their text and
 from __future__ import annotations
 
 import re
-import uuid
 import zlib
 from collections.abc import Iterator
 
-import httpx
 import numpy as np
 import pytest
 from llama_index.core import StorageContext, VectorStoreIndex
@@ -23,9 +21,9 @@ from llama_index.core.vector_stores.types import (
     VectorStoreQueryMode,
 )
 
-from tests.integrations.conftest import READ_WRITE
+from tests.integrations.conftest import fresh_name, unpooled_async_client
 from tests.support.server import Server
-from vecserve_client import AsyncClient, Client
+from vecserve_client import Client
 from vecserve_client.integrations.llamaindex import VecserveVectorStore, to_vecserve_filter
 
 pytestmark = pytest.mark.anyio
@@ -75,25 +73,10 @@ NODES = [
 ]
 
 
-def fresh_name() -> str:
-    return f"li{uuid.uuid4().hex[:12]}"
-
-
-@pytest.fixture
-def client(vecserve: Server) -> Iterator[Client]:
-    with Client(vecserve.url, api_key=READ_WRITE) as client:
-        yield client
-
-
 @pytest.fixture
 def store(vecserve: Server, client: Client) -> Iterator[VecserveVectorStore]:
-    # An async client that keeps no connection open between requests needs no closing on
-    # the test's event loop.
-    no_pool = httpx.AsyncHTTPTransport(limits=httpx.Limits(max_keepalive_connections=0))
     store = VecserveVectorStore(
-        fresh_name(),
-        client=client,
-        async_client=AsyncClient(vecserve.url, api_key=READ_WRITE, transport=no_pool),
+        fresh_name("li"), client=client, async_client=unpooled_async_client(vecserve)
     )
     yield store
     store.clear()

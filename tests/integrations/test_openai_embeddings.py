@@ -35,6 +35,21 @@ def stored_vectors(vecserve: Server) -> np.ndarray:
     return np.stack([p.vector for p in points if p.vector is not None])
 
 
+def server_embeddings(
+    vecserve: Server, **http: httpx.Client | httpx.AsyncClient
+) -> OpenAIEmbeddings:
+    """LangChain's OpenAIEmbeddings on the server's minilm, through ``http_client`` or
+    ``http_async_client`` (LangChain does not close its own)."""
+    return OpenAIEmbeddings(
+        model="minilm",
+        base_url=f"{vecserve.url}/v1",
+        api_key=READ_ONLY,  # type: ignore[arg-type]
+        check_embedding_ctx_length=False,
+        max_retries=0,
+        **http,  # type: ignore[arg-type]
+    )
+
+
 @pytest.fixture
 def client(vecserve: Server) -> Iterator[openai.OpenAI]:
     with openai.OpenAI(base_url=f"{vecserve.url}/v1", api_key=READ_ONLY, max_retries=0) as client:
@@ -151,14 +166,7 @@ def test_langchain_openai_embeddings_use_the_server_without_tiktoken(
     monkeypatch.setattr(tiktoken, "get_encoding", no_tiktoken)
     monkeypatch.setattr(tiktoken, "encoding_for_model", no_tiktoken)
     with httpx.Client() as http:  # closed here: LangChain does not close its own
-        embeddings = OpenAIEmbeddings(
-            model="minilm",
-            base_url=f"{vecserve.url}/v1",
-            api_key=READ_ONLY,  # type: ignore[arg-type]
-            check_embedding_ctx_length=False,
-            max_retries=0,
-            http_client=http,
-        )
+        embeddings = server_embeddings(vecserve, http_client=http)
         documents = np.array(embeddings.embed_documents(TEXTS))
         query = embeddings.embed_query(TEXTS[2])
     np.testing.assert_allclose(documents, stored_vectors, atol=1e-5)
@@ -169,13 +177,6 @@ async def test_langchain_openai_async_embeddings(
     vecserve: Server, stored_vectors: np.ndarray
 ) -> None:
     async with httpx.AsyncClient() as http:
-        embeddings = OpenAIEmbeddings(
-            model="minilm",
-            base_url=f"{vecserve.url}/v1",
-            api_key=READ_ONLY,  # type: ignore[arg-type]
-            check_embedding_ctx_length=False,
-            max_retries=0,
-            http_async_client=http,
-        )
+        embeddings = server_embeddings(vecserve, http_async_client=http)
         vector = await embeddings.aembed_query(TEXTS[0])
     np.testing.assert_allclose(vector, stored_vectors[0], atol=1e-5)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import inspect
 import re
-import subprocess
-import sys
 import types
 from collections.abc import Callable
 from typing import Any
@@ -13,6 +11,7 @@ from typing import Any
 import pytest
 
 import vecserve_client
+from tests.support.isolation import import_in_fresh_process
 from vecserve_client import AsyncClient, Client
 from vecserve_client import _exceptions as exceptions
 from vecserve_client import _models as models
@@ -91,11 +90,8 @@ def test_every_method_that_sends_is_in_the_retry_table() -> None:
 
 
 def test_importing_the_sdk_imports_nothing_of_the_server() -> None:
-    code = (
-        "import sys, vecserve_client; "
-        "print(sorted({m.split('.')[0] for m in sys.modules} & "
-        "{'indexer', 'service', 'faiss', 'torch', 'fastapi', 'PIL'}))"
+    result = import_in_fresh_process(
+        ["vecserve_client"], ["indexer", "service", "faiss", "torch", "fastapi", "PIL"]
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"

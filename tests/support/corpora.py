@@ -66,3 +66,28 @@ def glove(base: int, queries: int) -> tuple[np.ndarray, np.ndarray]:
     rows = np.random.default_rng(0).choice(200_000, base + queries, replace=False)
     data = np.asarray(vectors[np.sort(rows)], dtype=np.float32)
     return data[:base], data[base:]
+
+
+# Words that mean something to FTS5's query syntax or its tokenizers (operators, column
+# filters, quotes, brackets, scripts without spaces, a combining mark), for the tests that
+# a query text of any of them is searched as text; all of them travel as JSON.
+FTS5_ODD_WORDS = [
+    '"',
+    "AND",
+    "OR",
+    "NOT",
+    "NEAR(",
+    "*",
+    "^",
+    ":",
+    "(",
+    ")",
+    "{",
+    "}",
+    "中文",
+    "مرحبا",
+    "🙂",
+    "\u0301",
+    "the",
+    "",
+]

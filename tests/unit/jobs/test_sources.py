@@ -1,4 +1,4 @@
-"""Readers of job inputs (indexer/jobs/sources.py): each restarts exactly after any record,
+"""Readers of job inputs (indexer/jobs/sources/): each restarts exactly after any record,
 skips a byte-order mark, loses only the line of an unclosed quote, follows image folders, and
 streams, so that memory does not grow with the input."""
 
@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from harness.streaming import read_through, write_input
 from indexer.jobs.sources import Start, open_source
-from tests.support.streaming import read_through, write_input
 from tests.unit.jobs.running import rows, write_jsonl
 
 pq = pytest.importorskip("pyarrow.parquet")

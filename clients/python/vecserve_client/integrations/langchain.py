@@ -14,7 +14,6 @@ server, which is then sent the texts themselves.
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Self
@@ -28,6 +27,11 @@ from langchain_core.vectorstores.utils import maximal_marginal_relevance
 
 from vecserve_client import AsyncClient, Client, CollectionNotFound, Hit, Point
 from vecserve_client._types import IndexSpec, Metric
+from vecserve_client.integrations._clients import (
+    StoreClients,
+    UsesStoreClients,
+    candidate_vectors,
+)
 
 __all__ = ["VecserveVectorStore", "to_vecserve_filter"]
 
@@ -112,7 +116,7 @@ def _mmr_over_relevance(
     return selected
 
 
-class VecserveVectorStore(VectorStore):
+class VecserveVectorStore(UsesStoreClients, VectorStore):
     """A LangChain vector store over one vecserve collection.
 
     Args:
@@ -157,18 +161,9 @@ class VecserveVectorStore(VectorStore):
     ) -> None:
         if embedding is not None and embedder is not None:
             raise ValueError("give embedding (vectors made here) or embedder (on the server)")
-        if url is not None:
-            client = client or Client(url, api_key=api_key)
-            async_client = async_client or AsyncClient(url, api_key=api_key)
-            self._owned: tuple[Client | None, AsyncClient | None] = (client, async_client)
-        else:
-            self._owned = (None, None)
-        if client is None and async_client is None:
-            raise ValueError("give url, client or async_client")
+        self._clients = StoreClients(url, api_key, client, async_client)
         self.collection_name = collection_name
         self._embedding = embedding
-        self._client = client
-        self._async_client = async_client
         self._embedder = embedder
         self._metric: Metric = metric
         self._index = index
@@ -181,38 +176,16 @@ class VecserveVectorStore(VectorStore):
         """The LangChain embeddings in use, or None when the server embeds."""
         return self._embedding
 
-    @property
-    def client(self) -> Client:
-        """The synchronous client.
-
-        Raises:
-            ValueError: the store was given only an ``AsyncClient``.
-        """
-        if self._client is None:
-            raise ValueError("this store has no Client: give client= or url=")
-        return self._client
-
-    @property
-    def async_client(self) -> AsyncClient:
-        """The asynchronous client.
-
-        Raises:
-            ValueError: the store was given only a ``Client``.
-        """
-        if self._async_client is None:
-            raise ValueError("this store has no AsyncClient: give async_client= or url=")
-        return self._async_client
-
     def close(self) -> None:
         """Close the ``Client`` the store opened from ``url`` (not one it was given)."""
-        if self._owned[0] is not None:
-            self._owned[0].close()
+        if self._clients.owned[0] is not None:
+            self._clients.owned[0].close()
 
     async def aclose(self) -> None:
         """Close both clients the store opened from ``url`` (not those it was given)."""
         self.close()
-        if self._owned[1] is not None:
-            await self._owned[1].close()
+        if self._clients.owned[1] is not None:
+            await self._clients.owned[1].close()
 
     # -- writing -------------------------------------------------------------------------
 
@@ -298,9 +271,7 @@ class VecserveVectorStore(VectorStore):
             ValueError: both or neither of ``ids`` and ``filter``.
         """
         point_ids, vecserve_filter = self._deletion(ids, kwargs)
-        # A collection never written to has nothing to delete.
-        with contextlib.suppress(CollectionNotFound):
-            self.client.delete(self.collection_name, point_ids, filter=vecserve_filter)
+        self._clients.delete(self.collection_name, point_ids, filter=vecserve_filter)
         return True
 
     async def adelete(self, ids: list[str] | None = None, **kwargs: Any) -> bool | None:
@@ -309,8 +280,7 @@ class VecserveVectorStore(VectorStore):
         See :meth:`delete`.
         """
         point_ids, vecserve_filter = self._deletion(ids, kwargs)
-        with contextlib.suppress(CollectionNotFound):
-            await self.async_client.delete(self.collection_name, point_ids, filter=vecserve_filter)
+        await self._clients.adelete(self.collection_name, point_ids, filter=vecserve_filter)
         return True
 
     # -- reading -------------------------------------------------------------------------
@@ -619,31 +589,22 @@ class VecserveVectorStore(VectorStore):
     def _search(
         self, k: int, filter: Mapping[str, Any] | None, kwargs: Mapping[str, Any], **query: Any
     ) -> list[Hit]:
-        try:
-            return self.client.search(
-                self.collection_name, **query, **self._search_options(k, filter, kwargs)
-            )
-        except CollectionNotFound:
-            return []  # nothing was ever written
+        options = self._search_options(k, filter, kwargs)
+        return self._clients.search(self.collection_name, **query, **options)
 
     async def _asearch(
         self, k: int, filter: Mapping[str, Any] | None, kwargs: Mapping[str, Any], **query: Any
     ) -> list[Hit]:
-        try:
-            return await self.async_client.search(
-                self.collection_name, **query, **self._search_options(k, filter, kwargs)
-            )
-        except CollectionNotFound:
-            return []
+        options = self._search_options(k, filter, kwargs)
+        return await self._clients.asearch(self.collection_name, **query, **options)
 
     def _pick(
         self, query: Sequence[float], hits: list[Hit], k: int, lambda_mult: float
     ) -> list[Document]:
         if not hits:
             return []
-        vectors = [hit.vector.tolist() for hit in hits if hit.vector is not None]
         picked = maximal_marginal_relevance(
-            np.asarray(query, dtype=np.float32), vectors, lambda_mult, k
+            np.asarray(query, dtype=np.float32), candidate_vectors(hits), lambda_mult, k
         )
         return [self._document(hits[i]) for i in picked]
 

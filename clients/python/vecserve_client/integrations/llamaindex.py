@@ -37,6 +37,11 @@ from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_
 
 from vecserve_client import AsyncClient, Client, CollectionNotFound, Hit, Point
 from vecserve_client._types import IndexSpec, Metric
+from vecserve_client.integrations._clients import (
+    StoreClients,
+    UsesStoreClients,
+    candidate_vectors,
+)
 
 __all__ = ["VecserveVectorStore", "to_vecserve_filter"]
 
@@ -98,7 +103,7 @@ def _condition(filter: MetadataFilter) -> dict[str, Any]:
     return {filter.key: {_COMPARISONS[operator]: filter.value}}
 
 
-class VecserveVectorStore(BasePydanticVectorStore):
+class VecserveVectorStore(UsesStoreClients, BasePydanticVectorStore):
     """A LlamaIndex vector store over one vecserve collection.
 
     Nodes come with their embeddings (LlamaIndex's embedding model makes them); the
@@ -130,8 +135,7 @@ class VecserveVectorStore(BasePydanticVectorStore):
     metric: Metric = "cosine"
     index: IndexSpec = "auto"
 
-    _client: Client | None = PrivateAttr(default=None)
-    _async_client: AsyncClient | None = PrivateAttr(default=None)
+    _clients: StoreClients = PrivateAttr()
     _created: bool = PrivateAttr(default=False)
 
     def __init__(
@@ -149,39 +153,11 @@ class VecserveVectorStore(BasePydanticVectorStore):
         super().__init__(  # type: ignore[call-arg]
             collection_name=collection_name, metric=metric, index=index
         )
-        if url is not None:
-            client = client or Client(url, api_key=api_key)
-            async_client = async_client or AsyncClient(url, api_key=api_key)
-        if client is None and async_client is None:
-            raise ValueError("give url, client or async_client")
-        self._client = client
-        self._async_client = async_client
+        self._clients = StoreClients(url, api_key, client, async_client)
 
     @classmethod
     def class_name(cls) -> str:
         return "VecserveVectorStore"
-
-    @property
-    def client(self) -> Client:
-        """The synchronous client.
-
-        Raises:
-            ValueError: the store was given only an ``AsyncClient``.
-        """
-        if self._client is None:
-            raise ValueError("this store has no Client: give client= or url=")
-        return self._client
-
-    @property
-    def async_client(self) -> AsyncClient:
-        """The asynchronous client.
-
-        Raises:
-            ValueError: the store was given only a ``Client``.
-        """
-        if self._async_client is None:
-            raise ValueError("this store has no AsyncClient: give async_client= or url=")
-        return self._async_client
 
     # -- writing -------------------------------------------------------------------------
 
@@ -229,13 +205,11 @@ class VecserveVectorStore(BasePydanticVectorStore):
         Args:
             ref_doc_id: the document's id (the nodes' ``ref_doc_id``).
         """
-        with contextlib.suppress(CollectionNotFound):  # nothing was ever written
-            self.client.delete(self.collection_name, filter={"ref_doc_id": ref_doc_id})
+        self._clients.delete(self.collection_name, None, filter={"ref_doc_id": ref_doc_id})
 
     async def adelete(self, ref_doc_id: str, **delete_kwargs: Any) -> None:
         """Delete every node of a source document through the ``AsyncClient``."""
-        with contextlib.suppress(CollectionNotFound):
-            await self.async_client.delete(self.collection_name, filter={"ref_doc_id": ref_doc_id})
+        await self._clients.adelete(self.collection_name, None, filter={"ref_doc_id": ref_doc_id})
 
     def delete_nodes(
         self,
@@ -245,8 +219,7 @@ class VecserveVectorStore(BasePydanticVectorStore):
     ) -> None:
         """Delete nodes by id, or those whose metadata match ``filters``."""
         ids, vecserve_filter = _selection(node_ids, filters)
-        with contextlib.suppress(CollectionNotFound):
-            self.client.delete(self.collection_name, ids, filter=vecserve_filter)
+        self._clients.delete(self.collection_name, ids, filter=vecserve_filter)
 
     async def adelete_nodes(
         self,
@@ -256,8 +229,7 @@ class VecserveVectorStore(BasePydanticVectorStore):
     ) -> None:
         """Delete nodes by id, or those whose metadata match ``filters`` (async)."""
         ids, vecserve_filter = _selection(node_ids, filters)
-        with contextlib.suppress(CollectionNotFound):
-            await self.async_client.delete(self.collection_name, ids, filter=vecserve_filter)
+        await self._clients.adelete(self.collection_name, ids, filter=vecserve_filter)
 
     def clear(self) -> None:
         """Delete every node: drop the collection (the next write creates it again)."""
@@ -320,20 +292,14 @@ class VecserveVectorStore(BasePydanticVectorStore):
             ValueError: no query embedding, or a filter vecserve cannot express.
         """
         vector, k, options = _search(query, kwargs)
-        try:
-            hits = self.client.search(self.collection_name, vector, k=k, **options)
-        except CollectionNotFound:
-            hits = []
+        hits = self._clients.search(self.collection_name, vector=vector, k=k, **options)
         return _result(query, hits)
 
     async def aquery(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
         """The nodes nearest to the query's embedding, through the ``AsyncClient``; see
         :meth:`query`."""
         vector, k, options = _search(query, kwargs)
-        try:
-            hits = await self.async_client.search(self.collection_name, vector, k=k, **options)
-        except CollectionNotFound:
-            hits = []
+        hits = await self._clients.asearch(self.collection_name, vector=vector, k=k, **options)
         return _result(query, hits)
 
 
@@ -391,7 +357,7 @@ def _result(query: VectorStoreQuery, hits: list[Hit]) -> VectorStoreQueryResult:
         assert query.query_embedding is not None
         similarities, picked = get_top_k_mmr_embeddings(
             query.query_embedding,
-            [hit.vector.tolist() for hit in hits if hit.vector is not None],
+            candidate_vectors(hits),
             similarity_top_k=query.similarity_top_k,
             embedding_ids=list(range(len(hits))),
             mmr_threshold=query.mmr_threshold,

@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 ROW_GROUP = 50_000
 CHUNK = 100_000
 
