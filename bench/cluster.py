@@ -33,7 +33,7 @@ from bench._datasets import glove_by_frequency
 from bench._measures import percentiles_ms
 from bench._report import Run, add_output_options, describe, output_prefix, save, table
 from bench.service import run_http, serving
-from harness.server import free_port
+from tests.support.server import free_port
 from vecserve_client import Client
 
 CLIENTS = (1, 8, 32)

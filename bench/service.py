@@ -49,8 +49,8 @@ import orjson
 from bench._datasets import SEED, glove_by_frequency
 from bench._measures import percentiles_ms
 from bench._report import Run, add_output_options, describe, output_prefix, save, table
-from harness.server import free_port, wait_until_ready
 from indexer import Collection, Engine
+from tests.support.server import free_port, wait_until_ready
 
 K = 10
 BATCH = 64

@@ -40,7 +40,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from harness.server import free_port, wait_until_ready
+from tests.support.server import free_port, wait_until_ready
 
 COLLECTION = "soak"
 DIM = 32

@@ -30,7 +30,7 @@ if not __package__:  # run as a file (python bench/streaming.py): import bench.*
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._report import RESULTS, Run, describe, save, table
-from harness.streaming import read_through, write_input
+from tests.support.streaming import read_through, write_input
 
 FORMATS = ("jsonl", "csv", "parquet")
 

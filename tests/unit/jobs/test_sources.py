@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from harness.streaming import read_through, write_input
 from indexer.jobs.sources import Start, open_source
+from tests.support.streaming import read_through, write_input
 from tests.unit.jobs.running import rows, write_jsonl
 
 pq = pytest.importorskip("pyarrow.parquet")
