@@ -8,8 +8,10 @@ from contextlib import contextmanager
 
 
 class ReadWriteLock:
-    """Many readers or one writer. Writers are preferred, so a stream of searches cannot
-    starve a write: once a writer waits, new readers queue behind it."""
+    """Many readers or one writer, taking turns. A stream of searches cannot starve a
+    write: once a writer waits, new readers queue behind it. Nor can a writer that takes
+    the lock again and again (an index filled a chunk at a time) starve the searches: the
+    readers waiting when a writer lets go all get in before the next writer."""
 
     def __init__(self) -> None:
         # The condition's own lock, taken directly where no one waits: entering a plain
@@ -19,6 +21,8 @@ class ReadWriteLock:
         self._readers = 0
         self._writer = False
         self._writers_waiting = 0
+        self._readers_waiting = 0
+        self._readers_turn = False  # the waiting readers go before any waiting writer
         self._read = _ReadSide(self)
 
     def read(self) -> _ReadSide:
@@ -30,7 +34,7 @@ class ReadWriteLock:
     def write(self) -> Iterator[None]:
         with self._mutex:
             self._writers_waiting += 1
-            while self._writer or self._readers:
+            while self._writer or self._readers or self._readers_turn:
                 self._cond.wait()
             self._writers_waiting -= 1
             self._writer = True
@@ -39,6 +43,7 @@ class ReadWriteLock:
         finally:
             with self._mutex:
                 self._writer = False
+                self._readers_turn = self._readers_waiting > 0
                 self._cond.notify_all()
 
 
@@ -54,8 +59,14 @@ class _ReadSide:
     def __enter__(self) -> None:
         lock = self._lock
         with lock._mutex:
-            while lock._writer or lock._writers_waiting:
-                lock._cond.wait()
+            if lock._writer or (lock._writers_waiting and not lock._readers_turn):
+                lock._readers_waiting += 1
+                while lock._writer or (lock._writers_waiting and not lock._readers_turn):
+                    lock._cond.wait()
+                lock._readers_waiting -= 1
+                if not lock._readers_waiting and lock._readers_turn:
+                    lock._readers_turn = False  # the writers' turn
+                    lock._cond.notify_all()
             lock._readers += 1
 
     def __exit__(self, *exc: object) -> None:

@@ -18,7 +18,14 @@ from indexer.collection.point_ids import PointIds
 from indexer.collection.reader import Reader, page_points, points
 from indexer.collection.recommend import Example, Strategy, check_request
 from indexer.collection.results import padded
-from indexer.collection.upkeep import IndexBuildObserver, IndexUpkeep
+from indexer.collection.upkeep import (
+    CATCH_UP_LAST,
+    CATCH_UP_ROUNDS,
+    CLOSE_SAVE_MIN,
+    IndexBuildObserver,
+    IndexUpkeep,
+    staging_chunks,
+)
 from indexer.collection.validation import MAX_K, check_k
 from indexer.collection.writes import delete_target, prepare_upsert
 from indexer.devices import Placement
@@ -140,12 +147,24 @@ class Collection:
             labels, replaced = txn.upsert(
                 batch.keys, batch.vectors, batch.payloads, batch.thumbnails
             )
-            with self._rw.write():
-                txn.commit()
-                self._point_ids.upserted(batch.keys, labels, batch.ids, replaced)
-                self._apply(
-                    lambda index: (index.remove(replaced), index.add(labels, batch.prepared))
-                )
+            staged = self._stage(labels, batch.prepared)
+            try:
+                with self._rw.write():
+                    txn.commit()
+                    self._point_ids.upserted(batch.keys, labels, batch.ids, replaced)
+                    if staged:
+                        self._apply(lambda index: (index.publish(), index.remove(replaced)))
+                    else:
+                        self._apply(
+                            lambda index: (
+                                index.remove(replaced),
+                                index.add(labels, batch.prepared),
+                            )
+                        )
+            finally:
+                if staged and not txn.committed:
+                    with self._rw.write():
+                        self._index.unstage()
         self._after_write(len(batch.ids))
         return len(batch.ids)
 
@@ -185,6 +204,25 @@ class Collection:
             txn.set_full_text(spec)
         if self._background:
             self._full_text_indexer.start()
+
+    def _stage(self, labels: np.ndarray, vectors: np.ndarray) -> bool:
+        """Add an upsert's batch to the index before its commit, unserved, a chunk per
+        short hold of the read-write lock, so that searches go on between chunks however
+        long the index takes to add the batch (an HNSW graph: seconds for 10,000 points).
+        Returns False, having staged nothing, where the index cannot leave staged points
+        out of its searches (on a GPU: it takes the batch whole at the commit)."""
+        index = self._index
+        if not index.supports_selector:
+            return False
+        try:
+            for chunk in staging_chunks(len(labels)):
+                with self._rw.write():
+                    index.stage(labels[chunk], vectors[chunk])
+        except BaseException:
+            with self._rw.write():
+                index.unstage()
+            raise
+        return True
 
     def _apply(self, change: Any) -> None:
         """Apply a committed change to the index (write lock held)."""
@@ -386,19 +424,45 @@ class Collection:
             if self._closed:
                 return
             if self._upkeep.needs_rebuild(self._index, len(self._point_ids)):
-                index = self._upkeep.build(self._stored, self._index.family)
-                with self._write_lock, self._rw.write():
-                    if self._is_closed():  # closed while the index was built
-                        return
-                    self._upkeep.reconcile(index, self._point_ids.live(), self._stored)
-                    self._index.release()
-                    self._upkeep.place(index)
-                    self._index = index
-                    self._reader.filter_cache.clear()
-                self._unsaved = 1
+                if not self._rebuild():
+                    return
+            elif self._upkeep.needs_calibration(self._index):
+                with self._rw.read():
+                    live = self._point_ids.live()
+                self._upkeep.recalibrate(self._index, live, self._stored, self._search_labels)
+                self._unsaved = max(self._unsaved, 1)  # the file's calibration is old
             if self._unsaved:
                 self._save()
         self._full_text_indexer.run_now()
+
+    def _rebuild(self) -> bool:
+        """Build a new index from the store and serve it; False if the collection closed
+        meanwhile. Searches and writes go on with the old index all along: the points
+        written during the build are added to the new one outside any lock, in rounds,
+        and only the last few with writes held off (searches still go on); the lock that
+        searches wait for is held for the swap alone."""
+        index = self._upkeep.build(self._stored, len(self._point_ids), self._index.family)
+        for _ in range(CATCH_UP_ROUNDS):
+            with self._rw.read():
+                live = self._point_ids.live()
+            if self._upkeep.reconcile(index, live, self._stored) <= CATCH_UP_LAST:
+                break
+        with self._write_lock:  # no write starts: the index catches up with the last ones
+            if self._is_closed():
+                return False
+            self._upkeep.reconcile(index, self._point_ids.live(), self._stored)
+            with self._rw.write():
+                self._index.release()
+                self._upkeep.place(index)
+                self._index = index
+                self._reader.filter_cache.clear()
+            self._unsaved = max(1, len(self._point_ids))  # the file holds another index
+        return True
+
+    def _search_labels(self, queries: np.ndarray, k: int, params: SearchParams) -> np.ndarray:
+        """The serving index's labels for ``queries`` (a short hold of the read lock)."""
+        with self._rw.read():
+            return self._index.search(queries, k, params, None)[1]
 
     def _save(self) -> None:
         with self._rw.read():
@@ -408,7 +472,9 @@ class Collection:
             self._unsaved = 0
 
     def close(self) -> None:
-        """Finish background work, save the index if it is behind, and close the store.
+        """Finish background work, save the index if it is far behind its file (a few
+        changes are cheaper to replay from the store on the next open than a rewrite of
+        the whole file), and close the store.
 
         Writes and searches in flight finish first; later calls raise
         :class:`CollectionNotFound` (the collection was dropped, or its engine closed).
@@ -418,7 +484,7 @@ class Collection:
         with self._write_lock:  # no write is running, and none starts
             if self._closed:
                 return
-            if self._unsaved:
+            if self._unsaved > CLOSE_SAVE_MIN:
                 self._save()
             with self._rw.write():  # the searches in flight are done
                 self._closed = True

@@ -1,23 +1,27 @@
 """Index upkeep: the FAISS index is a cache of the store, opened from its file and caught
-up, or built (family chosen, trained, calibrated), saved, and rebuilt when it drifts."""
+up, or built (family chosen, trained, calibrated), saved, recalibrated as it grows, and
+rebuilt only when it must be (another family, a retrain, too many tombstones).
+
+A build streams the store twice, a chunk at a time (a sample and the held-out calibration
+queries, then every vector into the index), so it never holds the collection's vectors
+beside the index that it fills."""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import faiss
 import numpy as np
 
 from indexer.collection.config import CollectionConfig
-from indexer.collection.search import StoredVectors
+from indexer.collection.search import StoredVectors, exact
 from indexer.devices import Placement
 from indexer.indexes import FaissIndex, family_for, load_index, save_index
 from indexer.indexes.base import CALIBRATION_QUERIES
-from indexer.spec import IndexSpec
+from indexer.spec import IndexSpec, SearchParams
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +32,18 @@ MAX_DEAD_FRACTION = 0.2
 RETRAIN_GROWTH = 4
 CALIBRATION_MIN_POINTS = 1000
 TRAIN_SAMPLE_MAX = 256 * 1024
+# After a rebuild, the points written meanwhile are added to the new index in up to this
+# many rounds outside any lock, until a round adds at most CATCH_UP_LAST; what is left
+# is added with writes held off (searches go on with the old index).
+CATCH_UP_ROUNDS = 4
+CATCH_UP_LAST = 1000
+# close() rewrites the index file only when more changes than this are not in it: fewer
+# cost less to replay from the store on the next open than the rewrite of a large file.
+CLOSE_SAVE_MIN = 1000
+# An upsert adds its batch to the index a chunk per hold of the lock that searches wait
+# for, each chunk sized from the rate of the last to take about STAGE_HOLD_S.
+STAGE_HOLD_S = 0.02
+STAGE_FIRST, STAGE_MIN, STAGE_MAX = 64, 8, 65_536
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +58,22 @@ class IndexBuild:
 
 
 IndexBuildObserver = Callable[[IndexBuild], None]
+IndexSearch = Callable[[np.ndarray, int, SearchParams], np.ndarray]
+"""Labels [nq, k] that the serving index finds, at the given parameters (the collection
+takes its lock around each call)."""
+
+
+def staging_chunks(n: int) -> Iterator[slice]:
+    """Slices of a batch of ``n`` points to stage one per lock hold (see STAGE_HOLD_S):
+    the first small, each next one as large as the rate of the last allows."""
+    size, start = STAGE_FIRST, 0
+    while start < n:
+        stop = min(n, start + size)
+        began = time.perf_counter()
+        yield slice(start, stop)
+        rate = (stop - start) / max(time.perf_counter() - began, 1e-6)
+        size = int(min(STAGE_MAX, max(STAGE_MIN, rate * STAGE_HOLD_S)))
+        start = stop
 
 
 class IndexUpkeep:
@@ -66,7 +98,7 @@ class IndexUpkeep:
         ahead of its file."""
         loaded = load_index(self.path, self.config.metric, self.config.dim)
         if loaded is None:
-            index = self.build(stored)
+            index = self.build(stored, len(live))
             self.save(index, seq)
             behind = False
         else:
@@ -84,22 +116,14 @@ class IndexUpkeep:
                 self._placement, self.config.index.model_copy(update={"storage": index.storage})
             )
 
-    def reconcile(self, index: FaissIndex, live: np.ndarray, stored: StoredVectors) -> None:
+    def reconcile(self, index: FaissIndex, live: np.ndarray, stored: StoredVectors) -> int:
         """Bring ``index`` in line with the store: add what it lacks of the ``live`` labels
-        (sorted), drop what is gone."""
-        have = index.labels()
-        gone = np.setdiff1d(have, live, assume_unique=True)
-        missing = np.setdiff1d(live, have, assume_unique=True)
-        index.remove(gone)
-        for labels, vecs in stored(missing):
-            index.add(labels, self.config.metric.prepare(vecs))
-        if len(gone) or len(missing):
-            log.info(
-                "collection %s: index caught up (+%d, -%d)",
-                self.config.name,
-                len(missing),
-                len(gone),
-            )
+        (sorted), drop what is gone. Returns how many it added."""
+        missing = index.restrict_to(live)
+        self.add_stored(index, missing, stored)
+        if len(missing):
+            log.info("collection %s: index caught up (+%d)", self.config.name, len(missing))
+        return len(missing)
 
     def apply(
         self,
@@ -119,28 +143,48 @@ class IndexUpkeep:
             )
             self.reconcile(index, live(), stored)
 
-    def build(self, stored: StoredVectors, current: str | None = None) -> FaissIndex:
-        """A fresh index of the right family from every stored vector, calibrated;
-        ``current`` is the family serving now, if any (see :meth:`family`)."""
+    def add_stored(self, index: FaissIndex, labels: np.ndarray, stored: StoredVectors) -> None:
+        """Add the stored vectors of ``labels`` to ``index``."""
+        for chunk, vecs in stored(labels):
+            index.add(chunk, self.config.metric.prepare(vecs))
+
+    def build(self, stored: StoredVectors, n: int, current: str | None = None) -> FaissIndex:
+        """A fresh index of the right family for the store's ``n`` or so points, filled
+        with every stored vector and calibrated; ``current`` is the family serving now,
+        if any (see :meth:`family`)."""
         started = time.perf_counter()
-        labels, vecs = self._all_vectors(stored)
-        family, spec = self.family(len(labels), current)
+        dim, family, spec = self.config.dim, *self.family(n, current)
         rng = np.random.default_rng(0)
-        train = vecs
-        if len(vecs) > TRAIN_SAMPLE_MAX:
-            train = vecs[rng.choice(len(vecs), TRAIN_SAMPLE_MAX, replace=False)]
-        index = family.build(self.config.dim, self.config.metric, spec, train, self._placement)
-        if index.knob is None or len(labels) < CALIBRATION_MIN_POINTS:
-            index.add(labels, vecs)
+        trains = family.trains(dim, spec, n)
+        sample = _Sample(rng, n, TRAIN_SAMPLE_MAX if trains else 4 * CALIBRATION_QUERIES)
+        for labels, vecs in self._prepared(stored(None)):
+            sample.take(labels, vecs)
+        train = sample.vectors() if trains else np.empty((0, dim), np.float32)
+        index = family.build(dim, self.config.metric, spec, train, self._placement)
+        del train
+        calibrating = index.knob is not None and sample.seen >= CALIBRATION_MIN_POINTS
+        held_labels, held = sample.held_out(CALIBRATION_QUERIES if calibrating else 0)
+        points = 0
+
+        def fill() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+            nonlocal points
+            for labels, vecs in self._prepared(stored(None)):
+                keep = ~np.isin(labels, held_labels)
+                index.add(labels[keep], vecs[keep])
+                points += len(labels)
+                yield labels[keep], vecs[keep]
+
+        if calibrating:
+            # Calibrate on points held out of the index, as real queries are, then add
+            # them; their exact neighbours are found in the pass that fills the index.
+            _, truth = exact(held, K, fill(), self.config.metric)
+            self._calibrate(index, held, truth)
         else:
-            # Calibrate on points held out of the index, as real queries are, then add them.
-            held_out = np.zeros(len(labels), dtype=bool)
-            held_out[rng.choice(len(labels), CALIBRATION_QUERIES, replace=False)] = True
-            index.add(labels[~held_out], vecs[~held_out])
-            self._calibrate(index, vecs[held_out], labels[~held_out], vecs[~held_out])
-            index.add(labels[held_out], vecs[held_out])
+            for _ in fill():
+                pass
+        index.add(held_labels, held)
         name = self.config.name
-        build = IndexBuild(name, index.family, len(labels), time.perf_counter() - started)
+        build = IndexBuild(name, index.family, points, time.perf_counter() - started)
         log.info(
             "collection %s: built %s index over %d points in %.1fs",
             name,
@@ -179,8 +223,9 @@ class IndexUpkeep:
 
     def needs_rebuild(self, index: FaissIndex, n: int) -> bool:
         """Whether ``index``, serving ``n`` points, should be rebuilt: another family or
-        storage fits now, it outgrew its GPU booking, holds too many tombstones, outgrew
-        its IVF training, or doubled since its calibration."""
+        storage fits now, it outgrew its GPU booking, holds too many tombstones, or
+        outgrew its IVF training. Growth alone never rebuilds: new points are added to the
+        index as they come, and its knob is recalibrated (see :meth:`needs_calibration`)."""
         family, spec = self.family(n, index.family)
         return (
             family.family != index.family
@@ -188,40 +233,121 @@ class IndexUpkeep:
             or spec.storage != index.storage
             or index.dead_fraction > MAX_DEAD_FRACTION
             or (index.family.startswith("ivf") and n > RETRAIN_GROWTH * index.trained_on)
-            or (
-                index.knob is not None
-                and index.size >= CALIBRATION_MIN_POINTS
-                and index.size >= 2 * index.calibrated_on
-            )
+        )
+
+    def needs_calibration(self, index: FaissIndex) -> bool:
+        """Whether ``index`` doubled since its knob was calibrated."""
+        return (
+            index.knob is not None
+            and index.size >= CALIBRATION_MIN_POINTS
+            and index.size >= 2 * index.calibrated_on
         )
 
     def needs_upkeep(self, index: FaissIndex, n: int, unsaved: int) -> bool:
-        """Whether background maintenance should run: a rebuild, or a save of an index
-        ``unsaved`` changes ahead of its file (a tenth of the collection, 10,000 at least)."""
-        return self.needs_rebuild(index, n) or unsaved > max(10_000, n // 10)
+        """Whether background maintenance should run: a rebuild, a recalibration, or a
+        save of an index ``unsaved`` changes ahead of its file (a tenth of the collection,
+        10,000 at least)."""
+        return (
+            self.needs_rebuild(index, n)
+            or self.needs_calibration(index)
+            or unsaved > max(10_000, n // 10)
+        )
 
-    def _all_vectors(self, stored: StoredVectors) -> tuple[np.ndarray, np.ndarray]:
-        """Every label and its prepared vector, from the store."""
-        labels_parts, vec_parts = [], []
-        for labels, vecs in stored(None):
-            labels_parts.append(labels)
-            vec_parts.append(self.config.metric.prepare(vecs))
-        if not labels_parts:
-            return np.empty(0, np.int64), np.empty((0, self.config.dim), np.float32)
-        return np.concatenate(labels_parts), np.concatenate(vec_parts)
-
-    def _calibrate(
-        self, index: FaissIndex, queries: np.ndarray, labels: np.ndarray, vecs: np.ndarray
+    def recalibrate(
+        self, index: FaissIndex, live: np.ndarray, stored: StoredVectors, search: IndexSearch
     ) -> None:
-        k = 10
-        metric = self.config.metric.faiss_metric
-        _, positions = faiss.knn(queries, vecs, k, metric=metric)
-        recall = index.calibrate(queries, labels[positions], self.config.index.target_recall)
+        """Calibrate the knob of the serving ``index`` again, on points it holds: each
+        query is a stored point, left out of its own neighbours on both sides. The exact
+        neighbours come from the store, read without any lock; only ``search`` (a query
+        chunk at a time) takes the collection's."""
+        rng = np.random.default_rng(len(live))
+        picked = np.sort(rng.choice(live, min(CALIBRATION_QUERIES, len(live)), replace=False))
+        own, queries = _concat(self._prepared(stored(picked)), self.config.dim)
+        _, found = exact(queries, K + 1, stored(None), self.config.metric)
+        truth = _without_own(found, own, K)
+        size = index.size
+
+        def search_without_own(q: np.ndarray, k: int, params: SearchParams) -> np.ndarray:
+            rows = [
+                search(q[start : start + SEARCH_CHUNK], k + 1, params)
+                for start in range(0, len(q), SEARCH_CHUNK)
+            ]
+            return _without_own(np.concatenate(rows), own, k)
+
+        recall = index.calibrate(
+            queries, truth, self.config.index.target_recall, search_without_own
+        )
+        index.calibrated_on = size
+        self._log_calibration(index, recall)
+
+    def _prepared(
+        self, chunks: Iterable[tuple[np.ndarray, np.ndarray]]
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for labels, vecs in chunks:
+            yield labels, self.config.metric.prepare(vecs)
+
+    def _calibrate(self, index: FaissIndex, queries: np.ndarray, truth: np.ndarray) -> None:
+        recall = index.calibrate(queries, truth, self.config.index.target_recall)
+        self._log_calibration(index, recall)
+
+    def _log_calibration(self, index: FaissIndex, recall: float) -> None:
         log.info(
             "collection %s: %s=%s gives recall@%d %.3f on held-out points",
             self.config.name,
             index.knob,
             index.default_knob,
-            k,
+            K,
             recall,
         )
+
+
+K = 10  # calibration's k
+SEARCH_CHUNK = 16  # calibration queries a lock hold: a few milliseconds of searching
+
+
+class _Sample:
+    """A uniform random sample, of about ``size`` vectors, of a stream of (labels,
+    vectors) chunks that holds about ``expected`` vectors."""
+
+    def __init__(self, rng: np.random.Generator, expected: int, size: int) -> None:
+        self._rng = rng
+        self._share = min(1.0, size / max(expected, 1))
+        self._size = size
+        self.seen = 0
+        self._labels: list[np.ndarray] = []
+        self._vecs: list[np.ndarray] = []
+
+    def take(self, labels: np.ndarray, vecs: np.ndarray) -> None:
+        self.seen += len(labels)
+        keep = self._rng.random(len(labels)) < self._share
+        self._labels.append(labels[keep])
+        self._vecs.append(np.ascontiguousarray(vecs[keep]))
+
+    def vectors(self) -> np.ndarray:
+        return _concat(zip(self._labels, self._vecs, strict=True), 0)[1][: self._size]
+
+    def held_out(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """``n`` of the sampled points (fewer if the sample is smaller), by label."""
+        labels, vecs = _concat(zip(self._labels, self._vecs, strict=True), 0)
+        picked = np.sort(self._rng.choice(len(labels), min(n, len(labels)), replace=False))
+        return labels[picked], np.ascontiguousarray(vecs[picked])
+
+
+def _concat(
+    chunks: Iterable[tuple[np.ndarray, np.ndarray]], dim: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, vectors) chunks joined into one of each."""
+    labels, vecs = [], []
+    for chunk_labels, chunk_vecs in chunks:
+        labels.append(chunk_labels)
+        vecs.append(chunk_vecs)
+    if not labels:
+        return np.empty(0, np.int64), np.empty((0, dim), np.float32)
+    return np.concatenate(labels), np.concatenate(vecs)
+
+
+def _without_own(found: np.ndarray, own: np.ndarray, k: int) -> np.ndarray:
+    """The first ``k`` labels of each row of ``found`` other than the row's own label."""
+    keep = found != own[:, None]
+    order = np.argsort(~keep, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(found, order, axis=1)

@@ -4,18 +4,24 @@ Families that cannot remove vectors (HNSW, and any index while it lives on a GPU
 *tombstones*: labels that stay in the FAISS structure but are excluded from every search
 (by an ID selector on the CPU; on a GPU, which takes no selector, by over-fetching and
 dropping them) until the collection compacts the index by rebuilding it.
+
+A batch can be *staged* on the CPU: added in chunks, each under its own short hold of the
+collection's write lock so that searches run between them, while every search leaves out
+the staged labels (the newest ones: labels only grow) until the batch is published whole.
 """
 
 from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any, ClassVar, Self
 
 import faiss
 import numpy as np
 
 from indexer import devices
+from indexer.indexes.tombstones import Tombstones
 from indexer.metric import Metric
 from indexer.spec import IndexSpec, SearchParams
 
@@ -24,6 +30,7 @@ log = logging.getLogger(__name__)
 # Calibration aims a little above the target: it measures on a sample of queries.
 CALIBRATION_MARGIN = 0.02
 CALIBRATION_QUERIES = 256
+LABEL_END = 1 << 62  # past every label the store hands out
 
 
 class LabelSet:
@@ -68,8 +75,10 @@ class FaissIndex(ABC):
         self.trained_on: int = meta.get("trained_on", 0)
         self.storage: str = meta.get("storage", "float32")
         self.calibrated_on: int = meta.get("calibrated_on", 0)
-        self._dead = np.asarray(meta.get("dead", []), dtype=np.int64)
-        self._dead_set: LabelSet | None = None
+        self._dead = Tombstones(np.asarray(meta.get("dead", []), dtype=np.int64))
+        self._staged_from: int | None = None  # labels from here on are staged, not served
+        self._staged = 0
+        self._orphans = 0  # positions left without a label by a staged batch given up
         self.on_gpu = False
         self.gpu_bytes = 0  # estimated GPU memory held, 0 on the CPU
         self.placement_note: str | None = None  # why it stays on the CPU, when GPUs exist
@@ -108,6 +117,12 @@ class FaissIndex(ABC):
         index.train(train)
 
     @classmethod
+    def trains(cls, dim: int, spec: IndexSpec, n: int) -> bool:
+        """Whether an index of ``spec`` for ``n`` points needs training data."""
+        empty = faiss.index_factory(dim, cls.factory_string(dim, spec, n), faiss.METRIC_L2)
+        return not empty.is_trained
+
+    @classmethod
     @abstractmethod
     def factory_string(cls, dim: int, spec: IndexSpec, n_train: int) -> str: ...
 
@@ -126,13 +141,13 @@ class FaissIndex(ABC):
 
     @property
     def size(self) -> int:
-        """Live vectors (tombstones excluded)."""
-        return int(self._index.ntotal) - len(self._dead)
+        """Live vectors (tombstones and a staged batch excluded)."""
+        return int(self._index.ntotal) - len(self._dead) - self._staged - self._orphans
 
     @property
     def dead_fraction(self) -> float:
         total = int(self._index.ntotal)
-        return len(self._dead) / total if total else 0.0
+        return (len(self._dead) + self._orphans) / total if total else 0.0
 
     @property
     def info(self) -> dict[str, Any]:
@@ -162,19 +177,59 @@ class FaissIndex(ABC):
             self._index.add_with_ids(vectors, labels)
 
     def remove(self, labels: np.ndarray) -> None:
+        """Remove ``labels``, which the index holds: the collection passes labels of the
+        store, which the index mirrors under the collection's write lock (checking them
+        against the index's own labels would cost a pass over all of them a write)."""
         if not len(labels):
             return
         if self.can_remove and not self.on_gpu:
             self._index.remove_ids(np.ascontiguousarray(labels, dtype=np.int64))
             return
-        if not self.on_gpu:  # on a GPU, listing its labels would copy the whole index back
-            labels = labels[np.isin(labels, self._physical_labels())]
-        self._dead = np.union1d(self._dead, labels)
-        self._dead_set = None
+        self._dead.add(labels)
 
     def labels(self) -> np.ndarray:
         """Sorted live labels."""
-        return np.setdiff1d(self._physical_labels(), self._dead)
+        physical = self._physical_labels()
+        live: np.ndarray = physical[(physical >= 0) & ~self._dead.contains(physical)]
+        return live
+
+    def restrict_to(self, live: np.ndarray) -> np.ndarray:
+        """Drop from the index every label not in ``live`` (sorted: the store's) and
+        return the live labels it lacks. Its tombstones are derived afresh from what it
+        physically holds, so a label wrongly marked dead, or one marked dead that it does
+        not hold, cannot outlive this."""
+        physical = self._physical_labels()
+        physical = physical[physical >= 0]  # orphans are no one's: see HnswIndex.unstage
+        gone = np.setdiff1d(physical, live)
+        if self.can_remove and not self.on_gpu:
+            self._index.remove_ids(np.ascontiguousarray(gone, dtype=np.int64))
+        else:
+            self._dead = Tombstones(gone)
+        missing: np.ndarray = np.setdiff1d(live, physical)
+        return missing
+
+    # -- staging a batch (CPU only: see the module's docstring) ---------------------------
+
+    def stage(self, labels: np.ndarray, vectors: np.ndarray) -> None:
+        """Add a chunk of a batch without serving it: ``labels`` are newer than every
+        label served."""
+        if not len(labels):
+            return
+        if self._staged_from is None:
+            self._staged_from = int(labels.min())
+        self._index.add_with_ids(vectors, labels)
+        self._staged += len(labels)
+
+    def publish(self) -> None:
+        """Serve the staged batch."""
+        self._staged_from, self._staged = None, 0
+
+    def unstage(self) -> None:
+        """Give up the staged batch (its write failed): remove it from the index."""
+        if self._staged_from is None:
+            return
+        self._index.remove_ids(faiss.IDSelectorRange(self._staged_from, LABEL_END))
+        self.publish()
 
     def search(
         self, queries: np.ndarray, k: int, params: SearchParams, allowed: LabelSet | None
@@ -182,12 +237,8 @@ class FaissIndex(ABC):
         """FAISS distances and labels [nq, k]; -1 labels where fewer were found."""
         selector = None
         if self.supports_selector:
-            if allowed is not None:
-                selector = allowed.selector  # allowed labels come from the store: all live
-            elif len(self._dead):
-                if self._dead_set is None:
-                    self._dead_set = LabelSet(self._dead)
-                selector = faiss.IDSelectorNot(self._dead_set.selector)
+            # Allowed labels come from the store's committed rows: live, not staged.
+            selector = allowed.selector if allowed is not None else self._served_selector()
         if self.on_gpu:
             return self._search_gpu(queries, k, params)
         search_params = self.search_parameters(params, selector)
@@ -206,9 +257,22 @@ class FaissIndex(ABC):
             )
         if not len(self._dead):
             return distances, labels
-        if self._dead_set is None:
-            self._dead_set = LabelSet(self._dead)
-        return keep_labels(distances, labels, ~self._dead_set.contains(labels), k)
+        return keep_labels(distances, labels, ~self._dead.contains(labels), k)
+
+    def _served_selector(self) -> Any:
+        """The selector of the labels served now (None: every label in the index): not
+        dead, and below a staged batch and not an orphan (negative)."""
+        parts = []
+        if len(self._dead):
+            parts.append(self._dead.alive_selector())
+        if self._staged_from is not None or self._orphans:
+            end = LABEL_END if self._staged_from is None else self._staged_from
+            parts.append(faiss.IDSelectorRange(0, end))
+        if len(parts) < 2:
+            return parts[0] if parts else None
+        both = faiss.IDSelectorAnd(*parts)
+        both.referenced = parts  # the And does not own its operands
+        return both
 
     def search_parameters(self, params: SearchParams, selector: Any) -> Any:
         if selector is None:
@@ -217,21 +281,31 @@ class FaissIndex(ABC):
 
     # -- calibration ----------------------------------------------------------------------
 
-    def calibrate(self, queries: np.ndarray, truth: np.ndarray, target: float) -> float:
+    def calibrate(
+        self,
+        queries: np.ndarray,
+        truth: np.ndarray,
+        target: float,
+        search: Callable[[np.ndarray, int, SearchParams], np.ndarray] | None = None,
+    ) -> float:
         """Pick the smallest knob value whose recall@k on ``queries`` reaches ``target``.
 
-        ``queries`` must not be in the index (held out, like real queries); ``truth`` are
-        their exact neighbours [nq, k]. Returns the recall reached at the chosen value.
+        ``truth`` are the exact neighbours [nq, k] of ``queries``, which are not in the
+        index (held out, like real queries), or which ``search`` (labels [nq, k] found at
+        the given parameters; by default this index's own search) leaves out of their own
+        results. Returns the recall reached at the chosen value.
         """
         if self.knob is None:
             return 1.0
+        if search is None:
+            search = lambda q, k, params: self.search(q, k, params, None)[1]  # noqa: E731
         goal = min(1.0, target + CALIBRATION_MARGIN)
         best_value, best_recall = self.knob_values[0], -1.0
         for value in self.knob_values:
             if not self.knob_applies(value):
                 break
             params = SearchParams.model_validate({self.knob: value})
-            _, found = self.search(queries, truth.shape[1], params, None)
+            found = search(queries, truth.shape[1], params)
             hits = sum(len(np.intersect1d(f, t)) for f, t in zip(found, truth, strict=True))
             recall = hits / truth.size
             if recall > best_recall + 0.002:
@@ -327,7 +401,7 @@ class FaissIndex(ABC):
             "trained_on": self.trained_on,
             "storage": self.storage,
             "calibrated_on": self.calibrated_on,
-            "dead": self._dead.tolist(),
+            "dead": self._dead.labels().tolist(),
         }
 
     @abstractmethod

@@ -31,6 +31,7 @@ class HnswIndex(FaissIndex):
         # Unfiltered parameters, one per ef_search: building one costs a tenth of a
         # single-query search.
         self._unfiltered: dict[int, Any] = {}
+        self._orphans = int((self._id_map() < 0).sum())
 
     @classmethod
     def factory_string(cls, dim: int, spec: IndexSpec, n_train: int) -> str:
@@ -57,6 +58,26 @@ class HnswIndex(FaissIndex):
         of each (2M of them on the bottom layer)."""
         neighbours = faiss.downcast_index(self._index.index).hnsw.nb_neighbors(0)
         return float(self.knob_for(params) * neighbours)
+
+    def unstage(self) -> None:
+        """FAISS cannot remove from a graph, and the store will hand the batch's labels
+        out again (its transaction rolled back): the staged vectors lose their labels
+        instead (-1, which no search serves and no label equals) and count as dead."""
+        if self._staged_from is None:
+            return
+        ids = self._id_map()
+        staged = ids >= self._staged_from
+        ids[staged] = -1
+        self._orphans += int(staged.sum())
+        self.publish()
+
+    def _id_map(self) -> np.ndarray:
+        """The labels by position, a view on FAISS's own array (writes go through)."""
+        id_map = self._index.id_map
+        if not id_map.size():
+            return np.empty(0, dtype=np.int64)
+        ids: np.ndarray = faiss.rev_swig_ptr(id_map.data(), id_map.size())
+        return ids
 
     def _physical_labels(self) -> np.ndarray:
         return np.sort(faiss.vector_to_array(self._index.id_map))

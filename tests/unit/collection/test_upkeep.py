@@ -68,14 +68,15 @@ def test_a_saved_index_behind_the_store_is_caught_up(tmp_path: Path, vectors: np
 
 def test_an_hnsw_build_is_calibrated(tmp_path: Path, vectors: np.ndarray) -> None:
     part = upkeep(tmp_path, "hnsw")
-    index = part.build(stored_from(vectors))
+    index = part.build(stored_from(vectors), len(vectors))
     assert index.family == "hnsw"
     assert index.size == len(vectors) >= CALIBRATION_MIN_POINTS
     assert index.default_knob is not None
     assert index.calibrated_on == len(vectors) - 256  # the held-out queries came in after
-    assert not part.needs_rebuild(index, len(vectors))
+    assert not part.needs_calibration(index)
     index.add(np.arange(3000, 6000), vectors)  # doubled since its calibration
-    assert part.needs_rebuild(index, 6000)
+    assert part.needs_calibration(index)
+    assert not part.needs_rebuild(index, 6000)  # growth adds, it never rebuilds
 
 
 def test_the_family_follows_the_size_with_a_margin_when_shrinking(tmp_path: Path) -> None:
@@ -89,7 +90,7 @@ def test_the_family_follows_the_size_with_a_margin_when_shrinking(tmp_path: Path
 
 def test_tombstones_past_the_limit_call_for_a_rebuild(tmp_path: Path, vectors: np.ndarray) -> None:
     part = upkeep(tmp_path, "hnsw")
-    index = part.build(stored_from(vectors[:500]))  # below calibration: no knob tuned
+    index = part.build(stored_from(vectors[:500]), 500)  # below calibration: no knob tuned
     dead = int(MAX_DEAD_FRACTION * 500) + 1
     assert not part.needs_rebuild(index, 500)
     index.remove(np.arange(dead))
@@ -100,7 +101,7 @@ def test_upkeep_is_due_for_a_rebuild_or_a_save_far_behind(
     tmp_path: Path, vectors: np.ndarray
 ) -> None:
     part = upkeep(tmp_path)
-    index = part.build(stored_from(vectors[:100]))
+    index = part.build(stored_from(vectors[:100]), 100)
     assert not part.needs_upkeep(index, 100, 10_000)
     assert part.needs_upkeep(index, 100, 10_001)
     assert part.needs_upkeep(index, 500_000, 50_001)
