@@ -163,9 +163,14 @@ class SqliteStore:
 
     # -- reads -------------------------------------------------------------------------
 
-    def all_keys(self) -> Iterator[tuple[int, str]]:
-        """Every (label, id key), in label order."""
-        yield from self._reader.execute("SELECT label, pid FROM points ORDER BY label")
+    def all_keys(self) -> list[tuple[int, str]]:
+        """Every (label, id key), in label order. Read from the index on ids, which holds
+        both, and sorted here: an ordered read would walk the table, vectors and all."""
+        rows: list[tuple[int, str]] = self._reader.execute(
+            "SELECT label, pid FROM points"
+        ).fetchall()
+        rows.sort()
+        return rows
 
     def vectors(self, labels: np.ndarray, dim: int) -> np.ndarray:
         """The vectors of ``labels`` in the same order; every label must exist."""

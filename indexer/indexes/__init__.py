@@ -1,10 +1,12 @@
 """Index families, chosen through one registry, and their files on disk.
 
-An index file is a cache of the store: ``MAGIC | header length | header JSON | body``,
-where the body is the FAISS serialisation and the header records the store sequence
-number the index covers and a CRC32 of the body. Files are replaced atomically (temp file,
-fsync, rename). A file that is missing, truncated or fails its checksum is reported as
-absent, and the collection rebuilds from the store: it costs time, never data.
+An index file is a cache of the store:
+``MAGIC | header length | header JSON | body | body length | body CRC32``, where the body
+is the FAISS serialisation, streamed to and from the file, and the header records the
+store sequence number the index covers and the family's metadata. Files are replaced
+atomically (temp file, fsync, rename). A file that is missing, truncated, fails its
+checksum or is of an older format is reported as absent, and the collection rebuilds
+from the store: it costs time, never data.
 """
 
 from __future__ import annotations
@@ -14,10 +16,9 @@ import os
 import struct
 import zlib
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import faiss
-import numpy as np
 import orjson
 
 from indexer.durable import fsync_dir
@@ -36,8 +37,9 @@ FAMILIES: dict[str, type[FaissIndex]] = {
     cls.family: cls for cls in (FlatIndex, HnswIndex, IvfIndex, IvfPqIndex)
 }
 
-_MAGIC = b"VSIDX001"
+_MAGIC = b"VSIDX002"
 _LENGTH = struct.Struct("<Q")
+_TRAILER = struct.Struct("<QI")  # the body's length and CRC32
 
 
 def family_for(spec: IndexSpec, dim: int, n: int, gpus: int) -> tuple[type[FaissIndex], IndexSpec]:
@@ -60,15 +62,20 @@ def family_for(spec: IndexSpec, dim: int, n: int, gpus: int) -> tuple[type[Faiss
 
 
 def save_index(path: Path, index: FaissIndex, seq: int) -> None:
-    """Write ``index`` (covering store sequence ``seq``) to ``path`` atomically."""
-    body = faiss.serialize_index(index.cpu_index()).tobytes()
-    header = orjson.dumps(
-        {"seq": seq, "crc32": zlib.crc32(body), "body_len": len(body), "meta": index.meta()}
-    )
+    """Write ``index`` (covering store sequence ``seq``) to ``path`` atomically. FAISS
+    writes straight into the file: no copy of the index is made in memory."""
+    header = orjson.dumps({"seq": seq, "meta": index.meta()})
     tmp = path.with_suffix(path.suffix + ".tmp")
     with open(tmp, "wb") as f:
         f.write(_MAGIC + _LENGTH.pack(len(header)) + header)
-        f.write(body)
+        body = _Body()
+
+        def write(chunk: bytes) -> int:
+            body.take(chunk)
+            return f.write(chunk)
+
+        faiss.write_index(index.cpu_index(), faiss.PyCallbackIOWriter(write))
+        f.write(_TRAILER.pack(body.length, body.crc32))
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -77,19 +84,29 @@ def save_index(path: Path, index: FaissIndex, seq: int) -> None:
 
 def load_index(path: Path, metric: Metric, dim: int) -> tuple[FaissIndex, int] | None:
     """The saved index and the seq it covers, or None if it is missing, damaged, or not
-    an index of ``dim``-dimensional vectors under ``metric``."""
+    an index of ``dim``-dimensional vectors under ``metric``. FAISS reads straight from
+    the file, which is read once: the time is the disk's, the memory the index's."""
     try:
-        data = path.read_bytes()
+        f = open(path, "rb")  # noqa: SIM115 (closed below, after the checks)
     except FileNotFoundError:
         return None
     except OSError as exc:  # unreadable, or a folder: rebuild, and let the save say more
         log.warning("index file %s cannot be read (%s); rebuilding from the store", path, exc)
         return None
     try:
-        header, body = _split(data)
-        meta: dict[str, Any] = header["meta"]
-        family = FAMILIES[meta["family"]]
-        index = faiss.deserialize_index(np.frombuffer(body, dtype=np.uint8))
+        with f:
+            header = _header(f)
+            meta: dict[str, Any] = header["meta"]
+            family = FAMILIES[meta["family"]]
+            body = _Body()
+
+            def read(n: int) -> bytes:
+                return body.take(f.read(n))
+
+            index = faiss.read_index(faiss.PyCallbackIOReader(read))
+            trailer = f.read(_TRAILER.size + 1)
+        if len(trailer) != _TRAILER.size or _TRAILER.unpack(trailer) != (body.length, body.crc32):
+            raise ValueError("truncated or corrupt (checksum mismatch)")
         if index.d != dim or index.metric_type != metric.faiss_metric:
             raise ValueError(
                 f"it holds {index.d}-d vectors under FAISS metric {index.metric_type}, "
@@ -101,13 +118,22 @@ def load_index(path: Path, metric: Metric, dim: int) -> tuple[FaissIndex, int] |
         return None
 
 
-def _split(data: bytes) -> tuple[dict[str, Any], bytes]:
-    if not data.startswith(_MAGIC):
-        raise ValueError("not a vecserve index file")
-    start = len(_MAGIC) + _LENGTH.size
-    (header_len,) = _LENGTH.unpack_from(data, len(_MAGIC))
-    header: dict[str, Any] = orjson.loads(data[start : start + header_len])
-    body = data[start + header_len :]
-    if len(body) != header["body_len"] or zlib.crc32(body) != header["crc32"]:
-        raise ValueError("truncated or corrupt (checksum mismatch)")
-    return header, body
+class _Body:
+    """The length and CRC32 of the FAISS body, taken as it streams through."""
+
+    def __init__(self) -> None:
+        self.length = 0
+        self.crc32 = 0
+
+    def take(self, chunk: bytes) -> bytes:
+        self.length += len(chunk)
+        self.crc32 = zlib.crc32(chunk, self.crc32)
+        return chunk
+
+
+def _header(f: BinaryIO) -> dict[str, Any]:
+    if f.read(len(_MAGIC)) != _MAGIC:
+        raise ValueError("not a vecserve index file (or one of an older format)")
+    (header_len,) = _LENGTH.unpack(f.read(_LENGTH.size))
+    header: dict[str, Any] = orjson.loads(f.read(header_len))
+    return header

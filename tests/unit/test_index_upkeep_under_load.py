@@ -131,7 +131,7 @@ def test_a_failed_commit_leaves_the_index_as_it_was(
             raise OSError("disk full")
 
         monkeypatch.setattr(Transaction, "commit", failing)
-        with pytest.raises(OSError):
+        with pytest.raises(OSError, match="disk full"):
             col.upsert([0, "x"], DATA[1_500:1_502])
         monkeypatch.setattr(Transaction, "commit", commit)
         assert col.count() == col.index_info["size"] == 1_500
@@ -163,7 +163,10 @@ def test_tombstones_mark_count_and_select() -> None:
     dead.add(np.array([3, 4]))
     assert len(dead) == 4
     assert dead.labels().tolist() == [3, 4, 9, 700]
-    assert dead.contains(np.array([[3, -1], [5, 10**9]])).tolist() == [[True, False], [False, False]]
+    assert dead.contains(np.array([[3, -1], [5, 10**9]])).tolist() == [
+        [True, False],
+        [False, False],
+    ]
     selector = dead.alive_selector()
     assert [selector.is_member(i) for i in (3, 5, 700, 701, 10**9)] == [
         False,
