@@ -22,6 +22,7 @@ from indexer.collection.upkeep import (
     CATCH_UP_LAST,
     CATCH_UP_ROUNDS,
     CLOSE_SAVE_MIN,
+    REBUILD_BACKLOG_MIN,
     IndexBuildObserver,
     IndexUpkeep,
     staging_chunks,
@@ -69,6 +70,10 @@ class Collection:
         self._rw = ReadWriteLock()
         self._write_lock = threading.Lock()  # one writer at a time, before the RW lock
         self._optimize_lock = threading.Lock()
+        # Points written since a rebuild began (None: none runs), which it must catch up
+        # with; upserts wait once they are too many (see REBUILD_BACKLOG_MIN).
+        self._rebuild_backlog: int | None = None
+        self._rebuild_changed = threading.Condition()
         self._point_ids = PointIds(store.all_keys())
         self._stored = partial(store.iter_vectors, self.dim)
         self._upkeep = IndexUpkeep(self.config, folder, placement, on_index_build)
@@ -143,6 +148,7 @@ class Collection:
         batch = prepare_upsert(
             self.config, self._embed, ids, vectors, payloads, texts, images, store_source
         )
+        self._wait_for_rebuild()
         with self._write_lock, self._transaction() as txn:
             labels, replaced = txn.upsert(
                 batch.keys, batch.vectors, batch.payloads, batch.thumbnails
@@ -409,7 +415,20 @@ class Collection:
 
     # -- maintenance: rebuilds, compaction, checkpoints -----------------------------------
 
+    def _wait_for_rebuild(self) -> None:
+        """Hold an upsert back while a rebuild has too many points to catch up with: the
+        old index would otherwise grow beside the new one (twice the memory), and a bulk
+        load outrun the rebuild for ever. The points then go into the new index."""
+        with self._rebuild_changed:
+            while self._rebuild_backlog is not None and self._rebuild_backlog > max(
+                REBUILD_BACKLOG_MIN, len(self._point_ids) // 4
+            ):
+                self._rebuild_changed.wait()
+
     def _after_write(self, changed: int) -> None:
+        with self._rebuild_changed:
+            if self._rebuild_backlog is not None:
+                self._rebuild_backlog += changed
         self._unsaved += changed
         if self._background and self._upkeep.needs_upkeep(
             self._index, len(self._point_ids), self._unsaved
@@ -441,23 +460,30 @@ class Collection:
         written during the build are added to the new one outside any lock, in rounds,
         and only the last few with writes held off (searches still go on); the lock that
         searches wait for is held for the swap alone."""
-        index = self._upkeep.build(self._stored, len(self._point_ids), self._index.family)
-        for _ in range(CATCH_UP_ROUNDS):
-            with self._rw.read():
-                live = self._point_ids.live()
-            if self._upkeep.reconcile(index, live, self._stored) <= CATCH_UP_LAST:
-                break
-        with self._write_lock:  # no write starts: the index catches up with the last ones
-            if self._is_closed():
-                return False
-            self._upkeep.reconcile(index, self._point_ids.live(), self._stored)
-            with self._rw.write():
-                self._index.release()
-                self._upkeep.place(index)
-                self._index = index
-                self._reader.filter_cache.clear()
-            self._unsaved = max(1, len(self._point_ids))  # the file holds another index
-        return True
+        with self._rebuild_changed:
+            self._rebuild_backlog = 0
+        try:
+            index = self._upkeep.build(self._stored, len(self._point_ids), self._index.family)
+            for _ in range(CATCH_UP_ROUNDS):
+                with self._rw.read():
+                    live = self._point_ids.live()
+                if self._upkeep.reconcile(index, live, self._stored) <= CATCH_UP_LAST:
+                    break
+            with self._write_lock:  # no write starts: the index catches up with the last
+                if self._is_closed():
+                    return False
+                self._upkeep.reconcile(index, self._point_ids.live(), self._stored)
+                with self._rw.write():
+                    self._index.release()
+                    self._upkeep.place(index)
+                    self._index = index
+                    self._reader.filter_cache.clear()
+                self._unsaved = max(1, len(self._point_ids))  # the file holds another index
+            return True
+        finally:
+            with self._rebuild_changed:
+                self._rebuild_backlog = None
+                self._rebuild_changed.notify_all()
 
     def _search_labels(self, queries: np.ndarray, k: int, params: SearchParams) -> np.ndarray:
         """The serving index's labels for ``queries`` (a short hold of the read lock)."""

@@ -37,6 +37,9 @@ TRAIN_SAMPLE_MAX = 256 * 1024
 # is added with writes held off (searches go on with the old index).
 CATCH_UP_ROUNDS = 4
 CATCH_UP_LAST = 1000
+# Upserts wait while a rebuild has more than this many points written since it began to
+# catch up with (or a quarter of the collection, if more).
+REBUILD_BACKLOG_MIN = 50_000
 # close() rewrites the index file only when more changes than this are not in it: fewer
 # cost less to replay from the store on the next open than the rewrite of a large file.
 CLOSE_SAVE_MIN = 1000
