@@ -16,8 +16,8 @@ mark of its resident set) is its own:
   ``PROBE_EVERY`` seconds and records how long each took. Reported: ingest rate, load plus
   optimize seconds (and its ratio to the raw build), peak memory (and its ratio to raw),
   the probes' latency percentiles (and their waits for the collection's read lock: the
-  wait for maintenance and writes, apart from CPU contention), disk size, recall@10 and single-query QPS at the
-  calibrated default, and how long ``close()`` takes;
+  wait for maintenance and writes, apart from CPU contention), disk size, recall@10 and
+  single-query QPS at the calibrated default, and how long ``close()`` takes;
 - **reopen**: a new process opens the folder and answers one search (time to the first
   answer, and the index file's size), then times single-id updates and deletes and
   ``close()``.
