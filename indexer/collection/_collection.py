@@ -491,11 +491,17 @@ class Collection:
             return self._index.search(queries, k, params, None)[1]
 
     def _save(self) -> None:
-        with self._rw.read():
-            if self._closed:  # saved by close(); the folder may hold another collection now
-                return
-            self._upkeep.save(self._index, self.store.seq)
-            self._unsaved = 0
+        """Save the index. Writes wait meanwhile, searches do not: under the read lock, a
+        write waiting for it would queue every search behind it for the whole save."""
+        with self._write_lock:
+            self._save_now()
+
+    def _save_now(self) -> None:
+        """Save the index (write lock held: nothing changes it)."""
+        if self._closed:  # saved by close(); the folder may hold another collection now
+            return
+        self._upkeep.save(self._index, self.store.seq)
+        self._unsaved = 0
 
     def close(self) -> None:
         """Finish background work, save the index if it is far behind its file (a few
@@ -511,7 +517,7 @@ class Collection:
             if self._closed:
                 return
             if self._unsaved > CLOSE_SAVE_MIN:
-                self._save()
+                self._save_now()
             with self._rw.write():  # the searches in flight are done
                 self._closed = True
                 self._index.release()

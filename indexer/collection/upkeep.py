@@ -305,7 +305,7 @@ class IndexUpkeep:
 
 
 K = 10  # calibration's k
-SEARCH_CHUNK = 16  # calibration queries a lock hold: a few milliseconds of searching
+SEARCH_CHUNK = 4  # calibration queries a lock hold: a few milliseconds of searching
 
 
 class _Sample:
