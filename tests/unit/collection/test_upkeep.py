@@ -104,5 +104,5 @@ def test_upkeep_is_due_for_a_rebuild_or_a_save_far_behind(
     index = part.build(stored_from(vectors[:100]), 100)
     assert not part.needs_upkeep(index, 100, 10_000)
     assert part.needs_upkeep(index, 100, 10_001)
-    assert part.needs_upkeep(index, 500_000, 50_001)
-    assert not part.needs_upkeep(index, 500_000, 50_000)
+    assert part.needs_upkeep(index, 500_000, 250_001)
+    assert not part.needs_upkeep(index, 500_000, 250_000)
