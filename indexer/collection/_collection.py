@@ -23,6 +23,7 @@ from indexer.collection.upkeep import (
     CATCH_UP_ROUNDS,
     CLOSE_SAVE_MIN,
     REBUILD_BACKLOG_MIN,
+    REBUILD_WAIT_BATCH,
     IndexBuildObserver,
     IndexUpkeep,
     staging_chunks,
@@ -148,7 +149,8 @@ class Collection:
         batch = prepare_upsert(
             self.config, self._embed, ids, vectors, payloads, texts, images, store_source
         )
-        self._wait_for_rebuild()
+        if len(batch.ids) >= REBUILD_WAIT_BATCH:
+            self._wait_for_rebuild()
         with self._write_lock, self._transaction() as txn:
             labels, replaced = txn.upsert(
                 batch.keys, batch.vectors, batch.payloads, batch.thumbnails

@@ -37,15 +37,17 @@ TRAIN_SAMPLE_MAX = 256 * 1024
 # is added with writes held off (searches go on with the old index).
 CATCH_UP_ROUNDS = 4
 CATCH_UP_LAST = 1000
-# Upserts wait while a rebuild has more than this many points written since it began to
-# catch up with (or a quarter of the collection, if more).
+# Upserts of REBUILD_WAIT_BATCH points or more wait while a rebuild has more than this
+# many points written since it began to catch up with (or a quarter of the collection,
+# if more). Smaller ones never wait: single writes keep going during any rebuild.
 REBUILD_BACKLOG_MIN = 50_000
+REBUILD_WAIT_BATCH = 1000
 # close() rewrites the index file only when more changes than this are not in it: fewer
 # cost less to replay from the store on the next open than the rewrite of a large file.
 CLOSE_SAVE_MIN = 1000
 # An upsert adds its batch to the index a chunk per hold of the lock that searches wait
 # for, each chunk sized from the rate of the last to take about STAGE_HOLD_S.
-STAGE_HOLD_S = 0.02
+STAGE_HOLD_S = 0.01
 STAGE_FIRST, STAGE_MIN, STAGE_MAX = 64, 8, 65_536
 
 
@@ -306,7 +308,7 @@ class IndexUpkeep:
 
 
 K = 10  # calibration's k
-SEARCH_CHUNK = 4  # calibration queries a lock hold: a few milliseconds of searching
+SEARCH_CHUNK = 2  # calibration queries a lock hold: a few milliseconds of searching
 
 
 class _Sample:
