@@ -165,15 +165,19 @@ def phase_load(args: argparse.Namespace) -> dict[str, Any]:
     loading.set()
     # The wait for the read lock is the wait for maintenance and writes; the rest of a
     # probe's latency is its own search, slowed by whatever else shares the CPUs.
-    acquire = col._rw._acquire_read
+    read_side = col._rw.read()
 
-    def timed_acquire() -> None:
-        t0 = time.perf_counter()
-        acquire()
-        if threading.current_thread() is prober:
-            lock_waits.append(time.perf_counter() - t0)
+    class TimedReadSide:
+        def __enter__(self) -> None:
+            t0 = time.perf_counter()
+            read_side.__enter__()
+            if threading.current_thread() is prober:
+                lock_waits.append(time.perf_counter() - t0)
 
-    col._rw._acquire_read = timed_acquire  # type: ignore[method-assign]
+        def __exit__(self, *exc: object) -> None:
+            read_side.__exit__(*exc)
+
+    col._rw._read = TimedReadSide()  # type: ignore[assignment]
 
     def probe() -> None:
         i = 0
