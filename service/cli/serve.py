@@ -108,7 +108,7 @@ def serve(given: dict[str, Any], log_level: str, listener: socket.socket | None 
 
 
 def listen_socket(host: str, port: int) -> socket.socket:
-    """A TCP socket bound to ``host:port``, for :func:`serve` to listen on.
+    """A TCP socket listening on ``host:port``, for :func:`serve` to serve on.
 
     Raises:
         CommandFailed: the address cannot be had: in use, not this machine's, a port
@@ -119,12 +119,18 @@ def listen_socket(host: str, port: int) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
         sock.bind((host, port))
+        # Listening now, not once uvicorn starts: a port only bound is free to another
+        # socket that sets SO_REUSEADDR too (another vecserve), and quickstart binds its
+        # port a minute before it serves. Connections wait in the backlog meanwhile.
+        sock.listen(_BACKLOG)
     except OSError as exc:
         sock.close()
         why = _BIND_ERRORS.get(exc.errno or 0, exc.strerror or str(exc))
         raise CommandFailed(f"cannot listen on {_address(host, port)}: {why}", USAGE) from None
     return sock
 
+
+_BACKLOG = 2048  # uvicorn's default, which it sets again when it starts serving
 
 _BIND_ERRORS = {
     errno.EADDRINUSE: "the address is already in use (another vecserve, or another "

@@ -21,6 +21,8 @@ from indexer import Engine
 from indexer.indexes import load_index
 from indexer.metric import Metric
 from indexer.store import SqliteStore
+from service.cli.failure import CommandFailed
+from service.cli.serve import listen_socket
 from tests.support.server import NewServer, free_port
 
 VECSERVE = str(Path(sys.executable).with_name("vecserve"))
@@ -63,6 +65,15 @@ def test_a_busy_port_fails_with_one_line_and_exit_2_before_the_data_folder_is_ma
         "or choose another port with --port"
     ]
     assert not data.exists()
+
+
+def test_a_port_taken_for_a_later_serve_is_busy_to_another_serve_meanwhile() -> None:
+    # quickstart takes its port, then builds its collection for a minute before serving:
+    # meanwhile the port is busy to another vecserve, not taken by both until one fails.
+    with listen_socket("127.0.0.1", 0) as taken:
+        port = taken.getsockname()[1]
+        with pytest.raises(CommandFailed, match="the address is already in use"):
+            listen_socket("127.0.0.1", port).close()
 
 
 def test_sigterm_finishes_requests_in_flight_saves_indexes_and_exits_0(
