@@ -135,10 +135,12 @@ class ShardedSource:
             )
         if query.vector is not None:
             return _PreparedDense(query, None)
+        # A partial answer waits for no restarting shard to embed its query.
+        wait = not self._plan.partial
         if query.text is not None:
-            vectors = self._c.embed(texts=[query.text])
+            vectors = self._c.embed_on_any([query.text], None, wait=wait)
         else:
-            vectors = self._c.embed(images=[query.image])
+            vectors = self._c.embed_on_any(None, [query.image], wait=wait)
         return _PreparedDense(DenseQuery(vector=vectors[0].tolist(), params=query.params), None)
 
     def dense_ranking(

@@ -498,17 +498,29 @@ class ShardedCollection:
     ) -> np.ndarray:
         """Vectors by the collection's embedder, on one shard (taking turns; the next one
         when a shard is unavailable, as every shard holds the model)."""
+        return self.embed_on_any(texts, images, wait=True)
+
+    def embed_on_any(
+        self, texts: Sequence[str] | None, images: Sequence[Any] | None, *, wait: bool
+    ) -> np.ndarray:
+        """:meth:`embed`; ``wait=False`` for a partial answer: a shard that is restarting
+        is passed over after a short wait at most (:meth:`ShardLink.read_now`), and
+        :class:`ShardUnavailable` is raised when none answers."""
         links = self.engine.links
         first = next(self._turn) % len(links)
         args = (self.name, "embed", (), {"texts": texts, "images": images})
         reply: Reply | None = None
+        unavailable: ShardUnavailable | None = None
         for link in links[first:] + links[:first]:
             try:
-                reply = link.read("collection_call", *args)
+                reply = (link.read if wait else link.read_now)("collection_call", *args)
                 break
-            except ShardUnavailable:
-                continue
-        if reply is None:  # none answers now: wait for the first to come back
+            except ShardUnavailable as exc:
+                unavailable = exc
+        if reply is None:
+            if not wait and unavailable is not None:
+                raise unavailable
+            # None answers now: wait for the first to come back.
             reply = self.engine.read(links[first], "collection_call", *args)
         vectors: np.ndarray = _value(reply)
         return vectors

@@ -283,3 +283,45 @@ def test_balanced_shards_give_one_engines_lexical_ranks_and_rrf_order(tmp_path: 
         cluster.close()
         for link in links:
             link.server.close()
+
+
+class RestartingLink(LocalLink):
+    """A shard that Serve is restarting: :meth:`read` waits for it (Serve queues the call
+    until the new replica is up, CALL_TIMEOUT_S at most), which is counted here and then
+    fails as it would at the end of that wait; :meth:`read_now` gives up at once."""
+
+    def __init__(self, name: str, server: ShardServer) -> None:
+        super().__init__(name, server)
+        self.waits = 0
+
+    def read(self, method: str, *args: Any) -> Any:
+        self.waits += 1
+        raise ShardUnavailable(f"{self.name} is unavailable (GetTimeoutError)")
+
+    def read_now(self, method: str, *args: Any) -> Any:
+        raise ShardUnavailable(f"{self.name} is unavailable (GetTimeoutError)")
+
+
+def test_a_partial_query_by_text_waits_for_no_restarting_shard_to_embed_it(
+    tmp_path: Path,
+) -> None:
+    embedders = [{"name": "minilm", "kind": "sentence-transformers"}]
+    live = LocalLink("shard-0", ShardServer(str(tmp_path / "shard-0"), embedders, "cpu"))
+    restarting = RestartingLink("shard-1", ShardServer(str(tmp_path / "shard-1"), embedders, "cpu"))
+    cluster = ShardedEngine([live, restarting], retry_s=0.2)
+    try:
+        docs = cluster.create_collection("docs", embedder="minilm")
+        docs.upsert(list(range(8)), texts=[f"a note about topic {i}" for i in range(8)])
+        restarting.down = True
+        plan = {"prefetch": [{"dense": {"text": "topic 3"}}], "limit": 3, "partial": True}
+        # Every shard takes its turn to embed a query: the restarting one's comes up too.
+        for _ in range(2):
+            got = docs.query(plan)
+            assert got.missing_shards == ["shard-1"]
+            assert got.hits
+            assert all(shard_of(encode_id(hit.id), 2) == 0 for hit in got.hits)
+        assert restarting.waits == 0
+    finally:
+        cluster.close()
+        live.server.close()
+        restarting.server.close()
