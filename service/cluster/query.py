@@ -236,7 +236,8 @@ class ShardedSource:
         """How far full-text indexing is over every shard (the shards that are done
         report nothing, so the counts come from their descriptions)."""
         try:
-            declared = self._c.full_text
+            # A partial answer's: the answering shards', waiting for no restarting one.
+            declared = self._c.full_text_answering() if self._plan.partial else self._c.full_text
         except ShardUnavailable:  # a partial answer: what the answering shards said
             declared = None
         if declared is not None:

@@ -537,16 +537,13 @@ class ShardedCollection:
     @property
     def full_text(self) -> dict[str, Any] | None:
         """The full-text declaration, with every shard's indexing progress added up."""
-        described = self._read_all_primary("describe")
-        declared: list[dict[str, Any]] = [d["full_text"] for d in described if d["full_text"]]
-        if not declared:
-            return None
-        total = dict(declared[0])
-        total["indexed"] = sum(d["indexed"] for d in declared)
-        total["total"] = sum(d["total"] for d in declared)
-        ready = all(d["state"] == "ready" for d in declared)
-        total["state"] = "ready" if ready else "indexing"
-        return total
+        return _full_text_of(self._read_all_primary("describe"))
+
+    def full_text_answering(self) -> dict[str, Any] | None:
+        """:attr:`full_text` over the shards that answer now, for a partial answer (a
+        shard that is restarting is left out after a short wait at most)."""
+        described, _ = self.read_answering("describe")
+        return _full_text_of(described)
 
     def set_full_text(self, full_text: Any) -> None:
         """Declare (or drop, with None) the full-text fields on every shard."""
@@ -572,3 +569,16 @@ class RemoteEmbedder:
 
     def embed_images(self, images: Sequence[Any]) -> np.ndarray:
         return self._collection.embed(images=list(images))
+
+
+def _full_text_of(described: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The full-text declaration in shards' descriptions, their progress added up."""
+    declared: list[dict[str, Any]] = [d["full_text"] for d in described if d["full_text"]]
+    if not declared:
+        return None
+    total = dict(declared[0])
+    total["indexed"] = sum(d["indexed"] for d in declared)
+    total["total"] = sum(d["total"] for d in declared)
+    ready = all(d["state"] == "ready" for d in declared)
+    total["state"] = "ready" if ready else "indexing"
+    return total

@@ -286,20 +286,23 @@ def test_balanced_shards_give_one_engines_lexical_ranks_and_rrf_order(tmp_path: 
 
 
 class RestartingLink(LocalLink):
-    """A shard that Serve is restarting: :meth:`read` waits for it (Serve queues the call
-    until the new replica is up, CALL_TIMEOUT_S at most), which is counted here and then
-    fails as it would at the end of that wait; :meth:`read_now` gives up at once."""
+    """A shard that, once ``down``, Serve is restarting: :meth:`read` and :meth:`primary`
+    wait for it (Serve queues the call until the new replica is up, CALL_TIMEOUT_S at
+    most), which is counted here, and then fail as they would at the end of that wait;
+    :meth:`read_now` gives up at once."""
 
     def __init__(self, name: str, server: ShardServer) -> None:
         super().__init__(name, server)
         self.waits = 0
 
-    def read(self, method: str, *args: Any) -> Any:
-        self.waits += 1
-        raise ShardUnavailable(f"{self.name} is unavailable (GetTimeoutError)")
+    def primary(self, method: str, *args: Any) -> Any:
+        self.waits += self.down
+        return super().primary(method, *args)
+
+    read = primary
 
     def read_now(self, method: str, *args: Any) -> Any:
-        raise ShardUnavailable(f"{self.name} is unavailable (GetTimeoutError)")
+        return super().primary(method, *args)
 
 
 def test_a_partial_query_by_text_waits_for_no_restarting_shard_to_embed_it(
@@ -320,6 +323,35 @@ def test_a_partial_query_by_text_waits_for_no_restarting_shard_to_embed_it(
             assert got.missing_shards == ["shard-1"]
             assert got.hits
             assert all(shard_of(encode_id(hit.id), 2) == 0 for hit in got.hits)
+        assert restarting.waits == 0
+    finally:
+        cluster.close()
+        live.server.close()
+        restarting.server.close()
+
+
+def test_a_partial_query_tells_full_text_progress_without_waiting_for_a_restarting_shard(
+    tmp_path: Path,
+) -> None:
+    live = LocalLink("shard-0", ShardServer(str(tmp_path / "shard-0"), [], "cpu"))
+    restarting = RestartingLink("shard-1", ShardServer(str(tmp_path / "shard-1"), [], "cpu"))
+    for link in (live, restarting):
+        # Full-text indexing left to optimize(), so that it is under way when queried.
+        link.server.engine.close()
+        link.server.engine = Engine(link.server.engine.path, device="cpu", background=False)
+    cluster = ShardedEngine([live, restarting], retry_s=0.2)
+    try:
+        docs = cluster.create_collection("docs", DIM, "cosine", "flat")
+        ids = list(range(40))
+        vectors = np.random.default_rng(5).standard_normal((40, DIM)).astype(np.float32)
+        docs.upsert(ids, vectors, [{"text": f"w{i}"} for i in ids])
+        docs.set_full_text(["text"])
+        restarting.down = True
+        plan = {"prefetch": [{"lexical": {"text": "w3"}}], "limit": 3, "partial": True}
+        got = docs.query(plan)
+        held = sum(shard_of(encode_id(i), 2) == 0 for i in ids)
+        assert got.missing_shards == ["shard-1"]
+        assert got.full_text_partial == {"indexed": 0, "total": held}
         assert restarting.waits == 0
     finally:
         cluster.close()
