@@ -68,8 +68,8 @@ class Batch:
 
     A point is ``reused`` when its record comes before the job's ``reuse_until``: an
     earlier run embedded that same input into the collection, so its vector is taken from
-    there and only its payload is written anew (its input is not read: None). ``vectors``
-    holds a row for each point that is not reused, in order.
+    there and only its payload is written anew (its input is checked, not kept: None).
+    ``vectors`` holds a row for each point that is not reused, in order.
     """
 
     ids: list[PointId] = field(default_factory=list)
@@ -207,10 +207,11 @@ def _point(
         except OSError as exc:
             return point_id, None, {}, f"cannot read image {location!r}: {exc.strerror or exc}"
         payload[SOURCE_KEY] = {"image_sha256": digest, "image_path": location}
-    if not read_input:
-        return point_id, None, payload, None
     try:
         image = load_image(path)
     except InvalidEmbedderInput as exc:
         return point_id, None, {}, exc.message
-    return point_id, image, payload, None
+    # A reused record's image is decoded too, though not embedded: one that cannot be was
+    # rejected by the run that embedded the input, and the vector its id has (another
+    # record's, or a point's from before the job) must not take its payload now.
+    return point_id, image if read_input else None, payload, None

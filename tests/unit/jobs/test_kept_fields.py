@@ -133,3 +133,24 @@ def test_store_source_with_a_payload_field_named_source_is_refused(
     )
     with pytest.raises(InvalidInput, match="--store-source"):
         run(config, engine, registry)
+
+
+def test_a_record_rejected_when_embedded_stays_rejected_when_only_kept_fields_change(
+    tmp_path: Path, engine: Engine, registry: EmbedderRegistry
+) -> None:
+    # The id's vector in the collection is another record's: a payload rewrite must not
+    # give it the payload of a record whose own image could never be embedded.
+    photo("chelsea").save(tmp_path / "cat.png")
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    records = [
+        {"id": "pet", "image": "cat.png", "caption": "a cat"},
+        {"id": "pet", "image": "broken.png", "caption": "a broken file"},
+    ]
+    source = write_jsonl(tmp_path / "pets.jsonl", records)
+    first = run(job(source, engine.path, image_field="image"), engine, registry)
+    assert (first.indexed, first.rejected) == (1, 1)
+
+    kept = job(source, engine.path, image_field="image", payload_fields=("caption",))
+    again = run(kept, engine, EmbedderRegistry(default_embedder_configs()))
+    assert (again.indexed, again.embedded, again.rejected) == (1, 0, 1)
+    assert engine.get_collection("docs").get(["pet"])[0].payload == {"caption": "a cat"}
