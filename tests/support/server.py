@@ -99,10 +99,15 @@ class Server:
             raise
 
     def stop(self) -> None:
-        """SIGTERM, then wait for the process to exit (it may already have)."""
+        """SIGTERM, then wait for the process to exit (it may already have); one that has
+        not exited after 30 s is killed, so that no server outlives its test."""
         if self.process is not None and self.process.poll() is None:
             os.kill(self.process.pid, signal.SIGTERM)
-            self.process.wait(timeout=30)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
         self.process = None
 
     def __enter__(self) -> Server:
