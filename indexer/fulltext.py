@@ -28,6 +28,12 @@ from indexer.errors import InvalidFullText, validated
 
 FULL_TEXT_TABLE = "ft"
 MAX_FIELDS = 16
+MAX_PATH_LENGTH = 512
+MAX_WEIGHT = 1000
+# What FullTextField's validators take, for JSON Schema: dotted names of 1 to 128
+# characters, none starting with $, without quotes, backslashes or control characters.
+_SEGMENT = r'[^.$"\\\x00-\x1f][^."\\\x00-\x1f]{0,127}'
+PATH_PATTERN = rf"^{_SEGMENT}(?:\.{_SEGMENT})*$"
 Tokenizer = Literal["unicode61", "porter", "trigram"]
 
 # unicode61 folds case and (remove_diacritics 2) accents in any script; porter stems English
@@ -46,8 +52,8 @@ class FullTextField(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    path: str = Field(min_length=1, max_length=512)
-    weight: float = Field(default=1.0, gt=0, le=1000)
+    path: str = Field(min_length=1, max_length=MAX_PATH_LENGTH)
+    weight: float = Field(default=1.0, gt=0, le=MAX_WEIGHT)
 
     @model_validator(mode="before")
     @classmethod
@@ -128,7 +134,9 @@ class FullTextSpec(BaseModel):
 def _text_at(path: str) -> str:
     """SQL for the text at a dotted path: its strings joined by newlines, or NULL."""
     json_path = "$" + "".join(f'."{s}"' for s in path.split("."))
+    # A SQL string literal: a quote in a field's name is doubled, so the name stays data.
+    literal = "'" + json_path.replace("'", "''") + "'"
     return (
         "(SELECT group_concat(value, char(10)) FROM json_tree(points.payload,"
-        f" '{json_path}') WHERE type = 'text')"
+        f" {literal}) WHERE type = 'text')"
     )

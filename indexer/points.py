@@ -25,6 +25,11 @@ PointId = str | int
 
 MAX_ID_LENGTH = 512
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+# JSON Schema of the ids validate_id takes. The integer bounds are inside int64 by what a
+# double can tell apart (a JSON number may be read as one, and 2**63 - 1 as a double is
+# 2**63, past the bound).
+STRING_ID_SCHEMA = {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH}
+INTEGER_ID_SCHEMA = {"type": "integer", "minimum": -(2**63 - 2048), "maximum": 2**63 - 2048}
 
 
 def validate_id(point_id: object) -> PointId:

@@ -13,7 +13,8 @@ FastAPI describes what each route returns when it succeeds. Every operation also
 - what the server checks beyond the models' types, so that a client generated from the
   document sends only requests the server takes: the patterns of collection and snapshot
   names in paths, this server's limits (k, dim, points per upsert, searches per batch), its
-  embedders, and the snapshot checksum a restore needs.
+  embedders (and which take images, as thumbnails need), its rerankers, and the snapshot
+  checksum a restore needs.
 
 Statuses a route declares itself (``responses=``) keep their description.
 """
@@ -133,12 +134,33 @@ def _add_parameter_checks(operation: dict[str, Any]) -> None:
 
 
 def _add_limits(schemas: dict[str, Any], settings: Settings) -> None:
-    """This server's limits and embedders, where the models name them."""
+    """This server's limits, embedders and rerankers, where the models name them."""
     for model in ("Search", "Recommend"):
         schemas[model]["properties"]["k"]["maximum"] = settings.max_k
+    query = schemas["QueryBody"]["properties"]
+    query["limit"]["maximum"] = settings.max_k
+    query["offset"]["maximum"] = settings.max_k - 1  # offset + limit is at most max_k
     create = schemas["CreateCollection"]["properties"]
     create["dim"]["maximum"] = settings.max_dim
     create["embedder"]["enum"] = [e.name for e in settings.embedders] + [None]
+    # Thumbnails are kept of images: only with an embedder that takes them.
+    images = [e.name for e in settings.embedders if "image" in e.modalities]
+    no_thumbnails = {"properties": {"thumbnails": {"const": False}}}
+    schemas["CreateCollection"]["allOf"] = [
+        {
+            "anyOf": [
+                no_thumbnails,
+                {"required": ["embedder"], "properties": {"embedder": {"enum": images}}},
+            ]
+        }
+        if images
+        else no_thumbnails
+    ]
+    rerankers = [r.name for r in settings.rerankers]
+    if rerankers:
+        schemas["CrossEncoderRerank"]["properties"]["model"]["enum"] = rerankers
+    else:  # no cross-encoder to name: MMR is the only rerank
+        schemas["Rerank"]["properties"]["cross_encoder"] = {"type": "null"}
     schemas["Upsert"]["properties"]["points"]["maxItems"] = settings.max_points_per_upsert
     schemas["SearchBatch"]["properties"]["searches"]["maxItems"] = settings.max_queries_per_batch
     # On the list form of input (a top-level maxItems leaves a single text alone).

@@ -9,7 +9,7 @@ import numpy as np
 import numpy.typing as npt
 
 from indexer.embedders.base import ModelEmbedder, check_images, check_texts, decode_images
-from indexer.embedders.config import EmbedderConfig, batch_for
+from indexer.embedders.config import MODALITIES, EmbedderConfig, batch_for
 from indexer.embedders.images import ImageInput
 from indexer.embedders.loading import forbid_hub_downloads, local_folder, resolve_device
 from indexer.errors import EmbedderUnavailable
@@ -39,7 +39,7 @@ class ClipEmbedder(ModelEmbedder):
         # The vector length is the model's projection dimension. The lock: fast tokenizers
         # are not safe to call from two threads at once.
         dim = int(model.config.projection_dim)
-        super().__init__(name, dim, frozenset({"text", "image"}), batch_size)
+        super().__init__(name, dim, MODALITIES["clip"], batch_size)
         self._model = model
         self._tokenizer = tokenizer
         self._image_processor = image_processor

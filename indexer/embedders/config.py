@@ -8,9 +8,15 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from indexer.embedders.base import Device
 
-__all__ = ["EmbedderConfig", "EmbedderKind", "default_embedder_configs"]
+__all__ = ["MODALITIES", "EmbedderConfig", "EmbedderKind", "default_embedder_configs"]
 
 EmbedderKind = Literal["sentence-transformers", "efficientnet-lite0", "clip"]
+# What each kind of model embeds (its embedder's ``modalities``), known without loading it.
+MODALITIES: dict[EmbedderKind, frozenset[str]] = {
+    "sentence-transformers": frozenset({"text"}),
+    "efficientnet-lite0": frozenset({"image"}),
+    "clip": frozenset({"text", "image"}),
+}
 
 
 class EmbedderConfig(BaseModel):
@@ -40,6 +46,11 @@ class EmbedderConfig(BaseModel):
     device: Device = "auto"
     batch_size: int = Field(default=32, ge=1, le=4096)
     gpu_batch_size: int = Field(default=256, ge=1, le=4096)
+
+    @property
+    def modalities(self) -> frozenset[str]:
+        """What the embedder embeds, known without loading it."""
+        return MODALITIES[self.kind]
 
     @model_validator(mode="after")
     def _clip_needs_a_source(self) -> EmbedderConfig:

@@ -15,7 +15,7 @@ from indexer.embedders.base import (
     decode_images,
     unsupported_modality,
 )
-from indexer.embedders.config import EmbedderConfig, batch_for
+from indexer.embedders.config import MODALITIES, EmbedderConfig, batch_for
 from indexer.embedders.images import ImageInput
 from indexer.embedders.loading import resolve_device
 from indexer.errors import EmbedderUnavailable
@@ -43,7 +43,9 @@ class EfficientNetLite0Embedder(ModelEmbedder):
     def __init__(self, name: str, network: Any, device: torch.device, batch_size: int) -> None:
         # The vector length is 1280. The lock: torch modules are not documented as safe
         # for concurrent forward passes.
-        super().__init__(name, int(network._bn1.num_features), frozenset({"image"}), batch_size)
+        super().__init__(
+            name, int(network._bn1.num_features), MODALITIES["efficientnet-lite0"], batch_size
+        )
         self._network = network
         self._device = device
 

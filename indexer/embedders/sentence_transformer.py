@@ -15,7 +15,7 @@ from indexer.embedders.base import (
     normalize_rows,
     unsupported_modality,
 )
-from indexer.embedders.config import EmbedderConfig, batch_for
+from indexer.embedders.config import MODALITIES, EmbedderConfig, batch_for
 from indexer.embedders.images import ImageInput
 from indexer.embedders.loading import forbid_hub_downloads, local_folder, resolve_device
 from indexer.errors import EmbedderUnavailable
@@ -37,7 +37,9 @@ class SentenceTransformerEmbedder(ModelEmbedder):
     def __init__(self, name: str, model: SentenceTransformer, batch_size: int) -> None:
         # The vector length is 384 for all-MiniLM-L6-v2. The lock: fast tokenizers fail
         # with "Already borrowed" when two threads reconfigure truncation at once.
-        super().__init__(name, _embedding_dimension(model), frozenset({"text"}), batch_size)
+        super().__init__(
+            name, _embedding_dimension(model), MODALITIES["sentence-transformers"], batch_size
+        )
         self._model = model
 
     @property

@@ -15,12 +15,13 @@ stage's own. Each stage fetches ``limit`` candidates (by default, and at least,
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema, model_validator
 
-from indexer.errors import InvalidQuery, validated
-from indexer.points import PointId
+from indexer.errors import InvalidQuery, validated, validation_message
+from indexer.json_schema import exactly_one_of, given
+from indexer.points import INTEGER_ID_SCHEMA, STRING_ID_SCHEMA, PointId
 from indexer.query.fusion import RRF_K, FusionMethod
 from indexer.query.lexical import MatchMode
 from indexer.query.mmr import DEFAULT_LAMBDA
@@ -41,10 +42,16 @@ class DenseQuery(_Model):
     collection's embedder; an image as a path, URL-free bytes or base64 per the caller),
     or a stored point's vector (the point itself is left out of the results)."""
 
+    model_config = ConfigDict(
+        json_schema_extra=exactly_one_of("vector", "text", "image", "point_id")
+    )
+
     vector: list[float] | None = None
     text: str | None = Field(default=None, max_length=MAX_QUERY_TEXT)
     image: Any = None
-    point_id: PointId | None = None
+    point_id: (
+        Annotated[PointId, WithJsonSchema({"anyOf": [STRING_ID_SCHEMA, INTEGER_ID_SCHEMA]})] | None
+    ) = None
     params: SearchParams | None = None
 
     @model_validator(mode="after")
@@ -66,6 +73,8 @@ class LexicalQuery(_Model):
 class Stage(_Model):
     """One prefetch stage: exactly one of ``dense`` or ``lexical``, with its own filter,
     candidate count and weight in fusion."""
+
+    model_config = ConfigDict(json_schema_extra=exactly_one_of("dense", "lexical"))
 
     dense: DenseQuery | None = None
     lexical: LexicalQuery | None = None
@@ -119,6 +128,8 @@ class MmrRerank(_Model):
 class Rerank(_Model):
     """Reorder the best ``candidates`` fused hits: exactly one of the two."""
 
+    model_config = ConfigDict(json_schema_extra=exactly_one_of("cross_encoder", "mmr"))
+
     cross_encoder: CrossEncoderRerank | None = None
     mmr: MmrRerank | None = None
     candidates: int = Field(default=50, ge=1, le=1000)
@@ -130,8 +141,26 @@ class Rerank(_Model):
         return self
 
 
+# A cross-encoder compares documents with a text: its own query, or a stage's.
+_RERANK_HAS_A_TEXT: dict[str, Any] = {
+    "anyOf": [
+        {"not": given("rerank", given("cross_encoder"))},
+        given("rerank", given("cross_encoder", given("query"))),
+        {
+            "properties": {
+                "prefetch": {
+                    "contains": {"anyOf": [given("lexical"), given("dense", given("text"))]}
+                }
+            }
+        },
+    ]
+}
+
+
 class QueryPlan(_Model):
     """A whole query; see the module docstring."""
+
+    model_config = ConfigDict(json_schema_extra=_RERANK_HAS_A_TEXT)
 
     prefetch: list[Stage] = Field(min_length=1, max_length=MAX_STAGES)
     fusion: Fusion = Fusion()
@@ -186,6 +215,11 @@ class QueryPlan(_Model):
             if text is not None:
                 return text
         return None
+
+
+def invalid_query(exc: ValidationError) -> InvalidQuery:
+    """The :class:`InvalidQuery` for a part of a query that did not validate."""
+    return InvalidQuery(validation_message(exc, "query"))
 
 
 class HybridShortcut(_Model):

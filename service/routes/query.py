@@ -10,20 +10,31 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import Response
+from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from indexer import Collection
 from indexer.query import QueryHit, QueryResult
-from indexer.query.plan import DenseQuery, HybridShortcut, hybrid_plan
+from indexer.query.plan import DenseQuery, HybridShortcut, hybrid_plan, invalid_query
 from service.deps import CollectionDep, SettingsDep
 from service.responses import Json
 from service.routing import ApiRouter
-from service.schemas import QueryBody, QueryHits, Search, vector_field
+from service.schemas import ErrorBody, QueryBody, QueryHits, Search, vector_field
 
 router = ApiRouter(prefix="/collections/{name}", tags=["search"])
 
 
-@router.post("/query", operation_id="query", response_model=QueryHits)
+# A lexical stage (or a search's hybrid shortcut) on a collection without full-text fields.
+NO_FULL_TEXT: dict[int | str, dict[str, Any]] = {
+    409: {
+        "model": ErrorBody,
+        "description": "A lexical search of a collection without full-text fields"
+        " (`FullTextNotDeclared`)",
+    }
+}
+
+
+@router.post("/query", operation_id="query", response_model=QueryHits, responses=NO_FULL_TEXT)
 async def query(body: QueryBody, collection: CollectionDep, settings: SettingsDep) -> Response:
     """Hybrid retrieval in one request: prefetch stages (``dense`` by vector, text, image
     or point id; ``lexical`` by text, scored by BM25 over the collection's full-text
@@ -41,11 +52,15 @@ async def query(body: QueryBody, collection: CollectionDep, settings: SettingsDe
 
 async def hybrid_search(body: Search, collection: Collection) -> Response:
     """A search with the ``hybrid`` shortcut: its plan, run like any query."""
-    shortcut = body.hybrid
-    assert shortcut is not None
+    assert body.hybrid is not None
+    try:  # the engine's bounds on query texts
+        dense = search_dense(body)
+        shortcut = HybridShortcut.model_validate(body.hybrid.model_dump())
+    except ValidationError as exc:
+        raise invalid_query(exc) from None
     plan = hybrid_plan(
-        search_dense(body),
-        HybridShortcut.model_validate(shortcut.model_dump()),
+        dense,
+        shortcut,
         body.k,
         filter=body.filter,
         with_payload=body.with_payload,

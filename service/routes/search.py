@@ -18,7 +18,7 @@ from service.batching import MicroBatcher, Query
 from service.deps import BatcherDep, CollectionDep, SettingsDep
 from service.errors import RequestTooLarge
 from service.responses import Json
-from service.routes.query import hybrid_search
+from service.routes.query import NO_FULL_TEXT, hybrid_search
 from service.routing import ApiRouter
 from service.schemas import (
     BatchHits,
@@ -72,7 +72,7 @@ def to_query(search: Search) -> Query:
     )
 
 
-@router.post("/search", operation_id="search", response_model=Hits)
+@router.post("/search", operation_id="search", response_model=Hits, responses=NO_FULL_TEXT)
 async def search(
     body: Search, collection: CollectionDep, settings: SettingsDep, batcher: BatcherDep
 ) -> Response:

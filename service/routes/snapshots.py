@@ -61,6 +61,13 @@ def list_snapshots(name: str, engine: EngineDep) -> Response:
     return Json({"snapshots": [snapshot_json(i) for i in engine.list_snapshots(name)]})
 
 
+# What another method at the restore operation's path answers.
+ON_THE_RESTORE_PATH = {
+    "model": ErrorBody,
+    "description": "`restore` names the restore operation, not a snapshot (`MethodNotAllowed`)",
+}
+
+
 def not_the_restore_path(snapshot: str) -> None:
     """``/snapshots/restore`` is the restore operation's path (no snapshot has that name):
     another method there is a 405, as the OpenAPI document reads it."""
@@ -73,7 +80,10 @@ def not_the_restore_path(snapshot: str) -> None:
     operation_id="download_snapshot",
     response_class=OpenFileResponse,
     status_code=200,
-    responses={200: {"content": {"application/x-tar": {}}, "description": "the tar file"}},
+    responses={
+        200: {"content": {"application/x-tar": {}}, "description": "the tar file"},
+        405: ON_THE_RESTORE_PATH,
+    },
 )
 def download_snapshot(name: str, snapshot: str, engine: EngineDep) -> OpenFileResponse:
     """The snapshot's tar file, with its SHA-256 in ``X-Checksum-Sha256`` (hex) and
@@ -90,7 +100,12 @@ def download_snapshot(name: str, snapshot: str, engine: EngineDep) -> OpenFileRe
     )
 
 
-@router.delete("/{snapshot}", operation_id="delete_snapshot", status_code=204)
+@router.delete(
+    "/{snapshot}",
+    operation_id="delete_snapshot",
+    status_code=204,
+    responses={405: ON_THE_RESTORE_PATH},
+)
 def delete_snapshot(name: str, snapshot: str, engine: EngineDep) -> Response:
     """Delete one snapshot."""
     not_the_restore_path(snapshot)

@@ -17,7 +17,9 @@ from pydantic import (
 )
 
 from indexer.errors import InvalidEmbedderInput, InvalidK
-from indexer.query.plan import QueryPlan
+from indexer.fulltext import MAX_FIELDS, MAX_PATH_LENGTH, MAX_WEIGHT, PATH_PATTERN
+from indexer.json_schema import exactly_one_of, given
+from indexer.query.plan import MAX_QUERY_TEXT, QueryPlan
 from indexer.spec import IndexSpec, SearchParams
 from service.limits import check_dim
 from service.schemas.base import (
@@ -28,8 +30,6 @@ from service.schemas.base import (
     Filter,
     PointIdModel,
     WholeNumber,
-    exactly_one_of,
-    given,
     whole,
 )
 from service.schemas.vectors import (
@@ -125,12 +125,18 @@ class CreateCollection(Body):
     full_text: FullTextDeclaration | None = None
 
 
+# The engine checks paths and weights (InvalidFullText); the schema says what it takes.
+_PATH_SCHEMA: dict[str, Any] = {"pattern": PATH_PATTERN, "maxLength": MAX_PATH_LENGTH}
+
+
 class FullTextField(Body):
     """A payload field by dotted path (``title``, ``brand.name``, ``_source.text``) and its
     weight in BM25 (a match in a field of weight 2 counts twice)."""
 
-    path: str = Field(min_length=1)
-    weight: float = 1.0
+    path: str = Field(min_length=1, json_schema_extra=_PATH_SCHEMA)
+    weight: float = Field(
+        default=1.0, json_schema_extra={"exclusiveMinimum": 0, "maximum": MAX_WEIGHT}
+    )
 
 
 class FullTextDeclaration(Body):
@@ -138,7 +144,9 @@ class FullTextDeclaration(Body):
     and accents folded), ``porter`` (English stemming on top) or ``trigram`` (substrings,
     some typos, and CJK text, which unicode61 keeps as whole runs)."""
 
-    fields: list[FullTextField | Annotated[str, Field(min_length=1)]] = Field(min_length=1)
+    fields: list[
+        FullTextField | Annotated[str, Field(min_length=1, json_schema_extra=_PATH_SCHEMA)]
+    ] = Field(min_length=1, json_schema_extra={"maxItems": MAX_FIELDS, "uniqueItems": True})
     tokenizer: Literal["unicode61", "porter", "trigram"] = "unicode61"
 
     def declaration(self) -> dict[str, Any]:
@@ -261,9 +269,22 @@ class ScrollPage(Points):
 
 
 class Hybrid(Body):
-    text: str | None = None
+    text: str | None = Field(default=None, json_schema_extra={"maxLength": MAX_QUERY_TEXT})
     alpha: float | None = Field(default=None, ge=0, le=1)
     match: Literal["any", "all", "phrase", "prefix"] = "any"
+
+
+# The hybrid shortcut's lexical side needs a text: its own, or the search's (and the engine
+# takes query texts of at most MAX_QUERY_TEXT characters; InvalidQuery otherwise).
+_HYBRID_HAS_A_TEXT: dict[str, Any] = {
+    "anyOf": [
+        {"not": given("hybrid")},
+        {
+            "properties": {"text": {"maxLength": MAX_QUERY_TEXT}},
+            "anyOf": [given("text"), given("hybrid", given("text"))],
+        },
+    ]
+}
 
 
 class Search(EmbedInput, VectorsOption):
@@ -272,7 +293,7 @@ class Search(EmbedInput, VectorsOption):
 
     model_config = ConfigDict(
         json_schema_extra=exactly_one_of("vector", "vector_b64", "text", "image", "id")
-        | NAMES_AGREE
+        | {"allOf": [NAMES_AGREE, _HYBRID_HAS_A_TEXT]}
     )
 
     id: PointIdModel | None = None
@@ -294,8 +315,13 @@ class Search(EmbedInput, VectorsOption):
         return self
 
 
+def _without_hybrid(schema: dict[str, Any]) -> None:
+    """The searches of a batch have no ``hybrid`` (InvalidQuery: it is for single ones)."""
+    schema["items"] = {"allOf": [schema["items"], {"not": given("hybrid")}]}
+
+
 class SearchBatch(Body):
-    searches: list[Search] = Field(min_length=1)
+    searches: list[Search] = Field(min_length=1, json_schema_extra=_without_hybrid)
 
 
 class HitOut(BaseModel):

@@ -16,7 +16,7 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from indexer.points import MAX_ID_LENGTH
+from indexer.points import INTEGER_ID_SCHEMA, STRING_ID_SCHEMA
 from service.filter_schema import FILTER_SCHEMA
 from service.limits import check_filter_depth
 
@@ -29,24 +29,13 @@ def whole(value: object) -> object:
     return value
 
 
-# The int64 bounds, inside by what a double can tell apart (the document's numbers are
-# doubles, and 2**63 - 1 as a double is 2**63, past the bound).
-_INT64_MAX_AS_FLOAT = 2**63 - 2048
 # An integer, written ``10`` or ``10.0``.
 WholeNumber = Annotated[int, BeforeValidator(whole)]
 # The schemas say what the engine checks after parsing (InvalidId), so that clients
 # generated from them send only ids the server takes.
 PointIdModel = (
-    Annotated[
-        StrictStr, WithJsonSchema({"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH})
-    ]
-    | Annotated[
-        StrictInt,
-        BeforeValidator(whole),
-        WithJsonSchema(
-            {"type": "integer", "minimum": -_INT64_MAX_AS_FLOAT, "maximum": _INT64_MAX_AS_FLOAT}
-        ),
-    ]
+    Annotated[StrictStr, WithJsonSchema(STRING_ID_SCHEMA)]
+    | Annotated[StrictInt, BeforeValidator(whole), WithJsonSchema(INTEGER_ID_SCHEMA)]
 )
 # The server's limits (max_filter_depth, max_dim) are checked as bodies are parsed.
 Filter = Annotated[
@@ -59,15 +48,6 @@ IMAGE_B64 = (
     r"^(?:data:[^,]*;base64,)?(?:[A-Za-z0-9+/]{4})*"
     r"(?:[A-Za-z0-9+/]{2}(?:==)?|[A-Za-z0-9+/]{3}=?)?$"
 )
-
-
-def given(name: str) -> dict[str, Any]:
-    """JSON Schema for "the field is given, and not null"."""
-    return {"required": [name], "properties": {name: {"not": {"type": "null"}}}}
-
-
-def exactly_one_of(*names: str) -> dict[str, Any]:
-    return {"oneOf": [given(name) for name in names]}
 
 
 class Body(BaseModel):

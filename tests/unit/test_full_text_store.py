@@ -107,6 +107,22 @@ def test_points_before_the_declaration_are_indexed_in_batches(store: SqliteStore
     assert found(store, "common") == {"p0", "p1", "p2", "p4", "new"}
 
 
+def test_any_path_the_declaration_takes_is_indexed_as_data_not_sql(store: SqliteStore) -> None:
+    # A quote in a field's name once ended the SQL string the path was written into: the
+    # backlog never indexed (a syntax error each time), and the name could carry SQL.
+    odd = "it's"
+    sneaky = "x') IS NULL, (SELECT 'injected"
+    spec = FullTextSpec.parse([odd, f"brand.{sneaky}"])
+    write(store, {"old": {odd: "red shoes"}})
+    declare(store, spec)
+    write(store, {"new": {"brand": {sneaky: "green boots"}}})
+    with store.transaction() as txn:
+        assert not txn.index_full_text(10)  # the backlog: the point written before
+    assert found(store, "shoes", spec) == {"old"}
+    assert found(store, "boots", spec) == {"new"}
+    assert found(store, "injected", spec) == set()
+
+
 def test_the_declaration_survives_reopening(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "s.sqlite3")
     declare(store, FullTextSpec.parse({"fields": ["title"], "tokenizer": "trigram"}))
