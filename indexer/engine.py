@@ -37,6 +37,7 @@ from indexer.errors import (
 )
 from indexer.fulltext import FullTextSpec
 from indexer.metric import Metric
+from indexer.payload_index import parse_declaration
 from indexer.query import RerankerRegistry
 from indexer.snapshots import SnapshotArea, SnapshotInfo, unpack
 from indexer.spec import IndexSpec
@@ -133,6 +134,7 @@ class Engine:
         store_source: bool = False,
         thumbnails: bool = False,
         full_text: FullTextSpec | dict[str, Any] | list[Any] | None = None,
+        payload_indexes: dict[str, str] | None = None,
         exist_ok: bool = False,
     ) -> Collection:
         """Create a collection. With ``exist_ok``, an identical existing one is returned;
@@ -145,6 +147,8 @@ class Engine:
         image points keep a small JPEG (see :meth:`Collection.thumbnail`); it needs an
         embedder that takes images. ``full_text``: the payload fields to index for lexical
         search (see :meth:`Collection.set_full_text`, which also declares them later).
+        ``payload_indexes``: payload fields to index for filters, ``{path: "keyword" |
+        "number"}`` (see :meth:`Collection.create_payload_index`).
         """
         validate_name(name)
         if embedder is not None:
@@ -155,12 +159,14 @@ class Engine:
             raise InvalidInput("thumbnails are kept of images: they need an image embedder")
         config = _config(name, dim, metric, index, embedder, store_source, thumbnails)
         spec = None if full_text is None else FullTextSpec.parse(full_text)
+        fields = parse_declaration(payload_indexes or {})
         with self._lock:
             folder = self._root / name
             if folder.exists():
                 existing = self._get(name)
                 same_text = (existing.store.full_text == spec) or full_text is None
-                if exist_ok and existing.config == config and same_text:
+                same_fields = payload_indexes is None or existing.payload_fields == fields
+                if exist_ok and existing.config == config and same_text and same_fields:
                     return existing
                 differences = _differences(existing.config, config)
                 raise CollectionExists(
@@ -172,9 +178,11 @@ class Engine:
             store = SqliteStore(staging / _STORE_FILE)
             store.set_meta("config", config.model_dump(mode="json"))
             store.set_meta("uid", new_uid())
-            if spec is not None:
+            if spec is not None or fields:
                 with store.transaction() as txn:
-                    txn.set_full_text(spec)
+                    if spec is not None:
+                        txn.set_full_text(spec)
+                    txn.set_payload_indexes(dict(fields))
             store.close()
             os.rename(staging, folder)  # the collection appears whole, or not at all
             return self._get(name)

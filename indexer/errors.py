@@ -20,6 +20,7 @@ HTTP status it maps to::
     │   ├── InvalidEmbedderInput    undecodable image, text where none is accepted, ...
     │   ├── UnknownEmbedder         a collection asks for a name outside the allowlist
     │   ├── InvalidFullText         a full-text declaration that cannot be built
+    │   ├── InvalidPayloadIndex     a payload field index with a bad path or type
     │   ├── InvalidQuery            a query pipeline that cannot run (or bad FTS5 syntax)
     │   └── InvalidSnapshot         a snapshot file that is damaged, unsafe or inconsistent
     │       └── ChecksumMismatch    the file is not the one its SHA-256 names
@@ -129,6 +130,10 @@ class ChecksumMismatch(InvalidSnapshot):
 
 
 class InvalidFullText(InvalidInput):
+    pass
+
+
+class InvalidPayloadIndex(InvalidInput):
     pass
 
 

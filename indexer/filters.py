@@ -45,7 +45,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from indexer.errors import InvalidFilter
+from indexer.errors import InvalidFilter, InvalidInput
 
 MAX_DEPTH = 16
 MAX_IN_VALUES = 1024
@@ -169,7 +169,7 @@ class _Compiler:
             elif key.startswith("$"):
                 raise InvalidFilter(f"unknown logical operator {key!r}; use $and, $or or $not")
             else:
-                segments = _segments(key)
+                segments = field_segments(key)
                 parts.append(self.field(segments, value, depth + len(segments)))
         return _join(" AND ", parts)
 
@@ -333,7 +333,7 @@ class _Compiler:
             type=_json("json_type", path),
             e=_Sql(element),
         )
-        index = _index(key)
+        index = array_index(key)
         if index is None:
             return rows
         return _sql(
@@ -354,11 +354,12 @@ class _Compiler:
             raise InvalidFilter(f"the filter has more than {MAX_CONDITIONS} conditions")
 
 
-def _segments(field: str) -> tuple[str, ...]:
+def field_segments(field: str, error: type[InvalidInput] = InvalidFilter) -> tuple[str, ...]:
+    """The segments of a dotted field name, or ``error`` saying what a name must be."""
     segments = tuple(field.split("."))
     for segment in segments:
         if not _SEGMENT.match(segment):
-            raise InvalidFilter(
+            raise error(
                 f"invalid field name {field!r}: dotted names of 1 to 128 characters each, "
                 "without quotes, backslashes or a leading $"
             )
@@ -369,7 +370,8 @@ def _json_path(segments: tuple[str, ...]) -> str:
     return "$" + "".join(f'."{s}"' for s in segments)
 
 
-def _index(segment: str) -> int | None:
+def array_index(segment: str) -> int | None:
+    """The array index a path segment also stands for, or None."""
     return int(segment) if _INDEX.fullmatch(segment) else None
 
 

@@ -10,6 +10,8 @@ always means the same vector, and an index is brought up to date by comparing la
 
 A point may have a small thumbnail (a JPEG, in ``thumbnails`` under its label), written
 with it and deleted with it, so it goes where the point goes: backups, snapshots.
+Payload fields declared for indexing are listed in ``meta.payload_indexes``; their
+indexes are in memory, derived from the payloads (:mod:`indexer.payload_index`).
 With full-text fields declared (``meta.full_text``, see :mod:`indexer.fulltext`), an FTS5
 table ``ft`` holds each point's words under its label, written in the same transaction as
 the point. Points that were there before the declaration are indexed afterwards in
@@ -227,6 +229,16 @@ class SqliteStore:
         )
         return np.fromiter((r[0] for r in cursor), dtype=np.int64)
 
+    def payloads_between(self, after: int, until: int, limit: int) -> list[tuple[int, str]]:
+        """Up to ``limit`` (label, payload JSON) with ``after < label <= until``, in label
+        order."""
+        rows: list[tuple[int, str]] = self._reader.execute(
+            "SELECT label, payload FROM points WHERE label > ? AND label <= ?"
+            " ORDER BY label LIMIT ?",
+            (after, until, limit),
+        ).fetchall()
+        return rows
+
     def rows_after(self, after_label: int, limit: int) -> list[tuple[int, str, bytes, str]]:
         """Up to ``limit`` rows (label, id key, vector blob, payload JSON) with labels after
         ``after_label``, in label order. Every insert and update takes a new label, so these
@@ -398,6 +410,10 @@ class Transaction:
         _delete(self.conn, labels)
         return labels
 
+    def delete_labels(self, labels: np.ndarray) -> None:
+        """Delete the rows of these labels (of points there are)."""
+        _delete(self.conn, labels)
+
     def delete_where(self, where: str, params: Sequence[Any]) -> np.ndarray:
         """Delete the rows matching a compiled filter; return their labels."""
         cursor = self.conn.execute(f"SELECT label FROM points WHERE {where}", tuple(params))
@@ -420,6 +436,13 @@ class Transaction:
             else:
                 _set_meta(self.conn, "full_text_backlog", {"after": 0, "until": until})
         self._declared.append(spec)
+
+    def set_payload_indexes(self, fields: dict[str, str]) -> None:
+        """Declare the payload fields to index (see :mod:`indexer.payload_index`)."""
+        if fields:
+            _set_meta(self.conn, "payload_indexes", fields)
+        else:
+            self.conn.execute("DELETE FROM meta WHERE key = 'payload_indexes'")
 
     def index_full_text(self, batch: int) -> bool:
         """Index up to ``batch`` points of the backlog; whether a backlog remains."""

@@ -4,7 +4,7 @@ package's lock-free parts."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -14,6 +14,7 @@ import numpy as np
 from indexer.collection.background import BackgroundWork
 from indexer.collection.config import CollectionConfig, stored_uid
 from indexer.collection.hybrid import CollectionSource, FullTextIndexer, full_text_status
+from indexer.collection.payload_fields import PayloadIndexBuilder
 from indexer.collection.point_ids import PointIds
 from indexer.collection.reader import Reader, page_points, points
 from indexer.collection.recommend import Example, Strategy, check_request
@@ -36,6 +37,7 @@ from indexer.errors import CollectionNotFound, InvalidInput, ThumbnailNotFound
 from indexer.fulltext import FullTextSpec
 from indexer.locks import ReadWriteLock
 from indexer.metric import Metric
+from indexer.payload_index import FieldType, PayloadIndexes, parse_declaration
 from indexer.points import Hit, Point, PointId, validate_id, validate_ids
 from indexer.query import QueryPlan, QueryResult, RerankerRegistry, run_query
 from indexer.spec import SearchParams
@@ -76,13 +78,21 @@ class Collection:
         self._rebuild_backlog: int | None = None
         self._rebuild_changed = threading.Condition()
         self._point_ids = PointIds(store.all_keys())
+        self._payload_indexes = PayloadIndexes(self._point_ids.live())
+        self._payload_indexes.declare(parse_declaration(store.get_meta("payload_indexes") or {}))
         self._stored = partial(store.iter_vectors, self.dim)
         self._upkeep = IndexUpkeep(self.config, folder, placement, on_index_build)
         self._closed = False
         self._index, behind = self._upkeep.open(store.seq, self._point_ids.live(), self._stored)
         self._unsaved = int(behind)
         self._reader = Reader(
-            store, self.dim, self.metric, self._point_ids, lambda: self._index, self._stored
+            store,
+            self.dim,
+            self.metric,
+            self._point_ids,
+            lambda: self._index,
+            self._stored,
+            self._payload_indexes,
         )
         self._maintenance = BackgroundWork(
             f"vecserve-{self.name}",
@@ -92,6 +102,8 @@ class Collection:
         self._full_text_indexer = FullTextIndexer(self)
         if self._background:
             self._full_text_indexer.start()  # a backlog left by a restart, or a restore
+        self._payload_builder = PayloadIndexBuilder(self)
+        self._build_payload_indexes()  # the points already there, whose values are on disk
 
     # -- properties ----------------------------------------------------------------------
 
@@ -119,6 +131,20 @@ class Collection:
         ``indexing``, lexical search covers the ``indexed`` points so far (the points
         written since the declaration among them)."""
         return full_text_status(self.store)
+
+    @property
+    def payload_indexes(self) -> dict[str, dict[str, Any]]:
+        """The indexed payload fields and their progress: ``{path: {type, state:
+        "indexing" | "ready", indexed, total}}``. While ``indexing``, filters on the field
+        are answered from the payloads, as on a field not indexed."""
+        with self._rw.read():
+            self._check_open()
+            return self._payload_indexes.status()
+
+    @property
+    def payload_fields(self) -> dict[str, FieldType]:
+        """The declared payload indexes: ``{path: type}``."""
+        return self._payload_indexes.declared()
 
     def count(self, filter: dict[str, Any] | None = None) -> int:
         """Points in the collection, or matching ``filter``."""
@@ -160,6 +186,7 @@ class Collection:
                 with self._rw.write():
                     txn.commit()
                     self._point_ids.upserted(batch.keys, labels, batch.ids, replaced)
+                    self._payload_indexes.upserted(labels, batch.payload_values, replaced)
                     if staged:
                         self._apply(lambda index: (index.publish(), index.remove(replaced)))
                     else:
@@ -185,7 +212,12 @@ class Collection:
         """
         keys, compiled = delete_target(ids, filter)
         with self._write_lock, self._transaction() as txn:
-            if compiled is not None:
+            # The payload indexes change only under the write lock: they match the store.
+            indexed = self._payload_indexes.select(filter) if filter is not None else None
+            if indexed is not None:
+                labels = indexed
+                txn.delete_labels(labels)
+            elif compiled is not None:
                 labels = txn.delete_where(compiled.where, compiled.params)
             else:
                 labels = txn.delete_keys(keys)
@@ -194,6 +226,7 @@ class Collection:
             with self._rw.write():
                 txn.commit()
                 self._point_ids.deleted(labels)
+                self._payload_indexes.deleted(labels)
                 self._apply(lambda index: index.remove(labels))
         self._after_write(len(labels))
         return len(labels)
@@ -212,6 +245,42 @@ class Collection:
             txn.set_full_text(spec)
         if self._background:
             self._full_text_indexer.start()
+
+    def create_payload_index(self, field: str, type: FieldType) -> None:
+        """Index a payload field for filters (replacing its index of another type).
+
+        ``type``: ``"keyword"`` (strings and booleans, and arrays of them: equality,
+        ``$in``, ``$ne``, ``$nin``) or ``"number"`` (integers and floats: those and ranges).
+        A filter whose every condition is on indexed fields is then answered from the
+        indexes, without reading payloads. Points written from now on are indexed with
+        their write; those already there in the background (see :attr:`payload_indexes`),
+        or now when the engine runs no background work.
+        """
+        self._declare_payload_indexes(lambda fields: {**fields, field: type})
+
+    def drop_payload_index(self, field: str) -> None:
+        """Stop indexing a payload field (nothing happens if it is not indexed)."""
+        self._declare_payload_indexes(
+            lambda fields: {p: t for p, t in fields.items() if p != field}
+        )
+
+    def _declare_payload_indexes(
+        self, change: Callable[[dict[str, FieldType]], dict[str, Any]]
+    ) -> None:
+        with self._write_lock:
+            fields = parse_declaration(change(self.payload_fields))
+            with self._transaction() as txn:
+                txn.set_payload_indexes(dict(fields))
+                with self._rw.write():
+                    txn.commit()
+                    self._payload_indexes.declare(fields)
+        self._build_payload_indexes()
+
+    def _build_payload_indexes(self) -> None:
+        if self._background:
+            self._payload_builder.start()
+        else:
+            self._payload_builder.run_now()
 
     def _stage(self, labels: np.ndarray, vectors: np.ndarray) -> bool:
         """Add an upsert's batch to the index before its commit, unserved, a chunk per
@@ -455,6 +524,7 @@ class Collection:
             if self._unsaved:
                 self._save()
         self._full_text_indexer.run_now()
+        self._payload_builder.run_now()
 
     def _rebuild(self) -> bool:
         """Build a new index from the store and serve it; False if the collection closed
@@ -515,6 +585,7 @@ class Collection:
         """
         self._maintenance.stop()  # no maintenance starts from here on
         self._full_text_indexer.stop()
+        self._payload_builder.stop()
         with self._write_lock:  # no write is running, and none starts
             if self._closed:
                 return

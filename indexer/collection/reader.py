@@ -24,6 +24,7 @@ from indexer.errors import PointNotFound
 from indexer.filters import compile_filter
 from indexer.indexes import FaissIndex, LabelSet
 from indexer.metric import Metric
+from indexer.payload_index import PayloadIndexes
 from indexer.points import Hit, Point, PointId, decode_id, encode_id, vector_batch_and_squares
 from indexer.spec import SearchParams
 from indexer.store import SqliteStore
@@ -41,6 +42,7 @@ class Reader:
         point_ids: PointIds,
         index: Callable[[], FaissIndex],
         stored: StoredVectors,
+        payload_indexes: PayloadIndexes,
     ) -> None:
         self._store = store
         self._dim = dim
@@ -48,12 +50,17 @@ class Reader:
         self._point_ids = point_ids
         self._index = index
         self._stored = stored
+        self._payload_indexes = payload_indexes
         self.filter_cache = FilterCache()
         self._filter_cache_lock = threading.Lock()
 
     def allowed(self, filter: dict[str, Any]) -> LabelSet:
-        """The labels matching a filter, cached until the next write."""
+        """The labels matching a filter: from the payload indexes when they answer it,
+        else from the store, cached until the next write."""
         compiled = compile_filter(filter)
+        indexed = self._payload_indexes.select(filter)
+        if indexed is not None:
+            return LabelSet(indexed)
         key = (compiled.where, compiled.params)
         # Readers share the cache: its lock keeps one reader's eviction from landing
         # between another's lookup and its move to the end.

@@ -34,6 +34,7 @@ class UpsertBatch:
     vectors: np.ndarray  # as given, for the store
     prepared: np.ndarray  # as the index takes them
     payloads: list[str]  # JSON texts
+    payload_values: list[dict[str, Any] | None]  # the same, for the payload indexes
     thumbnails: list[bytes] | None
 
 
@@ -66,7 +67,7 @@ def prepare_upsert(
     payload_texts = [payload_json(p, i) for i, p in enumerate(payloads)]
     prepared = config.metric.prepare(vecs, squares)
     keys = [encode_id(i) for i in checked]
-    return UpsertBatch(checked, keys, vecs, prepared, payload_texts, thumbnails)
+    return UpsertBatch(checked, keys, vecs, prepared, payload_texts, list(payloads), thumbnails)
 
 
 def delete_target(

@@ -369,11 +369,14 @@ def filters(draw: st.DrawFn, depth: int = 3) -> dict[str, Any]:
 # -- the collection ------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def col(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Collection]:
-    """One small flat l2 collection, refilled by every example."""
+@pytest.fixture(scope="module", params=[None, "keyword", "number"])
+def col(tmp_path_factory: pytest.TempPathFactory, request: Any) -> Iterator[Collection]:
+    """One small flat l2 collection, refilled by every example: without payload indexes,
+    and with every field indexed as keywords, then as numbers (the indexes answer what
+    they can tell exactly, and the payloads the rest)."""
+    indexes = None if request.param is None else dict.fromkeys(FIELDS, request.param)
     with Engine(tmp_path_factory.mktemp("filters") / "data", background=False) as engine:
-        yield engine.create_collection("filters", dim=DIM, metric="l2")
+        yield engine.create_collection("filters", dim=DIM, metric="l2", payload_indexes=indexes)
 
 
 def refill(col: Collection, points: list[dict[str, Any]], seed: int) -> np.ndarray:

@@ -36,6 +36,7 @@
         │   ├── InvalidEmbedderInput
         │   ├── UnknownEmbedder     a collection asks for a model outside the allowlist
         │   ├── InvalidFullText     a full-text declaration that cannot be built
+        │   ├── InvalidPayloadIndex a payload field index with a bad path or type
         │   ├── InvalidQuery        a query pipeline that cannot run (or bad FTS5 syntax)
         │   └── InvalidSnapshot     a snapshot file that is damaged, unsafe or inconsistent
         │       └── ChecksumMismatch  the file is not the one its SHA-256 names (found by
@@ -246,6 +247,10 @@ class InvalidFullText(InvalidInput):
     """A full-text declaration that cannot be built (a bad path, weight or tokenizer)."""
 
 
+class InvalidPayloadIndex(InvalidInput):
+    """A payload field index that cannot be declared (a bad path or type)."""
+
+
 class InvalidQuery(InvalidInput):
     """A query pipeline that cannot run: a bad plan, a reranker outside the server's
     allowlist, or an FTS5 expression (``match="fts5"``) that does not parse."""
@@ -340,6 +345,7 @@ _BY_NAME: dict[str, type[APIError]] = {
         InvalidEmbedderInput,
         UnknownEmbedder,
         InvalidFullText,
+        InvalidPayloadIndex,
         InvalidQuery,
         InvalidSnapshot,
         ChecksumMismatch,

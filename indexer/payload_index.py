@@ -1,0 +1,404 @@
+"""Payload field indexes: in-memory columns of declared payload fields, answering filters
+without reading a payload.
+
+A collection declares fields by dotted path, each ``keyword`` (strings and booleans) or
+``number`` (integers and floats). For each, an index holds (label, value) pairs: every
+value of its type that the path reaches in a point, an array's elements included, with
+the semantics of :mod:`indexer.filters`. A filter whose every condition an index answers
+exactly (equality, ``$in``, ``$ne``, ``$nin`` on either type; ranges on numbers; ``$and``,
+``$or``, ``$not`` of these) becomes a boolean mask over labels by a few numpy operations,
+whatever its selectivity; any other filter is left to SQL.
+
+The store of record is SQLite: the declaration is in its ``meta`` table, written in a
+transaction, and the columns are derived from the payloads, like a FAISS index. They are
+changed under the collection's write lock in the same step as the index, right after the
+transaction commits, so a search never sees points without their values; at open and on a
+new declaration, the points already there are read in the background in batches
+(:meth:`PayloadIndexes.backfill`), and until a field is ``ready`` filters on it go to SQL.
+
+Labels are never reused (an update takes a new one), so a pair is never changed: pairs of
+deleted points stay until compaction, and a mask of the live labels keeps them out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import TypeAdapter, ValidationError
+
+from indexer.errors import InvalidPayloadIndex
+from indexer.filters import array_index, field_segments
+
+FieldType = Literal["keyword", "number"]
+FIELD_TYPES: tuple[FieldType, ...] = ("keyword", "number")
+MAX_FIELDS = 32
+# Integers past 2**53 have no exact float64: a field holding one, or a filter naming one,
+# is left to SQL, which compares them exactly.
+EXACT_INT = 2**53
+_COMPARE = ("$gt", "$gte", "$lt", "$lte")
+_DECLARATION = TypeAdapter(dict[str, FieldType])
+
+Keyword = str | bool
+
+
+def parse_declaration(declared: object) -> dict[str, FieldType]:
+    """``{path: type}`` checked: dotted paths as filters take them, known types."""
+    try:
+        fields = _DECLARATION.validate_python(declared)
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        where = ".".join(str(p) for p in problem["loc"])
+        raise InvalidPayloadIndex(
+            f"payload indexes are {{field: type}} with type one of {', '.join(FIELD_TYPES)}"
+            f"; {where or 'the declaration'}: {problem['msg']}"
+        ) from None
+    if len(fields) > MAX_FIELDS:
+        raise InvalidPayloadIndex(f"at most {MAX_FIELDS} payload fields can be indexed")
+    for path in fields:
+        field_segments(path, InvalidPayloadIndex)
+    return fields
+
+
+def reached(payload: object, segments: tuple[str, ...]) -> Iterator[object]:
+    """The scalars a path reaches, an array's elements included: those that equality and
+    comparisons test (see :mod:`indexer.filters`; an array taken by index at the end is
+    not looked into, and objects and nested arrays match nothing)."""
+    for value, by_index in _places(payload, segments):
+        if isinstance(value, list):
+            if not by_index:
+                yield from (e for e in value if not isinstance(e, dict | list))
+        elif not isinstance(value, dict):
+            yield value
+
+
+def _places(value: object, segments: tuple[str, ...]) -> Iterator[tuple[object, bool]]:
+    """The values at the places the path reaches, and whether each was taken by index."""
+    key, rest = segments[0], segments[1:]
+    if isinstance(value, dict):
+        if key in value:
+            if rest:
+                yield from _places(value[key], rest)
+            else:
+                yield value[key], False
+    elif isinstance(value, list):
+        for element in value:
+            if isinstance(element, dict):
+                yield from _places(element, segments)
+        index = array_index(key)
+        if index is not None and index < len(value):
+            element = value[index]
+            if not rest:
+                yield element, True
+            elif isinstance(element, dict | list):
+                yield from _places(element, rest)
+
+
+class _Column:
+    """A numpy array grown by appending (capacity doubles), read as a view of its length."""
+
+    def __init__(self, dtype: type[np.generic]) -> None:
+        self._data = np.empty(1024, dtype=dtype)
+        self._length = 0
+
+    def __len__(self) -> int:
+        return self._length
+
+    def append(self, values: np.ndarray) -> None:
+        end = self._length + len(values)
+        if end > len(self._data):
+            grown = np.empty(max(end, 2 * len(self._data)), dtype=self._data.dtype)
+            grown[: self._length] = self._data[: self._length]
+            self._data = grown
+        self._data[self._length : end] = values
+        self._length = end  # readers take views of the old length until now
+
+    def view(self) -> np.ndarray:
+        return self._data[: self._length]
+
+    def keep(self, mask: np.ndarray) -> None:
+        kept = self.view()[mask]
+        self._data = np.concatenate([kept, np.empty(max(1024, len(kept)), self._data.dtype)])
+        self._length = len(kept)
+
+
+class FieldIndex:
+    """The (label, value) pairs of one field; keyword values as codes of a vocabulary."""
+
+    def __init__(self, path: str, kind: FieldType) -> None:
+        self.path = path
+        self.kind = kind
+        self.segments = field_segments(path, InvalidPayloadIndex)
+        self.labels = _Column(np.int64)
+        self.values = _Column(np.float64 if kind == "number" else np.int32)
+        self.vocabulary: dict[Keyword, int] = {}
+        self.inexact = False  # holds an integer past EXACT_INT
+        # The points there before the field was declared (or the index opened), labels up
+        # to ``until``, are indexed by backfill, so far those up to ``after``.
+        self.after = 0
+        self.until = 0
+
+    @property
+    def ready(self) -> bool:
+        return self.after >= self.until
+
+    def add(self, labels: Sequence[int], payloads: Sequence[object]) -> None:
+        """Index the values of these points."""
+        pair_labels: list[int] = []
+        pair_values: list[float | int] = []
+        for label, payload in zip(labels, payloads, strict=True):
+            for value in reached(payload, self.segments):
+                code = self._code(value)
+                if code is not None:
+                    pair_labels.append(label)
+                    pair_values.append(code)
+        if pair_labels:
+            self.values.append(np.asarray(pair_values, dtype=self.values.view().dtype))
+            self.labels.append(np.asarray(pair_labels, dtype=np.int64))
+
+    def _code(self, value: object) -> float | int | None:
+        if self.kind == "keyword":
+            if not isinstance(value, str | bool):
+                return None
+            code = self.vocabulary.get(value)
+            if code is None:
+                code = self.vocabulary[value] = len(self.vocabulary)
+            return code
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return None
+        if isinstance(value, int) and abs(value) > EXACT_INT:
+            self.inexact = True
+        return value
+
+    def equal_to_any(self, wanted: Sequence[object]) -> np.ndarray | None:
+        """Labels (with repeats, dead ones included) of the points holding one of ``wanted``;
+        None when this index cannot tell."""
+        if self.kind == "keyword":
+            if not all(isinstance(v, str | bool) for v in wanted):
+                return None
+            codes = [self.vocabulary[v] for v in wanted if v in self.vocabulary]
+            values = self.values.view()
+            holds = values == codes[0] if len(codes) == 1 else np.isin(values, codes)
+            found: np.ndarray = self.labels.view()[holds]
+            return found
+        if not all(_exact_number(v) for v in wanted) or self.inexact:
+            return None
+        return self.labels.view()[np.isin(self.values.view(), np.asarray(wanted, np.float64))]
+
+    def compared(self, op: str, bound: object) -> np.ndarray | None:
+        """Labels of the points holding a value ``op`` ``bound`` ($gt...); None when this
+        index cannot tell."""
+        if self.kind != "number" or not _exact_number(bound) or self.inexact:
+            return None
+        values = self.values.view()
+        limit = float(bound)  # type: ignore[arg-type]
+        holds = {
+            "$gt": values > limit,
+            "$gte": values >= limit,
+            "$lt": values < limit,
+            "$lte": values <= limit,
+        }[op]
+        return self.labels.view()[holds]
+
+    def compact(self, live: np.ndarray) -> None:
+        """Drop the pairs of dead points."""
+        labels = self.labels.view()
+        keep = live[labels]
+        self.values.keep(keep)
+        self.labels.keep(keep)
+
+
+def _exact_number(value: object) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return not isinstance(value, int) or abs(value) <= EXACT_INT
+
+
+class PayloadIndexes:
+    """The indexed fields of one collection, and the live labels.
+
+    Changes come one at a time under the collection's write lock, but for
+    :meth:`backfill`, which runs under its read lock (no write can interleave) on a field
+    that searches do not read until :meth:`mark_ready`; :meth:`select` runs under the read
+    lock.
+    """
+
+    def __init__(self, live: np.ndarray) -> None:
+        """``live``: the labels of the points there are."""
+        self.fields: dict[str, FieldIndex] = {}
+        self._live = np.zeros(max(1024, int(live.max()) + 1 if len(live) else 0), dtype=bool)
+        self._live[live] = True
+        self._top = int(live.max()) + 1 if len(live) else 0  # labels are below it
+        self._dead = 0  # points deleted since the pairs were last compacted
+
+    # -- declaration ---------------------------------------------------------------------
+
+    def declare(self, fields: Mapping[str, FieldType]) -> None:
+        """Make the index match the declaration. A new field (or one of a new type) starts
+        empty: :meth:`upserted` fills it from now on, and :meth:`backfill` with the points
+        already there."""
+        for path in list(self.fields):
+            if fields.get(path) != self.fields[path].kind:
+                del self.fields[path]
+        for path, kind in fields.items():
+            if path not in self.fields:
+                field = self.fields[path] = FieldIndex(path, kind)
+                field.until = self._top - 1
+
+    def declared(self) -> dict[str, FieldType]:
+        """``{path: type}`` of the indexed fields."""
+        return {p: f.kind for p, f in self.fields.items()}
+
+    def status(self) -> dict[str, dict[str, Any]]:
+        """``{path: {type, state: "indexing" | "ready", indexed, total}}``."""
+        live = self._live[: self._top]
+        total = int(live.sum())
+        return {
+            path: {
+                "type": field.kind,
+                "state": "ready" if field.ready else "indexing",
+                "indexed": total - int(live[field.after + 1 : field.until + 1].sum()),
+                "total": total,
+            }
+            for path, field in self.fields.items()
+        }
+
+    def pending(self) -> dict[str, tuple[int, int]]:
+        """The fields still to backfill: path -> (after, until), the labels to do."""
+        return {p: (f.after, f.until) for p, f in self.fields.items() if not f.ready}
+
+    def backfill(
+        self, path: str, labels: Sequence[int], payloads: Sequence[object], through: int
+    ) -> None:
+        """Index points there before ``path`` was declared: these, and so all those with
+        labels up to ``through``."""
+        field = self.fields.get(path)
+        if field is not None and not field.ready:
+            field.add(labels, payloads)
+            field.after = through
+
+    # -- writes --------------------------------------------------------------------------
+
+    def upserted(
+        self, labels: np.ndarray, payloads: Sequence[object], replaced: np.ndarray
+    ) -> None:
+        """Points ``labels`` (new, each above every label before) were written with
+        ``payloads``; ``replaced`` are gone."""
+        self.deleted(replaced)
+        if not len(labels):
+            return
+        top = int(labels.max()) + 1
+        if top > len(self._live):
+            grown = np.zeros(max(top, 2 * len(self._live)), dtype=bool)
+            grown[: self._top] = self._live[: self._top]
+            self._live = grown
+        self._live[labels] = True
+        self._top = max(self._top, top)
+        listed = labels.tolist()
+        for field in self.fields.values():
+            field.add(listed, payloads)
+
+    def deleted(self, labels: np.ndarray) -> None:
+        if not len(labels):
+            return
+        self._live[labels] = False
+        self._dead += len(labels)
+        if self._dead > 65_536 and self._dead > int(self._live.sum()):
+            for field in self.fields.values():
+                field.compact(self._live)
+            self._dead = 0
+
+    def live(self, labels: np.ndarray) -> np.ndarray:
+        """Which of ``labels`` are of points there are."""
+        inside = labels < self._top
+        found = np.zeros(len(labels), dtype=bool)
+        found[inside] = self._live[labels[inside]]
+        return found
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def select(self, spec: dict[str, Any]) -> np.ndarray | None:
+        """The sorted labels of the live points matching a valid filter, or None when a
+        condition in it names a field not indexed (or not ready), or one its index cannot
+        answer exactly."""
+        if not self.fields:
+            return None
+        mask = _Evaluation(self).filter(spec)
+        if mask is None:
+            return None
+        return np.flatnonzero(mask & self._live[: self._top])
+
+
+class _Evaluation:
+    """A filter as a mask over the labels below ``top``, or None where it cannot be."""
+
+    def __init__(self, indexes: PayloadIndexes) -> None:
+        self.fields = indexes.fields
+        self.top = indexes._top
+        self.live = indexes._live[: indexes._top]
+
+    def mask(self, labels: np.ndarray) -> np.ndarray:
+        mask = np.zeros(self.top, dtype=bool)
+        mask[labels] = True
+        return mask
+
+    def negate(self, mask: np.ndarray | None) -> np.ndarray | None:
+        return None if mask is None else self.live & ~mask
+
+    def all_of(self, masks: Iterator[np.ndarray | None]) -> np.ndarray | None:
+        result: np.ndarray | None = None
+        for mask in masks:
+            if mask is None:
+                return None
+            result = mask if result is None else result & mask
+        return result
+
+    def any_of(self, masks: Iterator[np.ndarray | None]) -> np.ndarray | None:
+        result: np.ndarray | None = None
+        for mask in masks:
+            if mask is None:
+                return None
+            result = mask if result is None else result | mask
+        return result
+
+    def filter(self, spec: dict[str, Any]) -> np.ndarray | None:
+        return self.all_of(self.part(key, value) for key, value in spec.items())
+
+    def part(self, key: str, value: Any) -> np.ndarray | None:
+        if key == "$and":
+            return self.all_of(self.filter(s) for s in value)
+        if key == "$or":
+            return self.any_of(self.filter(s) for s in value)
+        if key == "$not":
+            return self.negate(self.filter(value))
+        field = self.fields.get(key)
+        if field is None or not field.ready:
+            return None
+        return self.condition(field, value)
+
+    def condition(self, field: FieldIndex, condition: Any) -> np.ndarray | None:
+        if not isinstance(condition, dict):
+            return self.equal(field, [condition])
+        return self.all_of(self.operator(field, op, arg) for op, arg in condition.items())
+
+    def operator(self, field: FieldIndex, op: str, arg: Any) -> np.ndarray | None:
+        if op == "$eq":
+            return self.equal(field, [arg])
+        if op == "$ne":
+            return self.negate(self.equal(field, [arg]))
+        if op in ("$in", "$nin"):
+            found = self.equal(field, arg) if arg else np.zeros(self.top, dtype=bool)
+            return found if op == "$in" else self.negate(found)
+        if op == "$not":
+            return self.negate(self.condition(field, arg))
+        if op in _COMPARE:
+            labels = field.compared(op, arg)
+            return None if labels is None else self.mask(labels)
+        return None  # $exists: an index of one type does not see every value
+
+    def equal(self, field: FieldIndex, wanted: list[Any]) -> np.ndarray | None:
+        if any(v is None for v in wanted):
+            return None  # null matches missing values, which no index lists
+        labels = field.equal_to_any(wanted)
+        return None if labels is None else self.mask(labels)
