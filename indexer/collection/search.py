@@ -28,6 +28,11 @@ EXACT_SCAN_MAX = 4096
 # about m * (nq + 1 + STORED_ROW_COST / d) vector comparisons.
 STORED_ROW_COST = 2000
 FILTER_CACHE_SIZE = 32
+# A filtered search on an index of approximate distances (product quantisation) takes this
+# many candidates per result (at least RESCORE_MIN) and ranks them by their stored vectors:
+# the true top 10 of a filter's matches are among the first 64 by PQ distance.
+RESCORE_FACTOR = 8
+RESCORE_MIN = 64
 FLT_MAX = float(np.finfo(np.float32).max)  # pads rows short of k, as FAISS does
 
 StoredVectors = Callable[[np.ndarray | None], Iterable[tuple[np.ndarray, np.ndarray]]]
@@ -39,11 +44,13 @@ class Plan:
     """How a search runs: ``exact`` scans the stored vectors; ``index`` asks the index,
     which applies the filter itself (an ID selector); ``over_fetch`` asks an index that
     cannot for ``fetch`` neighbours and keeps the allowed ones. ``params``: the index's
-    parameters, widened for a filter."""
+    parameters, widened for a filter. ``rescore``: the index's candidates (``fetch`` of
+    them) are ranked again by their stored vectors."""
 
     how: Literal["exact", "index", "over_fetch"]
     fetch: int
     params: SearchParams
+    rescore: bool = False
 
 
 def plan(
@@ -73,14 +80,20 @@ def plan(
     if index.knob is not None:
         widened = min(index.knob_max, math.ceil(index.knob_for(params) / fraction))
         params = params.model_copy(update={index.knob: max(widened, index.knob_for(params))})
+    limit = GPU_MAX_K if index.on_gpu else MAX_K
+    rescore = index.approximate_distances
+    wanted = min(limit, max(k, RESCORE_FACTOR * k, RESCORE_MIN)) if rescore else k
     if index.supports_selector:
         n, dim = queries
         scanned = allowed * (n + 1 + STORED_ROW_COST / dim)
-        return Plan("exact" if scanned <= n * index.search_cost(params) else "index", k, params)
+        searched = n * index.search_cost(params) + (n * wanted * STORED_ROW_COST / dim) * rescore
+        if scanned <= searched:
+            return Plan("exact", k, params)
+        return Plan("index", wanted, params, rescore)
     if allowed <= EXACT_SCAN_MAX:
         return Plan("exact", k, params)
-    limit = GPU_MAX_K if index.on_gpu else MAX_K
-    return Plan("over_fetch", min(limit, max(8 * k, math.ceil(2 * k / fraction))), params)
+    fetch = min(limit, max(8 * wanted, math.ceil(2 * wanted / fraction)))
+    return Plan("over_fetch", fetch, params, rescore)
 
 
 def search(
@@ -115,9 +128,14 @@ def search(
             distances, labels = exact(queries, k, stored(subset), metric)
         elif chosen.how == "over_fetch" and allowed is not None:
             distances, labels = index.search(queries, chosen.fetch, chosen.params, None)
-            distances, labels = keep_labels(distances, labels, allowed.contains(labels), k)
+            kept = (
+                min(chosen.fetch, max(k, RESCORE_FACTOR * k, RESCORE_MIN)) if chosen.rescore else k
+            )
+            distances, labels = keep_labels(distances, labels, allowed.contains(labels), kept)
         else:
-            distances, labels = index.search(queries, k, chosen.params, allowed)
+            distances, labels = index.search(queries, chosen.fetch, chosen.params, allowed)
+        if chosen.rescore:
+            distances, labels = rescored(queries, labels, k, stored, metric)
     if padded(labels):
         # An approximate index missed some of the k that exist (an exact scan finds them
         # all): answer those exactly.
@@ -130,6 +148,35 @@ def search(
         else:  # no padding to overflow, and no error state to set and restore
             distances *= scale[:, None]
     return distances, labels
+
+
+def rescored(
+    queries: np.ndarray,
+    candidates: np.ndarray,
+    k: int,
+    stored: StoredVectors,
+    metric: Metric,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The best k of each row's ``candidates`` (-1 for none) by exact distance to its
+    query, from the stored vectors; as FAISS gives them (rows short of k end in -1)."""
+    sign = -1.0 if metric.higher_is_better else 1.0
+    found = candidates >= 0
+    unique = np.unique(candidates[found])
+    vectors = np.zeros((len(unique) + 1, queries.shape[1]), dtype=np.float32)  # last: none
+    for chunk_labels, vecs in stored(unique):
+        vectors[np.searchsorted(unique, chunk_labels)] = metric.prepare(vecs)
+    rows = np.where(found, np.searchsorted(unique, candidates), len(unique))
+    distances = np.empty(candidates.shape, dtype=np.float32)
+    for i, query in enumerate(queries):  # one row at a time: [fetch, dim], never [nq, ...]
+        near = vectors[rows[i]]
+        if metric.faiss_metric == faiss.METRIC_INNER_PRODUCT:
+            distances[i] = near @ query
+        else:
+            distances[i] = ((near - query) ** 2).sum(axis=1)
+    distances[~found] = -sign * FLT_MAX
+    order = np.argsort(sign * distances, axis=1, kind="stable")[:, :k]
+    labels = np.take_along_axis(np.where(found, candidates, -1), order, axis=1)
+    return np.take_along_axis(distances, order, axis=1), labels
 
 
 def exact(

@@ -66,6 +66,9 @@ class FaissIndex(ABC):
     knob: ClassVar[str | None] = None  # the SearchParams field that trades speed for recall
     knob_values: ClassVar[tuple[int, ...]] = ()
     knob_fallback: ClassVar[int] = 0  # the knob's value until calibration sets default_knob
+    # Whether the distances it gives are approximations (compressed codes): its candidates
+    # then need rescoring from the stored vectors to rank as exactly as the others.
+    approximate_distances: ClassVar[bool] = False
 
     def __init__(self, index: Any, metric: Metric, meta: dict[str, Any] | None = None) -> None:
         meta = meta or {}

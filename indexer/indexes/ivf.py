@@ -119,6 +119,7 @@ class IvfIndex(FaissIndex):
 
 class IvfPqIndex(IvfIndex):
     family: ClassVar[str] = "ivf_pq"
+    approximate_distances: ClassVar[bool] = True
 
     @classmethod
     def factory_string(cls, dim: int, spec: IndexSpec, n_train: int) -> str:
