@@ -11,6 +11,7 @@ import shutil
 import threading
 import uuid
 import weakref
+from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -134,7 +135,7 @@ class Engine:
         store_source: bool = False,
         thumbnails: bool = False,
         full_text: FullTextSpec | dict[str, Any] | list[Any] | None = None,
-        payload_indexes: dict[str, str] | None = None,
+        payload_indexes: Mapping[str, str] | None = None,
         exist_ok: bool = False,
     ) -> Collection:
         """Create a collection. With ``exist_ok``, an identical existing one is returned;

@@ -58,6 +58,8 @@ ROUTE_PERMISSIONS: Mapping[tuple[str, str], Permission] = {
     ("DELETE", "/collections/{name}"): Permission.WRITE,
     ("PUT", "/collections/{name}/full_text"): Permission.WRITE,
     ("DELETE", "/collections/{name}/full_text"): Permission.WRITE,
+    ("PUT", "/collections/{name}/payload_indexes/{field}"): Permission.WRITE,
+    ("DELETE", "/collections/{name}/payload_indexes/{field}"): Permission.WRITE,
     ("PUT", "/collections/{name}/points"): Permission.WRITE,
     ("POST", "/collections/{name}/points/get"): Permission.READ,
     ("GET", "/collections/{name}/points/{point_id}"): Permission.READ,

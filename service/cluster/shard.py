@@ -36,7 +36,9 @@ READS = frozenset(
         "describe",
     }
 )
-WRITES = frozenset({"upsert", "delete", "optimize", "set_full_text"})
+WRITES = frozenset(
+    {"upsert", "delete", "optimize", "set_full_text", "create_payload_index", "drop_payload_index"}
+)
 # Rows per reply when a read replica catches up.
 CHANGES_LIMIT = 4096
 
@@ -117,6 +119,7 @@ class ShardServer:
             "seq": seq,
             "serving": collection.index_info,
             "full_text": collection.full_text,
+            "payload_indexes": collection.payload_indexes,
             "replicas": replicas,
         }
 
@@ -180,5 +183,6 @@ def create_from(
         store_source=config["store_source"],
         thumbnails=config.get("thumbnails", False),
         full_text=config.get("full_text"),
+        payload_indexes=config.get("payload_indexes"),
         exist_ok=exist_ok,
     )

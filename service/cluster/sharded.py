@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
@@ -166,6 +166,7 @@ class ShardedEngine:
         store_source: bool = False,
         thumbnails: bool = False,
         full_text: Any = None,
+        payload_indexes: Mapping[str, str] | None = None,
         exist_ok: bool = False,
     ) -> ShardedCollection:
         validate_name(name)
@@ -179,6 +180,7 @@ class ShardedEngine:
             "store_source": store_source,
             "thumbnails": thumbnails,
             "full_text": full_text,
+            "payload_indexes": payload_indexes,
         }
         # Shard 0 last: the collection is listed (from shard 0) once every shard has it.
         for link in [*self.links[1:], self.links[0]]:
@@ -548,6 +550,28 @@ class ShardedCollection:
     def set_full_text(self, full_text: Any) -> None:
         """Declare (or drop, with None) the full-text fields on every shard."""
         self.engine.each(lambda s, _: self._write(s, "set_full_text", full_text))
+
+    @property
+    def payload_indexes(self) -> dict[str, dict[str, Any]]:
+        """The indexed payload fields, with every shard's progress added up."""
+        described = self._read_all_primary("describe")
+        fields: dict[str, dict[str, Any]] = {}
+        for shard in described:
+            for path, status in shard.get("payload_indexes", {}).items():
+                field = fields.setdefault(path, {**status, "indexed": 0, "total": 0})
+                field["indexed"] += status["indexed"]
+                field["total"] += status["total"]
+                if status["state"] != "ready":
+                    field["state"] = status["state"]
+        return fields
+
+    def create_payload_index(self, field: str, type: str) -> None:
+        """Index a payload field on every shard."""
+        self.engine.each(lambda s, _: self._write(s, "create_payload_index", field, type))
+
+    def drop_payload_index(self, field: str) -> None:
+        """Stop indexing a payload field on every shard."""
+        self.engine.each(lambda s, _: self._write(s, "drop_payload_index", field))
 
     def query(self, plan: QueryPlan | dict[str, Any]) -> QueryResult:
         """As :meth:`Collection.query`: each stage ranked over every shard, then fused,

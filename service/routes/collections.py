@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import Response
+from typing import Annotated
+
+from fastapi import Path, Response
 from starlette.concurrency import run_in_threadpool
 
 from indexer import Collection
 from service.deps import CollectionDep, EngineDep
+from service.filter_schema import FIELD_PATTERN
 from service.responses import Json
 from service.routing import ApiRouter
 from service.schemas import (
@@ -14,9 +17,19 @@ from service.schemas import (
     CollectionList,
     CreateCollection,
     FullTextDeclaration,
+    PayloadIndexDeclaration,
 )
 
 router = ApiRouter(prefix="/collections", tags=["collections"])
+
+# A payload field by dotted path; its rules are documented here, and checked by the engine
+# (InvalidPayloadIndex).
+FieldPath = Annotated[
+    str,
+    Path(
+        description="a payload field, by dotted path", json_schema_extra={"pattern": FIELD_PATTERN}
+    ),
+]
 
 
 def describe(collection: Collection) -> dict[str, object]:
@@ -31,6 +44,7 @@ def describe(collection: Collection) -> dict[str, object]:
         "store_source": config.store_source,
         "thumbnails": config.thumbnails,
         "full_text": collection.full_text,
+        "payload_indexes": collection.payload_indexes,
         "count": collection.count(),
         "serving": collection.index_info,
     }
@@ -58,6 +72,7 @@ def create_collection(name: str, body: CreateCollection, engine: EngineDep) -> R
         store_source=body.store_source,
         thumbnails=body.thumbnails,
         full_text=body.full_text.declaration() if body.full_text is not None else None,
+        payload_indexes=body.payload_indexes,
         exist_ok=True,
     )
     return Json(describe(collection), status_code=200 if existed else 201)
@@ -96,4 +111,32 @@ async def set_full_text(body: FullTextDeclaration, collection: CollectionDep) ->
 async def drop_full_text(collection: CollectionDep) -> Response:
     """Drop the collection's full-text fields and their index."""
     await run_in_threadpool(collection.set_full_text, None)
+    return Json(describe(collection))
+
+
+@router.put(
+    "/{name}/payload_indexes/{field}",
+    operation_id="create_payload_index",
+    response_model=CollectionInfo,
+)
+async def create_payload_index(
+    field: FieldPath, body: PayloadIndexDeclaration, collection: CollectionDep
+) -> Response:
+    """Index a payload field (a dotted path) for filters, replacing its index of another
+    type. Filters whose every condition is on indexed fields are then answered without
+    reading payloads. Points written from now on are indexed with their write; those
+    already there in the background: ``payload_indexes[field].state`` is ``indexing``
+    until they all are, and filters on the field read the payloads meanwhile."""
+    await run_in_threadpool(collection.create_payload_index, field, body.type)
+    return Json(describe(collection))
+
+
+@router.delete(
+    "/{name}/payload_indexes/{field}",
+    operation_id="drop_payload_index",
+    response_model=CollectionInfo,
+)
+async def drop_payload_index(field: FieldPath, collection: CollectionDep) -> Response:
+    """Stop indexing a payload field; dropping one not indexed changes nothing."""
+    await run_in_threadpool(collection.drop_payload_index, field)
     return Json(describe(collection))

@@ -19,8 +19,11 @@ from pydantic import (
 from indexer.errors import InvalidEmbedderInput, InvalidK
 from indexer.fulltext import MAX_FIELDS, MAX_PATH_LENGTH, MAX_WEIGHT, PATH_PATTERN
 from indexer.json_schema import exactly_one_of, given
+from indexer.payload_index import MAX_FIELDS as MAX_PAYLOAD_FIELDS
+from indexer.payload_index import FieldType
 from indexer.query.plan import MAX_QUERY_TEXT, QueryPlan
 from indexer.spec import IndexSpec, SearchParams
+from service.filter_schema import FIELD_PATTERN
 from service.limits import check_dim
 from service.schemas.base import (
     FLOAT32_B64,
@@ -123,6 +126,24 @@ class CreateCollection(Body):
     store_source: bool = False
     thumbnails: bool = False
     full_text: FullTextDeclaration | None = None
+    payload_indexes: dict[str, FieldType] | None = Field(
+        default=None,
+        description="payload fields to index for filters, by dotted path: `keyword` "
+        "(strings, booleans) or `number` (integers, floats)",
+        # The paths' rules, for clients; the engine checks them (InvalidPayloadIndex).
+        json_schema_extra={
+            "propertyNames": {"pattern": FIELD_PATTERN},
+            "maxProperties": MAX_PAYLOAD_FIELDS,
+        },
+    )
+
+
+class PayloadIndexDeclaration(Body):
+    """How a payload field is indexed: ``keyword`` (strings and booleans, and arrays of
+    them: equality, ``$in``, ``$ne``, ``$nin``) or ``number`` (integers and floats: those
+    and ranges)."""
+
+    type: FieldType
 
 
 # The engine checks paths and weights (InvalidFullText); the schema says what it takes.
@@ -169,6 +190,11 @@ class CollectionInfo(BaseModel):
         default=None,
         description="the full-text fields and tokenizer, and the indexing progress: state"
         " `indexing` (lexical search covers the `indexed` points so far) or `ready`",
+    )
+    payload_indexes: dict[str, Any] = Field(
+        default_factory=dict,
+        description="the indexed payload fields: {path: {type, state, indexed, total}}; "
+        "while a field's state is `indexing`, filters on it read the payloads",
     )
     count: int
     serving: dict[str, Any] = Field(description="the index serving now: family, device, ...")

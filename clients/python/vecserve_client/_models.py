@@ -123,6 +123,9 @@ class CollectionInfo(_Model):
         full_text: the full-text fields and tokenizer, and the indexing progress
             (``state`` ``"indexing"`` or ``"ready"``, ``indexed`` of ``total`` points), or
             None without full-text fields.
+        payload_indexes: the indexed payload fields, ``{path: {"type", "state",
+            "indexed", "total"}}``; while a field's ``state`` is ``"indexing"``, filters
+            on it read the payloads.
         count: how many points it holds.
         serving: the index serving searches now (family, device, ...).
     """
@@ -136,6 +139,7 @@ class CollectionInfo(_Model):
     store_source: bool = False
     thumbnails: bool = False
     full_text: dict[str, Any] | None = None
+    payload_indexes: dict[str, Any] = {}
     count: int
     serving: dict[str, Any]
 

@@ -66,6 +66,7 @@ ProgressCallback = Callable[[int, int], None]
 """Called as ``on_progress(done, total)`` after each batch of an upsert."""
 
 Tokenizer = Literal["unicode61", "porter", "trigram"]
+PayloadFieldType = Literal["keyword", "number"]
 """A full-text tokenizer: ``unicode61`` (any language, case and accents folded), ``porter``
 (English stemming on top) or ``trigram`` (substrings, some typos, CJK text)."""
 

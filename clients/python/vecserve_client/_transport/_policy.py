@@ -9,39 +9,42 @@ certainly or probably did not run: a connection error, a 429 (honouring ``Retry-
 or a 503 (but not ``EmbedderUnavailable``: that is the server's configuration, not a
 passing state). Which requests are safe is decided per method, here:
 
-=================  =====================================  =======  ==============================
-method             request                                retried  why
-=================  =====================================  =======  ==============================
-create_collection  PUT /collections/{name}                yes      the same config again is a no-op
-list_collections   GET /collections                       yes      read
-get_collection     GET /collections/{name}                yes      read
-delete_collection  DELETE /collections/{name}             no       after a lost answer, a retry
-                                                                   would raise CollectionNotFound
-                                                                   for a drop that happened
-upsert             PUT /collections/{name}/points         yes      by id: the same points again
-                                                                   leave the same state
-get                POST .../points/get                    yes      read
-get_point          GET .../points/{id}                    yes      read
-delete (ids)       POST .../points/delete {"ids"}         yes      deleting the same ids again
-                                                                   changes nothing
-delete (filter)    POST .../points/delete {"filter"}      no       could delete points written
-                                                                   in between that match
-scroll             POST .../points/scroll                 yes      read
-search             POST .../search                        yes      read
-search_batch       POST .../search/batch                  yes      read
-recommend          POST .../recommend                     yes      read
-query              POST .../query                         yes      read
-set_full_text      PUT .../full_text                      yes      the same declaration again
-                                                                   leaves the same state
-drop_full_text     DELETE .../full_text                   yes      dropping none is a no-op
-create_snapshot    POST .../snapshots                     no       each call makes a snapshot
-list_snapshots     GET .../snapshots                      yes      read
-download_snapshot  GET .../snapshots/{snapshot}           yes      read; the file restarts
-delete_snapshot    DELETE .../snapshots/{snapshot}        no       as delete_collection
-restore_snapshot   POST .../snapshots/restore             no       after a lost answer, a retry
-                                                                   would raise CollectionNotEmpty
-health             GET /readyz                            no       reports the state now
-=================  =====================================  =======  ==============================
+====================  =====================================  =======  ==============================
+method                request                                retried  why
+====================  =====================================  =======  ==============================
+create_collection     PUT /collections/{name}                yes      the same config: a no-op
+list_collections      GET /collections                       yes      read
+get_collection        GET /collections/{name}                yes      read
+delete_collection     DELETE /collections/{name}             no       after a lost answer, a retry
+                                                                      would raise CollectionNotFound
+                                                                      for a drop that happened
+upsert                PUT /collections/{name}/points         yes      by id: the same points again
+                                                                      leave the same state
+get                   POST .../points/get                    yes      read
+get_point             GET .../points/{id}                    yes      read
+delete (ids)          POST .../points/delete {"ids"}         yes      deleting the same ids again
+                                                                      changes nothing
+delete (filter)       POST .../points/delete {"filter"}      no       could delete points written
+                                                                      in between that match
+scroll                POST .../points/scroll                 yes      read
+search                POST .../search                        yes      read
+search_batch          POST .../search/batch                  yes      read
+recommend             POST .../recommend                     yes      read
+query                 POST .../query                         yes      read
+set_full_text         PUT .../full_text                      yes      the same declaration again
+                                                                      leaves the same state
+drop_full_text        DELETE .../full_text                   yes      dropping none is a no-op
+create_payload_index  PUT .../payload_indexes/{field}        yes      the same declaration again
+                                                                      leaves the same state
+drop_payload_index    DELETE .../payload_indexes/{field}     yes      dropping none is a no-op
+create_snapshot       POST .../snapshots                     no       each call makes a snapshot
+list_snapshots        GET .../snapshots                      yes      read
+download_snapshot     GET .../snapshots/{snapshot}           yes      read; the file restarts
+delete_snapshot       DELETE .../snapshots/{snapshot}        no       as delete_collection
+restore_snapshot      POST .../snapshots/restore             no       after a lost answer, a retry
+                                                                      would raise CollectionNotEmpty
+health                GET /readyz                            no       reports the state now
+====================  =====================================  =======  ==============================
 """
 
 from __future__ import annotations
@@ -73,6 +76,8 @@ RETRIED: Final[Mapping[str, bool]] = {
     "query": True,
     "set_full_text": True,
     "drop_full_text": True,
+    "create_payload_index": True,
+    "drop_payload_index": True,
     "create_snapshot": False,
     "list_snapshots": True,
     "download_snapshot": True,
