@@ -231,6 +231,7 @@ class PayloadIndexes:
         self._live[live] = True
         self._top = int(live.max()) + 1 if len(live) else 0  # labels are below it
         self._dead = 0  # points deleted since the pairs were last compacted
+        self.deletes = 0  # points deleted (or replaced) since the collection opened
 
     # -- declaration ---------------------------------------------------------------------
 
@@ -304,10 +305,16 @@ class PayloadIndexes:
             return
         self._live[labels] = False
         self._dead += len(labels)
+        self.deletes += len(labels)
         if self._dead > 65_536 and self._dead > int(self._live.sum()):
             for field in self.fields.values():
                 field.compact(self._live)
             self._dead = 0
+
+    @property
+    def top(self) -> int:
+        """One past the largest label written so far: every later write's are above."""
+        return self._top
 
     def live(self, labels: np.ndarray) -> np.ndarray:
         """Which of ``labels`` are of points there are."""

@@ -303,7 +303,6 @@ class Collection:
 
     def _apply(self, change: Any) -> None:
         """Apply a committed change to the index (write lock held)."""
-        self._reader.filter_cache.clear()
         self._upkeep.apply(self._index, change, self._point_ids.live, self._stored)
 
     # -- reads ---------------------------------------------------------------------------
@@ -549,7 +548,6 @@ class Collection:
                     self._index.release()
                     self._upkeep.place(index)
                     self._index = index
-                    self._reader.filter_cache.clear()
                 self._unsaved = max(1, len(self._point_ids))  # the file holds another index
             return True
         finally:

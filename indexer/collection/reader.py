@@ -19,7 +19,7 @@ from indexer.collection import recommend as recommending
 from indexer.collection.point_ids import PointIds
 from indexer.collection.recommend import Example, Strategy
 from indexer.collection.results import hits, query_hits, vector
-from indexer.collection.search import FilterCache, StoredVectors, search
+from indexer.collection.search import CachedLabels, FilterCache, StoredVectors, search
 from indexer.errors import PointNotFound
 from indexer.filters import compile_filter
 from indexer.indexes import FaissIndex, LabelSet
@@ -56,21 +56,35 @@ class Reader:
 
     def allowed(self, filter: dict[str, Any]) -> LabelSet:
         """The labels matching a filter: from the payload indexes when they answer it,
-        else from the store, cached until the next write."""
+        else from the store, cached. A write leaves a cached filter to be brought up to
+        date, not read again: the points deleted since are dropped, and only the rows
+        written since are read."""
         compiled = compile_filter(filter)
         indexed = self._payload_indexes.select(filter)
         if indexed is not None:
             return LabelSet(indexed)
         key = (compiled.where, compiled.params)
+        top, deletes = self._payload_indexes.top, self._payload_indexes.deletes
         # Readers share the cache: its lock keeps one reader's eviction from landing
         # between another's lookup and its move to the end.
         with self._filter_cache_lock:
             cached = self.filter_cache.get(key)
-        if cached is not None:
-            return cached
-        allowed = LabelSet(self._store.select_labels(compiled.where, compiled.params))
+        if cached is not None and (cached.top, cached.deletes) == (top, deletes):
+            return cached.labels
+        if cached is None:
+            labels = self._store.select_labels(compiled.where, compiled.params)
+        else:
+            labels = cached.labels.labels
+            if cached.deletes != deletes:
+                labels = labels[self._payload_indexes.live(labels)]
+            if cached.top != top:
+                written = self._store.select_labels(
+                    f"({compiled.where}) AND label >= ?", (*compiled.params, cached.top)
+                )
+                labels = np.concatenate([labels, written])
+        allowed = LabelSet(labels)
         with self._filter_cache_lock:
-            self.filter_cache.put(key, allowed)
+            self.filter_cache.put(key, CachedLabels(allowed, top, deletes))
         return allowed
 
     def queries(self, queries: Any) -> tuple[np.ndarray, np.ndarray | None]:

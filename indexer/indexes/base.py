@@ -39,14 +39,21 @@ class LabelSet:
     def __init__(self, labels: np.ndarray) -> None:
         self.labels = labels
         self._selector: Any = None
+        self._bitmap: np.ndarray | None = None  # the selector reads it: kept alive with it
 
     def __len__(self) -> int:
         return len(self.labels)
 
     @property
     def selector(self) -> Any:
+        """A bitmap over the labels up to the largest: built in a millisecond for a
+        million labels, where a hash set (IDSelectorBatch) takes tens."""
         if self._selector is None:
-            self._selector = faiss.IDSelectorBatch(self.labels)
+            top = int(self.labels[-1]) + 1 if len(self.labels) else 0
+            mask = np.zeros(top, dtype=bool)
+            mask[self.labels] = True
+            self._bitmap = np.packbits(mask, bitorder="little")
+            self._selector = faiss.IDSelectorBitmap(len(self._bitmap), faiss.swig_ptr(self._bitmap))
         return self._selector
 
     def contains(self, labels: np.ndarray) -> np.ndarray:

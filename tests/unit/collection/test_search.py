@@ -9,6 +9,8 @@ import pytest
 
 from indexer.collection.search import (
     EXACT_SCAN_MAX,
+    FILTER_MARGIN,
+    CachedLabels,
     FilterCache,
     Plan,
     StoredVectors,
@@ -90,17 +92,20 @@ def test_unfiltered_and_exact_searches_plan_as_asked(vectors: np.ndarray) -> Non
     assert plan(flat, 10, exact_params, None, ONE).how == "index"  # exact already
 
 
-def test_a_filter_widens_hnsw_by_the_inverse_of_its_fraction(vectors: np.ndarray) -> None:
+def test_a_filter_widens_hnsw_by_the_inverse_of_its_fraction_and_a_margin(
+    vectors: np.ndarray,
+) -> None:
     hnsw = built("hnsw", vectors)  # not calibrated: ef_search 64
     half = plan(hnsw, 10, PARAMS, N // 2, ONE)
-    assert (half.how, half.params.ef_search) == ("index", 128)
-    assert plan(hnsw, 10, SearchParams(ef_search=30), N // 10, ONE).params.ef_search == 300
+    assert (half.how, half.params.ef_search) == ("index", 64 * 2 * FILTER_MARGIN)
+    tenth = plan(hnsw, 10, SearchParams(ef_search=30), N // 10, ONE)
+    assert tenth.params.ef_search == 300 * FILTER_MARGIN
     assert plan(hnsw, 10, PARAMS, N, ONE).params.ef_search == 64
 
 
 def test_a_filter_widens_ivf_up_to_every_list(vectors: np.ndarray) -> None:
     ivf = built("ivf_flat", vectors)  # 16 lists, nprobe 16 uncalibrated
-    assert plan(ivf, 10, SearchParams(nprobe=2), N // 4, ONE).params.nprobe == 8
+    assert plan(ivf, 10, SearchParams(nprobe=2), N // 4, ONE).params.nprobe == 8 * FILTER_MARGIN
     assert plan(ivf, 10, SearchParams(nprobe=2), N // 20, ONE).params.nprobe == 16
 
 
@@ -169,11 +174,9 @@ def test_k_is_cut_to_the_candidates_and_distances_are_scaled(vectors: np.ndarray
 
 def test_the_filter_cache_drops_the_least_recently_used() -> None:
     cache = FilterCache(size=2)
-    a, b, c = (LabelSet(np.array([i])) for i in range(3))
+    a, b, c = (CachedLabels(LabelSet(np.array([i])), i + 1, 0) for i in range(3))
     cache.put("a", a)
     cache.put("b", b)
     assert cache.get("a") is a  # now the most recently used
     cache.put("c", c)
     assert (cache.get("a"), cache.get("b"), cache.get("c")) == (a, None, c)
-    cache.clear()
-    assert cache.get("a") is None

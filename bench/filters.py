@@ -1,0 +1,315 @@
+"""Filtered search: cold and warm latency and recall by selectivity, beside numpy.
+
+    python -m bench.filters [--sizes 100000,300000] [--queries 40] [--index SPEC]
+                            [--quick] [--out PREFIX]
+
+Data: 384-d unit vectors around 1,000 random centres (``bench._datasets.clustered``) with
+synthetic catalogue payloads: ``category`` (one of 50), ``brand`` (one of 1,000),
+``price`` (uniform in [0, 1000)), ``tags`` (one to three of 100) and ``in_stock`` (true
+for 80%). Filters at five selectivities, each query with constants of its own, so that
+no filter is ever seen twice unless asked to be:
+
+- 50%: ``price < p`` (p near 500); 10%: ``category $in`` 5 categories;
+- 1%: ``brand $in`` 10 brands; 0.1%: ``brand == b``;
+- 0.01%: ``brand == b and price < p`` (p near 100).
+
+For each size, one collection (``--index``, cosine) is searched one query at a time, k=10:
+
+- **sql cold**: the filter never seen before, on payload fields not indexed (the engine
+  reads every payload with SQLite's JSON functions, as before payload indexes);
+- **sql warm**: the same filter again (the engine caches the labels it matched);
+- **sql after write**: a one-point upsert, then a filter seen before (writes clear that
+  cache);
+- **indexed cold / warm / after write**: the same, once the fields are declared as payload
+  indexes (``keyword`` for category, brand and tags; ``number`` for price);
+- **numpy**: the lower bound: a numpy mask over prebuilt columns of the same values, then
+  an exact scan of the matching vectors in memory (a matrix product and a partial sort);
+- **recall@10** of the indexed search against the exact filtered top 10.
+
+Latencies are medians in milliseconds. The SQL path reads every payload per cold query, so
+it runs on fewer queries (``--sql-queries``). Saves ``bench/results/filters.json`` and
+``.md``.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Queries come one at a time: OpenMP and OpenBLAS threads woken for each call gain nothing
+# on one vector and, on a shared two-core machine, cost tens of milliseconds per call
+# (FAISS's HNSW search of one query: 0.4 ms on one thread, 70 ms on two under load). One
+# thread each, set before numpy and faiss load; the report records it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench._datasets import clustered
+from bench._report import (
+    Run,
+    add_output_options,
+    describe,
+    output_prefix,
+    save,
+    table,
+)
+from indexer import Engine
+
+K = 10
+DIM = 384
+SELECTIVITIES = (0.5, 0.1, 0.01, 0.001, 0.0001)
+INDEXES = {"category": "keyword", "brand": "keyword", "price": "number", "tags": "keyword"}
+
+
+class Catalogue:
+    """The payload columns as numpy arrays (the lower bound's prebuilt columns)."""
+
+    def __init__(self, n: int, seed: int = 0) -> None:
+        rng = np.random.default_rng(seed)
+        self.category = rng.integers(0, 50, n)
+        self.brand = rng.integers(0, 1000, n)
+        self.price = np.round(rng.random(n) * 1000, 2)
+        self.n_tags = rng.integers(1, 4, n)
+        self.tags = rng.integers(0, 100, (n, 3))
+        self.in_stock = rng.random(n) < 0.8
+
+    def payloads(self, start: int, stop: int) -> list[dict[str, Any]]:
+        return [
+            {
+                "category": f"c{self.category[i]}",
+                "brand": f"b{self.brand[i]}",
+                "price": float(self.price[i]),
+                "tags": [f"t{t}" for t in self.tags[i, : self.n_tags[i]]],
+                "in_stock": bool(self.in_stock[i]),
+            }
+            for i in range(start, stop)
+        ]
+
+
+def query_filter(selectivity: float, i: int) -> tuple[dict[str, Any], Callable[[Catalogue], Any]]:
+    """The ``i``-th filter at a selectivity (its constants its own), and its numpy mask."""
+    if selectivity == 0.5:
+        p = 500 + i * 0.01
+        return {"price": {"$lt": p}}, lambda c: c.price < p
+    if selectivity == 0.1:
+        cats = [(5 * i + j) % 50 for j in range(5)]
+        return {"category": {"$in": [f"c{x}" for x in cats]}}, lambda c: np.isin(c.category, cats)
+    if selectivity == 0.01:
+        brands = [(10 * i + j) % 1000 for j in range(10)]
+        return {"brand": {"$in": [f"b{x}" for x in brands]}}, lambda c: np.isin(c.brand, brands)
+    if selectivity == 0.001:
+        b = i % 1000
+        return {"brand": f"b{b}"}, lambda c: c.brand == b
+    b, p = i % 1000, 100 + i * 0.01
+    return {"brand": f"b{b}", "price": {"$lt": p}}, lambda c: (c.brand == b) & (c.price < p)
+
+
+def numpy_search(
+    base: np.ndarray, catalogue: Catalogue, mask_of: Callable[[Catalogue], Any], query: np.ndarray
+) -> np.ndarray:
+    """The lower bound: mask, then an exact top k of the matches (cosine on unit rows)."""
+    matches = np.flatnonzero(mask_of(catalogue))
+    scores = base[matches] @ query
+    top = np.argpartition(-scores, min(K, len(scores) - 1))[:K] if len(scores) > K else None
+    chosen = matches if top is None else matches[top]
+    return chosen[np.argsort(-(base[chosen] @ query))]
+
+
+def median_ms(times: list[float]) -> float:
+    return 1000 * statistics.median(times)
+
+
+def timed(call: Callable[[], Any]) -> tuple[float, Any]:
+    started = time.perf_counter()
+    result = call()
+    return time.perf_counter() - started, result
+
+
+def measure(
+    col: Any,
+    queries: np.ndarray,
+    selectivity: float,
+    offset: int,
+    count: int,
+    catalogue: Catalogue,
+    base: np.ndarray,
+    n: int,
+) -> dict[str, Any]:
+    """Cold, warm and after-a-write latency of ``count`` queries, and recall@10."""
+    cold, warm, after_write, found, truth = [], [], [], [], []
+    for i in range(count):
+        spec, mask_of = query_filter(selectivity, offset + i)
+        query = queries[i % len(queries)]
+
+        def search(spec: dict[str, Any] = spec, query: np.ndarray = query) -> Any:
+            return col.search(query, k=K, filter=spec, with_payload=False)
+
+        seconds, hits = timed(search)
+        cold.append(seconds)
+        warm.append(timed(search)[0])
+        # A write (a point that matches nothing asked here), then the same filter again.
+        col.upsert([f"w{i}"], query[None, :], [{"brand": "none", "price": -1.0}])
+        after_write.append(timed(search)[0])
+        col.delete([f"w{i}"])
+        found.append([h.id for h in hits[0]])
+        truth.append(numpy_search(base, catalogue, mask_of, query).tolist())
+    hits_found = sum(len(set(f) & set(t)) for f, t in zip(found, truth, strict=True))
+    wanted = sum(min(K, len(t)) for t in truth)
+    return {
+        "cold_ms": median_ms(cold),
+        "warm_ms": median_ms(warm),
+        "after_write_ms": median_ms(after_write),
+        "recall": hits_found / max(1, wanted),
+        "queries": count,
+    }
+
+
+def lower_bound(
+    base: np.ndarray, catalogue: Catalogue, queries: np.ndarray, selectivity: float, count: int
+) -> dict[str, float]:
+    masks, scans, matches = [], [], []
+    for i in range(count):
+        _, mask_of = query_filter(selectivity, 10_000 + i)
+        seconds, mask = timed(lambda m=mask_of: np.flatnonzero(m(catalogue)))  # type: ignore[misc]
+        masks.append(seconds)
+        matches.append(len(mask))
+        q = queries[i % len(queries)]
+        scans.append(timed(lambda m=mask_of, q=q: numpy_search(base, catalogue, m, q))[0])  # type: ignore[misc]
+    return {
+        "mask_ms": median_ms(masks),
+        "total_ms": median_ms(scans),
+        "matches": float(statistics.median(matches)),
+    }
+
+
+def run_size(n: int, args: argparse.Namespace) -> dict[str, Any]:
+    data = clustered(n, args.queries, DIM)
+    base, queries = data.base, data.queries
+    catalogue = Catalogue(n)
+    result: dict[str, Any] = {"n": n, "index": args.index, "rows": []}
+    with tempfile.TemporaryDirectory() as folder, Engine(Path(folder), background=False) as engine:
+        spec = json.loads(args.index) if args.index.startswith("{") else args.index
+        col = engine.create_collection("items", dim=DIM, metric="cosine", index=spec)
+        seconds, _ = timed(lambda: load(col, base, catalogue))
+        result["load_s"] = seconds
+        result["optimize_s"] = timed(col.optimize)[0]
+        result["serving"] = col.index_info["family"]
+        print(
+            f"{n:,}: loaded in {result['load_s']:.0f} s, {result['serving']} built in "
+            f"{result['optimize_s']:.0f} s",
+            flush=True,
+        )
+        sql = {
+            s: measure(col, queries, s, 0, args.sql_queries, catalogue, base, n)
+            for s in SELECTIVITIES
+        }
+        started = time.perf_counter()
+        for field, kind in INDEXES.items():
+            col.create_payload_index(field, kind)  # no background work: built now
+        result["payload_index_build_s"] = time.perf_counter() - started
+        indexed = {
+            s: measure(col, queries, s, 5000, args.queries, catalogue, base, n)
+            for s in SELECTIVITIES
+        }
+        for s in SELECTIVITIES:
+            bound = lower_bound(base, catalogue, queries, s, args.queries)
+            row = {"selectivity": s, "sql": sql[s], "indexed": indexed[s], "numpy": bound}
+            result["rows"].append(row)
+            print(
+                f"  {s:>7.2%}: sql cold {sql[s]['cold_ms']:8.1f} ms, indexed cold "
+                f"{indexed[s]['cold_ms']:6.1f} ms (recall {indexed[s]['recall']:.3f}), numpy "
+                f"{bound['total_ms']:6.1f} ms",
+                flush=True,
+            )
+    return result
+
+
+def load(col: Any, base: np.ndarray, catalogue: Catalogue) -> None:
+    for start in range(0, len(base), 10_000):
+        stop = min(len(base), start + 10_000)
+        col.upsert(list(range(start, stop)), base[start:stop], catalogue.payloads(start, stop))
+
+
+def markdown(report: dict[str, Any]) -> list[str]:
+    lines = ["# Filtered search by selectivity", "", describe(report), ""]
+    for size in report["sizes"]:
+        lines += [
+            f"## {size['n']:,} points, {size['serving']} (loaded in {size['load_s']:.0f} s; "
+            f"payload indexes on 4 fields built in {size['payload_index_build_s']:.1f} s)",
+            "",
+        ]
+        rows = []
+        for row in size["rows"]:
+            sql, idx, bound = row["sql"], row["indexed"], row["numpy"]
+            rows.append(
+                [
+                    f"{row['selectivity']:.2%}",
+                    f"{bound['matches']:,.0f}",
+                    f"{sql['cold_ms']:.1f}",
+                    f"{sql['warm_ms']:.1f}",
+                    f"{sql['after_write_ms']:.1f}",
+                    f"{idx['cold_ms']:.1f}",
+                    f"{idx['warm_ms']:.1f}",
+                    f"{idx['after_write_ms']:.1f}",
+                    f"{idx['recall']:.3f}",
+                    f"{bound['mask_ms']:.2f} + {bound['total_ms'] - bound['mask_ms']:.2f}",
+                    f"{idx['cold_ms'] / bound['total_ms']:.1f}x",
+                ]
+            )
+        lines += table(
+            [
+                "selectivity",
+                "matches",
+                "sql cold ms",
+                "sql warm ms",
+                "sql after write ms",
+                "indexed cold ms",
+                "indexed warm ms",
+                "indexed after write ms",
+                "recall@10",
+                "numpy mask + scan ms",
+                "indexed cold / numpy",
+            ],
+            rows,
+        )
+        lines.append("")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="100000,300000")
+    parser.add_argument("--queries", type=int, default=40)
+    parser.add_argument("--sql-queries", type=int, default=5)
+    parser.add_argument(
+        "--index",
+        default='{"kind": "hnsw", "hnsw_m": 16, "ef_construction": 64}',
+        help="an index kind, or a spec as JSON (default: a small HNSW graph, built in "
+        "minutes on two cores)",
+    )
+    add_output_options(parser, "filters", quick="20,000 points, 10 queries")
+    args = parser.parse_args()
+    run = Run("bench.filters")
+    sizes = [int(s) for s in args.sizes.split(",")]
+    if args.quick:
+        sizes, args.queries, args.sql_queries = [20_000], 10, 3
+    results = [run_size(n, args) for n in sizes]
+    report = {**run.header(), "sizes": results}
+    out = output_prefix(args, "filters")
+    if out is not None:
+        save(out, report, markdown(report))
+    else:
+        print("\n".join(markdown(report)))
+
+
+if __name__ == "__main__":
+    main()
