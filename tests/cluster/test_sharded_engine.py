@@ -271,3 +271,20 @@ def test_full_text_is_declared_on_every_shard(engines: Any) -> None:
     collection.set_full_text(None)
     assert collection.full_text is None
     sharded.drop_collection("texts")
+
+
+def test_payload_indexes_are_declared_on_every_shard(engines: Any) -> None:
+    _, sharded, _ = engines
+    collection = sharded.create_collection(
+        "indexed", DIM, "l2", "flat", payload_indexes={"cat": "keyword"}
+    )
+    vectors = np.random.default_rng(10).standard_normal((30, DIM)).astype(np.float32)
+    collection.upsert(list(range(30)), vectors, [{"cat": f"c{i % 3}", "n": i} for i in range(30)])
+    collection.create_payload_index("n", "number")
+    fields = collection.payload_indexes
+    assert fields["cat"] == {"type": "keyword", "state": "ready", "indexed": 30, "total": 30}
+    assert fields["n"]["indexed"] == 30
+    assert collection.count({"cat": "c1", "n": {"$lt": 20}}) == 7
+    collection.drop_payload_index("cat")
+    assert set(collection.payload_indexes) == {"n"}
+    sharded.drop_collection("indexed")
