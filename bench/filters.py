@@ -26,6 +26,9 @@ For each size, one collection (``--index``, cosine) is searched one query at a t
   an exact scan of the matching vectors in memory (a matrix product and a partial sort);
 - **recall@10** of the indexed search against the exact filtered top 10.
 
+At ``--filter-only-sizes`` (1M by default), where no vector index is built here, only the
+filter's part: labels and FAISS ID selector from the payload indexes, beside the numpy mask.
+
 Latencies are medians in milliseconds. The SQL path reads every payload per cold query, so
 it runs on fewer queries (``--sql-queries``). Saves ``bench/results/filters.json`` and
 ``.md``.
@@ -63,6 +66,8 @@ from bench._report import (
     table,
 )
 from indexer import Engine
+from indexer.indexes import LabelSet
+from indexer.payload_index import PayloadIndexes
 
 K = 10
 DIM = 384
@@ -233,6 +238,44 @@ def run_size(n: int, args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def filter_only(n: int, count: int) -> dict[str, Any]:
+    """At sizes too large to build a vector index here: the filter's part of a search
+    alone, from the engine's payload indexes (labels, and the ID selector FAISS takes),
+    beside the numpy mask over the same columns."""
+    catalogue = Catalogue(n)
+    indexes = PayloadIndexes(np.empty(0, dtype=np.int64))
+    indexes.declare(INDEXES)
+    started = time.perf_counter()
+    for start in range(0, n, 50_000):
+        stop = min(n, start + 50_000)
+        labels = np.arange(start + 1, stop + 1, dtype=np.int64)
+        indexes.upserted(labels, catalogue.payloads(start, stop), np.empty(0, dtype=np.int64))
+    rows = []
+    for s in SELECTIVITIES:
+        engine_times, numpy_times, matches = [], [], []
+        for i in range(count):
+            spec, mask_of = query_filter(s, 20_000 + i)
+            seconds, labels = timed(lambda spec=spec: LabelSet(indexes.select(spec)))  # type: ignore[misc]
+            seconds += timed(lambda labels=labels: labels.selector)[0]  # type: ignore[misc]
+            engine_times.append(seconds)
+            numpy_times.append(timed(lambda m=mask_of: np.flatnonzero(m(catalogue)))[0])  # type: ignore[misc]
+            matches.append(len(labels))
+        rows.append(
+            {
+                "selectivity": s,
+                "matches": float(statistics.median(matches)),
+                "engine_ms": median_ms(engine_times),
+                "numpy_mask_ms": median_ms(numpy_times),
+            }
+        )
+        print(
+            f"  {n:,} filter only, {s:>7.2%}: engine {rows[-1]['engine_ms']:.2f} ms, numpy mask "
+            f"{rows[-1]['numpy_mask_ms']:.2f} ms",
+            flush=True,
+        )
+    return {"n": n, "build_s": time.perf_counter() - started, "rows": rows}
+
+
 def load(col: Any, base: np.ndarray, catalogue: Catalogue) -> None:
     for start in range(0, len(base), 10_000):
         stop = min(len(base), start + 10_000)
@@ -282,6 +325,29 @@ def markdown(report: dict[str, Any]) -> list[str]:
             rows,
         )
         lines.append("")
+    for size in report["filter_only"]:
+        lines += [
+            f"## {size['n']:,} points: the filter alone (payload indexes built from "
+            f"{size['n']:,} payloads in {size['build_s']:.1f} s)",
+            "",
+            "Labels and ID selector from the engine's payload indexes, against the numpy "
+            "mask over the same prebuilt columns (no vectors: no index built at this size "
+            "here).",
+            "",
+        ]
+        lines += table(
+            ["selectivity", "matches", "engine ms", "numpy mask ms"],
+            [
+                [
+                    f"{r['selectivity']:.2%}",
+                    f"{r['matches']:,.0f}",
+                    f"{r['engine_ms']:.2f}",
+                    f"{r['numpy_mask_ms']:.2f}",
+                ]
+                for r in size["rows"]
+            ],
+        )
+        lines.append("")
     return lines
 
 
@@ -290,6 +356,11 @@ def main() -> None:
     parser.add_argument("--sizes", default="100000,300000")
     parser.add_argument("--queries", type=int, default=40)
     parser.add_argument("--sql-queries", type=int, default=5)
+    parser.add_argument(
+        "--filter-only-sizes",
+        default="1000000",
+        help="sizes at which only the filter's part is measured (no vectors)",
+    )
     parser.add_argument(
         "--index",
         default='{"kind": "hnsw", "hnsw_m": 16, "ef_construction": 64}',
@@ -300,10 +371,12 @@ def main() -> None:
     args = parser.parse_args()
     run = Run("bench.filters")
     sizes = [int(s) for s in args.sizes.split(",")]
+    filter_sizes = [int(s) for s in args.filter_only_sizes.split(",") if s]
     if args.quick:
-        sizes, args.queries, args.sql_queries = [20_000], 10, 3
+        sizes, filter_sizes, args.queries, args.sql_queries = [20_000], [100_000], 10, 3
     results = [run_size(n, args) for n in sizes]
-    report = {**run.header(), "sizes": results}
+    filter_only_results = [filter_only(n, args.queries) for n in filter_sizes]
+    report = {**run.header(), "sizes": results, "filter_only": filter_only_results}
     out = output_prefix(args, "filters")
     if out is not None:
         save(out, report, markdown(report))

@@ -38,6 +38,7 @@ MAX_FIELDS = 32
 # is left to SQL, which compares them exactly.
 EXACT_INT = 2**53
 _COMPARE = ("$gt", "$gte", "$lt", "$lte")
+SHORT_LIST = 8
 _DECLARATION = TypeAdapter(dict[str, FieldType])
 
 Keyword = str | bool
@@ -177,14 +178,22 @@ class FieldIndex:
         if self.kind == "keyword":
             if not all(isinstance(v, str | bool) for v in wanted):
                 return None
-            codes = [self.vocabulary[v] for v in wanted if v in self.vocabulary]
-            values = self.values.view()
-            holds = values == codes[0] if len(codes) == 1 else np.isin(values, codes)
-            found: np.ndarray = self.labels.view()[holds]
-            return found
-        if not all(_exact_number(v) for v in wanted) or self.inexact:
+            codes: Sequence[float | int] = [
+                self.vocabulary[v] for v in wanted if v in self.vocabulary
+            ]
+        elif all(_exact_number(v) for v in wanted) and not self.inexact:
+            codes = wanted  # type: ignore[assignment]
+        else:
             return None
-        return self.labels.view()[np.isin(self.values.view(), np.asarray(wanted, np.float64))]
+        values = self.values.view()
+        if len(codes) <= SHORT_LIST:  # a few comparisons beat np.isin's sort or table
+            holds = np.zeros(len(values), dtype=bool)
+            for code in codes:
+                holds |= values == code
+        else:
+            holds = np.isin(values, np.asarray(codes, dtype=values.dtype))
+        found: np.ndarray = self.labels.view()[holds]
+        return found
 
     def compared(self, op: str, bound: object) -> np.ndarray | None:
         """Labels of the points holding a value ``op`` ``bound`` ($gt...); None when this
