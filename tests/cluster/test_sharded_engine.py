@@ -7,6 +7,7 @@ covers it).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -281,7 +282,10 @@ def test_payload_indexes_are_declared_on_every_shard(engines: Any) -> None:
     vectors = np.random.default_rng(10).standard_normal((30, DIM)).astype(np.float32)
     collection.upsert(list(range(30)), vectors, [{"cat": f"c{i % 3}", "n": i} for i in range(30)])
     collection.create_payload_index("n", "number")
-    fields = collection.payload_indexes
+    deadline = time.monotonic() + 10  # shards may build it in the background
+    while (fields := collection.payload_indexes)["n"]["state"] != "ready":
+        assert time.monotonic() < deadline, fields
+        time.sleep(0.01)
     assert fields["cat"] == {"type": "keyword", "state": "ready", "indexed": 30, "total": 30}
     assert fields["n"]["indexed"] == 30
     assert collection.count({"cat": "c1", "n": {"$lt": 20}}) == 7
