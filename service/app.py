@@ -17,6 +17,7 @@ from service import console, docs
 from service.auth import ApiKeyMiddleware
 from service.batching import MicroBatcher
 from service.errors import install_error_handlers
+from service.hot_routes import HotRoutes
 from service.limits import CloseUnreadBodyMiddleware, RequestLimitsMiddleware
 from service.metrics import Metrics, MetricsMiddleware, collection_gpu_bytes, collection_sizes
 from service.openapi import install_openapi
@@ -31,6 +32,7 @@ from service.routes import (
     search,
     snapshots,
 )
+from service.routing import RouteTable
 from service.settings import Settings
 from service.warmup import warm_embedders
 
@@ -129,10 +131,14 @@ def create_app(
     install_openapi(app, settings)
     # Outermost last: closing the connection after any answer that leaves the body unread,
     # request id, then metrics (which count refused requests too), then API keys and the
-    # body size limit, both before the body is read.
-    app.add_middleware(RequestLimitsMiddleware, settings=settings, routes=app.routes)
-    app.add_middleware(ApiKeyMiddleware, settings=settings, routes=app.routes)
-    app.add_middleware(MetricsMiddleware, metrics=app_metrics, routes=app.routes)
+    # body size limit, both before the body is read; innermost, the hot routes, served
+    # without FastAPI's per-request machinery.
+    table = RouteTable(app.routes)
+    hot = (search.search, search.search_batch, points.upsert_points)
+    app.add_middleware(HotRoutes, api=app, endpoints=hot)
+    app.add_middleware(RequestLimitsMiddleware, settings=settings, routes=table)
+    app.add_middleware(ApiKeyMiddleware, settings=settings, routes=table)
+    app.add_middleware(MetricsMiddleware, metrics=app_metrics, routes=table)
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(CloseUnreadBodyMiddleware)
     return app

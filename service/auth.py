@@ -28,7 +28,7 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.errors import error_response
-from service.routing import endpoints, route_path
+from service.routing import RouteTable, endpoints
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -143,13 +143,13 @@ class ApiKeyMiddleware:
     403 ``Forbidden`` (a read-only key on a write) before the app reads the body; lets the
     rest through."""
 
-    def __init__(self, app: ASGIApp, settings: Settings, routes: Sequence[BaseRoute]) -> None:
+    def __init__(self, app: ASGIApp, settings: Settings, routes: RouteTable) -> None:
         # Built when the server starts (Starlette builds middleware on the first event,
         # lifespan startup), when every route is in ``routes``.
         self.app = app
         self.routes = routes
-        self.served = set(endpoints(routes))
-        check_route_table(routes)
+        self.served = set(endpoints(routes.routes))
+        check_route_table(routes.routes)
         self.keys: KeyRing | None = None
         if settings.auth_enabled:
             self.keys = KeyRing(
@@ -175,7 +175,7 @@ class ApiKeyMiddleware:
             await send({"type": "websocket.close", "code": 1008})
             return
         method = "GET" if scope["method"] == "HEAD" else scope["method"]
-        path = route_path(scope, self.routes)
+        path = self.routes.template(scope)
         if path is not None and (method, path) in self.served:
             needed = permission_for(method, path)
         else:  # a path no route serves (404), or a method it does not take (405)

@@ -45,6 +45,7 @@ import orjson
 from indexer import Collection, Hit, PointId, SearchParams
 from indexer.embedders import Embedder, load_image
 from indexer.points import as_vector_batch
+from indexer.threads import use_cores_for
 
 __all__ = ["MicroBatcher", "Query"]
 
@@ -214,6 +215,7 @@ def _execute(target: Target, items: Sequence[_Item]) -> list[Any]:
     # cluster's router, one spread over shards, which has the same methods.
     if isinstance(target, Embedder):
         return _embed_texts(target, items)
+    use_cores_for(len(items))
     return _execute_on_collection(target, items)
 
 

@@ -20,17 +20,15 @@ by the routes themselves.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from contextvars import ContextVar
 from typing import Any
 
 from starlette.requests import Request
-from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from indexer.errors import InvalidFilter, InvalidInput
 from service.errors import error_response
-from service.routing import route_path
+from service.routing import RouteTable
 from service.settings import Settings
 
 # The serving app's settings during a request; None outside one (then only the engine's
@@ -78,7 +76,7 @@ class CloseUnreadBodyMiddleware:
 
 
 class RequestLimitsMiddleware:
-    def __init__(self, app: ASGIApp, settings: Settings, routes: Sequence[BaseRoute]) -> None:
+    def __init__(self, app: ASGIApp, settings: Settings, routes: RouteTable) -> None:
         self.app = app
         self.settings = settings
         self.routes = routes
@@ -90,7 +88,7 @@ class RequestLimitsMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        route = (scope["method"], route_path(scope, self.routes))
+        route = (scope["method"], self.routes.template(scope))
         max_bytes = self.streamed_bodies.get(route, self.settings.max_body_bytes)
         declared = dict(scope["headers"]).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > max_bytes:

@@ -18,7 +18,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -29,12 +29,11 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from indexer import Engine, IndexBuild
 from indexer.errors import NotFound
-from service.routing import route_path
+from service.routing import RouteTable
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -154,7 +153,7 @@ def collection_gpu_bytes(engine: Engine) -> dict[str, int]:
 class MetricsMiddleware:
     """Counts and times every HTTP request, including those refused before routing."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics, routes: Sequence[BaseRoute]) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, routes: RouteTable) -> None:
         self.app = app
         self.metrics = metrics
         self.routes = routes
@@ -175,7 +174,7 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_status)
         finally:
-            route = route_path(scope, self.routes) or "unmatched"
+            route = self.routes.template(scope) or "unmatched"
             method = scope["method"] if scope["method"] in _METHODS else "other"
             labels = (method, route, str(status))
             self.metrics.requests.labels(*labels).inc()

@@ -24,6 +24,7 @@ for all of them:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from email.message import Message
 from typing import Any
@@ -48,9 +49,10 @@ class OrjsonRequest(Request):
         return self._json
 
 
+@functools.lru_cache(maxsize=256)
 def is_json(content_type: str | None) -> bool:
     """Whether a ``Content-Type`` names JSON (``application/json``, ``.../*+json``), as
-    FastAPI reads it."""
+    FastAPI reads it. Clients send few distinct values: the answers are kept."""
     if content_type is None:
         return False
     header = Message()
@@ -59,6 +61,16 @@ def is_json(content_type: str | None) -> bool:
     return header.get_content_maintype() == "application" and (
         subtype == "json" or subtype.endswith("+json")
     )
+
+
+def refuse_unless_json(content_type: str | None) -> None:
+    """A 415 for a body not sent as JSON."""
+    if not is_json(content_type):
+        sent = f"it came as {content_type!r}" if content_type else "it came without one"
+        raise HTTPException(
+            415,
+            f"send the body as JSON, with the header Content-Type: application/json ({sent})",
+        )
 
 
 class OrjsonRoute(APIRoute):
@@ -71,15 +83,9 @@ class OrjsonRoute(APIRoute):
 
         async def handle(request: Request) -> Response:
             request = OrjsonRequest(request.scope, request.receive)
-            content_type = request.headers.get("content-type")
             # The body is read once: the handler gets it from the same request.
-            if takes_json and not is_json(content_type) and await request.body():
-                sent = f"it came as {content_type!r}" if content_type else "it came without one"
-                raise HTTPException(
-                    415,
-                    f"send the body as JSON, with the header Content-Type: application/json "
-                    f"({sent})",
-                )
+            if takes_json and await request.body():
+                refuse_unless_json(request.headers.get("content-type"))
             return await handler(request)
 
         return handle
@@ -115,24 +121,51 @@ def endpoints(routes: Sequence[BaseRoute]) -> Iterator[tuple[str, str]]:
 
 
 _ROUTE_PATH = "vecserve.route_path"  # the answer, kept in the request's scope
+_UNKNOWN = object()
+
+
+class RouteTable:
+    """The app's routes, and which route template a request is for (for auth, limits and
+    metrics, before the router runs).
+
+    Matching a path against every route costs more than a small search, so the answers
+    are kept by method and path; at most ``keep`` of them (paths with ids in them are
+    many), the lot forgotten when full."""
+
+    def __init__(self, routes: Sequence[BaseRoute], keep: int = 4096) -> None:
+        self.routes = routes
+        self._keep = keep
+        self._known: dict[tuple[str, str, str], str | None] = {}
+
+    def template(self, scope: Scope) -> str | None:
+        """The path template of the route matching the request's path (and, preferably,
+        its method), or None when no route matches the path. Kept in the scope too, for
+        the next middleware that asks."""
+        if _ROUTE_PATH in scope:
+            cached: str | None = scope[_ROUTE_PATH]
+            return cached
+        key = (scope["method"], scope.get("root_path", ""), scope["path"])
+        found = self._known.get(key, _UNKNOWN)
+        if found is _UNKNOWN:
+            found = route_path(scope, self.routes)
+            if len(self._known) >= self._keep:
+                self._known.clear()
+            self._known[key] = found
+        scope[_ROUTE_PATH] = found
+        return found  # type: ignore[return-value]
 
 
 def route_path(scope: Scope, routes: Sequence[BaseRoute]) -> str | None:
     """The path template of the route matching the request's path (and, preferably, its
-    method), or None when no route matches the path. Matched once per request (the
-    limits, auth and metrics middleware all ask) and kept in the scope."""
-    if _ROUTE_PATH in scope:
-        cached: str | None = scope[_ROUTE_PATH]
-        return cached
+    method), or None when no route matches the path (see :class:`RouteTable`, which keeps
+    the answers)."""
     found = None
     for context in iter_route_contexts(routes):
         match, _ = context.matches(scope)
         if match is Match.FULL:
-            found = context.path_format
-            break
+            return context.path_format
         if match is Match.PARTIAL and found is None:
             found = context.path_format
-    scope[_ROUTE_PATH] = found
     return found
 
 

@@ -1,0 +1,29 @@
+"""How many cores a search made by the calling thread may use.
+
+FAISS parallelises with OpenMP. After each parallel region OpenMP's worker threads spin,
+waiting for the next one, before they sleep: a server answering many small searches (one
+query each, from concurrent requests) would keep every core busy spinning for a search
+that takes tens of microseconds. A small batch is searched faster on the calling thread
+alone; a large one is worth spreading over the cores. OpenMP keeps the thread count per
+calling thread, so one thread's choice leaves the others' as they were.
+"""
+
+from __future__ import annotations
+
+import os
+
+import faiss
+
+# From this many queries a batch is searched on every core.
+PARALLEL_FROM_QUERIES = 16
+
+
+def cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def use_cores_for(queries: int) -> None:
+    """Let the calling thread's next FAISS searches use one core for a small batch of
+    ``queries``, every core for a large one."""
+    faiss.omp_set_num_threads(1 if queries < PARALLEL_FROM_QUERIES else cores())
