@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,7 +112,6 @@ class MicroBatcher:
         self._observe = observe
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="vecserve-batch")
         self._lanes: dict[Target, _Lane] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
 
     async def search(self, collection: Collection, queries: Sequence[Query]) -> list[list[Hit]]:
         """The hits of each query, in order; raises the first query's error if any fails."""
@@ -151,6 +150,8 @@ class MicroBatcher:
             self._flush(target, lane)
         elif lane.timer is None and not lane.due:
             lane.timer = loop.call_later(self._window, self._window_closed, target, lane)
+        if len(items) == 1:  # most requests: one query, no gathering
+            return [await items[0].future]
         results = await asyncio.gather(*(item.future for item in items), return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):
@@ -173,33 +174,47 @@ class MicroBatcher:
             batch = lane.pending[: self._max_batch]
             del lane.pending[: self._max_batch]
             lane.running += 1
-            task = loop.create_task(self._run(target, lane, batch))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            try:
+                running = self._executor.submit(_execute, target, batch)
+            except RuntimeError as exc:  # the executor is shut down: fail the batch
+                self._settle(target, lane, batch, [exc] * len(batch))
+                continue
+            # Back on the loop when done: a plain callback, not a task awaiting a wrapped
+            # future (which costs more than a small search).
+            running.add_done_callback(
+                lambda done, batch=batch: loop.call_soon_threadsafe(
+                    self._finished, target, lane, batch, done
+                )
+            )
 
-    async def _run(self, target: Target, lane: _Lane, items: list[_Item]) -> None:
-        loop = asyncio.get_running_loop()
-        results: list[Any] | None = None
-        try:
-            results = await loop.run_in_executor(self._executor, _execute, target, items)
-        except Exception as exc:  # the executor is shut down: fail the batch, not the loop
-            results = [exc] * len(items)
-        finally:
-            lane.running -= 1
-            for i, item in enumerate(items):
-                if item.future.done():
-                    continue  # the request was cancelled meanwhile
-                if results is None:
-                    item.future.cancel()
-                elif isinstance(results[i], BaseException):
-                    item.future.set_exception(results[i])
-                else:
-                    item.future.set_result(results[i])
-            if not lane.running:
-                if lane.due and lane.pending:
-                    self._flush(target, lane)  # they waited for this batch
-                elif not lane.pending and self._lanes.get(target) is lane:
-                    del self._lanes[target]
+    def _finished(
+        self, target: Target, lane: _Lane, items: list[_Item], done: Future[list[Any]]
+    ) -> None:
+        if done.cancelled():  # at shutdown, before it ran
+            for item in items:
+                item.future.cancel()
+            results: list[Any] = [None] * len(items)
+        else:
+            try:
+                results = done.result()
+            except Exception as exc:  # a bug in the batch's own error handling
+                results = [exc] * len(items)
+        self._settle(target, lane, items, results)
+
+    def _settle(self, target: Target, lane: _Lane, items: list[_Item], results: list[Any]) -> None:
+        lane.running -= 1
+        for item, result in zip(items, results, strict=True):
+            if item.future.done():
+                continue  # the request was cancelled meanwhile
+            if isinstance(result, BaseException):
+                item.future.set_exception(result)
+            else:
+                item.future.set_result(result)
+        if not lane.running:
+            if lane.due and lane.pending:
+                self._flush(target, lane)  # they waited for this batch
+            elif not lane.pending and self._lanes.get(target) is lane:
+                del self._lanes[target]
         if self._observe is not None:
             self._observe(len(items))
 

@@ -157,6 +157,10 @@ class MetricsMiddleware:
         self.app = app
         self.metrics = metrics
         self.routes = routes
+        # Each label set's counter and histogram, looked up once: prometheus_client's
+        # labels() validates and locks on every call. Label sets are few (methods, route
+        # templates and statuses are bounded).
+        self._series: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -177,5 +181,11 @@ class MetricsMiddleware:
             route = self.routes.template(scope) or "unmatched"
             method = scope["method"] if scope["method"] in _METHODS else "other"
             labels = (method, route, str(status))
-            self.metrics.requests.labels(*labels).inc()
-            self.metrics.request_seconds.labels(*labels).observe(time.perf_counter() - started)
+            series = self._series.get(labels)
+            if series is None:
+                series = self._series[labels] = (
+                    self.metrics.requests.labels(*labels),
+                    self.metrics.request_seconds.labels(*labels),
+                )
+            series[0].inc()
+            series[1].observe(time.perf_counter() - started)
