@@ -178,23 +178,24 @@ class _HotRoute:
 
 def _check_supported(dependant: Dependant, path: str | None) -> None:
     """Refuse a route needing what :class:`_HotRoute` does not solve."""
-    unsupported = (
-        dependant.query_params
-        or dependant.header_params
-        or dependant.cookie_params
-        or len(dependant.body_params) > 1
-        or dependant.websocket_param_name
-        or dependant.http_connection_param_name
-        or dependant.response_param_name
-        or dependant.background_tasks_param_name
-        or dependant.security_scopes_param_name
-        or dependant.own_oauth_scopes
-        or (dependant.call is not None and inspect.isgeneratorfunction(dependant.call))
-        or (dependant.call is not None and inspect.isasyncgenfunction(dependant.call))
-    )
-    if unsupported:
+    call = dependant.call
+    needs = {
+        "query parameters": dependant.query_params,
+        "headers": dependant.header_params,
+        "cookies": dependant.cookie_params,
+        "several bodies": len(dependant.body_params) > 1,
+        "a websocket": dependant.websocket_param_name,
+        "the connection": dependant.http_connection_param_name,
+        "the response": dependant.response_param_name,
+        "background tasks": dependant.background_tasks_param_name,
+        "security scopes": dependant.security_scopes_param_name or dependant.own_oauth_scopes,
+        "a dependency with yield": call is not None
+        and (inspect.isgeneratorfunction(call) or inspect.isasyncgenfunction(call)),
+    }
+    if unsupported := [name for name, needed in needs.items() if needed]:
         raise TypeError(
-            f"{path}: the hot path solves path parameters, the request and plain dependencies only"
+            f"{path} needs {', '.join(unsupported)}: the hot path solves path parameters, "
+            "the request, one JSON body and plain dependencies only"
         )
     for sub in dependant.dependencies:
         _check_supported(sub, path)
