@@ -36,7 +36,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -181,11 +183,20 @@ class MicroBatcher:
                 continue
             # Back on the loop when done: a plain callback, not a task awaiting a wrapped
             # future (which costs more than a small search).
-            running.add_done_callback(
-                lambda done, batch=batch: loop.call_soon_threadsafe(
-                    self._finished, target, lane, batch, done
-                )
-            )
+            running.add_done_callback(partial(self._back_to_loop, loop, target, lane, batch))
+
+    def _back_to_loop(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        target: Target,
+        lane: _Lane,
+        items: list[_Item],
+        done: Future[list[Any]],
+    ) -> None:
+        """In the worker thread: hand the finished batch to the event loop."""
+        # A closed loop (RuntimeError): the server has stopped, and nobody waits.
+        with suppress(RuntimeError):
+            loop.call_soon_threadsafe(self._finished, target, lane, items, done)
 
     def _finished(
         self, target: Target, lane: _Lane, items: list[_Item], done: Future[list[Any]]
