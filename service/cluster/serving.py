@@ -136,11 +136,13 @@ class RayShardLink:
         primary: DeploymentHandle,
         reads: DeploymentHandle | None,
         fresh_s: float,
+        partial_wait_s: float = PARTIAL_WAIT_S,
     ) -> None:
         self.name = name
         self._primary = primary
         self._reads = reads
         self._fresh_s = fresh_s
+        self._partial_wait_s = partial_wait_s
         self._last_write = -float("inf")
 
     def primary(self, method: str, *args: Any) -> Reply:
@@ -152,7 +154,7 @@ class RayShardLink:
         return self._read(method, args, CALL_TIMEOUT_S)
 
     def read_now(self, method: str, *args: Any) -> Reply:
-        return self._read(method, args, PARTIAL_WAIT_S)
+        return self._read(method, args, self._partial_wait_s)
 
     def _read(self, method: str, args: tuple[Any, ...], timeout_s: float) -> Reply:
         # Reads that follow a write through this router by less than a replica's lag bound
@@ -198,11 +200,12 @@ class Router:
         settings: dict[str, Any],
         shards: list[tuple[DeploymentHandle, DeploymentHandle | None]],
         fresh_s: float,
+        partial_wait_s: float = PARTIAL_WAIT_S,
     ) -> None:
         # The shards hold and warm the models; the router embeds nothing itself.
         self.settings = Settings(**{**settings, "warm_embedders": False})
         self.links = [
-            RayShardLink(f"shard-{i}", primary, reads, fresh_s)
+            RayShardLink(f"shard-{i}", primary, reads, fresh_s, partial_wait_s)
             for i, (primary, reads) in enumerate(shards)
         ]
 
@@ -215,10 +218,16 @@ class Router:
 
 
 def build(
-    settings: Settings, shards: int, replicas: int, *, sync_interval_s: float = 0.5
+    settings: Settings,
+    shards: int,
+    replicas: int,
+    *,
+    sync_interval_s: float = 0.5,
+    partial_wait_s: float = PARTIAL_WAIT_S,
 ) -> serve.Application:
     """The Serve application of a cluster with ``shards`` shards of ``replicas`` read
-    replicas each, its data under ``settings.data_dir``."""
+    replicas each, its data under ``settings.data_dir``; a read for a partial answer waits
+    ``partial_wait_s`` for each copy of a shard it asks."""
     embedders = [config.model_dump(mode="json") for config in settings.embedders]
     data = Path(settings.data_dir).resolve()
     available = ray.cluster_resources()
@@ -262,15 +271,29 @@ def build(
         bound,
         # A replica lags by at most a sync interval and a round; twice that, with room.
         2 * sync_interval_s + 1.0,
+        partial_wait_s,
     )
 
 
-def run(settings: Settings, shards: int, replicas: int, *, sync_interval_s: float = 0.5) -> None:
+def run(
+    settings: Settings,
+    shards: int,
+    replicas: int,
+    *,
+    sync_interval_s: float = 0.5,
+    partial_wait_s: float = PARTIAL_WAIT_S,
+) -> None:
     """Deploy the cluster on the Ray cluster this process is connected to, listening on
     ``settings.host:settings.port`` (Serve's HTTP proxy), and return once it is ready."""
     serve.start(http_options={"host": settings.host, "port": settings.port})
     serve.run(
-        build(settings, shards, replicas, sync_interval_s=sync_interval_s),
+        build(
+            settings,
+            shards,
+            replicas,
+            sync_interval_s=sync_interval_s,
+            partial_wait_s=partial_wait_s,
+        ),
         name=APP_NAME,
         route_prefix="/",
     )
