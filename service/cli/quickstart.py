@@ -46,7 +46,7 @@ __all__ = [
 ]
 
 DEFAULT_MOVIES = 5_000
-"""Films indexed by default: about a minute of embedding on 2 CPU cores."""
+"""Films indexed by default: about half a minute of embedding on 2 idle CPU cores."""
 
 NAME = "quickstart"
 HELP = "build a demo of films and photos from packaged data, show queries, serve it"
@@ -56,7 +56,7 @@ DESCRIPTION = (
     "that ship in scikit-image (and scikit-learn) into a 'photos' collection with "
     "efficientnet-lite0; run example searches, print the curl and SDK commands that ask the "
     "API the same, and serve the data folder on 127.0.0.1. The default "
-    f"{DEFAULT_MOVIES:,} films take about a minute on 2 CPU cores; a second run reuses the "
+    f"{DEFAULT_MOVIES:,} films take about 30 seconds on 2 idle CPU cores; a second run reuses the "
     "collections."
 )
 
