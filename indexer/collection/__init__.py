@@ -4,7 +4,9 @@
 one concept a module: ``writes`` (a write's batch, prepared before any lock), ``reader``
 (filters, searches, points, pages and recommendations, under the read lock), ``point_ids``
 (label <-> user id), ``search`` (search planning and the filter cache), ``recommend`` (the
-strategies), ``upkeep`` (opening, building, saving and judging the index), ``background``
+strategies), ``upkeep`` (opening, building, saving and judging the index),
+``served_index`` (the index served: its changes, staging, saves and swap for a rebuilt
+one; and the backlog that holds bulk upserts back during a rebuild), ``background``
 (the one thread of maintenance, or of full-text indexing), ``results`` (hits),
 ``validation`` (k and payloads), ``hybrid`` (the query pipeline's rankings from this
 collection, and full-text backlog indexing).

@@ -4,7 +4,8 @@ package's lock-free parts."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -19,22 +20,15 @@ from indexer.collection.point_ids import PointIds
 from indexer.collection.reader import Reader, page_points, points
 from indexer.collection.recommend import Example, Strategy, check_request
 from indexer.collection.results import padded
-from indexer.collection.upkeep import (
-    CATCH_UP_LAST,
-    CATCH_UP_ROUNDS,
-    CLOSE_SAVE_MIN,
-    REBUILD_BACKLOG_MIN,
-    REBUILD_WAIT_BATCH,
-    IndexBuildObserver,
-    IndexUpkeep,
-    staging_chunks,
-)
+from indexer.collection.served_index import RebuildBacklog, ServedIndex
+from indexer.collection.upkeep import IndexBuildObserver, IndexUpkeep
 from indexer.collection.validation import MAX_K, check_k
 from indexer.collection.writes import delete_target, prepare_upsert
 from indexer.devices import Placement
 from indexer.embedders import Embedder, EmbedderRegistry, ImageInput, inputs
 from indexer.errors import CollectionNotFound, InvalidInput, ThumbnailNotFound
 from indexer.fulltext import FullTextSpec
+from indexer.indexes import FaissIndex
 from indexer.locks import ReadWriteLock
 from indexer.metric import Metric
 from indexer.payload_index import FieldType, PayloadIndexes, parse_declaration
@@ -73,24 +67,20 @@ class Collection:
         self._rw = ReadWriteLock()
         self._write_lock = threading.Lock()  # one writer at a time, before the RW lock
         self._optimize_lock = threading.Lock()
-        # Points written since a rebuild began (None: none runs), which it must catch up
-        # with; upserts wait once they are too many (see REBUILD_BACKLOG_MIN).
-        self._rebuild_backlog: int | None = None
-        self._rebuild_changed = threading.Condition()
+        self._backlog = RebuildBacklog()
         self._point_ids = PointIds(store.all_keys())
         self._payload_indexes = PayloadIndexes(self._point_ids.live())
         self._payload_indexes.declare(parse_declaration(store.get_meta("payload_indexes") or {}))
         self._stored = partial(store.iter_vectors, self.dim)
-        self._upkeep = IndexUpkeep(self.config, folder, placement, on_index_build)
+        upkeep = IndexUpkeep(self.config, folder, placement, on_index_build)
+        self._served = ServedIndex(upkeep, self._stored, store.seq, self._point_ids.live())
         self._closed = False
-        self._index, behind = self._upkeep.open(store.seq, self._point_ids.live(), self._stored)
-        self._unsaved = int(behind)
         self._reader = Reader(
             store,
             self.dim,
             self.metric,
             self._point_ids,
-            lambda: self._index,
+            lambda: self._served.index,
             self._stored,
             self._payload_indexes,
         )
@@ -122,7 +112,7 @@ class Collection:
     @property
     def index_info(self) -> dict[str, Any]:
         """What serves the collection now: family, storage, device, default knob."""
-        return self._index.info
+        return self._served.index.info
 
     @property
     def full_text(self) -> dict[str, Any] | None:
@@ -175,31 +165,24 @@ class Collection:
         batch = prepare_upsert(
             self.config, self._embed, ids, vectors, payloads, texts, images, store_source
         )
-        if len(batch.ids) >= REBUILD_WAIT_BATCH:
-            self._wait_for_rebuild()
+        self._backlog.wait_for_room(len(batch.ids), lambda: len(self._point_ids))
         with self._write_lock, self._transaction() as txn:
             labels, replaced = txn.upsert(
                 batch.keys, batch.vectors, batch.payloads, batch.thumbnails
             )
-            staged = self._stage(labels, batch.prepared)
+            staged = self._served.stage(labels, batch.prepared, self._rw.write)
             try:
                 with self._rw.write():
                     txn.commit()
                     self._point_ids.upserted(batch.keys, labels, batch.ids, replaced)
                     self._payload_indexes.upserted(labels, batch.payload_values, replaced)
-                    if staged:
-                        self._apply(lambda index: (index.publish(), index.remove(replaced)))
-                    else:
-                        self._apply(
-                            lambda index: (
-                                index.remove(replaced),
-                                index.add(labels, batch.prepared),
-                            )
-                        )
+                    self._served.upserted(
+                        labels, batch.prepared, replaced, staged, self._point_ids.live
+                    )
             finally:
                 if staged and not txn.committed:
                     with self._rw.write():
-                        self._index.unstage()
+                        self._served.index.unstage()
         self._after_write(len(batch.ids))
         return len(batch.ids)
 
@@ -227,7 +210,7 @@ class Collection:
                 txn.commit()
                 self._point_ids.deleted(labels)
                 self._payload_indexes.deleted(labels)
-                self._apply(lambda index: index.remove(labels))
+                self._served.apply(lambda index: index.remove(labels), self._point_ids.live)
         self._after_write(len(labels))
         return len(labels)
 
@@ -281,29 +264,6 @@ class Collection:
             self._payload_builder.start()
         else:
             self._payload_builder.run_now()
-
-    def _stage(self, labels: np.ndarray, vectors: np.ndarray) -> bool:
-        """Add an upsert's batch to the index before its commit, unserved, a chunk per
-        short hold of the read-write lock, so that searches go on between chunks however
-        long the index takes to add the batch (an HNSW graph: seconds for 10,000 points).
-        Returns False, having staged nothing, where the index cannot leave staged points
-        out of its searches (on a GPU: it takes the batch whole at the commit)."""
-        index = self._index
-        if not index.supports_selector:
-            return False
-        try:
-            for chunk in staging_chunks(len(labels)):
-                with self._rw.write():
-                    index.stage(labels[chunk], vectors[chunk])
-        except BaseException:
-            with self._rw.write():
-                index.unstage()
-            raise
-        return True
-
-    def _apply(self, change: Any) -> None:
-        """Apply a committed change to the index (write lock held)."""
-        self._upkeep.apply(self._index, change, self._point_ids.live, self._stored)
 
     # -- reads ---------------------------------------------------------------------------
 
@@ -372,12 +332,7 @@ class Collection:
             kind, given = inputs.one_input("search", queries, texts, images)
             if kind != "vectors":
                 queries = self._embed(kind, given)
-        vecs, scale = self._reader.queries(queries)
-        k = check_k(k)
-        search_params = SearchParams.parse(params)
-        with self._rw.read():
-            self._check_open()
-            distances, labels = self._reader.nearest(vecs, k, search_params, filter, scale)
+        with self._nearest(queries, k, filter, params) as (distances, labels):
             if len(labels) == 1 and not (with_payload or with_vectors):
                 return [self._reader.query_hits(distances[0], labels[0])]
             scores = self.metric.scores(distances)
@@ -411,17 +366,29 @@ class Collection:
         ids and NaN scores. No hit objects are built and no payloads read, so a large batch
         costs little more than the FAISS search itself.
         """
-        vecs, scale = self._reader.queries(queries)
-        k = check_k(k)
-        search_params = SearchParams.parse(params)
-        with self._rw.read():
-            self._check_open()
-            distances, labels = self._reader.nearest(vecs, k, search_params, filter, scale)
+        with self._nearest(queries, k, filter, params) as (distances, labels):
             ids = self._point_ids.id_grid(labels)
         scores = self.metric.scores(distances).astype(np.float32, copy=False)
         if padded(labels):
             scores[labels < 0] = np.nan
         return ids, scores
+
+    @contextmanager
+    def _nearest(
+        self,
+        queries: Any,
+        k: int,
+        filter: dict[str, Any] | None,
+        params: SearchParams | dict[str, Any] | None,
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """The distances and labels of the ``k`` nearest points to ``queries``, with the
+        read lock held until the caller is done with them."""
+        vecs, scale = self._reader.queries(queries)
+        k = check_k(k)
+        search_params = SearchParams.parse(params)
+        with self._rw.read():
+            self._check_open()
+            yield self._reader.nearest(vecs, k, search_params, filter, scale)
 
     def recommend(
         self,
@@ -485,24 +452,10 @@ class Collection:
 
     # -- maintenance: rebuilds, compaction, checkpoints -----------------------------------
 
-    def _wait_for_rebuild(self) -> None:
-        """Hold an upsert back while a rebuild has too many points to catch up with: the
-        old index would otherwise grow beside the new one (twice the memory), and a bulk
-        load outrun the rebuild for ever. The points then go into the new index."""
-        with self._rebuild_changed:
-            while self._rebuild_backlog is not None and self._rebuild_backlog > max(
-                REBUILD_BACKLOG_MIN, len(self._point_ids) // 4
-            ):
-                self._rebuild_changed.wait()
-
     def _after_write(self, changed: int) -> None:
-        with self._rebuild_changed:
-            if self._rebuild_backlog is not None:
-                self._rebuild_backlog += changed
-        self._unsaved += changed
-        if self._background and self._upkeep.needs_upkeep(
-            self._index, len(self._point_ids), self._unsaved
-        ):
+        self._backlog.wrote(changed)
+        self._served.wrote(changed)
+        if self._background and self._served.needs_upkeep(len(self._point_ids)):
             self._maintenance.start()
 
     def optimize(self) -> None:
@@ -512,16 +465,16 @@ class Collection:
         with self._optimize_lock:
             if self._closed:
                 return
-            if self._upkeep.needs_rebuild(self._index, len(self._point_ids)):
+            if self._served.needs_rebuild(len(self._point_ids)):
                 if not self._rebuild():
                     return
-            elif self._upkeep.needs_calibration(self._index):
-                with self._rw.read():
-                    live = self._point_ids.live()
-                self._upkeep.recalibrate(self._index, live, self._stored, self._search_labels)
-                self._unsaved = max(self._unsaved, 1)  # the file's calibration is old
-            if self._unsaved:
-                self._save()
+            elif self._served.needs_calibration():
+                self._served.recalibrate(self._live(), self._search_labels)
+            if self._served.unsaved:
+                # Writes wait meanwhile, searches do not: under the read lock, a write
+                # waiting for it would queue every search behind it for the whole save.
+                with self._write_lock:
+                    self._save_now()
         self._full_text_indexer.run_now()
         self._payload_builder.run_now()
 
@@ -531,47 +484,31 @@ class Collection:
         written during the build are added to the new one outside any lock, in rounds,
         and only the last few with writes held off (searches still go on); the lock that
         searches wait for is held for the swap alone."""
-        with self._rebuild_changed:
-            self._rebuild_backlog = 0
-        try:
-            index = self._upkeep.build(self._stored, len(self._point_ids), self._index.family)
-            for _ in range(CATCH_UP_ROUNDS):
-                with self._rw.read():
-                    live = self._point_ids.live()
-                if self._upkeep.reconcile(index, live, self._stored) <= CATCH_UP_LAST:
-                    break
+        with self._backlog.rebuilding():
+            index = self._served.rebuilt(len(self._point_ids), self._live)
             with self._write_lock:  # no write starts: the index catches up with the last
                 if self._is_closed():
                     return False
-                self._upkeep.reconcile(index, self._point_ids.live(), self._stored)
+                self._served.catch_up(index, self._point_ids.live())
                 with self._rw.write():
-                    self._index.release()
-                    self._upkeep.place(index)
-                    self._index = index
-                self._unsaved = max(1, len(self._point_ids))  # the file holds another index
+                    self._served.swap(index, len(self._point_ids))
             return True
-        finally:
-            with self._rebuild_changed:
-                self._rebuild_backlog = None
-                self._rebuild_changed.notify_all()
+
+    def _live(self) -> np.ndarray:
+        """The live labels (a short hold of the read lock)."""
+        with self._rw.read():
+            return self._point_ids.live()
 
     def _search_labels(self, queries: np.ndarray, k: int, params: SearchParams) -> np.ndarray:
         """The serving index's labels for ``queries`` (a short hold of the read lock)."""
         with self._rw.read():
-            return self._index.search(queries, k, params, None)[1]
-
-    def _save(self) -> None:
-        """Save the index. Writes wait meanwhile, searches do not: under the read lock, a
-        write waiting for it would queue every search behind it for the whole save."""
-        with self._write_lock:
-            self._save_now()
+            return self._served.index.search(queries, k, params, None)[1]
 
     def _save_now(self) -> None:
         """Save the index (write lock held: nothing changes it)."""
         if self._closed:  # saved by close(); the folder may hold another collection now
             return
-        self._upkeep.save(self._index, self.store.seq)
-        self._unsaved = 0
+        self._served.save(self.store.seq)
 
     def close(self) -> None:
         """Finish background work, save the index if it is far behind its file (a few
@@ -587,12 +524,17 @@ class Collection:
         with self._write_lock:  # no write is running, and none starts
             if self._closed:
                 return
-            if self._unsaved > CLOSE_SAVE_MIN:
+            if self._served.save_on_close:
                 self._save_now()
             with self._rw.write():  # the searches in flight are done
                 self._closed = True
-                self._index.release()
+                self._served.index.release()
                 self.store.close()
+
+    @property
+    def _index(self) -> FaissIndex:
+        """The index served now (tests and benchmarks look inside it)."""
+        return self._served.index
 
     def _is_closed(self) -> bool:
         return self._closed

@@ -32,23 +32,6 @@ MAX_DEAD_FRACTION = 0.2
 RETRAIN_GROWTH = 4
 CALIBRATION_MIN_POINTS = 1000
 TRAIN_SAMPLE_MAX = 256 * 1024
-# After a rebuild, the points written meanwhile are added to the new index in up to this
-# many rounds outside any lock, until a round adds at most CATCH_UP_LAST; what is left
-# is added with writes held off (searches go on with the old index).
-CATCH_UP_ROUNDS = 4
-CATCH_UP_LAST = 1000
-# Upserts of REBUILD_WAIT_BATCH points or more wait while a rebuild has more than this
-# many points written since it began to catch up with (or a quarter of the collection,
-# if more). Smaller ones never wait: single writes keep going during any rebuild.
-REBUILD_BACKLOG_MIN = 50_000
-REBUILD_WAIT_BATCH = 1000
-# close() rewrites the index file only when more changes than this are not in it: fewer
-# cost less to replay from the store on the next open than the rewrite of a large file.
-CLOSE_SAVE_MIN = 1000
-# An upsert adds its batch to the index a chunk per hold of the lock that searches wait
-# for, each chunk sized from the rate of the last to take about STAGE_HOLD_S.
-STAGE_HOLD_S = 0.01
-STAGE_FIRST, STAGE_MIN, STAGE_MAX = 64, 8, 65_536
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,19 +49,6 @@ IndexBuildObserver = Callable[[IndexBuild], None]
 IndexSearch = Callable[[np.ndarray, int, SearchParams], np.ndarray]
 """Labels [nq, k] that the serving index finds, at the given parameters (the collection
 takes its lock around each call)."""
-
-
-def staging_chunks(n: int) -> Iterator[slice]:
-    """Slices of a batch of ``n`` points to stage one per lock hold (see STAGE_HOLD_S):
-    the first small, each next one as large as the rate of the last allows."""
-    size, start = STAGE_FIRST, 0
-    while start < n:
-        stop = min(n, start + size)
-        began = time.perf_counter()
-        yield slice(start, stop)
-        rate = (stop - start) / max(time.perf_counter() - began, 1e-6)
-        size = int(min(STAGE_MAX, max(STAGE_MIN, rate * STAGE_HOLD_S)))
-        start = stop
 
 
 class IndexUpkeep:
