@@ -1,8 +1,8 @@
 """Background work of a collection: one daemon thread at a time, none once stopped.
 
-Index maintenance and full-text backlog indexing each own one :class:`BackgroundWork`.
-Its lock only orders starting a thread against stopping; the work itself takes the
-collection's locks through the facade, as any caller does.
+Index maintenance, full-text backlog indexing and payload index backfill each own one
+:class:`BackgroundWork`. Its lock only orders starting a thread against stopping; the work
+itself takes the collection's locks through the facade, as any caller does.
 """
 
 from __future__ import annotations
@@ -16,14 +16,29 @@ log = logging.getLogger(__name__)
 
 class BackgroundWork:
     """Runs ``work`` in a thread named ``name`` on :meth:`start`, unless it runs already;
-    a failure is logged as ``failure`` (the thread is only ever a background helper)."""
+    a failure is logged as ``failure`` (the thread is only ever a background helper).
 
-    def __init__(self, name: str, work: Callable[[], None], failure: str) -> None:
+    With ``more``, the thread asks it, once the work returns, whether work came in
+    meanwhile, and runs the work again if so: a :meth:`start` that found the thread
+    finishing is not lost. It is asked under the lock that orders starts, so it must not
+    wait for anything that a caller of :meth:`start` may hold.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        work: Callable[[], None],
+        failure: str,
+        *,
+        more: Callable[[], bool] | None = None,
+    ) -> None:
         self._name = name
         self._work = work
         self._failure = failure
+        self._more = more
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._running = False
         self._stopping = False
 
     @property
@@ -39,8 +54,9 @@ class BackgroundWork:
     def start(self) -> None:
         """Start the work in a thread, unless it runs already or the work was stopped."""
         with self._lock:
-            if self._stopping or (self._thread is not None and self._thread.is_alive()):
+            if self._stopping or self._running:
                 return
+            self._running = True
             self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
             self._thread.start()
 
@@ -54,6 +70,15 @@ class BackgroundWork:
 
     def _run(self) -> None:
         try:
-            self._work()
+            while True:
+                self._work()
+                with self._lock:
+                    if self._stopping or self._more is None or not self._more():
+                        self._running = False
+                        return
         except Exception:
             log.exception("%s", self._failure)
+        finally:
+            with self._lock:  # unless it ended above, and another thread started since
+                if self._thread is threading.current_thread():
+                    self._running = False

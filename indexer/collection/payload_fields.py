@@ -7,16 +7,15 @@ batch, each under the collection's read lock so that no write lands in the middl
 
 from __future__ import annotations
 
-import logging
 import threading
 from typing import TYPE_CHECKING
 
 import orjson
 
+from indexer.collection.background import BackgroundWork
+
 if TYPE_CHECKING:
     from indexer.collection import Collection
-
-log = logging.getLogger(__name__)
 
 BACKFILL_BATCH = 20_000  # points read per batch, under the read lock
 
@@ -26,20 +25,17 @@ class PayloadIndexBuilder:
 
     def __init__(self, collection: Collection) -> None:
         self._c = collection
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
         self._step_lock = threading.Lock()  # a batch at a time: optimize() may run one too
-        self._stopping = False
+        self._work = BackgroundWork(
+            f"vecserve-{collection.name}-payload-index",
+            self._run,
+            f"collection {collection.name}: payload indexing failed",
+            more=self._has_pending,  # a field declared as the thread finished
+        )
 
     def start(self) -> None:
         """Backfill in a thread, unless one is at work (it sees new fields too)."""
-        with self._lock:
-            if self._stopping or self._thread is not None:
-                return
-            self._thread = threading.Thread(
-                target=self._run, name=f"vecserve-{self._c.name}-payload-index", daemon=True
-            )
-            self._thread.start()
+        self._work.start()
 
     def run_now(self) -> None:
         """Backfill every field in this thread."""
@@ -71,24 +67,11 @@ class PayloadIndexBuilder:
         return True
 
     def stop(self) -> None:
-        with self._lock:
-            self._stopping = True
-            thread = self._thread
-        if thread is not None:
-            thread.join()
+        self._work.stop()
 
     def _run(self) -> None:
-        try:
-            while not self._stopping:
-                if not self.step():
-                    with self._lock:  # a field declared after this step starts a thread
-                        if self._stopping or not self._has_pending():
-                            self._thread = None
-                            return
-        except Exception:
-            log.exception("collection %s: payload indexing failed", self._c.name)
-            with self._lock:
-                self._thread = None
+        while not self._work.stopping and self.step():
+            pass
 
     def _has_pending(self) -> bool:
         with self._c._rw.read():
