@@ -1,0 +1,259 @@
+"""A collection's store of record (see :mod:`indexer.store`): opening it, its metadata,
+and every read, each on the calling thread's own reader connection."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from indexer.errors import InvalidQuery
+from indexer.fulltext import FULL_TEXT_TABLE, FullTextSpec
+from indexer.store.connections import Connections
+from indexer.store.schema import CHUNK, SCHEMA, chunks, json_list
+from indexer.store.transaction import Transaction
+
+
+class SqliteStore:
+    """Points, payloads and the write sequence of one collection."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._connections = Connections(path)
+        self._writer = self._connections.writer
+        self._writer.executescript(SCHEMA)
+        self._writer.execute("INSERT OR IGNORE INTO meta VALUES ('seq', '0')")
+        spec = self.get_meta("full_text")
+        self.full_text: FullTextSpec | None = (
+            None if spec is None else FullTextSpec.model_validate(spec)
+        )
+
+    @property
+    def _reader(self) -> sqlite3.Connection:
+        return self._connections.reader
+
+    def _check_open(self) -> None:
+        self._connections.check_open()
+
+    def close(self) -> None:
+        self._connections.close()
+
+    # -- metadata --------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> Any:
+        row = self._reader.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else orjson.loads(row[0])
+
+    def set_meta_once(self, key: str, value: Any) -> Any:
+        """Set ``key`` unless it is set (by another process, say); its value either way."""
+        self._writer.execute(
+            "INSERT OR IGNORE INTO meta VALUES (?, ?)", (key, orjson.dumps(value).decode())
+        )
+        return self.get_meta(key)
+
+    def set_meta(self, key: str, value: Any) -> None:
+        self._writer.execute(
+            "INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, orjson.dumps(value).decode())
+        )
+
+    @property
+    def seq(self) -> int:
+        return int(self.get_meta("seq"))
+
+    # -- writes (the caller holds the collection's write lock) ------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """BEGIN IMMEDIATE ... COMMIT. Work done before an exception is rolled back, unless
+        the caller already committed (``txn.commit()``, to commit under its own lock)."""
+        conn = self._writer
+        conn.execute("BEGIN IMMEDIATE")
+        txn = Transaction(conn, self)
+        try:
+            yield txn
+        except BaseException:
+            if not txn.committed:
+                conn.execute("ROLLBACK")
+            raise
+        if not txn.committed:
+            txn.commit()
+
+    # -- reads -------------------------------------------------------------------------
+
+    def all_keys(self) -> list[tuple[int, str]]:
+        """Every (label, id key), in label order. Read from the index on ids, which holds
+        both, and sorted here: an ordered read would walk the table, vectors and all."""
+        rows: list[tuple[int, str]] = self._reader.execute(
+            "SELECT label, pid FROM points"
+        ).fetchall()
+        rows.sort()
+        return rows
+
+    def vectors(self, labels: np.ndarray, dim: int) -> np.ndarray:
+        """The vectors of ``labels`` in the same order; every label must exist."""
+        out = np.empty((len(labels), dim), dtype=np.float32)
+        position = {int(label): i for i, label in enumerate(labels)}
+        for chunk in chunks(labels):
+            for label, blob in self._reader.execute(
+                "SELECT label, vector FROM points WHERE label IN (SELECT value FROM json_each(?))",
+                (json_list(chunk),),
+            ):
+                out[position[label]] = np.frombuffer(blob, dtype=np.float32)
+        return out
+
+    def iter_vectors(
+        self, dim: int, labels: np.ndarray | None = None
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(labels, vectors) in chunks: of ``labels`` if given, else of every point."""
+        if labels is not None:
+            for chunk in chunks(labels):
+                yield chunk, self.vectors(chunk, dim)
+            return
+        after = -1
+        while True:
+            rows = self._reader.execute(
+                "SELECT label, vector FROM points WHERE label > ? ORDER BY label LIMIT ?",
+                (after, CHUNK),
+            ).fetchall()
+            if not rows:
+                return
+            chunk = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(-1, dim)
+            yield chunk, vecs
+            after = int(chunk[-1])
+
+    def rows(
+        self, labels: np.ndarray, *, with_vectors: bool
+    ) -> dict[int, tuple[str, bytes | None]]:
+        """label -> (payload JSON, vector blob or None) for the labels that exist."""
+        column = "vector" if with_vectors else "NULL"
+        out: dict[int, tuple[str, bytes | None]] = {}
+        for chunk in chunks(labels):
+            for label, payload, blob in self._reader.execute(
+                f"SELECT label, payload, {column} FROM points"
+                " WHERE label IN (SELECT value FROM json_each(?))",
+                (json_list(chunk),),
+            ):
+                out[label] = (payload, blob)
+        return out
+
+    def select_labels(self, where: str, params: Sequence[Any]) -> np.ndarray:
+        """Labels of the points matching a compiled filter, sorted."""
+        cursor = self._reader.execute(
+            f"SELECT label FROM points WHERE {where} ORDER BY label", tuple(params)
+        )
+        return np.fromiter((r[0] for r in cursor), dtype=np.int64)
+
+    def payloads_between(self, after: int, until: int, limit: int) -> list[tuple[int, str]]:
+        """Up to ``limit`` (label, payload JSON) with ``after < label <= until``, in label
+        order."""
+        rows: list[tuple[int, str]] = self._reader.execute(
+            "SELECT label, payload FROM points WHERE label > ? AND label <= ?"
+            " ORDER BY label LIMIT ?",
+            (after, until, limit),
+        ).fetchall()
+        return rows
+
+    def rows_after(self, after_label: int, limit: int) -> list[tuple[int, str, bytes, str]]:
+        """Up to ``limit`` rows (label, id key, vector blob, payload JSON) with labels after
+        ``after_label``, in label order. Every insert and update takes a new label, so these
+        are the writes a follower that has seen ``after_label`` has not."""
+        rows: list[tuple[int, str, bytes, str]] = self._reader.execute(
+            "SELECT label, pid, vector, payload FROM points WHERE label > ? ORDER BY label LIMIT ?",
+            (after_label, limit),
+        ).fetchall()
+        return rows
+
+    def page(
+        self,
+        after_key: str | None,
+        limit: int,
+        where: str | None,
+        params: Sequence[Any],
+        *,
+        with_vectors: bool,
+    ) -> list[tuple[int, str, str, bytes | None]]:
+        """A page of (label, id key, payload, vector) in id-key order, after ``after_key``."""
+        clauses, args = [], []
+        if after_key is not None:
+            clauses.append("pid > ?")
+            args.append(after_key)
+        if where is not None:
+            clauses.append(where)
+            args.extend(params)
+        sql = f"SELECT label, pid, payload, {'vector' if with_vectors else 'NULL'} FROM points"
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        sql += " ORDER BY pid LIMIT ?"
+        return self._reader.execute(sql, (*args, limit)).fetchall()
+
+    def thumbnail(self, key: str) -> bytes | None:
+        """The thumbnail of the point with this id key, or None when it has none."""
+        row = self._reader.execute(
+            "SELECT t.image FROM thumbnails t JOIN points p ON p.label = t.label WHERE p.pid = ?",
+            (key,),
+        ).fetchone()
+        return bytes(row[0]) if row else None
+
+    # -- full text -----------------------------------------------------------------------
+
+    def has_full_text_backlog(self) -> bool:
+        """Whether points written before the full-text declaration remain to be indexed."""
+        return self.get_meta("full_text_backlog") is not None
+
+    def full_text_backlog(self) -> tuple[int, int]:
+        """(points not yet in the full-text index, points in the collection)."""
+        backlog = self.get_meta("full_text_backlog")
+        total = int(self._reader.execute("SELECT count(*) FROM points").fetchone()[0])
+        if backlog is None:
+            return 0, total
+        pending = self._reader.execute(
+            "SELECT count(*) FROM points WHERE label > ? AND label <= ?",
+            (backlog["after"], backlog["until"]),
+        ).fetchone()[0]
+        return int(pending), total
+
+    def lexical(
+        self,
+        spec: FullTextSpec,
+        match: str,
+        limit: int,
+        where: str | None = None,
+        params: Sequence[Any] = (),
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(labels, BM25 scores) of the best ``limit`` points matching the FTS5 expression
+        ``match`` (and the compiled filter ``where``), best first. Scores are FTS5's bm25()
+        negated, so that higher is better."""
+        # FTS5 sorts by its rank column itself, computing bm25() once per match.
+        t = FULL_TEXT_TABLE
+        sql = f"SELECT {t}.rowid, -{t}.rank FROM {t}"
+        if where is not None:
+            sql += f" JOIN points ON points.label = {t}.rowid"
+        sql += f" WHERE {t} MATCH ? AND {t}.rank MATCH ?"
+        if where is not None:
+            sql += f" AND ({where})"
+        sql += f" ORDER BY {t}.rank LIMIT ?"
+        try:
+            rows = self._reader.execute(sql, (match, spec.rank_sql(), *params, limit)).fetchall()
+        except sqlite3.OperationalError as exc:
+            # Only an expression the user wrote in FTS5 syntax can fail to parse.
+            raise InvalidQuery(f"the full-text query is not valid FTS5: {exc}") from None
+        labels = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        scores = np.fromiter((r[1] for r in rows), dtype=np.float64, count=len(rows))
+        return labels, scores
+
+    def backup_to(self, target: Path) -> None:
+        """A consistent copy of the database, taken while writes go on (SQLite online backup)."""
+        dest = sqlite3.connect(target)
+        try:
+            self._reader.backup(dest)
+        except sqlite3.Error:
+            self._check_open()  # closed during the backup: the collection is gone
+            raise
+        finally:
+            dest.close()
