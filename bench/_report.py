@@ -119,3 +119,14 @@ def save(out: Path, report: dict[str, Any], markdown: Sequence[str]) -> None:
     out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     out.with_suffix(".md").write_text("\n".join(markdown) + "\n")
     print(f"saved {out.with_suffix('.json')} and {out.with_suffix('.md')}", flush=True)
+
+
+def publish(
+    args: argparse.Namespace, name: str, report: dict[str, Any], markdown: Sequence[str]
+) -> None:
+    """Print the markdown, then :func:`save` both files where :func:`output_prefix` says
+    (nowhere for ``--quick`` without ``--out``)."""
+    print("\n".join(markdown))
+    out = output_prefix(args, name)
+    if out is not None:
+        save(out, report, markdown)

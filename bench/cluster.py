@@ -31,7 +31,7 @@ import numpy as np
 
 from bench._datasets import glove_by_frequency
 from bench._measures import percentiles_ms
-from bench._report import Run, add_output_options, describe, output_prefix, save, table
+from bench._report import Run, add_output_options, describe, publish, table
 from bench.service import run_http, serving
 from tests.support.server import free_port
 from vecserve_client import Client
@@ -256,11 +256,7 @@ def main() -> None:
             print(results["serving"][-1], flush=True)
         results["indexing"] = indexing(root, words[: args.index_records])
     results = {**run.header(), **results}
-    lines = markdown(results)
-    print("\n".join(lines))
-    out = output_prefix(args, "cluster")
-    if out is not None:
-        save(out, results, lines)
+    publish(args, "cluster", results, markdown(results))
 
 
 if __name__ == "__main__":

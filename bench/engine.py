@@ -31,15 +31,7 @@ import numpy as np
 
 from bench._datasets import Dataset, fashion_mnist, glove_held_out
 from bench._measures import best_seconds, exact_neighbours, hit_ids, recall
-from bench._report import (
-    Run,
-    add_output_options,
-    describe,
-    output_prefix,
-    save,
-    table,
-    table_row,
-)
+from bench._report import Run, add_output_options, describe, output_prefix, save, table, table_row
 from indexer import Engine
 from service.sample_data import FASHION_MNIST_DIR
 

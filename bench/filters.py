@@ -58,14 +58,7 @@ from typing import Any
 import numpy as np
 
 from bench._datasets import clustered
-from bench._report import (
-    Run,
-    add_output_options,
-    describe,
-    output_prefix,
-    save,
-    table,
-)
+from bench._report import Run, add_output_options, describe, output_prefix, save, table
 from indexer import Engine
 from indexer.indexes import LabelSet
 from indexer.payload_index import PayloadIndexes

@@ -45,7 +45,7 @@ if not __package__:  # run as a file (python bench/indexing.py): import bench.* 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._datasets import SEED, wordnet_sample
-from bench._report import Run, add_output_options, describe, output_prefix, save, table
+from bench._report import Run, add_output_options, describe, publish, table
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_BATCH = 64  # the `minilm` embedder's configured forward batch
@@ -120,7 +120,6 @@ def main() -> None:
     args = parser.parse_args()
     n = args.docs or (2_000 if args.quick else 20_000)
     repeats = args.repeats or (1 if args.quick else 2)
-    out = output_prefix(args, "indexing")
     run = Run("bench.indexing")
 
     records = wordnet_sample(n)
@@ -153,10 +152,7 @@ def main() -> None:
         "ratio_wall_incl_load": best_job["wall_docs_per_s"]
         / (n / (best_plain["load_s"] + best_plain["encode_s"])),
     }
-    lines = markdown(report)
-    print("\n".join(lines))
-    if out is not None:
-        save(out, report, lines)
+    publish(args, "indexing", report, markdown(report))
 
 
 def markdown(report: dict[str, Any]) -> list[str]:

@@ -48,7 +48,7 @@ if not __package__:  # run as a file (python bench/scale.py): import bench.* fro
 import numpy as np
 
 from bench._measures import percentiles_ms, recall
-from bench._report import Run, add_output_options, describe, output_prefix, save, table
+from bench._report import Run, add_output_options, describe, publish, table
 
 K = 10
 N_QUERIES = 200
@@ -393,10 +393,7 @@ def main() -> None:
         "Raw FAISS recall@10 by efSearch: "
         + "; ".join(f"{r['n']:,}: {r['raw']['recall_at_ef']}" for r in results),
     ]
-    print("\n".join(markdown))
-    out = output_prefix(args, "scale")
-    if out is not None:
-        save(out, report, markdown)
+    publish(args, "scale", report, markdown)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from indexer import Engine
 from indexer.embedders import EmbedderRegistry
@@ -20,6 +20,7 @@ from service.errors import install_error_handlers
 from service.hot_routes import HotRoutes
 from service.limits import CloseUnreadBodyMiddleware, RequestLimitsMiddleware
 from service.metrics import Metrics, MetricsMiddleware, collection_gpu_bytes, collection_sizes
+from service.middleware import HttpMiddleware
 from service.openapi import install_openapi
 from service.responses import Json
 from service.routes import (
@@ -39,17 +40,11 @@ from service.warmup import warm_embedders
 REQUEST_ID_HEADER = "x-request-id"
 
 
-class RequestIdMiddleware:
+class RequestIdMiddleware(HttpMiddleware):
     """Give every request an id (the client's ``X-Request-ID`` if it sent a sane one),
     put it on the request state for error bodies, and on every response."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         sent = dict(scope["headers"]).get(REQUEST_ID_HEADER.encode(), b"").decode("latin-1")
         request_id = sent if 0 < len(sent) <= 128 and sent.isprintable() else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id

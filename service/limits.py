@@ -28,6 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from indexer.errors import InvalidFilter, InvalidInput
 from service.errors import error_response
+from service.middleware import HttpMiddleware
 from service.routing import RouteTable
 from service.settings import Settings
 
@@ -42,18 +43,12 @@ class _BodyTooLarge(Exception):
     """Raised from ``receive`` to stop the app reading a body over the limit."""
 
 
-class CloseUnreadBodyMiddleware:
+class CloseUnreadBodyMiddleware(HttpMiddleware):
     """Adds ``Connection: close`` to an answer started before the body was read to its
     end. Uvicorn (h11 and httptools alike) then closes the connection once the answer is
     sent, where it would otherwise keep the connection and drain the rest of the body."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = dict(scope["headers"])
         declared = headers.get(b"content-length", b"")
         unread = b"transfer-encoding" in headers or declared not in (b"", b"0")
@@ -75,19 +70,16 @@ class CloseUnreadBodyMiddleware:
         await self.app(scope, tracking_receive, closing_send)
 
 
-class RequestLimitsMiddleware:
+class RequestLimitsMiddleware(HttpMiddleware):
     def __init__(self, app: ASGIApp, settings: Settings, routes: RouteTable) -> None:
-        self.app = app
+        super().__init__(app)
         self.settings = settings
         self.routes = routes
         self.streamed_bodies: dict[tuple[str, str | None], int] = {
             ("POST", "/collections/{name}/snapshots/restore"): settings.max_snapshot_bytes
         }
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         route = (scope["method"], self.routes.template(scope))
         max_bytes = self.streamed_bodies.get(route, self.settings.max_body_bytes)
         declared = dict(scope["headers"]).get(b"content-length", b"")

@@ -33,6 +33,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from indexer import Engine, IndexBuild
 from indexer.errors import NotFound
+from service.middleware import HttpMiddleware
 from service.routing import RouteTable
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -56,34 +57,38 @@ class Metrics:
     ) -> None:
         self.registry = CollectorRegistry()
         labels = ("method", "route", "status")
+
+        def histogram(
+            name: str, documentation: str, buckets: tuple[float, ...], *labelnames: str
+        ) -> Histogram:
+            return Histogram(
+                name, documentation, labelnames, buckets=buckets, registry=self.registry
+            )
+
         self.requests = Counter(
             "vecserve_requests", "HTTP requests answered", labels, registry=self.registry
         )
-        self.request_seconds = Histogram(
+        self.request_seconds = histogram(
             "vecserve_request_duration_seconds",
             "Time from a request's arrival to the end of its response",
-            labels,
-            buckets=_LATENCY_BUCKETS,
-            registry=self.registry,
+            _LATENCY_BUCKETS,
+            *labels,
         )
-        self.collection_open_seconds = Histogram(
+        self.collection_open_seconds = histogram(
             "vecserve_collection_open_seconds",
             "Time to open a collection at start-up: load (or rebuild) and catch up its index",
-            buckets=_OPEN_BUCKETS,
-            registry=self.registry,
+            _OPEN_BUCKETS,
         )
-        self.index_build_seconds = Histogram(
+        self.index_build_seconds = histogram(
             "vecserve_index_build_seconds",
             "Time to build an index from a collection's whole store, by index family",
-            ("family",),
-            buckets=_OPEN_BUCKETS,
-            registry=self.registry,
+            _OPEN_BUCKETS,
+            "family",
         )
-        self.batch_size = Histogram(
+        self.batch_size = histogram(
             "vecserve_search_batch_size",
             "Queries searched as one batch by the micro-batcher",
-            buckets=_BATCH_BUCKETS,
-            registry=self.registry,
+            _BATCH_BUCKETS,
         )
         self.registry.register(
             _CollectionGauge(
@@ -150,11 +155,11 @@ def collection_gpu_bytes(engine: Engine) -> dict[str, int]:
     return held
 
 
-class MetricsMiddleware:
+class MetricsMiddleware(HttpMiddleware):
     """Counts and times every HTTP request, including those refused before routing."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics, routes: RouteTable) -> None:
-        self.app = app
+        super().__init__(app)
         self.metrics = metrics
         self.routes = routes
         # Each label set's counter and histogram, looked up once: prometheus_client's
@@ -162,10 +167,7 @@ class MetricsMiddleware:
         # templates and statuses are bounded).
         self._series: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         status = 500  # unless a response starts: an exception escaped the app
 

@@ -7,9 +7,10 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO
 
 import numpy as np
 import orjson
@@ -26,7 +27,7 @@ from indexer.jobs.records import Batch, Reject, read_batches
 from indexer.jobs.sources import Start
 from indexer.jobs.targets import LocalTarget, Target
 
-__all__ = ["EmbedStages", "embed_stage", "local_stages", "run_index_job"]
+__all__ = ["EmbedStages", "EmbedWork", "embed_stage", "local_stages", "run_index_job"]
 
 
 def run_index_job(
@@ -76,37 +77,31 @@ def run_index_job(
         return _run(config, plan, target, registry, progress, stages or local_stages)
 
 
-class EmbedStages(Protocol):
-    """Reads the job's batches, embeds them and hands each to ``write`` in input order.
+@dataclass(frozen=True)
+class EmbedWork:
+    """What the stages of a job get.
 
     ``batches`` makes the iterator of batches (a callable, so that it can run elsewhere);
-    ``embed`` turns a batch read into a batch embedded (rejecting what cannot be), and
-    ``registry`` and ``embedder`` say which model it needs where it runs elsewhere.
+    ``embed`` turns a batch read into a batch embedded (rejecting what cannot be); ``write``
+    takes each embedded batch, in input order. ``registry``, ``embedder`` and ``modality``
+    say which model ``embed`` needs, for stages that run it elsewhere.
     """
 
-    def __call__(
-        self,
-        batches: Callable[[], Iterator[Batch]],
-        embed: Callable[[Batch], Batch],
-        write: Callable[[Batch], None],
-        *,
-        registry: EmbedderRegistry,
-        embedder: str,
-        modality: str,
-    ) -> None: ...
+    batches: Callable[[], Iterator[Batch]]
+    embed: Callable[[Batch], Batch]
+    write: Callable[[Batch], None]
+    registry: EmbedderRegistry
+    embedder: str
+    modality: str
 
 
-def local_stages(
-    batches: Callable[[], Iterator[Batch]],
-    embed: Callable[[Batch], Batch],
-    write: Callable[[Batch], None],
-    *,
-    registry: EmbedderRegistry,
-    embedder: str,
-    modality: str,
-) -> None:
+EmbedStages = Callable[[EmbedWork], None]
+"""Reads the job's batches, embeds them and hands each to ``write`` in input order."""
+
+
+def local_stages(work: EmbedWork) -> None:
     """Read, embed and write in three threads of this process (:func:`run_pipeline`)."""
-    run_pipeline(batches(), embed, write)
+    run_pipeline(work.batches(), work.embed, work.write)
 
 
 @contextmanager
@@ -215,24 +210,11 @@ def _run(
     try:
         start = Start(checkpoint.position, checkpoint.cursor)
         batches = partial(_batches, plan, start, checkpoint.embedded_to)
-        if embedder is None:
-            local_stages(
-                batches,
-                _reused_only,
-                writer.write,
-                registry=registry,
-                embedder=plan.embedder,
-                modality=plan.modality,
-            )
-        else:
-            stages(
-                batches,
-                embed_stage(embedder, plan.modality),
-                writer.write,
-                registry=registry,
-                embedder=plan.embedder,
-                modality=plan.modality,
-            )
+        # With every vector reused there is no model to run elsewhere: the batches only
+        # pass through, here.
+        run = local_stages if embedder is None else stages
+        embed = _reused_only if embedder is None else embed_stage(embedder, plan.modality)
+        run(EmbedWork(batches, embed, writer.write, registry, plan.embedder, plan.modality))
     finally:
         writer.close()
         if progress is not None:

@@ -29,7 +29,7 @@ from ray.data.datasource import Datasource, ReadTask
 
 from indexer.embedders import EmbedderConfig, EmbedderRegistry
 from indexer.jobs import IndexJobConfig, JobSummary
-from indexer.jobs.job import EmbedStages, embed_stage, run_index_job
+from indexer.jobs.job import EmbedStages, EmbedWork, embed_stage, run_index_job
 from indexer.jobs.progress import JobProgress
 from indexer.jobs.records import Batch
 
@@ -62,26 +62,18 @@ def run_index_job_on_ray(
 def ray_stages(actors: int | None = None) -> EmbedStages:
     """The :class:`~indexer.jobs.job.EmbedStages` of a job on the connected Ray cluster."""
 
-    def stages(
-        batches: Callable[[], Iterator[Batch]],
-        embed: Callable[[Batch], Batch],
-        write: Callable[[Batch], None],
-        *,
-        registry: EmbedderRegistry,
-        embedder: str,
-        modality: str,
-    ) -> None:
+    def stages(work: EmbedWork) -> None:
         resources = ray.cluster_resources()
         gpus = int(resources.get("GPU", 0))
         pool = actors or (gpus if gpus else max(1, int(resources.get("CPU", 1)) - 1))
         context = DataContext.get_current()
         context.execution_options.preserve_order = True  # checkpoints follow input order
-        dataset = ray.data.read_datasource(_Batches(batches), override_num_blocks=1)
+        dataset = ray.data.read_datasource(_Batches(work.batches), override_num_blocks=1)
         embedded = dataset.map_batches(
             _Embedder,
             fn_constructor_kwargs={
-                "config": registry.config(embedder).model_dump(mode="json"),
-                "modality": modality,
+                "config": work.registry.config(work.embedder).model_dump(mode="json"),
+                "modality": work.modality,
             },
             batch_size=1,  # one job batch (thousands of records) per call
             batch_format="numpy",
@@ -91,7 +83,7 @@ def ray_stages(actors: int | None = None) -> EmbedStages:
         )
         for rows in embedded.iter_batches(batch_size=1, batch_format="numpy"):
             for blob in rows["batch"]:
-                write(pickle.loads(blob))
+                work.write(pickle.loads(blob))
 
     return stages
 
