@@ -60,7 +60,7 @@ from indexer.query import QueryPlan, QueryResult, Ranking, run_query
 from indexer.query.plan import MAX_LIMIT, DenseQuery, LexicalQuery, Stage
 
 if TYPE_CHECKING:
-    from service.cluster.sharded import ShardedCollection
+    from service.cluster.collection import ShardedCollection
 
 __all__ = ["run_sharded_query"]
 
@@ -68,8 +68,8 @@ __all__ = ["run_sharded_query"]
 def run_sharded_query(collection: ShardedCollection, plan: QueryPlan) -> QueryResult:
     """Run ``plan`` over the shards of ``collection`` (see the module docstring)."""
     source = ShardedSource(collection, plan)
-    result = run_query(plan, source, collection.engine.rerankers)
-    missing = [link.name for link in collection.engine.links if link.name in source.missing]
+    result = run_query(plan, source, collection.rerankers)
+    missing = [link.name for link in collection.shards.links if link.name in source.missing]
     return dataclasses.replace(result, missing_shards=missing or None)
 
 

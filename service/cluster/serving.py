@@ -128,7 +128,7 @@ class ReplicaDeployment:
 
 
 class RayShardLink:
-    """:class:`~service.cluster.sharded.ShardLink` over Serve deployment handles."""
+    """:class:`~service.cluster.fanout.ShardLink` over Serve deployment handles."""
 
     def __init__(
         self,

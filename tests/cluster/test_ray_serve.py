@@ -18,7 +18,7 @@ from ray import serve
 from indexer import Engine
 from indexer.points import encode_id
 from service.cluster import serving
-from service.cluster.sharded import shard_of
+from service.cluster.fanout import shard_of
 from service.settings import Settings
 from tests.cluster.conftest import start_ray
 from tests.support.server import free_port

@@ -24,8 +24,9 @@ from indexer.errors import (
     ShardUnavailable,
 )
 from indexer.merge import merge_hits
+from service.cluster.fanout import shard_of
 from service.cluster.shard import ShardServer
-from service.cluster.sharded import ShardedEngine, shard_of
+from service.cluster.sharded import ShardedEngine
 from tests.cluster.conftest import LocalLink
 
 SHARDS = 3

@@ -23,8 +23,9 @@ from indexer.errors import (
 )
 from indexer.points import encode_id
 from indexer.query import QueryResult
+from service.cluster.fanout import shard_of
 from service.cluster.shard import ShardServer
-from service.cluster.sharded import ShardedEngine, shard_of
+from service.cluster.sharded import ShardedEngine
 from tests.cluster.conftest import LocalLink
 
 DIM = 8
