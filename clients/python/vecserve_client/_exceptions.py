@@ -62,6 +62,7 @@ from __future__ import annotations
 
 import email.utils
 from datetime import UTC, datetime
+from typing import Required, TypedDict, Unpack
 
 import httpx
 
@@ -84,6 +85,15 @@ class ConnectError(TransportError):
 
 class TimeoutException(TransportError):
     """No answer came back within the timeout."""
+
+
+class _ErrorDetails(TypedDict, total=False):
+    """The keyword arguments of :class:`APIError` beside the message."""
+
+    status_code: Required[int]
+    name: str | None
+    request_id: str | None
+    response: httpx.Response | None
 
 
 class APIError(VecserveError):
@@ -269,18 +279,9 @@ class RateLimited(APIError):
     """Too many requests (429). ``retry_after`` is the server's suggested wait in
     seconds, or None when it gave none."""
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        status_code: int,
-        name: str | None = None,
-        request_id: str | None = None,
-        response: httpx.Response | None = None,
-    ) -> None:
-        super().__init__(
-            message, status_code=status_code, name=name, request_id=request_id, response=response
-        )
+    def __init__(self, message: str, **details: Unpack[_ErrorDetails]) -> None:
+        super().__init__(message, **details)
+        response = details.get("response")
         self.retry_after = retry_after(response) if response is not None else None
 
 
