@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 import orjson
@@ -169,7 +169,8 @@ def _run(
     if state is not None:
         saved = saved_checkpoint(CheckpointFile(state, key))
         if saved is not None and saved.finished and saved.kept == plan.kept:
-            return _summary(config, saved, CheckpointFile(state, key), already_done=True)
+            done = _checkpoint_fields(config, saved, CheckpointFile(state, key))
+            return JobSummary(**done, indexed=0, rejected=0, already_done=True)
 
     # Over an input that an earlier run embedded to the end, only the kept fields changed:
     # every vector is in the collection already, and the model is not needed.
@@ -236,10 +237,8 @@ def _run(
         target.finish()
     index_s = time.perf_counter() - started
     final = checkpoint_file.save(final.model_copy(update={"finished": True}))
-    return _summary(
-        config,
-        final,
-        checkpoint_file,
+    return JobSummary(
+        **_checkpoint_fields(config, final, checkpoint_file),
         indexed=writer.indexed,
         embedded=writer.embedded,
         replaced=replaced,
@@ -416,35 +415,16 @@ def _first_reason(rejects: Path) -> str:
     return f"record {entry.get('position')}: {entry.get('reason')}"
 
 
-def _summary(
-    config: IndexJobConfig,
-    checkpoint: Checkpoint,
-    checkpoint_file: CheckpointFile,
-    *,
-    already_done: bool = False,
-    indexed: int = 0,
-    embedded: int = 0,
-    replaced: int = 0,
-    rejected: int = 0,
-    resumed_from: int = 0,
-    elapsed_s: float = 0.0,
-    load_s: float = 0.0,
-    index_s: float = 0.0,
-) -> JobSummary:
-    return JobSummary(
-        collection=config.collection,
-        source=config.source,
-        indexed=indexed,
-        embedded=embedded,
-        replaced=replaced,
-        rejected=rejected,
-        total_indexed=checkpoint.indexed,
-        total_rejected=checkpoint.rejected,
-        resumed_from=resumed_from,
-        already_done=already_done,
-        elapsed_s=elapsed_s,
-        load_s=load_s,
-        index_s=index_s,
-        rejects_path=checkpoint_file.rejects_path if checkpoint.rejected else None,
-        checkpoint_path=checkpoint_file.path,
-    )
+def _checkpoint_fields(
+    config: IndexJobConfig, checkpoint: Checkpoint, checkpoint_file: CheckpointFile
+) -> dict[str, Any]:
+    """The fields of a job's summary that its checkpoint gives: what all the job's runs
+    did, and where its files are."""
+    return {
+        "collection": config.collection,
+        "source": config.source,
+        "total_indexed": checkpoint.indexed,
+        "total_rejected": checkpoint.rejected,
+        "rejects_path": checkpoint_file.rejects_path if checkpoint.rejected else None,
+        "checkpoint_path": checkpoint_file.path,
+    }
