@@ -59,6 +59,13 @@ def finish(process: subprocess.Popen[str]) -> tuple[int, str, str]:
     return process.returncode, out, err
 
 
+def indexed(cwd: Path, url: str, collection: str, *args: str) -> str:
+    """The output of a job that :func:`index` runs to success (else its errors)."""
+    code, out, err = finish(index(cwd, url, collection, *args))
+    assert code == 0, err
+    return out
+
+
 @pytest.fixture(scope="module")
 def service(new_server: NewServer) -> Iterator[Server]:
     with new_server({"VECSERVE_API_KEYS": KEY, **LIMITS}) as server:
@@ -77,8 +84,7 @@ def test_a_job_fills_a_collection_on_the_service_and_a_rerun_changes_nothing(
     tmp_path: Path, service: Server, http: httpx.Client
 ) -> None:
     records = write_texts(tmp_path / "docs.jsonl", 200)
-    code, out, err = finish(index(tmp_path, service.url, "notes", "--payload-fields", "n"))
-    assert code == 0, err
+    out = indexed(tmp_path, service.url, "notes", "--payload-fields", "n")
     assert out.startswith(f"indexed 200 records into 'notes' on {service.url}")
 
     info = http.get("/collections/notes").json()
@@ -93,8 +99,7 @@ def test_a_job_fills_a_collection_on_the_service_and_a_rerun_changes_nothing(
     assert by_text.json()["hits"][0]["id"] == 17
 
     started = time.monotonic()
-    code, out, err = finish(index(tmp_path, service.url, "notes", "--payload-fields", "n"))
-    assert code == 0, err
+    out = indexed(tmp_path, service.url, "notes", "--payload-fields", "n")
     assert out.startswith("nothing to do")
     assert time.monotonic() - started < 20  # no model was loaded
     assert http.get("/collections/notes").json()["count"] == 200
@@ -108,8 +113,7 @@ def test_a_job_fills_a_collection_on_the_service_and_a_rerun_changes_nothing(
             http.put("/collections/notes", json={"embedder": "minilm"}).raise_for_status()
             point = {"id": "other", "text": "another note"}
             http.put("/collections/notes/points", json={"points": [point]}).raise_for_status()
-        code, out, err = finish(index(tmp_path, service.url, "notes", "--payload-fields", "n"))
-        assert code == 0, err
+        out = indexed(tmp_path, service.url, "notes", "--payload-fields", "n")
         assert out.startswith(f"indexed 200 records into 'notes' on {service.url}")
         assert http.get("/collections/notes").json()["count"] == 200 + remade
 
@@ -119,16 +123,12 @@ def test_a_rerun_that_keeps_the_source_rewrites_payloads_on_the_service_without_
     tmp_path: Path, service: Server, http: httpx.Client
 ) -> None:
     records = write_texts(tmp_path / "docs.jsonl", 100)
-    code, out, err = finish(index(tmp_path, service.url, "kept", "--payload-fields", "n"))
-    assert code == 0, err
+    indexed(tmp_path, service.url, "kept", "--payload-fields", "n")
     asked = {"ids": [17], "with_vector": True}
     before = http.post("/collections/kept/points/get", json=asked).json()["points"][0]
 
     started = time.monotonic()
-    code, out, err = finish(
-        index(tmp_path, service.url, "kept", "--payload-fields", "n", "--store-source")
-    )
-    assert code == 0, err
+    out = indexed(tmp_path, service.url, "kept", "--payload-fields", "n", "--store-source")
     assert out.startswith(f"indexed 100 records into 'kept' on {service.url}")
     assert "100 of them kept the vector an earlier run embedded" in out
     assert "nothing embedded; the service builds its index itself" in out
@@ -146,8 +146,7 @@ def test_batches_over_the_services_limits_are_split_and_an_oversized_point_rejec
     records = write_texts(tmp_path / "docs.jsonl", 150)
     records[40]["n"] = "x" * 2000  # a payload over the service's 1 KiB
     (tmp_path / "docs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    code, out, err = finish(index(tmp_path, service.url, "limits", "--payload-fields", "n"))
-    assert code == 0, err
+    out = indexed(tmp_path, service.url, "limits", "--payload-fields", "n")
     assert "indexed 149 records" in out
     assert "rejected 1" in out
     assert http.get("/collections/limits").json()["count"] == 149

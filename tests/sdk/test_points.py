@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tests.support.vectors import NormalVectors
 from vecserve_client import (
     Client,
     CollectionNotFound,
@@ -18,11 +19,7 @@ from vecserve_client import (
 
 from .conftest import LIMITS
 
-rng = np.random.default_rng(11)
-
-
-def vectors(n: int, dim: int = 4) -> np.ndarray:
-    return rng.standard_normal((n, dim)).astype(np.float32)
+vectors = NormalVectors(seed=11, dim=4)
 
 
 def test_upsert_numpy_vectors_and_get_them_back_as_float32_arrays(

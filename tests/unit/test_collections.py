@@ -29,12 +29,9 @@ from indexer import (
     PointNotFound,
 )
 from indexer.collection import Collection
+from tests.support.vectors import NormalVectors
 
-rng = np.random.default_rng(7)
-
-
-def vectors(n: int, dim: int = 8) -> np.ndarray:
-    return rng.standard_normal((n, dim)).astype(np.float32)
+vectors = NormalVectors(seed=7, dim=8)
 
 
 @pytest.fixture

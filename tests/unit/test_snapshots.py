@@ -32,14 +32,11 @@ from indexer import (
     SnapshotInfo,
     SnapshotNotFound,
 )
+from tests.support.vectors import NormalVectors
 
 DIM = 8
-rng = np.random.default_rng(11)
+vectors = NormalVectors(seed=11, dim=DIM)
 State = dict[str, tuple[Any, list[float]]]
-
-
-def vectors(n: int, dim: int = DIM) -> np.ndarray:
-    return rng.standard_normal((n, dim)).astype(np.float32)
 
 
 def state(collection: Collection) -> State:
@@ -548,7 +545,7 @@ def test_member_claiming_more_bytes_than_the_file_holds_is_refused(
 
 def test_file_that_is_not_a_tar_is_refused(engine: Engine, parts: Parts, tmp_path: Path) -> None:
     crafted = tmp_path / "crafted.tar"
-    crafted.write_bytes(rng.bytes(10_000))
+    crafted.write_bytes(vectors.rng.bytes(10_000))
     before = set(tmp_path.iterdir())
     digest = hashlib.sha256(crafted.read_bytes()).hexdigest()
     with pytest.raises(InvalidSnapshot):
