@@ -64,22 +64,15 @@ def same_hits(got: list[Hit], expected: list[Hit]) -> None:
 
 def direct(col: Collection, query: Query) -> list[Hit]:
     """What the engine answers for ``query`` on its own."""
+    options: dict[str, Any] = {
+        "k": query.k,
+        "filter": query.filter,
+        "with_payload": query.with_payload,
+        "with_vectors": query.with_vectors,
+    }
     if query.point_id is not None:
-        return col.recommend(
-            [query.point_id],
-            k=query.k,
-            filter=query.filter,
-            with_payload=query.with_payload,
-            with_vectors=query.with_vectors,
-        )
-    return col.search(
-        query.vector,
-        k=query.k,
-        filter=query.filter,
-        params=query.params,
-        with_payload=query.with_payload,
-        with_vectors=query.with_vectors,
-    )[0]
+        return col.recommend([query.point_id], **options)
+    return col.search(query.vector, params=query.params, **options)[0]
 
 
 async def one_each(
