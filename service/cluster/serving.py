@@ -16,6 +16,7 @@ One Serve application, ``vecserve``:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import time
@@ -39,11 +40,20 @@ from service.settings import Settings
 log = logging.getLogger(__name__)
 
 APP_NAME = "vecserve"
-# How long the router waits for one shard's answer before it counts as unavailable.
-CALL_TIMEOUT_S = 30.0
-# How long a read for a partial answer waits for a shard: Serve queues calls to a shard it
-# is restarting until the new replica is up, which is what a partial answer must not do.
+# A call to a shard waits in two ways. Until a copy of the shard takes it: Serve's handle
+# queues a call while the deployment has no running replica (one that died is being
+# replaced), and sends a call that a dying replica did not accept to the next one, so a
+# dead shard is seen as a wait, never as an error. Then for its answer.
+# How long a write (or a read that must see every write) waits for the shard to take it.
+PRIMARY_REACH_S = 10.0
+# How long a read waits for each copy of the shard to take it; the router's engine retries
+# reads for its retry_s, then answers 503.
+READ_REACH_S = 1.0
+# How long a read for a partial answer waits for each copy of the shard to take it: a
+# shard that is restarting is left out instead of waited for.
 PARTIAL_WAIT_S = 2.0
+# How long a shard that took a call may take to answer it.
+CALL_TIMEOUT_S = 30.0
 HEALTH_CHECK_PERIOD_S = 1.0
 # Requests a router, shard or replica takes at once (Serve's default, 5, queues the rest in
 # the proxy): the engine's readers-writer lock and the micro-batcher handle concurrency.
@@ -127,60 +137,60 @@ class ReplicaDeployment:
             server.close()
 
 
+@dataclasses.dataclass(eq=False)
 class RayShardLink:
-    """:class:`~service.cluster.fanout.ShardLink` over Serve deployment handles."""
+    """:class:`~service.cluster.fanout.ShardLink` over Serve deployment handles: the
+    shard's, and its read replicas' when it has any."""
 
-    def __init__(
-        self,
-        name: str,
-        primary: DeploymentHandle,
-        reads: DeploymentHandle | None,
-        fresh_s: float,
-        partial_wait_s: float = PARTIAL_WAIT_S,
-    ) -> None:
-        self.name = name
-        self._primary = primary
-        self._reads = reads
-        self._fresh_s = fresh_s
-        self._partial_wait_s = partial_wait_s
-        self._last_write = -float("inf")
+    name: str
+    shard: DeploymentHandle
+    replicas: DeploymentHandle | None
+    # How long after a write through this router reads go to the shard itself.
+    fresh_s: float
+    partial_wait_s: float = PARTIAL_WAIT_S
+    last_write: float = dataclasses.field(default=-float("inf"), init=False)
 
     def primary(self, method: str, *args: Any) -> Reply:
         if method == "collection_call" and args[1] in WRITES:
-            self._last_write = time.monotonic()
-        return self._call(self._primary, method, args, CALL_TIMEOUT_S)
+            self.last_write = time.monotonic()
+        return self._call(self.shard, method, args, PRIMARY_REACH_S)
 
     def read(self, method: str, *args: Any) -> Reply:
-        return self._read(method, args, CALL_TIMEOUT_S)
+        return self._read(method, args, READ_REACH_S)
 
     def read_now(self, method: str, *args: Any) -> Reply:
-        return self._read(method, args, self._partial_wait_s)
+        return self._read(method, args, self.partial_wait_s)
 
-    def _read(self, method: str, args: tuple[Any, ...], timeout_s: float) -> Reply:
+    def _read(self, method: str, args: tuple[Any, ...], reach_s: float) -> Reply:
         # Reads that follow a write through this router by less than a replica's lag bound
         # go to the shard itself, so that a client reads its own writes.
-        recent = time.monotonic() - self._last_write < self._fresh_s
+        recent = time.monotonic() - self.last_write < self.fresh_s
         if (
-            self._reads is not None
+            self.replicas is not None
             and not recent
             and method == "collection_call"
             and args[1] != "describe"
         ):
             try:
-                reply = self._call(self._reads, method, args, timeout_s)
+                reply = self._call(self.replicas, method, args, reach_s)
             except ShardUnavailable:
                 reply = None  # no replica answers: the shard itself may
             # A collection made a moment ago may not have reached the replicas yet.
             if reply is not None and reply[:2] != ("error", "CollectionNotFound"):
                 return reply
-        return self._call(self._primary, method, args, timeout_s)
+        return self._call(self.shard, method, args, reach_s)
 
     def _call(
-        self, handle: DeploymentHandle, method: str, args: tuple[Any, ...], timeout_s: float
+        self, handle: DeploymentHandle, method: str, args: tuple[Any, ...], reach_s: float
     ) -> Reply:
+        """The shard's reply; :class:`ShardUnavailable` when no copy of it took the call
+        within ``reach_s``, or it died or did not answer within CALL_TIMEOUT_S."""
         response = getattr(handle, method).remote(*args)
         try:
-            reply: Reply = response.result(timeout_s=timeout_s)
+            # Blocks until a replica has accepted the call (Serve's developer API for this
+            # wait, which DeploymentResponse.result() does not tell apart from the answer).
+            ref = response._to_object_ref_sync(_timeout_s=reach_s)
+            reply: Reply = ray.get(ref, timeout=CALL_TIMEOUT_S)
         except (RayError, TimeoutError) as exc:
             if isinstance(exc, TimeoutError):
                 response.cancel()  # still queued or running: no use once given up on
@@ -217,52 +227,23 @@ class Router:
         )
 
 
-def build(
+def run(
     settings: Settings,
     shards: int,
     replicas: int,
     *,
     sync_interval_s: float = 0.5,
     partial_wait_s: float = PARTIAL_WAIT_S,
-) -> serve.Application:
-    """The Serve application of a cluster with ``shards`` shards of ``replicas`` read
-    replicas each, its data under ``settings.data_dir``; a read for a partial answer waits
+) -> None:
+    """Deploy a cluster of ``shards`` shards with ``replicas`` read replicas each, its data
+    under ``settings.data_dir``, on the Ray cluster this process is connected to, listening
+    on ``settings.host:settings.port`` (Serve's HTTP proxy), and return once it is ready.
+    Replicas poll their shard every ``sync_interval_s``; a read for a partial answer waits
     ``partial_wait_s`` for each copy of a shard it asks."""
-    embedders = [config.model_dump(mode="json") for config in settings.embedders]
-    data = Path(settings.data_dir).resolve()
-    available = ray.cluster_resources()
-    bound = []
-    for i in range(shards):
-        resources = {f"vecserve-shard-{i}": 0.01} if f"vecserve-shard-{i}" in available else {}
-        primary = serve.deployment(
-            ShardDeployment,
-            name=f"shard-{i}",
-            num_replicas=1,
-            health_check_period_s=HEALTH_CHECK_PERIOD_S,
-            max_ongoing_requests=MAX_ONGOING,
-            ray_actor_options={"num_cpus": 0, "resources": resources},
-        ).bind(str(data / f"shard-{i}"), embedders, settings.device, settings.warm_embedders)
-        reads = None
-        if replicas:
-            reads = serve.deployment(
-                ReplicaDeployment,
-                name=f"shard-{i}-read",
-                num_replicas=replicas,
-                health_check_period_s=HEALTH_CHECK_PERIOD_S,
-                max_ongoing_requests=MAX_ONGOING,
-                ray_actor_options={"num_cpus": 0},
-            ).bind(
-                primary,
-                str(data / f"shard-{i}-replicas"),
-                embedders,
-                settings.device,
-                sync_interval_s,
-            )
-        bound.append((primary, reads))
+    bound = [_bind_shard(settings, i, replicas, sync_interval_s) for i in range(shards)]
     router = serve.deployment(
         Router, name="router", max_ongoing_requests=MAX_ONGOING, ray_actor_options={"num_cpus": 0}
-    )
-    return router.bind(
+    ).bind(
         settings.model_dump(mode="json", exclude={"api_keys", "read_only_api_keys"})
         | {
             "api_keys": [k.get_secret_value() for k in settings.api_keys],
@@ -273,30 +254,39 @@ def build(
         2 * sync_interval_s + 1.0,
         partial_wait_s,
     )
-
-
-def run(
-    settings: Settings,
-    shards: int,
-    replicas: int,
-    *,
-    sync_interval_s: float = 0.5,
-    partial_wait_s: float = PARTIAL_WAIT_S,
-) -> None:
-    """Deploy the cluster on the Ray cluster this process is connected to, listening on
-    ``settings.host:settings.port`` (Serve's HTTP proxy), and return once it is ready."""
     serve.start(http_options={"host": settings.host, "port": settings.port})
-    serve.run(
-        build(
-            settings,
-            shards,
-            replicas,
-            sync_interval_s=sync_interval_s,
-            partial_wait_s=partial_wait_s,
-        ),
-        name=APP_NAME,
-        route_prefix="/",
-    )
+    serve.run(router, name=APP_NAME, route_prefix="/")
+
+
+def _bind_shard(
+    settings: Settings, i: int, replicas: int, sync_interval_s: float
+) -> tuple[serve.Application, serve.Application | None]:
+    """Shard ``i``'s deployment and its read replicas' (None without replicas)."""
+    embedders = [config.model_dump(mode="json") for config in settings.embedders]
+    data = Path(settings.data_dir).resolve()
+    placed = f"vecserve-shard-{i}" in ray.cluster_resources()
+    primary = serve.deployment(
+        ShardDeployment,
+        name=f"shard-{i}",
+        num_replicas=1,
+        health_check_period_s=HEALTH_CHECK_PERIOD_S,
+        max_ongoing_requests=MAX_ONGOING,
+        ray_actor_options={
+            "num_cpus": 0,
+            "resources": {f"vecserve-shard-{i}": 0.01} if placed else {},
+        },
+    ).bind(str(data / f"shard-{i}"), embedders, settings.device, settings.warm_embedders)
+    if not replicas:
+        return primary, None
+    reads = serve.deployment(
+        ReplicaDeployment,
+        name=f"shard-{i}-read",
+        num_replicas=replicas,
+        health_check_period_s=HEALTH_CHECK_PERIOD_S,
+        max_ongoing_requests=MAX_ONGOING,
+        ray_actor_options={"num_cpus": 0},
+    ).bind(primary, str(data / f"shard-{i}-replicas"), embedders, settings.device, sync_interval_s)
+    return primary, reads
 
 
 def shutdown() -> None:

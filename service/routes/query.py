@@ -15,7 +15,14 @@ from starlette.concurrency import run_in_threadpool
 
 from indexer import Collection
 from indexer.query import QueryHit, QueryResult
-from indexer.query.plan import DenseQuery, HybridShortcut, hybrid_plan, invalid_query
+from indexer.query.plan import (
+    DenseQuery,
+    HybridShortcut,
+    QueryPlan,
+    Stage,
+    hybrid_plan,
+    invalid_query,
+)
 from service.deps import CollectionDep, SettingsDep
 from service.responses import Json
 from service.routing import ApiRouter
@@ -50,22 +57,36 @@ async def query(body: QueryBody, collection: CollectionDep, settings: SettingsDe
     return Json(result_json(result))
 
 
-async def hybrid_search(body: Search, collection: Collection) -> Response:
-    """A search with the ``hybrid`` shortcut: its plan, run like any query."""
-    assert body.hybrid is not None
+async def search_as_query(body: Search, collection: Collection) -> Response:
+    """A search with the ``hybrid`` shortcut, or one that accepts a ``partial`` answer:
+    the plan it stands for (a plain search is the one-stage plan), run like any query."""
     try:  # the engine's bounds on query texts
         dense = search_dense(body)
-        shortcut = HybridShortcut.model_validate(body.hybrid.model_dump())
+        shortcut = (
+            HybridShortcut.model_validate(body.hybrid.model_dump())
+            if body.hybrid is not None
+            else None
+        )
     except ValidationError as exc:
         raise invalid_query(exc) from None
-    plan = hybrid_plan(
-        dense,
-        shortcut,
-        body.k,
-        filter=body.filter,
-        with_payload=body.with_payload,
-        with_vectors=body.with_vectors,
-    )
+    if shortcut is not None:
+        plan = hybrid_plan(
+            dense,
+            shortcut,
+            body.k,
+            filter=body.filter,
+            with_payload=body.with_payload,
+            with_vectors=body.with_vectors,
+        )
+    else:
+        plan = QueryPlan(
+            prefetch=[Stage(dense=dense)],
+            filter=body.filter,
+            limit=body.k,
+            with_payload=body.with_payload,
+            with_vectors=body.with_vectors,
+        )
+    plan = plan.model_copy(update={"partial": body.partial})
     result = await run_in_threadpool(collection.query, plan)
     return Json(result_json(result, body.vector_encoding))
 

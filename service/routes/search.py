@@ -18,7 +18,7 @@ from service.batching import MicroBatcher, Query
 from service.deps import BatcherDep, CollectionDep, SettingsDep
 from service.errors import RequestTooLarge
 from service.responses import Json
-from service.routes.query import NO_FULL_TEXT, hybrid_search
+from service.routes.query import NO_FULL_TEXT, search_as_query
 from service.routing import ApiRouter
 from service.schemas import (
     BatchHits,
@@ -28,6 +28,7 @@ from service.schemas import (
     Recommend,
     Search,
     SearchBatch,
+    SearchHits,
     TextExample,
     VectorEncoding,
     VectorExample,
@@ -72,17 +73,19 @@ def to_query(search: Search) -> Query:
     )
 
 
-@router.post("/search", operation_id="search", response_model=Hits, responses=NO_FULL_TEXT)
+@router.post("/search", operation_id="search", response_model=SearchHits, responses=NO_FULL_TEXT)
 async def search(
     body: Search, collection: CollectionDep, settings: SettingsDep, batcher: BatcherDep
 ) -> Response:
     """The k nearest points to a vector, a text or an image (for a collection with an
     embedder), or to a stored point given by id. With ``hybrid``, a lexical (BM25) search
     of the full-text fields runs beside it and the two rankings are fused, as a two-stage
-    ``/query`` would."""
+    ``/query`` would. On a cluster router, with ``partial``, shards that cannot answer are
+    left out and named in ``missing_shards`` (without it, such a search is a 503
+    ``ShardUnavailable``)."""
     check_k(body.k, settings.max_k)
-    if body.hybrid is not None:
-        return await hybrid_search(body, collection)
+    if body.hybrid is not None or body.partial:
+        return await search_as_query(body, collection)
     hits = await batcher.search(collection, [to_query(body)])
     return Json({"hits": hits_json(hits[0], body.vector_encoding)})
 
@@ -101,8 +104,10 @@ async def search_batch(
         )
     for s in body.searches:
         check_k(s.k, settings.max_k)
-        if s.hybrid is not None:
-            raise InvalidQuery("hybrid is for single searches; send several to /query")
+        if s.hybrid is not None or s.partial:
+            raise InvalidQuery(
+                "hybrid and partial are for single searches; send several to /search or /query"
+            )
     results = await batcher.search(collection, [to_query(s) for s in body.searches])
     answers = zip(body.searches, results, strict=True)
     return Json({"results": [{"hits": hits_json(h, s.vector_encoding)} for s, h in answers]})

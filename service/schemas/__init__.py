@@ -82,6 +82,7 @@ __all__ = [
     "ScrollPage",
     "Search",
     "SearchBatch",
+    "SearchHits",
     "SnapshotList",
     "SnapshotOut",
     "TextExample",
@@ -333,6 +334,12 @@ class Search(EmbedInput, VectorsOption):
         " and fuse both rankings (default fusion, or relative score with `alpha`: 1 ="
         " dense only, 0 = lexical only)",
     )
+    partial: bool = Field(
+        default=False,
+        description="on a cluster router: when a shard cannot answer, answer from the shards"
+        " that can and name the others in `missing_shards` (else 503 ShardUnavailable); one"
+        " engine holds all its points and always answers in full",
+    )
 
     @model_validator(mode="after")
     def _one_query(self) -> Search:
@@ -341,13 +348,20 @@ class Search(EmbedInput, VectorsOption):
         return self
 
 
-def _without_hybrid(schema: dict[str, Any]) -> None:
-    """The searches of a batch have no ``hybrid`` (InvalidQuery: it is for single ones)."""
-    schema["items"] = {"allOf": [schema["items"], {"not": given("hybrid")}]}
+def _single_only(schema: dict[str, Any]) -> None:
+    """The searches of a batch have no ``hybrid`` and no ``partial`` (InvalidQuery: they
+    are for single ones)."""
+    schema["items"] = {
+        "allOf": [
+            schema["items"],
+            {"not": given("hybrid")},
+            {"not": given("partial", {"const": True})},
+        ]
+    }
 
 
 class SearchBatch(Body):
-    searches: list[Search] = Field(min_length=1, json_schema_extra=_without_hybrid)
+    searches: list[Search] = Field(min_length=1, json_schema_extra=_single_only)
 
 
 class HitOut(BaseModel):
@@ -363,6 +377,14 @@ class HitOut(BaseModel):
 
 class Hits(BaseModel):
     hits: list[HitOut]
+
+
+class SearchHits(Hits):
+    missing_shards: list[str] | None = Field(
+        default=None,
+        description="with `partial`, on a cluster router: the shards that could not answer;"
+        " the hits are the best of the others",
+    )
 
 
 class BatchHits(BaseModel):

@@ -8,8 +8,10 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 import ray
@@ -28,6 +30,7 @@ from vecserve_client import (
     DimensionMismatch,
     Forbidden,
     NotSupported,
+    Retries,
     ShardUnavailable,
     Unauthorized,
 )
@@ -158,16 +161,33 @@ def test_a_multi_stage_query_fuses_over_the_shards_as_one_engine(
         assert got.missing_shards is None
 
 
-# Open (issue 16): on an idle machine this test sees no partial answer when it runs after
-# the module's other tests (it passed alone), although shard-1 is kept down: the cause is
-# not yet found, so it may fail without failing the check until it is.
-@pytest.mark.xfail(strict=False, reason="partial answer not always seen after other tests")
-def test_a_partial_query_answers_from_the_live_shard_while_one_is_killed(
-    client: Client, loaded: Engine, tmp_path_factory: pytest.TempPathFactory
+@contextmanager
+def shard_1_frozen() -> Iterator[None]:
+    """shard-1 and its read replica stopped (SIGSTOP) and then resumed: alive to Ray and
+    to Serve, so not replaced, but taking no call, as a hung or cut-off node takes none.
+    (A killed shard is back in a second or two, too soon to ask it anything reliably.)"""
+    pids = [
+        serve.get_deployment_handle(name, app_name=serving.APP_NAME)
+        .where.remote()
+        .result(timeout_s=30)["pid"]
+        for name in ("shard-1", "shard-1-read")
+    ]
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+
+
+def test_a_partial_query_answers_from_the_live_shard_while_one_does_not_answer(
+    cluster: str, client: Client, loaded: Engine, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    """SIGKILL shard-1 and its read replica: a query that asks for a partial answer gets
-    shard-0's best, naming shard-1, until Ray has restarted it; without ``partial`` a
-    query waits for it or fails with ShardUnavailable, never answers partially."""
+    """While shard-1 takes no call, a query that asks for a partial answer gets shard-0's
+    best at once, naming shard-1; without ``partial`` the query fails with 503
+    ShardUnavailable naming shard-1 once the router has retried it, never answering
+    partially; once shard-1 answers again, the whole answer is back."""
     prefetch, fusion = _dense_plan(4), {"method": "rrf"}
     points, _ = loaded.get_collection("items").scroll(10_000, with_vectors=True)
     live = [p for p in points if shard_of(encode_id(p.id), 2) == 0]
@@ -178,63 +198,47 @@ def test_a_partial_query_answers_from_the_live_shard_while_one_is_killed(
     )
     plan = {"prefetch": prefetch, "fusion": fusion, "limit": 10}
     want_partial = [h.id for h in items.query(plan).hits]
+    query = np.asarray(prefetch[0]["dense"]["vector"], dtype=np.float32)
+    want_search = [h.id for h in items.search(query, 10)[0]]
     want_full = [h.id for h in loaded.get_collection("items").query(plan).hits]
     alone.close()
+    assert set(want_partial) != set(want_full)
     _wait_for_replicas(client, "items")
     time.sleep(2.0)  # past the read-your-writes window: reads go to the replicas
 
-    # Ray restarts a killed shard in a second or two: shard-1 and its replica are killed
-    # again each time they are back, until the loop below has seen both kinds of answer.
-    keep_down = threading.Event()
-    keep_down.set()
+    with (
+        Client(cluster, api_key=KEY, timeout=60, retries=Retries(max_retries=0)) as once,
+        shard_1_frozen(),
+    ):
+        result = once.query("items", prefetch, fusion=fusion, limit=10, partial=True)
+        assert result.missing_shards == ["shard-1"]
+        assert [h.id for h in result.hits] == want_partial
+        # A plain search asks for a partial answer over HTTP (the SDK's search has no
+        # way to return the missing shards' names; its query has).
+        search = httpx.post(
+            f"{cluster}/collections/items/search",
+            json={"vector": query.tolist(), "k": 10, "partial": True},
+            headers={"authorization": f"Bearer {KEY}"},
+            timeout=60,
+        )
+        assert search.status_code == 200, search.text
+        assert search.json()["missing_shards"] == ["shard-1"]
+        assert [h["id"] for h in search.json()["hits"]] == want_search
+        started = time.monotonic()
+        with pytest.raises(ShardUnavailable, match="shard-1"):
+            once.query("items", prefetch, fusion=fusion, limit=10)
+        # The router's retries (10 s) and a try of each copy, not a wait for the shard.
+        assert time.monotonic() - started < 20
 
-    def kill_shard_1_while_asked() -> None:
-        handles = [
-            serve.get_deployment_handle(name, app_name=serving.APP_NAME)
-            for name in ("shard-1", "shard-1-read")
-        ]
-        while keep_down.is_set():
-            for handle in handles:
-                try:
-                    pid = handle.where.remote().result(timeout_s=1)["pid"]
-                except Exception:  # down, or restarting: try again
-                    continue
-                os.kill(pid, signal.SIGKILL)
-
-    killer = threading.Thread(target=kill_shard_1_while_asked)
-    killer.start()
-    partial_answers, full_answers, refused = 0, 0, list[str]()
-    deadline = time.monotonic() + 30
-    try:
-        while time.monotonic() < deadline and not (partial_answers and (full_answers or refused)):
-            result = client.query("items", prefetch, fusion=fusion, limit=10, partial=True)
-            if result.missing_shards is not None:
-                assert result.missing_shards == ["shard-1"]
-                assert [h.id for h in result.hits] == want_partial
-                partial_answers += 1
-            else:
-                assert [h.id for h in result.hits] == want_full
-                full_answers += 1
-            try:
-                whole = client.query("items", prefetch, fusion=fusion, limit=10)
-                assert whole.missing_shards is None
-                assert [h.id for h in whole.hits] == want_full
-                full_answers += 1
-            except ShardUnavailable as exc:
-                refused.append(str(exc))
-    finally:
-        keep_down.clear()
-        killer.join(timeout=30)
-    assert partial_answers, "no partial answer while shard-1 was down"
-    assert all("shard-1" in message for message in refused), refused
     deadline = time.monotonic() + 60
-    while True:  # until Ray has restarted shard-1, so that the module ends whole
+    while True:  # until shard-1 takes calls again
         try:
-            assert client.get_collection("items").count == N
+            whole = client.query("items", prefetch, fusion=fusion, limit=10)
             break
         except ShardUnavailable:
-            assert time.monotonic() < deadline, "shard-1 did not come back in 60 s"
-            time.sleep(0.5)
+            assert time.monotonic() < deadline, "shard-1 did not answer again in 60 s"
+    assert whole.missing_shards is None
+    assert [h.id for h in whole.hits] == want_full
 
 
 def test_delete_by_filter_spans_the_shards(client: Client) -> None:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 
 from indexer import Engine
 from indexer.errors import (
@@ -23,9 +24,11 @@ from indexer.errors import (
 )
 from indexer.points import encode_id
 from indexer.query import QueryResult
+from service.app import create_app
 from service.cluster.fanout import shard_of
 from service.cluster.shard import ShardServer
 from service.cluster.sharded import ShardedEngine
+from service.settings import Settings
 from tests.cluster.conftest import LocalLink
 
 DIM = 8
@@ -358,3 +361,44 @@ def test_a_partial_query_tells_full_text_progress_without_waiting_for_a_restarti
         cluster.close()
         live.server.close()
         restarting.server.close()
+
+
+def test_a_search_through_the_router_answers_partially_only_when_asked(
+    engines: dict[str, Any], tmp_path: Path
+) -> None:
+    """``POST /search`` on the router's app: with a shard down, a plain search is a 503
+    naming it; with ``partial``, the live shards' best (the scores of a plain search),
+    the missing shard named; a batch refuses ``partial``."""
+    links = engines["links"]
+    app = create_app(
+        Settings(data_dir=tmp_path, device="cpu"),
+        engine=lambda: cast(Engine, ShardedEngine(links, retry_s=0.2)),
+    )
+    live = ShardedEngine([links[0], links[2]], retry_s=0.2)
+    query = np.random.default_rng(12).standard_normal(DIM).astype(np.float32)
+    body = {"vector": query.tolist(), "k": 10, "filter": {"group": 1}}
+    search = "/collections/docs/search"
+    with TestClient(app) as client:
+        whole = client.post(search, json=body).json()
+        assert "missing_shards" not in whole
+        in_full = client.post(search, json={**body, "partial": True}).json()
+        assert "missing_shards" not in in_full
+        assert [h["id"] for h in in_full["hits"]] == [h["id"] for h in whole["hits"]]
+        links[1].down = True
+        try:
+            refused = client.post(search, json=body)
+            assert (refused.status_code, refused.json()["error"]) == (503, "ShardUnavailable")
+            assert "shard-1" in refused.json()["message"]
+            got = client.post(search, json={**body, "partial": True})
+            assert got.status_code == 200, got.text
+            assert got.json()["missing_shards"] == ["shard-1"]
+            want = live.get_collection("docs").search(query, 10, filter={"group": 1})[0]
+            assert [h["id"] for h in got.json()["hits"]] == [h.id for h in want]
+            np.testing.assert_allclose(
+                [h["score"] for h in got.json()["hits"]], [h.score for h in want], rtol=1e-5
+            )
+            batch = client.post(f"{search}/batch", json={"searches": [{**body, "partial": True}]})
+            assert (batch.status_code, batch.json()["error"]) == (422, "InvalidQuery")
+        finally:
+            links[1].down = False
+            live.close()

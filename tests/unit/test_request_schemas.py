@@ -81,6 +81,13 @@ REFUSED: dict[str, tuple[str, str, str | None, Any, str]] = {
         {"searches": [{"vector": VECTOR, "hybrid": {"text": "shoe"}}]},
         "InvalidQuery",
     ),
+    "a partial search in a batch": (
+        "SearchBatch",
+        "POST",
+        "/collections/items/search/batch",
+        {"searches": [{"vector": VECTOR, "partial": True}]},
+        "InvalidQuery",
+    ),
     "a stage both dense and lexical": (
         "QueryBody",
         "POST",
@@ -213,6 +220,18 @@ ALLOWED: dict[str, tuple[str, str, str | None, Any]] = {
         {"vector": VECTOR, "hybrid": {"text": "shoe"}},
     ),
     "a plain search by a long text": ("Search", "POST", None, {"text": LONG}),
+    "a partial search (one engine answers in full)": (
+        "Search",
+        "POST",
+        "/collections/items/search",
+        {"vector": VECTOR, "partial": True},
+    ),
+    "a batch that does not ask for partial answers": (
+        "SearchBatch",
+        "POST",
+        "/collections/items/search/batch",
+        {"searches": [{"vector": VECTOR, "partial": False}]},
+    ),
     "stages of both kinds": (
         "QueryBody",
         "POST",
