@@ -332,6 +332,22 @@ class Collection:
             kind, given = inputs.one_input("search", queries, texts, images)
             if kind != "vectors":
                 queries = self._embed(kind, given)
+        elif (
+            filter is None
+            and params is None
+            and not (with_payload or with_vectors)
+            and type(k) is int
+            and 0 < k <= MAX_K
+        ):
+            # The most common search, one vector and nothing else, in as few steps as
+            # can answer it: see FaissIndex.search_one.
+            single = self._reader.single_query(queries)
+            if single is not None:
+                with self._rw.read():
+                    self._check_open()
+                    found = self._reader.single_hits(single[0], single[1], k)
+                if found is not None:
+                    return [found]
         with self._nearest(queries, k, filter, params) as (distances, labels):
             if len(labels) == 1 and not (with_payload or with_vectors):
                 return [self._reader.query_hits(distances[0], labels[0])]
