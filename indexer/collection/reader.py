@@ -29,6 +29,7 @@ from indexer.points import (
     Hit,
     Point,
     PointId,
+    bare_hits,
     decode_id,
     encode_id,
     single_vector_and_squares,
@@ -119,7 +120,7 @@ class Reader:
         if found is None:
             return None
         scores = self._metric.score_list(found[0], factor)
-        return list(map(Hit, self._point_ids.ids_of(found[1]), scores))
+        return bare_hits(self._point_ids.ids_of(found[1]), scores)
 
     def search(
         self,

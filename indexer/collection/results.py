@@ -10,7 +10,7 @@ import numpy as np
 import orjson
 
 from indexer.metric import Metric
-from indexer.points import Hit, PointId
+from indexer.points import Hit, PointId, bare_hits, full_hits
 
 Rows = Callable[[np.ndarray], dict[int, tuple[str, bytes | None]]]
 """label -> (payload JSON, vector blob or None) for those of the labels that exist."""
@@ -43,9 +43,9 @@ def hits(
         fetched = [by_label.get(label) for label in hit_labels.tolist()]
         payloads = [orjson.loads(row[0]) if with_payload and row else None for row in fetched]
         vectors = [vector(row[1]) if row else None for row in fetched]
-        built = list(map(Hit, ids, listed, payloads, vectors))
+        built = full_hits(ids, listed, payloads, vectors)
     else:
-        built = list(map(Hit, ids, listed))
+        built = bare_hits(ids, listed)
     if counts is None:
         if len(labels) == 1:
             return [built]
@@ -79,7 +79,7 @@ def query_hits(
     if found and found[-1] < 0:  # short: -1 labels pad its end
         scores = scores[: found.index(-1)]
         found = found[: len(scores)]
-    return list(map(Hit, point_ids(found), scores))
+    return bare_hits(point_ids(found), scores)
 
 
 def vector(blob: bytes | None) -> np.ndarray | None:
