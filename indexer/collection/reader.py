@@ -122,6 +122,18 @@ class Reader:
         scores = self._metric.score_list(found[0], factor)
         return bare_hits(self._point_ids.ids_of(found[1]), scores)
 
+    def single_arrays(
+        self, query: np.ndarray, factor: float, k: int
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """:meth:`single_hits` as :meth:`Collection.search_arrays` gives them: ids [1, k]
+        (an object array) and float32 scores [1, k]."""
+        found = self._index().search_one(query, k)
+        if found is None:
+            return None
+        ids = np.empty((1, k), dtype=object)
+        ids[0] = self._point_ids.ids_of(found[1])
+        return ids, np.array([self._metric.score_list(found[0], factor)], dtype=np.float32)
+
     def search(
         self,
         queries: np.ndarray,

@@ -85,3 +85,17 @@ def test_a_lone_cosine_query_of_any_length_scores_as_in_a_batch(
     for query, expected in zip(queries, batch, strict=True):
         alone = col.search(query.tolist(), k=10, with_payload=False)[0]
         assert [(h.id, h.score) for h in alone] == [(h.id, h.score) for h in expected]
+
+
+@pytest.mark.parametrize("metric", list(Metric))
+def test_a_lone_query_as_arrays_equals_a_batch_of_one(engine: Engine, metric: str) -> None:
+    rng = np.random.default_rng(8)
+    col = engine.create_collection("c", dim=24, metric=metric, index="flat")
+    col.upsert([f"p{i}" for i in range(50)], rng.standard_normal((50, 24), dtype=np.float32))
+    for query in rng.standard_normal((10, 24), dtype=np.float32):
+        ids, scores = col.search_arrays(query, k=7)
+        batch_ids, batch_scores = col.search_arrays(query[None, :], k=7)
+        assert ids.dtype == batch_ids.dtype
+        assert ids.tolist() == batch_ids.tolist()
+        assert scores.dtype == batch_scores.dtype
+        assert scores.view(np.uint32).tolist() == batch_scores.view(np.uint32).tolist()
