@@ -121,7 +121,7 @@ class Metric(StrEnum):
             lengths = [math.sqrt(d) if d > 0.0 else 0.0 if d <= 0.0 else d for d in distances]
             return array("f", lengths).tolist()
         if factor != 1.0:
-            distances = array("f", [d * factor for d in distances]).tolist()
+            distances = array("f", map(factor.__mul__, distances)).tolist()
         if self is Metric.COSINE:
             return [1.0 if d > 1.0 else -1.0 if d < -1.0 else d for d in distances]
         return distances
