@@ -93,9 +93,26 @@ class Metric(StrEnum):
             return cosines
         return distances
 
-    def score_list(self, distances: list[float]) -> list[float]:
-        """:meth:`scores` of a few float32 distances as Python floats, without numpy: the
-        same values to the bit (the square root of a float32 taken in double precision,
+    def query_factor(self, squares: float) -> float | None:
+        """:meth:`prepare_queries` for one query of sum of squares ``squares`` (a float),
+        in plain Python: the factor for its distances (as float32 computes it) where the
+        query is searched as it is; None where it must be normalised first (a cosine
+        query short or long). 1.0 for the metrics that take queries as they are."""
+        if self is not Metric.COSINE:
+            return 1.0
+        low, high = _UNNORMALISED_SQUARES
+        if not low <= squares <= high:
+            return None
+        # float32's square root and quotient, each computed in double precision and
+        # rounded once to float32 (double carries enough bits for that to be exact).
+        return _float32(1.0 / _float32(math.sqrt(squares)))
+
+    def score_list(self, distances: list[float], factor: float = 1.0) -> list[float]:
+        """:meth:`scores` of a few float32 distances as Python floats, without numpy, the
+        distances multiplied first by ``factor`` (a float32 value: see
+        :meth:`query_factor`) as float32 would: the same values to the bit (the product
+        of two float32 values is exact in double precision, and rounding it to float32
+        is the float32 product; the square root of a float32 taken in double precision,
         then rounded to float32, is the float32 square root; clamping is exact).
         A single query's hits take this way: after an index search has streamed through
         the CPU caches, each numpy call costs microseconds of cache misses."""
@@ -103,6 +120,8 @@ class Metric(StrEnum):
             # Negative (rounding) and zero distances give 0.0, NaN stays NaN: np.maximum.
             lengths = [math.sqrt(d) if d > 0.0 else 0.0 if d <= 0.0 else d for d in distances]
             return array("f", lengths).tolist()
+        if factor != 1.0:
+            distances = array("f", map(factor.__mul__, distances)).tolist()
         if self is Metric.COSINE:
             return [1.0 if d > 1.0 else -1.0 if d < -1.0 else d for d in distances]
         return distances
@@ -117,3 +136,8 @@ class Metric(StrEnum):
             )
             return np.asarray(-np.sqrt(np.maximum(sq, 0.0)))
         return np.asarray(queries @ vectors.T)
+
+
+def _float32(value: float) -> float:
+    """``value`` rounded to the nearest float32."""
+    return array("f", (value,))[0]

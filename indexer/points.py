@@ -6,10 +6,16 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Sized
 from dataclasses import dataclass
-from typing import Any
+from itertools import repeat
+from typing import Any, NamedTuple
 
 import numpy as np
 import orjson
+
+try:  # np.einsum without its Python wrapper (array-function dispatch), which costs more
+    from numpy._core.multiarray import c_einsum  # than the sum itself for one vector
+except ImportError:  # numpy 1.x
+    from numpy.core.multiarray import c_einsum  # type: ignore[no-redef]
 
 from indexer.errors import (
     DimensionMismatch,
@@ -85,16 +91,38 @@ class Point:
     vector: np.ndarray | None = None
 
 
-# Not frozen: a batched search builds tens of thousands of hits, and a frozen dataclass's
-# __init__ (object.__setattr__ per field) takes twice as long.
-@dataclass(slots=True)
-class Hit:
-    """One search result. What ``score`` means depends on the metric; see :class:`Metric`."""
+class Hit(NamedTuple):
+    """One search result. What ``score`` means depends on the metric; see :class:`Metric`.
+
+    A named tuple: a batched search builds tens of thousands of hits, and a tuple built
+    from C (:func:`bare_hits`, :func:`full_hits`) costs a fraction of a class's
+    ``__init__``, which is a Python call per hit."""
 
     id: PointId
     score: float
     payload: dict[str, Any] | None = None
     vector: np.ndarray | None = None
+
+
+def bare_hits(ids: Iterable[PointId], scores: Iterable[float]) -> list[Hit]:
+    """Hits of these ids and scores, without payloads or vectors."""
+    return full_hits(ids, scores, repeat(None), repeat(None))
+
+
+def full_hits(
+    ids: Iterable[PointId],
+    scores: Iterable[float],
+    payloads: Iterable[dict[str, Any] | None],
+    vectors: Iterable[np.ndarray | None],
+) -> list[Hit]:
+    """Hits of these ids, scores, payloads and vectors, built by ``tuple.__new__`` called
+    from C: no Python call per hit."""
+    rows = zip(ids, scores, payloads, vectors, strict=False)  # payloads, vectors: may repeat
+    built: list[Hit] = list(map(_new_tuple, repeat(Hit), rows))
+    return built
+
+
+_new_tuple = tuple.__new__
 
 
 def as_vector_batch(vectors: object, dim: int) -> np.ndarray:
@@ -124,12 +152,28 @@ def vector_batch_and_squares(vectors: object, dim: int) -> tuple[np.ndarray, np.
     # A row's sum of squares carries any NaN or infinity in it, in one pass that costs less
     # than an isfinite mask, and so does their total; only when it is not finite (or
     # overflowed) are rows checked.
-    squares = np.einsum("ij,ij->i", array, array)
+    squares = c_einsum("ij,ij->i", array, array)
     if not math.isfinite(squares[0] if len(squares) == 1 else np.add.reduce(squares)):
         finite = np.isfinite(array).all(axis=1)
         if not finite.all():
             raise InvalidVector(f"vector {int(np.flatnonzero(~finite)[0])} holds NaN or infinity")
     return np.ascontiguousarray(array), squares
+
+
+def single_vector_and_squares(vector: object, dim: int) -> tuple[np.ndarray, float] | None:
+    """One finite vector of dimension ``dim`` as a C-contiguous float32 array [dim], and its
+    sum of squares as :func:`vector_batch_and_squares` gives it (to the bit); None for
+    anything else (a batch, another dimension, NaN or infinity, not numbers), which that
+    function takes (or refuses). The most common query's way: no reshaping, no checks of a
+    batch, one numpy call for the squares."""
+    try:
+        array = np.asarray(vector, dtype=np.float32, order="C")
+    except (TypeError, ValueError):
+        return None
+    if array.shape != (dim,):
+        return None
+    squares = float(c_einsum("i,i", array, array))  # the batch's kernel: the same sum
+    return (array, squares) if math.isfinite(squares) else None
 
 
 def ensure_lengths(name: str, values: Sized, expected: int) -> None:

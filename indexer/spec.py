@@ -76,8 +76,8 @@ class SearchParams(BaseModel):
     @classmethod
     def parse(cls, value: SearchParams | dict[str, Any] | None) -> SearchParams:
         if value is None:
-            return _DEFAULT_SEARCH_PARAMS  # frozen: one instance serves every search
+            return DEFAULT_SEARCH_PARAMS  # frozen: one instance serves every search
         return validated(cls, value, InvalidSearchParams, "value")
 
 
-_DEFAULT_SEARCH_PARAMS = SearchParams()
+DEFAULT_SEARCH_PARAMS = SearchParams()

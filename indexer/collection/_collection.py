@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -36,6 +36,8 @@ from indexer.points import Hit, Point, PointId, validate_id, validate_ids
 from indexer.query import QueryPlan, QueryResult, RerankerRegistry, run_query
 from indexer.spec import SearchParams
 from indexer.store import SqliteStore
+
+_Answer = TypeVar("_Answer")
 
 
 class Collection:
@@ -332,6 +334,10 @@ class Collection:
             kind, given = inputs.one_input("search", queries, texts, images)
             if kind != "vectors":
                 queries = self._embed(kind, given)
+        elif not (with_payload or with_vectors):
+            found = self._plain_single(queries, k, filter, params, self._reader.single_hits)
+            if found is not None:
+                return [found]
         with self._nearest(queries, k, filter, params) as (distances, labels):
             if len(labels) == 1 and not (with_payload or with_vectors):
                 return [self._reader.query_hits(distances[0], labels[0])]
@@ -366,12 +372,36 @@ class Collection:
         ids and NaN scores. No hit objects are built and no payloads read, so a large batch
         costs little more than the FAISS search itself.
         """
+        found = self._plain_single(queries, k, filter, params, self._reader.single_arrays)
+        if found is not None:
+            return found
         with self._nearest(queries, k, filter, params) as (distances, labels):
             ids = self._point_ids.id_grid(labels)
         scores = self.metric.scores(distances).astype(np.float32, copy=False)
         if padded(labels):
             scores[labels < 0] = np.nan
         return ids, scores
+
+    def _plain_single(
+        self,
+        queries: Any,
+        k: object,
+        filter: dict[str, Any] | None,
+        params: SearchParams | dict[str, Any] | None,
+        answer: Callable[[np.ndarray, float, int], _Answer | None],
+    ) -> _Answer | None:
+        """``answer`` (the reader's hits or arrays of one query) for the most common
+        search, one vector and nothing else, in as few steps as can answer it (see
+        :meth:`FaissIndex.search_one`); None where the search is another, or the index
+        cannot answer it in one call: :meth:`_nearest` takes it then."""
+        if filter is not None or params is not None or type(k) is not int or not 0 < k <= MAX_K:
+            return None
+        single = self._reader.single_query(queries)
+        if single is None:
+            return None
+        with self._rw.read():
+            self._check_open()
+            return answer(single[0], single[1], k)
 
     @contextmanager
     def _nearest(

@@ -25,7 +25,16 @@ from indexer.filters import compile_filter
 from indexer.indexes import FaissIndex, LabelSet
 from indexer.metric import Metric
 from indexer.payload_index import PayloadIndexes
-from indexer.points import Hit, Point, PointId, decode_id, encode_id, vector_batch_and_squares
+from indexer.points import (
+    Hit,
+    Point,
+    PointId,
+    bare_hits,
+    decode_id,
+    encode_id,
+    single_vector_and_squares,
+    vector_batch_and_squares,
+)
 from indexer.spec import SearchParams
 from indexer.store import SqliteStore
 
@@ -92,6 +101,38 @@ class Reader:
         distances (see :meth:`Metric.prepare_queries`)."""
         vecs, squares = vector_batch_and_squares(queries, self._dim)
         return self._metric.prepare_queries(vecs, squares)
+
+    def single_query(self, query: Any) -> tuple[np.ndarray, float] | None:
+        """One query vector as the index takes it and the factor for its distances (see
+        :meth:`Metric.query_factor`), for :meth:`single_hits`; None where the query is
+        not one plain vector searched as it is: :meth:`queries` takes it then."""
+        found = single_vector_and_squares(query, self._dim)
+        if found is None:
+            return None
+        factor = self._metric.query_factor(found[1])
+        return None if factor is None else (found[0], factor)
+
+    def single_hits(self, query: np.ndarray, factor: float, k: int) -> list[Hit] | None:
+        """The hits, without payloads, of one query of :meth:`single_query` searched
+        without a filter at the default parameters, where the index answers it in one
+        call (see :meth:`FaissIndex.search_one`); None otherwise."""
+        found = self._index().search_one(query, k)
+        if found is None:
+            return None
+        scores = self._metric.score_list(found[0], factor)
+        return bare_hits(self._point_ids.ids_of(found[1]), scores)
+
+    def single_arrays(
+        self, query: np.ndarray, factor: float, k: int
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """:meth:`single_hits` as :meth:`Collection.search_arrays` gives them: ids [1, k]
+        (an object array) and float32 scores [1, k]."""
+        found = self._index().search_one(query, k)
+        if found is None:
+            return None
+        ids = np.empty((1, k), dtype=object)
+        ids[0] = self._point_ids.ids_of(found[1])
+        return ids, np.array([self._metric.score_list(found[0], factor)], dtype=np.float32)
 
     def search(
         self,

@@ -9,8 +9,9 @@ from itertools import accumulate
 import numpy as np
 import orjson
 
+from indexer.collector import collector_paused
 from indexer.metric import Metric
-from indexer.points import Hit, PointId
+from indexer.points import Hit, PointId, bare_hits, full_hits
 
 Rows = Callable[[np.ndarray], dict[int, tuple[str, bytes | None]]]
 """label -> (payload JSON, vector blob or None) for those of the labels that exist."""
@@ -35,23 +36,25 @@ def hits(
         hit_labels = labels[found]
         listed = scores[found].tolist()
         counts = found.sum(1).tolist()
-    ids = point_ids(hit_labels)
-    # Hits are built in C-level passes over the batch: at ~10k hits a batch, a Python
-    # loop per hit would cost a fifth of a fast FAISS search.
-    if rows is not None:
-        by_label = rows(np.unique(hit_labels))
-        fetched = [by_label.get(label) for label in hit_labels.tolist()]
-        payloads = [orjson.loads(row[0]) if with_payload and row else None for row in fetched]
-        vectors = [vector(row[1]) if row else None for row in fetched]
-        built = list(map(Hit, ids, listed, payloads, vectors))
-    else:
-        built = list(map(Hit, ids, listed))
-    if counts is None:
-        if len(labels) == 1:
-            return [built]
-        return [built[start : start + width] for start in range(0, len(built), width)]
-    ends = list(accumulate(counts))
-    return [built[start:end] for start, end in zip([0, *ends[:-1]], ends, strict=True)]
+    # Hits are built in C-level passes over the batch (at ~10k hits a batch, a Python
+    # loop per hit would cost a fifth of a fast FAISS search), with the garbage
+    # collector paused: see indexer.collector.
+    with collector_paused(len(hit_labels)):
+        ids = point_ids(hit_labels)
+        if rows is not None:
+            by_label = rows(np.unique(hit_labels))
+            fetched = [by_label.get(label) for label in hit_labels.tolist()]
+            payloads = [orjson.loads(row[0]) if with_payload and row else None for row in fetched]
+            vectors = [vector(row[1]) if row else None for row in fetched]
+            built = full_hits(ids, listed, payloads, vectors)
+        else:
+            built = bare_hits(ids, listed)
+        if counts is None:
+            if len(labels) == 1:
+                return [built]
+            return [built[start : start + width] for start in range(0, len(built), width)]
+        ends = list(accumulate(counts))
+        return [built[start:end] for start, end in zip([0, *ends[:-1]], ends, strict=True)]
 
 
 def padded(labels: np.ndarray) -> bool:
@@ -79,7 +82,7 @@ def query_hits(
     if found and found[-1] < 0:  # short: -1 labels pad its end
         scores = scores[: found.index(-1)]
         found = found[: len(scores)]
-    return list(map(Hit, point_ids(found), scores))
+    return bare_hits(point_ids(found), scores)
 
 
 def vector(blob: bytes | None) -> np.ndarray | None:

@@ -23,7 +23,7 @@ import numpy as np
 from indexer import devices
 from indexer.indexes.tombstones import Tombstones
 from indexer.metric import Metric
-from indexer.spec import IndexSpec, SearchParams
+from indexer.spec import DEFAULT_SEARCH_PARAMS, IndexSpec, SearchParams
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 CALIBRATION_MARGIN = 0.02
 CALIBRATION_QUERIES = 256
 LABEL_END = 1 << 62  # past every label the store hands out
+_ptr = faiss.swig_ptr
 
 
 class LabelSet:
@@ -81,7 +82,8 @@ class FaissIndex(ABC):
         meta = meta or {}
         self._index = index
         self.metric = metric
-        self.default_knob: int | None = meta.get("default_knob")
+        self._default_knob: int | None = meta.get("default_knob")
+        self._plain: tuple[Any] | None = None  # see search_one()
         self.trained_on: int = meta.get("trained_on", 0)
         self.storage: str = meta.get("storage", "float32")
         self.calibrated_on: int = meta.get("calibrated_on", 0)
@@ -95,6 +97,16 @@ class FaissIndex(ABC):
         self._placement: devices.Placement | None = None
         self._spec: IndexSpec | None = None
         self.over_budget = False  # grew past its GPU booking: the collection moves it off
+
+    @property
+    def default_knob(self) -> int | None:
+        """The knob's value for searches that do not set it (None until calibrated)."""
+        return self._default_knob
+
+    @default_knob.setter
+    def default_knob(self, value: int | None) -> None:
+        self._default_knob = value
+        self._plain = None  # its parameters are those of the old value
 
     # -- building ------------------------------------------------------------------------
 
@@ -254,6 +266,28 @@ class FaissIndex(ABC):
         search_params = self.search_parameters(params, selector)
         distances, labels = self._index.search(queries, k, params=search_params)
         return distances, labels
+
+    def search_one(self, query: np.ndarray, k: int) -> tuple[list[float], list[int]] | None:
+        """The FAISS distances and labels of one query [dim] (float32, C-contiguous) at the
+        default parameters, without a filter, as lists, where that takes one FAISS call
+        and nothing else: on the CPU, every label it holds served (no tombstones, no
+        staged batch, no orphans), and k neighbours found. None otherwise: ask
+        :meth:`search`. The most common search comes this way, in a few Python steps:
+        after an index search has streamed through the CPU caches, each step costs
+        microseconds."""
+        if self.on_gpu or self._staged_from is not None or self._orphans or len(self._dead):
+            return None
+        plain = self._plain
+        if plain is None:
+            plain = self._plain = (self.search_parameters(DEFAULT_SEARCH_PARAMS, None),)
+        distances = np.empty(k, dtype=np.float32)
+        labels = np.empty(k, dtype=np.int64)
+        # The call behind FAISS's own Index.search, whose checks the caller has made.
+        self._index.search_c(1, _ptr(query), k, _ptr(distances), _ptr(labels), plain[0])
+        found: list[int] = labels.tolist()
+        if found[-1] < 0:  # fewer than k: search() answers the rest exactly, or k is too big
+            return None
+        return distances.tolist(), found
 
     def _search_gpu(
         self, queries: np.ndarray, k: int, params: SearchParams
