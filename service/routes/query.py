@@ -7,13 +7,14 @@ it (:meth:`Collection.query`). This route only turns HTTP encodings into engine 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from indexer import Collection
+from indexer import Collection, Hit
 from indexer.query import QueryHit, QueryResult
 from indexer.query.plan import (
     DenseQuery,
@@ -103,7 +104,11 @@ def search_dense(body: Search) -> DenseQuery:
 
 
 def result_json(result: QueryResult, encoding: Any = "float") -> dict[str, Any]:
-    out: dict[str, Any] = {"hits": [hit_json(h, encoding) for h in result.hits]}
+    hits = hits_json(result.hits, encoding)
+    for item, hit in zip(hits, result.hits, strict=True):
+        if hit.explain is not None:
+            item["explain"] = hit.explain
+    out: dict[str, Any] = {"hits": hits}
     if result.full_text_partial is not None:
         out["full_text"] = result.full_text_partial
     if result.missing_shards is not None:
@@ -111,13 +116,15 @@ def result_json(result: QueryResult, encoding: Any = "float") -> dict[str, Any]:
     return out
 
 
-def hit_json(hit: QueryHit, encoding: Any) -> dict[str, Any]:
-    item: dict[str, Any] = {"id": hit.id, "score": hit.score}
-    if hit.payload is not None:
-        item["payload"] = hit.payload
-    if hit.vector is not None:
-        key, value = vector_field(hit.vector, encoding)
-        item[key] = value
-    if hit.explain is not None:
-        item["explain"] = hit.explain
-    return item
+def hits_json(hits: Sequence[Hit | QueryHit], encoding: Any) -> list[dict[str, Any]]:
+    """Search's and query's hits as JSON: id, score, and payload and vector when asked."""
+    out = []
+    for hit in hits:
+        item: dict[str, Any] = {"id": hit.id, "score": hit.score}
+        if hit.payload is not None:
+            item["payload"] = hit.payload
+        if hit.vector is not None:
+            key, value = vector_field(hit.vector, encoding)
+            item[key] = value
+        out.append(item)
+    return out

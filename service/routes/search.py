@@ -6,19 +6,17 @@ searches concurrent requests to one collection together and answers each on its 
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 from fastapi import Response
 from starlette.concurrency import run_in_threadpool
 
-from indexer import Collection, Hit, PointId
+from indexer import Collection, PointId
 from indexer.errors import InvalidK, InvalidQuery
 from service.batching import MicroBatcher, Query
 from service.deps import BatcherDep, CollectionDep, SettingsDep
 from service.errors import RequestTooLarge
 from service.responses import Json
-from service.routes.query import NO_FULL_TEXT, search_as_query
+from service.routes.query import NO_FULL_TEXT, hits_json, search_as_query
 from service.routing import ApiRouter
 from service.schemas import (
     BatchHits,
@@ -30,26 +28,11 @@ from service.schemas import (
     SearchBatch,
     SearchHits,
     TextExample,
-    VectorEncoding,
     VectorExample,
     decode_image,
-    vector_field,
 )
 
 router = ApiRouter(prefix="/collections/{name}", tags=["search"])
-
-
-def hits_json(hits: list[Hit], encoding: VectorEncoding) -> list[dict[str, Any]]:
-    out = []
-    for hit in hits:
-        item: dict[str, Any] = {"id": hit.id, "score": hit.score}
-        if hit.payload is not None:
-            item["payload"] = hit.payload
-        if hit.vector is not None:
-            key, value = vector_field(hit.vector, encoding)
-            item[key] = value
-        out.append(item)
-    return out
 
 
 def check_k(k: int, max_k: int) -> None:
