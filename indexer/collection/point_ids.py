@@ -70,6 +70,9 @@ class PointIds:
         if len(labels) < ID_TABLE_MIN_HITS:
             return list(map(self._ids.__getitem__, labels.tolist()))
         table = self._table
+        if len(table) and int(labels.max()) < len(table):  # the usual case: one take
+            covered: list[PointId] = table[labels].tolist()
+            return covered
         newer = labels >= len(table)
         if 8 * int(newer.sum()) > len(labels):
             table = self._table = self._build_table()
