@@ -180,3 +180,23 @@ def test_the_filter_cache_drops_the_least_recently_used() -> None:
     assert cache.get("a") is a  # now the most recently used
     cache.put("c", c)
     assert (cache.get("a"), cache.get("b"), cache.get("c")) == (a, None, c)
+
+
+@pytest.mark.parametrize("family", ["flat", "ivf_flat", "ivf_pq", "hnsw"])
+def test_a_lone_query_in_one_call_finds_what_search_finds(vectors: np.ndarray, family: str) -> None:
+    index = built(family, vectors)
+    params = SearchParams()
+    for knob in index.knob_values[:2] if index.knob else (None,):
+        index.default_knob = knob  # a new calibration: search_one follows it
+        for query in vectors[:5] + 0.01:
+            found = index.search_one(query, 10)
+            assert found is not None
+            distances, labels = index.search(query[None, :], 10, params, None)
+            assert found == (distances[0].tolist(), labels[0].tolist())
+
+
+def test_a_lone_query_leaves_deleted_and_missing_points_to_search(vectors: np.ndarray) -> None:
+    index = built("hnsw", vectors)
+    assert index.search_one(vectors[0], N + 1) is None  # more than there are
+    index.remove(np.array([3]))  # a tombstone, which only search() leaves out
+    assert index.search_one(vectors[0], 10) is None
