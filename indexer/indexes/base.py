@@ -201,7 +201,14 @@ class FaissIndex(ABC):
     def remove(self, labels: np.ndarray) -> None:
         """Remove ``labels``, which the index holds: the collection passes labels of the
         store, which the index mirrors under the collection's write lock (checking them
-        against the index's own labels would cost a pass over all of them a write)."""
+        against the index's own labels would cost a pass over all of them a write).
+
+        A tombstone for a label the index lacks would count against its size, and hide the
+        point if the label came in later. Neither happens: only committed labels reach
+        here (a batch is removed after its commit, deletes take committed rows), a batch
+        whose commit failed is dropped without tombstones (its labels come back from the
+        store: see ``unstage``), and tombstones are derived afresh from what the index
+        holds whenever it is reconciled with the store (:meth:`restrict_to`)."""
         if not len(labels):
             return
         if self.can_remove and not self.on_gpu:

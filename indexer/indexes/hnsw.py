@@ -67,6 +67,8 @@ class HnswIndex(FaissIndex):
             return
         ids = self._id_map()
         staged = ids >= self._staged_from
+        # Not tombstones: those would outlive the batch and hide the next one, which the
+        # store gives the same labels (tests/unit/test_index_follows_the_store.py).
         ids[staged] = -1
         self._orphans += int(staged.sum())
         self.publish()

@@ -96,23 +96,21 @@ class SqliteStore:
 
     def vectors(self, labels: np.ndarray, dim: int) -> np.ndarray:
         """The vectors of ``labels`` in the same order; every label must exist."""
-        out = np.empty((len(labels), dim), dtype=np.float32)
-        position = {int(label): i for i, label in enumerate(labels)}
-        for chunk in chunks(labels):
-            for label, blob in self._reader.execute(
-                "SELECT label, vector FROM points WHERE label IN (SELECT value FROM json_each(?))",
-                (json_list(chunk),),
-            ):
-                out[position[label]] = np.frombuffer(blob, dtype=np.float32)
-        return out
+        parts = [self._stored_vectors(chunk, dim)[1] for chunk in chunks(labels)]
+        if len(parts) == 1:
+            return parts[0]
+        return np.concatenate(parts) if parts else np.empty((0, dim), dtype=np.float32)
 
     def iter_vectors(
         self, dim: int, labels: np.ndarray | None = None
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """(labels, vectors) in chunks: of ``labels`` if given, else of every point."""
+        """(labels, vectors) in chunks: of every point, or of those of ``labels`` that are
+        stored now, in their order. A label deleted since its caller listed it (a rebuild
+        catching up reads outside the collection's locks) is left out, never given with a
+        vector that is no point's: an HNSW graph holding one can lose live points."""
         if labels is not None:
             for chunk in chunks(labels):
-                yield chunk, self.vectors(chunk, dim)
+                yield self._stored_vectors(chunk, dim)
             return
         after = -1
         while True:
@@ -126,6 +124,21 @@ class SqliteStore:
             vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(-1, dim)
             yield chunk, vecs
             after = int(chunk[-1])
+
+    def _stored_vectors(self, labels: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
+        """The labels of ``labels`` that are stored, in their order, and their vectors."""
+        out = np.empty((len(labels), dim), dtype=np.float32)
+        found = np.zeros(len(labels), dtype=bool)
+        position = {int(label): i for i, label in enumerate(labels)}
+        for label, blob in self._reader.execute(
+            "SELECT label, vector FROM points WHERE label IN (SELECT value FROM json_each(?))",
+            (json_list(labels),),
+        ):
+            out[position[label]] = np.frombuffer(blob, dtype=np.float32)
+            found[position[label]] = True
+        if found.all():
+            return labels, out
+        return labels[found], out[found]
 
     def rows(
         self, labels: np.ndarray, *, with_vectors: bool
