@@ -24,14 +24,22 @@ class PayloadIndexBuilder(BatchedWork):
     """Backfills a collection's declared payload fields, batch by batch (a thread at work
     sees the fields declared meanwhile too)."""
 
-    def __init__(self, collection: Collection) -> None:
+    def __init__(self, collection: Collection, background: bool) -> None:
         self._c = collection
+        self._background = background
         self._step_lock = threading.Lock()  # a batch at a time: optimize() may run one too
         super().__init__(
             f"vecserve-{collection.name}-payload-index",
             f"collection {collection.name}: payload indexing failed",
             more=self._has_pending,  # a field declared as the thread finished
         )
+
+    def backfill(self) -> None:
+        """Backfill in a thread, or now when the engine runs no background work."""
+        if self._background:
+            self.start()
+        else:
+            self.run_now()
 
     def step(self) -> bool:
         """Backfill one batch; whether any field still has points to index."""
