@@ -7,9 +7,10 @@ one concept a module: ``writes`` (a write's batch, prepared before any lock), ``
 strategies), ``upkeep`` (opening, building, saving and judging the index),
 ``served_index`` (the index served: its changes, staging, saves and swap for a rebuilt
 one; and the backlog that holds bulk upserts back during a rebuild), ``background``
-(the one thread of maintenance, or of full-text indexing), ``results`` (hits),
-``validation`` (k and payloads), ``hybrid`` (the query pipeline's rankings from this
-collection, and full-text backlog indexing).
+(the one thread of maintenance, of full-text indexing or of payload backfill, and work
+done a batch at a time), ``payload_fields`` (payload index backfill), ``results`` (hits),
+``validation`` (k, page sizes and payloads), ``hybrid`` (the query pipeline's rankings
+from this collection, and full-text backlog indexing).
 """
 
 from indexer.collection._collection import Collection

@@ -19,14 +19,14 @@ from indexer.collection.payload_fields import PayloadIndexBuilder
 from indexer.collection.point_ids import PointIds
 from indexer.collection.reader import Reader, page_points, points
 from indexer.collection.recommend import Example, Strategy, check_request
-from indexer.collection.results import padded
+from indexer.collection.results import score_grid
 from indexer.collection.served_index import RebuildBacklog, ServedIndex
 from indexer.collection.upkeep import IndexBuildObserver, IndexUpkeep
-from indexer.collection.validation import MAX_K, check_k
-from indexer.collection.writes import delete_target, prepare_upsert
+from indexer.collection.validation import MAX_K, check_k, check_limit
+from indexer.collection.writes import delete_rows, delete_target, prepare_upsert
 from indexer.devices import Placement
 from indexer.embedders import Embedder, EmbedderRegistry, ImageInput, inputs
-from indexer.errors import CollectionNotFound, InvalidInput, ThumbnailNotFound
+from indexer.errors import CollectionNotFound, ThumbnailNotFound
 from indexer.fulltext import FullTextSpec
 from indexer.indexes import FaissIndex
 from indexer.locks import ReadWriteLock
@@ -94,8 +94,8 @@ class Collection:
         self._full_text_indexer = FullTextIndexer(self)
         if self._background:
             self._full_text_indexer.start()  # a backlog left by a restart, or a restore
-        self._payload_builder = PayloadIndexBuilder(self)
-        self._build_payload_indexes()  # the points already there, whose values are on disk
+        self._payload_builder = PayloadIndexBuilder(self, background)
+        self._payload_builder.backfill()  # the points already there, whose values are on disk
 
     # -- properties ----------------------------------------------------------------------
 
@@ -199,13 +199,7 @@ class Collection:
         with self._write_lock, self._transaction() as txn:
             # The payload indexes change only under the write lock: they match the store.
             indexed = self._payload_indexes.select(filter) if filter is not None else None
-            if indexed is not None:
-                labels = indexed
-                txn.delete_labels(labels)
-            elif compiled is not None:
-                labels = txn.delete_where(compiled.where, compiled.params)
-            else:
-                labels = txn.delete_keys(keys)
+            labels = delete_rows(txn, keys, compiled, indexed)
             if not len(labels):
                 return 0
             with self._rw.write():
@@ -259,13 +253,7 @@ class Collection:
                 with self._rw.write():
                     txn.commit()
                     self._payload_indexes.declare(fields)
-        self._build_payload_indexes()
-
-    def _build_payload_indexes(self) -> None:
-        if self._background:
-            self._payload_builder.start()
-        else:
-            self._payload_builder.run_now()
+        self._payload_builder.backfill()
 
     # -- reads ---------------------------------------------------------------------------
 
@@ -303,8 +291,7 @@ class Collection:
         with_vectors: bool = False,
     ) -> tuple[list[Point], str | None]:
         """A page of points in a stable order, and the cursor of the next page (None at the end)."""
-        if not 1 <= limit <= MAX_K:
-            raise InvalidInput(f"limit must be between 1 and {MAX_K}, got {limit}")
+        check_limit(limit)
         with self._rw.read():
             self._check_open()
             rows = self._reader.page(cursor, limit + 1, filter, with_vectors)
@@ -377,10 +364,7 @@ class Collection:
             return found
         with self._nearest(queries, k, filter, params) as (distances, labels):
             ids = self._point_ids.id_grid(labels)
-        scores = self.metric.scores(distances).astype(np.float32, copy=False)
-        if padded(labels):
-            scores[labels < 0] = np.nan
-        return ids, scores
+        return ids, score_grid(self.metric, distances, labels)
 
     def _plain_single(
         self,

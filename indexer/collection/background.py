@@ -1,14 +1,16 @@
 """Background work of a collection: one daemon thread at a time, none once stopped.
 
 Index maintenance, full-text backlog indexing and payload index backfill each own one
-:class:`BackgroundWork`. Its lock only orders starting a thread against stopping; the work
-itself takes the collection's locks through the facade, as any caller does.
+:class:`BackgroundWork` (the last two as :class:`BatchedWork`, done a batch at a time).
+Its lock only orders starting a thread against stopping; the work itself takes the
+collection's locks through the facade, as any caller does.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 
 log = logging.getLogger(__name__)
@@ -82,3 +84,30 @@ class BackgroundWork:
             with self._lock:  # unless it ended above, and another thread started since
                 if self._thread is threading.current_thread():
                     self._running = False
+
+
+class BatchedWork(ABC):
+    """Work done a batch at a time by :meth:`step`: in a background thread (:meth:`start`;
+    one at a time, none once stopped, a stop waits for the batch under way) or all of it
+    now in the caller's thread (:meth:`run_now`)."""
+
+    def __init__(self, name: str, failure: str, *, more: Callable[[], bool] | None = None) -> None:
+        self._work = BackgroundWork(name, self._run, failure, more=more)
+
+    @abstractmethod
+    def step(self) -> bool:
+        """Do one batch; whether work remains."""
+
+    def start(self) -> None:
+        self._work.start()
+
+    def run_now(self) -> None:
+        while self.step():
+            pass
+
+    def stop(self) -> None:
+        self._work.stop()
+
+    def _run(self) -> None:
+        while not self._work.stopping and self.step():
+            pass

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from indexer.collection.background import BackgroundWork
+from indexer.collection.background import BatchedWork
 from indexer.errors import FullTextNotDeclared, PointNotFound
 from indexer.filters import compile_filter
 from indexer.indexes import LabelSet
@@ -131,27 +131,20 @@ class CollectionSource:
         return self._c._reader.hits(scores[None, :], labels[None, :], payload, vectors)[0]
 
 
-class FullTextIndexer:
-    """Indexes a collection's full-text backlog in the background, batch by batch."""
+class FullTextIndexer(BatchedWork):
+    """Indexes a collection's full-text backlog, batch by batch."""
 
     def __init__(self, collection: Collection) -> None:
         self._c = collection
-        self._work = BackgroundWork(
+        super().__init__(
             f"vecserve-{collection.name}-full-text",
-            self._run,
             f"collection {collection.name}: full-text indexing failed",
         )
 
     def start(self) -> None:
-        """Work through the backlog, if there is one, in a thread (one at a time; none
-        once stopped)."""
+        """Work through the backlog, if there is one, in a thread."""
         if self._c.store.has_full_text_backlog():
-            self._work.start()
-
-    def run_now(self) -> None:
-        """Work through the whole backlog in this thread."""
-        while self.step():
-            pass
+            super().start()
 
     def step(self) -> bool:
         """Index one batch; whether a backlog remains."""
@@ -164,13 +157,6 @@ class FullTextIndexer:
             with c._transaction() as txn:
                 more: bool = txn.index_full_text(FULL_TEXT_BATCH)
         return more
-
-    def stop(self) -> None:
-        self._work.stop()
-
-    def _run(self) -> None:
-        while not self._work.stopping and self.step():
-            pass
 
 
 def full_text_status(store: SqliteStore) -> dict[str, Any] | None:

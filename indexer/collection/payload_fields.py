@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from indexer.collection.background import BackgroundWork
+from indexer.collection.background import BatchedWork
 
 if TYPE_CHECKING:
     from indexer.collection import Collection
@@ -20,27 +20,26 @@ if TYPE_CHECKING:
 BACKFILL_BATCH = 20_000  # points read per batch, under the read lock
 
 
-class PayloadIndexBuilder:
-    """Backfills a collection's declared payload fields, in one thread at a time."""
+class PayloadIndexBuilder(BatchedWork):
+    """Backfills a collection's declared payload fields, batch by batch (a thread at work
+    sees the fields declared meanwhile too)."""
 
-    def __init__(self, collection: Collection) -> None:
+    def __init__(self, collection: Collection, background: bool) -> None:
         self._c = collection
+        self._background = background
         self._step_lock = threading.Lock()  # a batch at a time: optimize() may run one too
-        self._work = BackgroundWork(
+        super().__init__(
             f"vecserve-{collection.name}-payload-index",
-            self._run,
             f"collection {collection.name}: payload indexing failed",
             more=self._has_pending,  # a field declared as the thread finished
         )
 
-    def start(self) -> None:
-        """Backfill in a thread, unless one is at work (it sees new fields too)."""
-        self._work.start()
-
-    def run_now(self) -> None:
-        """Backfill every field in this thread."""
-        while self.step():
-            pass
+    def backfill(self) -> None:
+        """Backfill in a thread, or now when the engine runs no background work."""
+        if self._background:
+            self.start()
+        else:
+            self.run_now()
 
     def step(self) -> bool:
         """Backfill one batch; whether any field still has points to index."""
@@ -65,13 +64,6 @@ class PayloadIndexBuilder:
                 upto = _count_through(labels, through)
                 c._payload_indexes.backfill(path, labels[:upto], payloads[:upto], through)
         return True
-
-    def stop(self) -> None:
-        self._work.stop()
-
-    def _run(self) -> None:
-        while not self._work.stopping and self.step():
-            pass
 
     def _has_pending(self) -> bool:
         with self._c._rw.read():

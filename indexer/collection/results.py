@@ -68,6 +68,14 @@ def padded(labels: np.ndarray) -> bool:
     return bool(np.minimum.reduce(labels[:, -1]) < 0)
 
 
+def score_grid(metric: Metric, distances: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """A search's scores as float32 [nq, k], NaN where a row found fewer than k."""
+    scores: np.ndarray = metric.scores(distances).astype(np.float32, copy=False)
+    if padded(labels):
+        scores[labels < 0] = np.nan
+    return scores
+
+
 def query_hits(
     distances: np.ndarray,
     labels: np.ndarray,

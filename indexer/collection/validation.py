@@ -1,4 +1,5 @@
-"""Checks on what callers hand a collection: k, and payloads that JSON can carry as given."""
+"""Checks on what callers hand a collection: k, page sizes, and payloads that JSON can
+carry as given."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from indexer.errors import InvalidK, InvalidPayload
+from indexer.errors import InvalidInput, InvalidK, InvalidPayload
 
 MAX_K = 10_000
 
@@ -18,6 +19,12 @@ def check_k(k: object) -> int:
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
         raise InvalidK(f"k must be an integer from 1 to {MAX_K}, got {k!r}")
     return k
+
+
+def check_limit(limit: int) -> None:
+    """A page's size: from 1 to MAX_K."""
+    if not 1 <= limit <= MAX_K:
+        raise InvalidInput(f"limit must be between 1 and {MAX_K}, got {limit}")
 
 
 def payload_json(payload: dict[str, Any] | None, row: int | str) -> str:

@@ -21,6 +21,7 @@ from indexer.points import (
     validate_ids,
     vector_batch_and_squares,
 )
+from indexer.store import Transaction
 from indexer.thumbnails import make_thumbnail
 
 Embed = Callable[[str, Any], np.ndarray]
@@ -79,3 +80,20 @@ def delete_target(
     compiled = compile_filter(filter) if filter is not None else None
     keys = [encode_id(i) for i in validate_ids(ids)] if ids is not None else []
     return keys, compiled
+
+
+def delete_rows(
+    txn: Transaction,
+    keys: Sequence[str],
+    compiled: SqlFilter | None,
+    indexed: np.ndarray | None,
+) -> np.ndarray:
+    """Delete the target of :func:`delete_target` in ``txn``: the ``indexed`` labels that
+    the payload indexes select for the filter where they can, else the rows the compiled
+    filter matches, else those of ``keys``. Returns the labels deleted."""
+    if indexed is not None:
+        txn.delete_labels(indexed)
+        return indexed
+    if compiled is not None:
+        return txn.delete_where(compiled.where, compiled.params)
+    return txn.delete_keys(keys)

@@ -468,3 +468,21 @@ def keep_labels(
     kept_labels = np.take_along_axis(np.where(mask, labels, -1), order, axis=1)
     kept_distances = np.take_along_axis(distances, order, axis=1)
     return kept_distances, kept_labels
+
+
+class KnobParameters:
+    """FAISS search parameters that set a family's knob (``efSearch``, ``nprobe``) to a
+    value: those without a selector are built once a value and kept, since building one
+    costs a tenth of a single-query search."""
+
+    def __init__(self, make: Callable[..., Any], knob: str) -> None:
+        self._make = make
+        self._knob = knob
+        self._unfiltered: dict[int, Any] = {}
+
+    def __call__(self, value: int, selector: Any) -> Any:
+        if selector is not None:
+            return self._make(**{self._knob: value}, sel=selector)
+        if value not in self._unfiltered:
+            self._unfiltered[value] = self._make(**{self._knob: value})
+        return self._unfiltered[value]

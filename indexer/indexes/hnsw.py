@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 import faiss
 import numpy as np
 
-from indexer.indexes.base import FaissIndex
+from indexer.indexes.base import FaissIndex, KnobParameters
 from indexer.metric import Metric
 from indexer.spec import IndexSpec, SearchParams
 
@@ -28,9 +28,7 @@ class HnswIndex(FaissIndex):
 
     def __init__(self, index: Any, metric: Metric, meta: dict[str, Any] | None = None) -> None:
         super().__init__(index, metric, meta)
-        # Unfiltered parameters, one per ef_search: building one costs a tenth of a
-        # single-query search.
-        self._unfiltered: dict[int, Any] = {}
+        self._parameters = KnobParameters(faiss.SearchParametersHNSW, "efSearch")
         self._orphans = int((self._id_map() < 0).sum())
 
     @classmethod
@@ -42,12 +40,7 @@ class HnswIndex(FaissIndex):
         faiss.downcast_index(index.index).hnsw.efConstruction = spec.ef_construction
 
     def search_parameters(self, params: SearchParams, selector: Any) -> Any:
-        ef = self.knob_for(params)
-        if selector is not None:
-            return faiss.SearchParametersHNSW(efSearch=ef, sel=selector)
-        if ef not in self._unfiltered:
-            self._unfiltered[ef] = faiss.SearchParametersHNSW(efSearch=ef)
-        return self._unfiltered[ef]
+        return self._parameters(self.knob_for(params), selector)
 
     @property
     def knob_max(self) -> int:

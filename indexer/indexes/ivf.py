@@ -14,7 +14,7 @@ import faiss
 import numpy as np
 
 from indexer import devices
-from indexer.indexes.base import FaissIndex
+from indexer.indexes.base import FaissIndex, KnobParameters
 from indexer.metric import Metric
 from indexer.spec import IndexSpec, SearchParams
 
@@ -61,7 +61,7 @@ class IvfIndex(FaissIndex):
     def __init__(self, index: Any, metric: Metric, meta: dict[str, Any] | None = None) -> None:
         super().__init__(index, metric, meta)
         self.nlist = int(faiss.extract_index_ivf(index).nlist)
-        self._unfiltered: dict[int, Any] = {}  # nprobe -> its SearchParametersIVF; see hnsw
+        self._parameters = KnobParameters(faiss.SearchParametersIVF, "nprobe")
 
     @classmethod
     def factory_string(cls, dim: int, spec: IndexSpec, n_train: int) -> str:
@@ -88,12 +88,7 @@ class IvfIndex(FaissIndex):
         return super().gpu_bytes_for(dim, spec, n) + centroids
 
     def search_parameters(self, params: SearchParams, selector: Any) -> Any:
-        nprobe = self.knob_for(params)
-        if selector is not None:
-            return faiss.SearchParametersIVF(nprobe=nprobe, sel=selector)
-        if nprobe not in self._unfiltered:
-            self._unfiltered[nprobe] = faiss.SearchParametersIVF(nprobe=nprobe)
-        return self._unfiltered[nprobe]
+        return self._parameters(self.knob_for(params), selector)
 
     def knob_applies(self, value: int) -> bool:
         return value <= self.nlist

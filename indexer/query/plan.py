@@ -15,7 +15,7 @@ stage's own. Each stage fetches ``limit`` candidates (by default, and at least,
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema, model_validator
 
@@ -37,14 +37,28 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
-class DenseQuery(_Model):
+class _OneOf(_Model):
+    """A model that takes exactly one of the fields ``one_of``; ``one_of_error`` says so
+    otherwise. Its schema says so too (``exactly_one_of``, in each model's config)."""
+
+    one_of: ClassVar[tuple[str, ...]]
+    one_of_error: ClassVar[str]
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Self:
+        if sum(getattr(self, name) is not None for name in self.one_of) != 1:
+            raise ValueError(self.one_of_error)
+        return self
+
+
+class DenseQuery(_OneOf):
     """Nearest neighbours of one query: a vector, a text or image (embedded by the
     collection's embedder; an image as a path, URL-free bytes or base64 per the caller),
     or a stored point's vector (the point itself is left out of the results)."""
 
-    model_config = ConfigDict(
-        json_schema_extra=exactly_one_of("vector", "text", "image", "point_id")
-    )
+    one_of = ("vector", "text", "image", "point_id")
+    one_of_error = "a dense stage takes exactly one of vector, text, image, point_id"
+    model_config = ConfigDict(json_schema_extra=exactly_one_of(*one_of))
 
     vector: list[float] | None = None
     text: str | None = Field(default=None, max_length=MAX_QUERY_TEXT)
@@ -53,13 +67,6 @@ class DenseQuery(_Model):
         Annotated[PointId, WithJsonSchema({"anyOf": [STRING_ID_SCHEMA, INTEGER_ID_SCHEMA]})] | None
     ) = None
     params: SearchParams | None = None
-
-    @model_validator(mode="after")
-    def _one_query(self) -> DenseQuery:
-        given = [self.vector, self.text, self.image, self.point_id]
-        if sum(g is not None for g in given) != 1:
-            raise ValueError("a dense stage takes exactly one of vector, text, image, point_id")
-        return self
 
 
 class LexicalQuery(_Model):
@@ -70,23 +77,19 @@ class LexicalQuery(_Model):
     match: MatchMode = "any"
 
 
-class Stage(_Model):
+class Stage(_OneOf):
     """One prefetch stage: exactly one of ``dense`` or ``lexical``, with its own filter,
     candidate count and weight in fusion."""
 
-    model_config = ConfigDict(json_schema_extra=exactly_one_of("dense", "lexical"))
+    one_of = ("dense", "lexical")
+    one_of_error = "a stage is either dense or lexical"
+    model_config = ConfigDict(json_schema_extra=exactly_one_of(*one_of))
 
     dense: DenseQuery | None = None
     lexical: LexicalQuery | None = None
     filter: dict[str, Any] | None = None
     limit: int | None = Field(default=None, ge=1, le=MAX_LIMIT)
     weight: float = Field(default=1.0, ge=0, le=1000)
-
-    @model_validator(mode="after")
-    def _one_kind(self) -> Stage:
-        if (self.dense is None) == (self.lexical is None):
-            raise ValueError("a stage is either dense or lexical")
-        return self
 
     @property
     def kind(self) -> Literal["dense", "lexical"]:
@@ -125,20 +128,16 @@ class MmrRerank(_Model):
     lambda_: float = Field(default=DEFAULT_LAMBDA, ge=0, le=1, alias="lambda")
 
 
-class Rerank(_Model):
+class Rerank(_OneOf):
     """Reorder the best ``candidates`` fused hits: exactly one of the two."""
 
-    model_config = ConfigDict(json_schema_extra=exactly_one_of("cross_encoder", "mmr"))
+    one_of = ("cross_encoder", "mmr")
+    one_of_error = "a rerank is either cross_encoder or mmr"
+    model_config = ConfigDict(json_schema_extra=exactly_one_of(*one_of))
 
     cross_encoder: CrossEncoderRerank | None = None
     mmr: MmrRerank | None = None
     candidates: int = Field(default=50, ge=1, le=1000)
-
-    @model_validator(mode="after")
-    def _one_kind(self) -> Rerank:
-        if (self.cross_encoder is None) == (self.mmr is None):
-            raise ValueError("a rerank is either cross_encoder or mmr")
-        return self
 
 
 # A cross-encoder compares documents with a text: its own query, or a stage's.

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from indexer.collection.background import BackgroundWork
+from indexer.collection.background import BackgroundWork, BatchedWork
 
 
 def test_one_thread_at_a_time_runs_the_work() -> None:
@@ -76,3 +76,38 @@ def test_work_that_came_in_as_the_thread_finished_is_done_by_it() -> None:
     work.start()  # the thread ended: a start runs the work again
     work.stop()
     assert runs == [1, 1, 1]
+
+
+class Countdown(BatchedWork):
+    """``batches`` batches of work, each waiting for ``gate`` when one is given."""
+
+    def __init__(self, batches: int, gate: threading.Event | None = None) -> None:
+        super().__init__("t", "failed")
+        self.left = batches
+        self._gate = gate
+
+    def step(self) -> bool:
+        if self._gate is not None:
+            self._gate.wait(10)
+        self.left -= 1
+        return self.left > 0
+
+
+def test_batched_work_run_now_does_every_batch_in_the_callers_thread() -> None:
+    work = Countdown(5)
+    work.run_now()
+    assert work.left == 0
+
+
+def test_batched_work_stopped_in_the_background_ends_after_the_batch_under_way() -> None:
+    gate = threading.Event()
+    work = Countdown(1_000, gate)
+    work.start()
+    stopper = threading.Thread(target=work.stop)
+    stopper.start()
+    while not work._work.stopping:  # the first batch waits for the gate meanwhile
+        time.sleep(0.001)
+    gate.set()
+    stopper.join(10)
+    assert not stopper.is_alive()
+    assert work.left > 0  # stopped between batches, not run to the end
