@@ -71,6 +71,8 @@ class Connections:
         # FULL: an acknowledged write survives power loss, not only a killed process.
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA busy_timeout=30000")
+        # The store checkpoints after a write transaction instead (see WAL_CHECKPOINT_BYTES).
+        conn.execute("PRAGMA wal_autocheckpoint=0")
         with self._lock:
             if self._closed:  # closed meanwhile
                 conn.close()
