@@ -16,17 +16,11 @@ import orjson
 
 from indexer.errors import InvalidQuery
 from indexer.fulltext import FULL_TEXT_TABLE, FullTextSpec
-from indexer.store.connections import Connections
+from indexer.store.connections import WAL_CHECKPOINT_BYTES, Connections
 from indexer.store.schema import CHUNK, SCHEMA, chunks, json_list
 from indexer.store.transaction import Transaction
 
 log = logging.getLogger(__name__)
-
-# The write-ahead log is copied into the database (a checkpoint) once it is this large,
-# when a write transaction ends, not in its COMMIT, where SQLite's automatic checkpoint
-# runs: the collection commits under the lock that searches wait for, and a
-# 10,000-point batch has 20 MiB to copy and fsync there (150-250 ms on 2 busy cores).
-WAL_CHECKPOINT_BYTES = 4 << 20
 
 
 class SqliteStore:
@@ -100,7 +94,7 @@ class SqliteStore:
         is left for the next time). The write it follows is committed whatever happens
         here: a failure is only logged, and the next write tries again."""
         try:
-            if os.path.getsize(f"{self.path}-wal") < WAL_CHECKPOINT_BYTES:
+            if os.path.getsize(f"{self.path}-wal") <= WAL_CHECKPOINT_BYTES:
                 return
             self._writer.execute("PRAGMA wal_checkpoint(PASSIVE)")
         except (OSError, sqlite3.Error) as exc:
