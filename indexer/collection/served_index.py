@@ -36,9 +36,12 @@ REBUILD_WAIT_BATCH = 1000
 # cost less to replay from the store on the next open than the rewrite of a large file.
 CLOSE_SAVE_MIN = 1000
 # An upsert adds its batch to the index a chunk per hold of the lock that searches wait
-# for, each chunk sized from the rate of the last to take about STAGE_HOLD_S.
+# for, each chunk sized from the index's last hold to take about STAGE_HOLD_S. One point
+# may take an HNSW graph milliseconds on a busy machine, so chunks go down to one point;
+# they at most double from one to the next (an index's arrays grow now and then, and a
+# rate measured on a small chunk understates a large one's hold).
 STAGE_HOLD_S = 0.01
-STAGE_FIRST, STAGE_MIN, STAGE_MAX = 64, 8, 65_536
+STAGE_FIRST, STAGE_MIN, STAGE_MAX = 8, 1, 16_384
 
 Live = Callable[[], np.ndarray]
 """The store's live labels, sorted, read under whatever lock the caller's step needs."""
@@ -46,17 +49,33 @@ Hold = Callable[[], AbstractContextManager[object]]
 """The lock that searches wait for, held around each step given it."""
 
 
-def staging_chunks(n: int) -> Iterator[slice]:
-    """Slices of a batch of ``n`` points to stage one per lock hold (see STAGE_HOLD_S):
-    the first small, each next one as large as the rate of the last allows."""
-    size, start = STAGE_FIRST, 0
-    while start < n:
-        stop = min(n, start + size)
-        began = time.perf_counter()
-        yield slice(start, stop)
-        rate = (stop - start) / max(time.perf_counter() - began, 1e-6)
-        size = int(min(STAGE_MAX, max(STAGE_MIN, rate * STAGE_HOLD_S)))
-        start = stop
+class StagingPace:
+    """Sizes the chunks an upsert stages one per lock hold (see STAGE_HOLD_S) from the
+    time per point of the last hold. It is kept from one upsert to the next, so a batch
+    starts at the pace of the last one rather than at a guess (the served index starts
+    a new one when it is replaced: a flat index takes a point a thousand times faster
+    than a graph)."""
+
+    def __init__(self) -> None:
+        self._per_point: float | None = None  # seconds, in the last hold
+
+    def chunks(self, n: int) -> Iterator[slice]:
+        """Slices of a batch of ``n`` points; :meth:`held` reports each one's hold."""
+        start, last = 0, None
+        while start < n:
+            if self._per_point is None:
+                size = STAGE_FIRST
+            else:
+                size = int(min(STAGE_MAX, max(STAGE_MIN, STAGE_HOLD_S / self._per_point)))
+            if last is not None:
+                size = min(size, 2 * last)
+            stop = min(n, start + size)
+            yield slice(start, stop)
+            start, last = stop, stop - start
+
+    def held(self, points: int, seconds: float) -> None:
+        """A chunk of ``points`` held the lock ``seconds``."""
+        self._per_point = max(seconds, 1e-7) / max(points, 1)
 
 
 class ServedIndex:
@@ -70,6 +89,7 @@ class ServedIndex:
         self._stored = stored
         self.index, behind = upkeep.open(seq, live, stored)
         self.unsaved = int(behind)
+        self._pace = StagingPace()
 
     # -- writes --------------------------------------------------------------------------
 
@@ -83,9 +103,11 @@ class ServedIndex:
         if not index.supports_selector:
             return False
         try:
-            for chunk in staging_chunks(len(labels)):
+            for chunk in self._pace.chunks(len(labels)):
                 with hold():
+                    began = time.perf_counter()
                     index.stage(labels[chunk], vectors[chunk])
+                    self._pace.held(chunk.stop - chunk.start, time.perf_counter() - began)
         except BaseException:
             with hold():
                 index.unstage()
@@ -157,6 +179,7 @@ class ServedIndex:
         self.index.release()
         self._upkeep.place(index)
         self.index = index
+        self._pace = StagingPace()
         self.unsaved = max(1, n)  # the file holds another index
 
     def save(self, seq: int) -> None:

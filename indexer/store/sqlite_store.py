@@ -3,6 +3,8 @@ and every read, each on the calling thread's own reader connection."""
 
 from __future__ import annotations
 
+import logging
+import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -14,9 +16,11 @@ import orjson
 
 from indexer.errors import InvalidQuery
 from indexer.fulltext import FULL_TEXT_TABLE, FullTextSpec
-from indexer.store.connections import Connections
+from indexer.store.connections import WAL_CHECKPOINT_BYTES, Connections
 from indexer.store.schema import CHUNK, SCHEMA, chunks, json_list
 from indexer.store.transaction import Transaction
+
+log = logging.getLogger(__name__)
 
 
 class SqliteStore:
@@ -82,6 +86,21 @@ class SqliteStore:
             raise
         if not txn.committed:
             txn.commit()
+        self._checkpoint_if_large()
+
+    def _checkpoint_if_large(self) -> None:
+        """Copy the write-ahead log into the database once it is past WAL_CHECKPOINT_BYTES
+        (PASSIVE: readers and their snapshots are not waited for; what they still read
+        is left for the next time). The write it follows is committed whatever happens
+        here: a failure is only logged, and the next write tries again."""
+        try:
+            if os.path.getsize(f"{self.path}-wal") <= WAL_CHECKPOINT_BYTES:
+                return
+            self._writer.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except (OSError, sqlite3.Error) as exc:
+            log.warning(
+                "store %s: checkpoint failed (%s); retried after the next write", self.path, exc
+            )
 
     # -- reads -------------------------------------------------------------------------
 

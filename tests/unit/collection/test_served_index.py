@@ -19,9 +19,10 @@ from indexer.collection.served_index import (
     REBUILD_BACKLOG_MIN,
     REBUILD_WAIT_BATCH,
     STAGE_FIRST,
+    STAGE_HOLD_S,
     RebuildBacklog,
     ServedIndex,
-    staging_chunks,
+    StagingPace,
 )
 from indexer.collection.upkeep import IndexUpkeep
 from indexer.devices import Placement
@@ -160,11 +161,43 @@ def test_an_index_file_behind_the_store_opens_unsaved(tmp_path: Path) -> None:
     assert reopened.index.size == 150
 
 
-def test_staging_chunks_cover_a_batch_in_order() -> None:
-    chunks = list(staging_chunks(10_000))
-    assert chunks[0] == slice(0, STAGE_FIRST)
+def sizes(pace: StagingPace, n: int, per_point: float | None) -> list[int]:
+    """The chunk sizes of a batch of ``n`` whose holds take ``per_point`` seconds a point
+    (None: the sizes the pace plans, no hold reported)."""
+    chunks = []
+    for chunk in pace.chunks(n):
+        chunks.append(chunk)
+        if per_point is not None:
+            pace.held(chunk.stop - chunk.start, per_point * (chunk.stop - chunk.start))
     assert [c.start for c in chunks[1:]] == [c.stop for c in chunks[:-1]]
-    assert chunks[-1].stop == 10_000
+    assert chunks[0].start == 0
+    assert chunks[-1].stop == n
+    return [c.stop - c.start for c in chunks]
+
+
+def test_staged_chunks_are_sized_to_the_hold_and_kept_from_batch_to_batch() -> None:
+    pace = StagingPace()
+    slow = STAGE_HOLD_S / 2  # a point takes half the hold: chunks of 2 points
+    first = sizes(pace, 20, slow)
+    assert first[0] == STAGE_FIRST
+    assert set(first[1:-1]) == {2}
+    # The next batch starts at the pace of the last, not at the first chunk's guess.
+    assert sizes(pace, 6, slow) == [2, 2, 2]
+    # Slower still: a point a hold; faster: chunks grow, at most doubling each time.
+    assert sizes(pace, 4, 4 * STAGE_HOLD_S) == [2, 1, 1]
+    assert sizes(pace, 15, STAGE_HOLD_S / 100) == [1, 2, 4, 8]
+
+
+def test_a_rebuilt_index_is_staged_into_from_the_first_chunk_again(tmp_path: Path) -> None:
+    store = Store(100)
+    part = served(tmp_path, store)
+    labels = np.arange(100, 5_000)
+    part.stage(labels, VECTORS[labels], Hold())  # a flat index: large chunks at once
+    part.upserted(labels, VECTORS[labels], np.empty(0, np.int64), True, store.live)
+    assert max(sizes(part._pace, 10_000, None)) > 100 * STAGE_FIRST
+    store.n = 5_000
+    part.swap(part.rebuilt(store.n, store.live), store.n)
+    assert sizes(part._pace, 10_000, None)[0] == STAGE_FIRST
 
 
 def test_small_upserts_never_wait_for_a_rebuild() -> None:
