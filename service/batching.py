@@ -80,12 +80,17 @@ class _Item:
     future: asyncio.Future[Any]
 
 
+# The work of a batch, in a worker thread: each item's result or its exception.
+_Work = Callable[[Any, Sequence[_Item]], list[Any]]
+
+
 class _Lane:
     """The queries waiting for one collection, and its batches running."""
 
-    __slots__ = ("due", "pending", "running", "timer")
+    __slots__ = ("due", "pending", "running", "timer", "work")
 
-    def __init__(self) -> None:
+    def __init__(self, work: _Work) -> None:
+        self.work = work  # chosen once: a protocol isinstance check costs tens of µs
         self.pending: list[_Item] = []
         self.running = 0
         self.timer: asyncio.TimerHandle | None = None
@@ -114,23 +119,25 @@ class MicroBatcher:
         self._observe = observe
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="vecserve-batch")
         self._lanes: dict[Target, _Lane] = {}
+        self._running = 0  # batches submitted and not yet back, over all lanes
 
     async def search(self, collection: Collection, queries: Sequence[Query]) -> list[list[Hit]]:
         """The hits of each query, in order; raises the first query's error if any fails."""
-        return await self._submit(collection, [(q, True) for q in queries])
+        return await self._submit(collection, _on_collection, [(q, True) for q in queries])
 
     async def embed_texts(self, embedder: Embedder, texts: Sequence[str]) -> np.ndarray:
         """Vectors of texts by an embedder of the allowlist with no collection (the
         OpenAI-compatible embeddings route), [n, dim], in order, embedded together with
         the other requests for that embedder."""
-        vectors = await self._submit(embedder, [(Query(text=t), False) for t in texts])
+        queries = [(Query(text=t), False) for t in texts]
+        vectors = await self._submit(embedder, _embed_texts, queries)
         return np.stack(vectors) if vectors else np.empty((0, embedder.dim), np.float32)
 
     async def embed(self, collection: Collection, sources: Sequence[str | bytes]) -> np.ndarray:
         """Vectors of texts (``str``) and encoded images (``bytes``), [n, dim], in order,
         embedded together with whatever else the collection is embedding now."""
         queries = [Query(text=s) if isinstance(s, str) else Query(image=s) for s in sources]
-        vectors = await self._submit(collection, [(q, False) for q in queries])
+        vectors = await self._submit(collection, _on_collection, [(q, False) for q in queries])
         return np.stack(vectors) if vectors else np.empty((0, collection.dim), np.float32)
 
     def close(self) -> None:
@@ -140,12 +147,14 @@ class MicroBatcher:
                 lane.timer.cancel()
         self._executor.shutdown(wait=True)
 
-    async def _submit(self, target: Target, queries: list[tuple[Query, bool]]) -> list[Any]:
+    async def _submit(
+        self, target: Target, work: _Work, queries: list[tuple[Query, bool]]
+    ) -> list[Any]:
         loop = asyncio.get_running_loop()
         items = [_Item(q, search, loop.create_future()) for q, search in queries]
         lane = self._lanes.get(target)
         if lane is None:
-            lane = self._lanes[target] = _Lane()
+            lane = self._lanes[target] = _Lane(work)
         idle = not lane.pending and lane.running == 0
         lane.pending.extend(items)
         if idle or self._window <= 0 or len(lane.pending) >= self._max_batch:
@@ -176,8 +185,13 @@ class MicroBatcher:
             batch = lane.pending[: self._max_batch]
             del lane.pending[: self._max_batch]
             lane.running += 1
+            self._running += 1
+            # A batch alone may spread over the cores; beside others (the workers already
+            # busy) it searches on its worker's core, or OpenMP threads would outnumber the
+            # cores and spin against each other and against the event loop.
+            alone = self._running == 1
             try:
-                running = self._executor.submit(_execute, target, batch)
+                running = self._executor.submit(_execute, lane.work, target, batch, alone)
             except RuntimeError as exc:  # the executor is shut down: fail the batch
                 self._settle(target, lane, batch, [exc] * len(batch))
                 continue
@@ -214,6 +228,7 @@ class MicroBatcher:
 
     def _settle(self, target: Target, lane: _Lane, items: list[_Item], results: list[Any]) -> None:
         lane.running -= 1
+        self._running -= 1
         for item, result in zip(items, results, strict=True):
             if item.future.done():
                 continue  # the request was cancelled meanwhile
@@ -235,14 +250,11 @@ class MicroBatcher:
 _MISSING = object()
 
 
-def _execute(target: Target, items: Sequence[_Item]) -> list[Any]:
-    """Each item's result (hits, or a vector for embed-only items) or its exception."""
-    # A lane is an embedder's or a collection's; a collection is an engine's or, in a
-    # cluster's router, one spread over shards, which has the same methods.
-    if isinstance(target, Embedder):
-        return _embed_texts(target, items)
-    use_cores_for(len(items))
-    return _execute_on_collection(target, items)
+def _execute(work: _Work, target: Target, items: Sequence[_Item], alone: bool) -> list[Any]:
+    """Each item's result (hits, or a vector for embed-only items) or its exception;
+    ``alone``: no other batch runs, so a large one may use every core."""
+    use_cores_for(len(items) if alone else 1)
+    return work(target, items)
 
 
 def _embed_texts(embedder: Embedder, items: Sequence[_Item]) -> list[Any]:
@@ -254,7 +266,9 @@ def _embed_texts(embedder: Embedder, items: Sequence[_Item]) -> list[Any]:
     return [vectors[i] if result is _MISSING else result for i, result in enumerate(results)]
 
 
-def _execute_on_collection(collection: Collection, items: Sequence[_Item]) -> list[Any]:
+def _on_collection(collection: Collection, items: Sequence[_Item]) -> list[Any]:
+    """A collection's batch. The collection is an engine's or, in a cluster's router, one
+    spread over shards, which has the same methods."""
     results: list[Any] = [_MISSING] * len(items)
     vectors = _query_vectors(collection, items, results)
     groups: dict[tuple[str, str], list[int]] = {}

@@ -184,6 +184,28 @@ def test_the_queries_of_one_request_go_in_one_batch(col: Collection) -> None:
         same_hits(answer, direct(col, query))
 
 
+def test_a_large_batch_spreads_over_the_cores_only_when_no_other_batch_runs(
+    col: Collection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # OpenMP threads of two batches at once would outnumber the cores and spin against
+    # each other (and the event loop): the second batch is searched on its worker's core.
+    asked: list[int] = []
+    monkeypatch.setattr("service.batching.use_cores_for", asked.append)
+    requests = [
+        [Query(vector=rng.standard_normal(DIM).astype(np.float32)) for _ in range(200)]
+        for _ in range(2)
+    ]
+
+    async def work(batcher: MicroBatcher) -> list[list[list[Hit]]]:
+        return await asyncio.gather(*(batcher.search(col, queries) for queries in requests))
+
+    answers, batches = run_batcher(0, 256, work)
+    assert batches.sizes == [200, 200]
+    assert asked == [200, 1] or asked == [1, 200]  # the first alone; the second beside it
+    for queries, answer in zip(requests, answers, strict=True):
+        same_hits(answer[0], direct(col, queries[0]))
+
+
 # -- texts and images ----------------------------------------------------------------------
 
 
