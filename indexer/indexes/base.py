@@ -82,8 +82,9 @@ class FaissIndex(ABC):
         meta = meta or {}
         self._index = index
         self.metric = metric
-        self._default_knob: int | None = meta.get("default_knob")
-        self._plain: tuple[Any] | None = None  # see search_one()
+        self.default_knob: int | None = meta.get("default_knob")
+        # search_one()'s parameters, with the default knob they were made at
+        self._plain: tuple[int | None, Any] = (None, None)
         self.trained_on: int = meta.get("trained_on", 0)
         self.storage: str = meta.get("storage", "float32")
         self.calibrated_on: int = meta.get("calibrated_on", 0)
@@ -97,16 +98,6 @@ class FaissIndex(ABC):
         self._placement: devices.Placement | None = None
         self._spec: IndexSpec | None = None
         self.over_budget = False  # grew past its GPU booking: the collection moves it off
-
-    @property
-    def default_knob(self) -> int | None:
-        """The knob's value for searches that do not set it (None until calibrated)."""
-        return self._default_knob
-
-    @default_knob.setter
-    def default_knob(self, value: int | None) -> None:
-        self._default_knob = value
-        self._plain = None  # its parameters are those of the old value
 
     # -- building ------------------------------------------------------------------------
 
@@ -284,13 +275,15 @@ class FaissIndex(ABC):
         microseconds."""
         if self.on_gpu or self._staged_from is not None or self._orphans or len(self._dead):
             return None
-        plain = self._plain
-        if plain is None:
-            plain = self._plain = (self.search_parameters(DEFAULT_SEARCH_PARAMS, None),)
+        # Made again whenever the knob differs from theirs: a recalibration sets it without
+        # a lock, so it may land while they are made, which the next search then sees.
+        knob, plain = self.default_knob, self._plain
+        if plain[1] is None or plain[0] != knob:
+            plain = self._plain = (knob, self.search_parameters(DEFAULT_SEARCH_PARAMS, None))
         distances = np.empty(k, dtype=np.float32)
         labels = np.empty(k, dtype=np.int64)
         # The call behind FAISS's own Index.search, whose checks the caller has made.
-        self._index.search_c(1, _ptr(query), k, _ptr(distances), _ptr(labels), plain[0])
+        self._index.search_c(1, _ptr(query), k, _ptr(distances), _ptr(labels), plain[1])
         found: list[int] = labels.tolist()
         if found[-1] < 0:  # fewer than k: search() answers the rest exactly, or k is too big
             return None

@@ -200,3 +200,24 @@ def test_a_lone_query_leaves_deleted_and_missing_points_to_search(vectors: np.nd
     assert index.search_one(vectors[0], N + 1) is None  # more than there are
     index.remove(np.array([3]))  # a tombstone, which only search() leaves out
     assert index.search_one(vectors[0], 10) is None
+
+
+def test_a_lone_query_follows_a_calibration_made_while_it_builds_its_parameters(
+    vectors: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    index = built("ivf_flat", vectors)  # 16 lists: 1 probe and 16 find different points
+    index.default_knob = 1
+    build = index.search_parameters
+
+    def calibrated_meanwhile(params: SearchParams, selector: object) -> object:
+        made = build(params, selector)  # at the old knob
+        index.default_knob = 16  # a recalibration (it takes no lock) lands here
+        return made
+
+    monkeypatch.setattr(index, "search_parameters", calibrated_meanwhile)
+    index.search_one(vectors[0], 10)
+    monkeypatch.setattr(index, "search_parameters", build)
+    queries = vectors[:20] + 0.5
+    distances, labels = index.search(queries, 10, PARAMS, None)
+    found = [index.search_one(query, 10) for query in queries]
+    assert found == list(zip(distances.tolist(), labels.tolist(), strict=True))
