@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import gc
+import weakref
 from collections.abc import Iterator
 
 import pytest
 
+from indexer import collector
 from indexer.collector import PAUSE_FROM, collector_paused
 
 
@@ -56,4 +58,28 @@ def test_a_failed_build_resumes_the_collector() -> None:
     gc.enable()
     with pytest.raises(RuntimeError), collector_paused(PAUSE_FROM):
         raise RuntimeError("the build failed")
+    assert gc.isenabled()
+
+
+class _Node:
+    """An object in a reference cycle: only the collector frees it."""
+
+    def __init__(self) -> None:
+        self.itself = self
+
+
+def test_builds_that_keep_overlapping_still_let_the_collector_free_cycles(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(collector, "MAX_PAUSE_S", 0.0)  # every shared pause has lasted long
+    gc.enable()
+    held = collector_paused(PAUSE_FROM)
+    held.__enter__()  # one build or another always runs: the pause is never ended
+    try:
+        garbage = weakref.ref(_Node())
+        with collector_paused(PAUSE_FROM):
+            assert garbage() is not None
+        assert garbage() is None
+    finally:
+        held.__exit__(None, None, None)
     assert gc.isenabled()
