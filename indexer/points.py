@@ -96,7 +96,9 @@ class Hit(NamedTuple):
 
     A named tuple: a batched search builds tens of thousands of hits, and a tuple built
     from C (:func:`bare_hits`, :func:`full_hits`) costs a fraction of a class's
-    ``__init__``, which is a Python call per hit."""
+    ``__init__``, which is a Python call per hit. So a hit cannot be changed (make another
+    with ``hit._replace(...)``), and JSON encoders see a tuple: an array from ``json`` and
+    FastAPI's, a TypeError from orjson; ``hit._asdict()`` is the object by field."""
 
     id: PointId
     score: float
