@@ -84,7 +84,7 @@ class FaissIndex(ABC):
         self.metric = metric
         self.default_knob: int | None = meta.get("default_knob")
         # search_one()'s parameters, with the default knob they were made at
-        self._plain: tuple[int | None, Any] = (None, None)
+        self._plain: tuple[int | None, Any] | None = None
         self.trained_on: int = meta.get("trained_on", 0)
         self.storage: str = meta.get("storage", "float32")
         self.calibrated_on: int = meta.get("calibrated_on", 0)
@@ -278,7 +278,7 @@ class FaissIndex(ABC):
         # Made again whenever the knob differs from theirs: a recalibration sets it without
         # a lock, so it may land while they are made, which the next search then sees.
         knob, plain = self.default_knob, self._plain
-        if plain[1] is None or plain[0] != knob:
+        if plain is None or plain[0] != knob:
             plain = self._plain = (knob, self.search_parameters(DEFAULT_SEARCH_PARAMS, None))
         distances = np.empty(k, dtype=np.float32)
         labels = np.empty(k, dtype=np.int64)
