@@ -17,10 +17,16 @@ import orjson
 from indexer.errors import InvalidQuery
 from indexer.fulltext import FULL_TEXT_TABLE, FullTextSpec
 from indexer.store.connections import WAL_CHECKPOINT_BYTES, Connections
-from indexer.store.schema import CHUNK, SCHEMA, chunks, json_list
+from indexer.store.schema import SCHEMA, chunks, json_list
 from indexer.store.transaction import Transaction
 
 log = logging.getLogger(__name__)
+
+# Rows a query of a scan of every vector reads: each row's vector is a Python object of its
+# own until the chunk is joined, and the allocator keeps the memory freed by many small
+# objects (16,384 rows of 384-d, 25 MB of them, made a 40,000-point bulk load's peak
+# resident memory 470 MiB rather than 330).
+SCAN_ROWS = 2048
 
 
 class SqliteStore:
@@ -135,7 +141,7 @@ class SqliteStore:
         while True:
             rows = self._reader.execute(
                 "SELECT label, vector FROM points WHERE label > ? ORDER BY label LIMIT ?",
-                (after, CHUNK),
+                (after, SCAN_ROWS),
             ).fetchall()
             if not rows:
                 return
