@@ -4,8 +4,9 @@ A batch of queries costs little more than one query (FAISS scans with BLAS or on
 a model embeds a batch in one forward pass), so the HTTP layer does not search request by
 request. Each request puts its queries in its collection's lane:
 
-- a request that finds the lane idle (nothing waiting, nothing running) goes at once, so a
-  lone request never waits;
+- a request that finds the lane idle (nothing waiting, nothing running) goes once the event
+  loop has taken the requests that arrived with it (its current turn), so a lone request
+  never waits and requests that arrive together go together;
 - otherwise its queries wait until the window (``batch_window_ms``, counted from the oldest
   waiting query) has closed and the lane's running batch is done, or until ``max_batch``
   queries wait; then all that wait go as one batch.
@@ -14,7 +15,11 @@ Waiting for the running batch makes batches grow with the load: where a batch ta
 than the window (a text model on a CPU), flushing on the window alone would queue many small
 batches behind it. A window of 0 turns batching off: every request goes at once, alone.
 
-Each batch runs in a worker thread, so the event loop reads the next requests meanwhile:
+A batch runs in a worker thread, so the event loop reads the next requests meanwhile;
+except that a batch of vector searches that recent ones say will take under
+``INLINE_BUDGET_S`` runs on the event loop itself: handing it to a thread and back costs
+more than it does (two thread wake-ups, and the worker and the loop taking the GIL from
+each other at every row SQLite returns). Each batch:
 
 1. texts are embedded in one call; images are decoded one by one, then embedded in one call;
 2. vectors are checked one by one, so a wrong dimension fails only its own request;
@@ -34,6 +39,8 @@ indexes answer the same either way.
 from __future__ import annotations
 
 import asyncio
+import time
+import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import suppress
@@ -51,6 +58,11 @@ from indexer.threads import use_cores_for
 
 __all__ = ["MicroBatcher", "Query"]
 
+
+# A batch of vector searches expected to take at most this long runs on the event loop.
+INLINE_BUDGET_S = 0.002
+# How much each batch's cost moves the estimate of the next (exponential average).
+_COST_WEIGHT = 0.2
 
 # What a lane batches for: a collection (searches, and embedding with its embedder), or an
 # embedder of the allowlist alone (embedding only).
@@ -93,7 +105,7 @@ class _Lane:
         self.work = work  # chosen once: a protocol isinstance check costs tens of µs
         self.pending: list[_Item] = []
         self.running = 0
-        self.timer: asyncio.TimerHandle | None = None
+        self.timer: asyncio.Handle | None = None  # the window, or the end of the turn
         self.due = False  # the window of the waiting queries has closed
 
 
@@ -120,6 +132,9 @@ class MicroBatcher:
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="vecserve-batch")
         self._lanes: dict[Target, _Lane] = {}
         self._running = 0  # batches submitted and not yet back, over all lanes
+        # Seconds per query of each collection's recent vector batches; weak, so that a
+        # dropped collection is not kept. The lanes themselves go when idle.
+        self._costs: weakref.WeakKeyDictionary[Target, float] = weakref.WeakKeyDictionary()
 
     async def search(self, collection: Collection, queries: Sequence[Query]) -> list[list[Hit]]:
         """The hits of each query, in order; raises the first query's error if any fails."""
@@ -157,8 +172,10 @@ class MicroBatcher:
             lane = self._lanes[target] = _Lane(work)
         idle = not lane.pending and lane.running == 0
         lane.pending.extend(items)
-        if idle or self._window <= 0 or len(lane.pending) >= self._max_batch:
+        if self._window <= 0 or len(lane.pending) >= self._max_batch:
             self._flush(target, lane)
+        elif idle:  # at the end of this turn of the loop, with the requests read with it
+            lane.timer = loop.call_soon(self._window_closed, target, lane)
         elif lane.timer is None and not lane.due:
             lane.timer = loop.call_later(self._window, self._window_closed, target, lane)
         if len(items) == 1:  # most requests: one query, no gathering
@@ -190,8 +207,17 @@ class MicroBatcher:
             # busy) it searches on its worker's core, or OpenMP threads would outnumber the
             # cores and spin against each other and against the event loop.
             alone = self._running == 1
+            if self._runs_inline(target, batch):
+                started = time.perf_counter()
+                try:
+                    results = _execute(lane.work, target, batch, False)
+                except Exception as exc:  # a bug in the batch's own error handling
+                    results = [exc] * len(batch)
+                self._learn(target, batch, time.perf_counter() - started)
+                self._settle(target, lane, batch, results)
+                continue
             try:
-                running = self._executor.submit(_execute, lane.work, target, batch, alone)
+                running = self._executor.submit(_timed, lane.work, target, batch, alone)
             except RuntimeError as exc:  # the executor is shut down: fail the batch
                 self._settle(target, lane, batch, [exc] * len(batch))
                 continue
@@ -199,13 +225,36 @@ class MicroBatcher:
             # future (which costs more than a small search).
             running.add_done_callback(partial(self._back_to_loop, loop, target, lane, batch))
 
+    def _runs_inline(self, target: Target, batch: list[_Item]) -> bool:
+        """Whether ``batch`` is vector searches that should take under the budget."""
+        try:
+            cost = self._costs.get(target)
+        except TypeError:  # a target that takes no weak reference: never inline
+            return False
+        return (
+            cost is not None
+            and cost * len(batch) <= INLINE_BUDGET_S
+            and all(item.search and item.query.vector is not None for item in batch)
+        )
+
+    def _learn(self, target: Target, batch: list[_Item], seconds: float) -> None:
+        """Fold a vector batch's cost into ``target``'s estimate."""
+        if not all(item.search and item.query.vector is not None for item in batch):
+            return  # embedding or recommending: not what the estimate is for
+        per_query = seconds / len(batch)
+        with suppress(TypeError):
+            cost = self._costs.get(target)
+            self._costs[target] = (
+                per_query if cost is None else cost + _COST_WEIGHT * (per_query - cost)
+            )
+
     def _back_to_loop(
         self,
         loop: asyncio.AbstractEventLoop,
         target: Target,
         lane: _Lane,
         items: list[_Item],
-        done: Future[list[Any]],
+        done: Future[tuple[list[Any], float]],
     ) -> None:
         """In the worker thread: hand the finished batch to the event loop."""
         # A closed loop (RuntimeError): the server has stopped, and nobody waits.
@@ -213,7 +262,11 @@ class MicroBatcher:
             loop.call_soon_threadsafe(self._finished, target, lane, items, done)
 
     def _finished(
-        self, target: Target, lane: _Lane, items: list[_Item], done: Future[list[Any]]
+        self,
+        target: Target,
+        lane: _Lane,
+        items: list[_Item],
+        done: Future[tuple[list[Any], float]],
     ) -> None:
         if done.cancelled():  # at shutdown, before it ran
             for item in items:
@@ -221,7 +274,8 @@ class MicroBatcher:
             results: list[Any] = [None] * len(items)
         else:
             try:
-                results = done.result()
+                results, seconds = done.result()
+                self._learn(target, items, seconds)
             except Exception as exc:  # a bug in the batch's own error handling
                 results = [exc] * len(items)
         self._settle(target, lane, items, results)
@@ -255,6 +309,15 @@ def _execute(work: _Work, target: Target, items: Sequence[_Item], alone: bool) -
     ``alone``: no other batch runs, so a large one may use every core."""
     use_cores_for(len(items) if alone else 1)
     return work(target, items)
+
+
+def _timed(
+    work: _Work, target: Target, items: Sequence[_Item], alone: bool
+) -> tuple[list[Any], float]:
+    """:func:`_execute`'s results, and the seconds it took."""
+    started = time.perf_counter()
+    results = _execute(work, target, items, alone)
+    return results, time.perf_counter() - started
 
 
 def _embed_texts(embedder: Embedder, items: Sequence[_Item]) -> list[Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,7 @@ from indexer import Collection, DimensionMismatch, Engine, Hit, InvalidFilter, I
 from indexer.collection import MAX_K
 from indexer.embedders import EmbedderRegistry, default_embedder_configs
 from indexer.errors import InvalidEmbedderInput
+from service import batching
 from service.batching import MicroBatcher, Query
 from tests.support.corpora import SHORT_TEXTS
 
@@ -99,12 +101,66 @@ def test_concurrent_requests_are_searched_together_and_each_gets_its_own_answer(
     ]
     queries.append(Query(point_id=7, k=4))
     answers, batches = run_batcher(50, 256, one_each, col, queries)
-    # The first request finds the collection idle and goes at once; the rest wait for
-    # the window and go together.
-    assert batches.sizes == [1, 40]
+    # They arrive in one turn of the event loop: the first finds the collection idle, and
+    # all go together at the end of that turn, without waiting for the window.
+    assert batches.sizes == [41]
     for query, answer in zip(queries, answers, strict=True):
         assert not isinstance(answer, BaseException)
         same_hits(answer, direct(col, query))
+
+
+def test_requests_arriving_while_a_batch_runs_wait_for_it_and_go_together(
+    col: Collection,
+) -> None:
+    queries = [Query(vector=rng.standard_normal(DIM).astype(np.float32)) for _ in range(11)]
+
+    async def work(batcher: MicroBatcher) -> list[list[list[Hit]]]:
+        first = asyncio.ensure_future(batcher.search(col, queries[:1]))
+        for _ in range(2):  # the first is submitted, then sent to a worker
+            await asyncio.sleep(0)
+        rest = [batcher.search(col, [query]) for query in queries[1:]]
+        return list(await asyncio.gather(first, *rest))
+
+    answers, batches = run_batcher(50, 256, work)
+    assert batches.sizes == [1, 10]
+    for query, answer in zip(queries, answers, strict=True):
+        same_hits(answer[0], direct(col, query))
+
+
+def test_a_cheap_vector_batch_runs_on_the_event_loop_and_others_in_a_worker(
+    col: Collection, docs: Collection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    threads: list[str] = []
+    execute = batching._execute
+
+    def recorded(*args: Any, **kwargs: Any) -> list[Any]:
+        threads.append(threading.current_thread().name)
+        return execute(*args, **kwargs)
+
+    monkeypatch.setattr(batching, "_execute", recorded)
+    vector = Query(vector=rng.standard_normal(DIM).astype(np.float32))
+
+    async def work(batcher: MicroBatcher) -> list[list[list[Hit]]]:
+        # No estimate yet (a worker), then a cheap batch (the loop); texts always go to
+        # a worker (a model's forward pass is no small search).
+        return [
+            await batcher.search(col, [vector]),
+            await batcher.search(col, [vector]),
+            await batcher.search(docs, [Query(text="kitten")]),
+            await batcher.search(docs, [Query(text="kitten")]),
+        ]
+
+    answers, _ = run_batcher(2, 256, work)
+    loop_thread = threading.current_thread().name
+    assert [name == loop_thread for name in threads] == [False, True, False, False]
+    for answer in answers[:2]:
+        same_hits(answer[0], direct(col, vector))
+    same_hits(answers[2][0], docs.search(texts=["kitten"])[0])
+
+    monkeypatch.setattr(batching, "INLINE_BUDGET_S", 0.0)  # nothing is cheap enough
+    threads.clear()
+    run_batcher(2, 256, work)
+    assert loop_thread not in threads
 
 
 def test_an_error_reaches_only_the_request_that_caused_it(col: Collection) -> None:
@@ -149,7 +205,7 @@ def test_a_lone_request_does_not_wait_for_the_window(col: Collection) -> None:
 
 
 def test_a_full_batch_goes_before_the_window_closes(col: Collection) -> None:
-    queries = [Query(vector=rng.standard_normal(DIM).astype(np.float32)) for _ in range(17)]
+    queries = [Query(vector=rng.standard_normal(DIM).astype(np.float32)) for _ in range(16)]
 
     async def timed(batcher: MicroBatcher) -> float:
         started = time.perf_counter()
@@ -157,9 +213,8 @@ def test_a_full_batch_goes_before_the_window_closes(col: Collection) -> None:
         return time.perf_counter() - started
 
     took, batches = run_batcher(60_000, 8, timed)
-    # The first goes alone (its collection was idle); full batches go while it runs, so
-    # the batches may finish, and be observed, in any order.
-    assert sorted(batches.sizes) == [1, 8, 8]
+    # Each batch goes as soon as it is full, the second while the first runs.
+    assert batches.sizes == [8, 8]
     assert took < 30
 
 
@@ -237,7 +292,7 @@ def test_texts_are_embedded_together_and_answered_separately(docs: Collection) -
     queries.append(Query(image=png()))  # a text model embeds no images: only this one fails
     queries.append(Query(image=b"not an image"))
     answers, batches = run_batcher(50, 256, one_each, docs, queries)
-    assert batches.sizes == [1, len(queries) - 1]
+    assert batches.sizes == [len(queries)]
     assert isinstance(answers[-2], InvalidEmbedderInput)
     assert isinstance(answers[-1], InvalidEmbedderInput)
     for text, answer in zip(texts, answers, strict=False):
@@ -268,6 +323,6 @@ def test_texts_for_an_embedder_alone_are_batched_and_answered_in_order(
         return list(await asyncio.gather(*(batcher.embed_texts(minilm, t) for t in requests)))
 
     answers, batches = run_batcher(50, 256, work)
-    assert batches.sizes == [1, 6]  # the first goes at once, the rest wait for it together
+    assert batches.sizes == [7]  # they arrive together: one batch, at once
     for texts, vectors in zip(requests, answers, strict=True):
         np.testing.assert_allclose(vectors, minilm.embed_texts(texts), atol=1e-5)
