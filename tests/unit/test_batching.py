@@ -138,6 +138,8 @@ def test_a_cheap_vector_batch_runs_on_the_event_loop_and_others_in_a_worker(
         return execute(*args, **kwargs)
 
     monkeypatch.setattr(batching, "_execute", recorded)
+    # A budget no search of 500 points can exceed, however busy the machine.
+    monkeypatch.setattr(batching, "INLINE_BUDGET_S", 1.0)
     vector = Query(vector=rng.standard_normal(DIM).astype(np.float32))
 
     async def work(batcher: MicroBatcher) -> list[list[list[Hit]]]:
