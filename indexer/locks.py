@@ -30,6 +30,12 @@ class ReadWriteLock:
         every search takes it, and a generator-based context manager costs several µs)."""
         return self._read
 
+    @property
+    def readers_wait(self) -> bool:
+        """Whether a reader arriving now would wait for a writer (a hint: it may change
+        the next moment)."""
+        return self._writer or bool(self._writers_waiting)
+
     @contextmanager
     def write(self) -> Iterator[None]:
         with self._mutex:

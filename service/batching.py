@@ -226,7 +226,11 @@ class MicroBatcher:
             running.add_done_callback(partial(self._back_to_loop, loop, target, lane, batch))
 
     def _runs_inline(self, target: Target, batch: list[_Item]) -> bool:
-        """Whether ``batch`` is vector searches that should take under the budget."""
+        """Whether ``batch`` is vector searches that should take under the budget, on an
+        engine's collection (a cluster's asks its shards: a blocking call, which Ray
+        refuses on an event loop) that no write holds (the loop would wait for it)."""
+        if not isinstance(target, Collection) or target.writing:
+            return False
         try:
             cost = self._costs.get(target)
         except TypeError:  # a target that takes no weak reference: never inline

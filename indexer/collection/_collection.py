@@ -112,6 +112,12 @@ class Collection:
         return self.config.metric
 
     @property
+    def writing(self) -> bool:
+        """Whether a write holds the index, or waits for it: a search starting now would
+        wait for the write (a hint: it may change the next moment)."""
+        return self._rw.readers_wait
+
+    @property
     def index_info(self) -> dict[str, Any]:
         """What serves the collection now: family, storage, device, default knob."""
         return self._served.index.info

@@ -165,6 +165,45 @@ def test_a_cheap_vector_batch_runs_on_the_event_loop_and_others_in_a_worker(
     assert loop_thread not in threads
 
 
+def test_a_search_that_would_wait_for_a_write_waits_in_a_worker_not_on_the_event_loop(
+    col: Collection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    threads: list[str] = []
+    execute = batching._execute
+
+    def recorded(*args: Any, **kwargs: Any) -> list[Any]:
+        threads.append(threading.current_thread().name)
+        return execute(*args, **kwargs)
+
+    monkeypatch.setattr(batching, "_execute", recorded)
+    monkeypatch.setattr(batching, "INLINE_BUDGET_S", 1.0)
+    vector = Query(vector=rng.standard_normal(DIM).astype(np.float32))
+    held, release = threading.Event(), threading.Event()
+
+    def writer() -> None:
+        with col._rw.write():  # as an upsert or a rebuild holds the index
+            held.set()
+            release.wait(30)
+
+    async def work(batcher: MicroBatcher) -> bool:
+        await batcher.search(col, [vector])  # learns that it is cheap
+        holder = threading.Thread(target=writer)
+        holder.start()
+        held.wait(30)
+        waiting = asyncio.ensure_future(batcher.search(col, [vector]))
+        await asyncio.sleep(0.3)  # the loop runs meanwhile
+        answered_during_write = waiting.done()
+        release.set()
+        await waiting
+        holder.join()
+        return answered_during_write
+
+    answered_during_write, _ = run_batcher(2, 256, work)
+    assert not answered_during_write
+    loop_thread = threading.current_thread().name
+    assert [name == loop_thread for name in threads] == [False, False]
+
+
 def test_an_error_reaches_only_the_request_that_caused_it(col: Collection) -> None:
     good = [Query(vector=rng.standard_normal(DIM).astype(np.float32), k=3) for _ in range(6)]
     wrong_dim = Query(vector=np.ones(DIM + 1, dtype=np.float32))
