@@ -1,7 +1,7 @@
 """Filtered search: cold and warm latency and recall by selectivity, beside numpy.
 
     python -m bench.filters [--sizes 100000,300000] [--queries 40] [--index SPEC]
-                            [--quick] [--out PREFIX]
+                            [--data FOLDER] [--build-threads N] [--quick] [--out PREFIX]
 
 Data: 384-d unit vectors around 1,000 random centres (``bench._datasets.clustered``) with
 synthetic catalogue payloads: ``category`` (one of 50), ``brand`` (one of 1,000),
@@ -18,8 +18,8 @@ For each size, one collection (``--index``, cosine) is searched one query at a t
 - **sql cold**: the filter never seen before, on payload fields not indexed (the engine
   reads every payload with SQLite's JSON functions, as before payload indexes);
 - **sql warm**: the same filter again (the engine caches the labels it matched);
-- **sql after write**: a one-point upsert, then a filter seen before (writes clear that
-  cache);
+- **sql after write**: a one-point upsert, then a filter seen before (a write brings the
+  cached labels up to date: the rows written since are read, not every payload);
 - **indexed cold / warm / after write**: the same, once the fields are declared as payload
   indexes (``keyword`` for category, brand and tags; ``number`` for price);
 - **numpy**: the lower bound, timed on the same query right after the indexed search: a
@@ -27,8 +27,15 @@ For each size, one collection (``--index``, cosine) is searched one query at a t
   vectors in memory (a matrix product and a partial sort);
 - **recall@10** of the indexed search against the exact filtered top 10.
 
-At ``--filter-only-sizes`` (1M by default), where no vector index is built here, only the
+At ``--filter-only-sizes`` (1M by default), where no vector index is built, only the
 filter's part: labels and FAISS ID selector from the payload indexes, beside the numpy mask.
+
+The HNSW graph of 1M points takes tens of minutes to build on two cores: ``--data FOLDER``
+keeps each size's collection (store and saved index) in ``FOLDER/<size>`` and later runs
+open it instead (a few seconds), so that the searches of a run at 1M take minutes::
+
+    python -m bench.filters --sizes 100000,300000,1000000 --filter-only-sizes "" \
+        --data DATA_FOLDER
 
 Latencies are medians in milliseconds. The SQL path reads every payload per cold query, so
 it runs on fewer queries (``--sql-queries``). Saves ``bench/results/filters.json`` and
@@ -52,9 +59,11 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+import faiss
 import numpy as np
 
 from bench._datasets import clustered
@@ -62,6 +71,8 @@ from bench._report import Run, add_output_options, describe, output_prefix, save
 from indexer import Engine
 from indexer.indexes import LabelSet
 from indexer.payload_index import PayloadIndexes
+from indexer.spec import IndexSpec
+from indexer.threads import cores
 
 K = 10
 DIM = 384
@@ -194,18 +205,15 @@ def run_size(n: int, args: argparse.Namespace) -> dict[str, Any]:
     base, queries = data.base, data.queries
     catalogue = Catalogue(n)
     result: dict[str, Any] = {"n": n, "index": args.index, "rows": []}
-    with tempfile.TemporaryDirectory() as folder, Engine(Path(folder), background=False) as engine:
-        spec = json.loads(args.index) if args.index.startswith("{") else args.index
-        col = engine.create_collection("items", dim=DIM, metric="cosine", index=spec)
-        seconds, _ = timed(lambda: load(col, base, catalogue))
-        result["load_s"] = seconds
-        result["optimize_s"] = timed(col.optimize)[0]
-        result["serving"] = col.index_info["family"]
-        print(
-            f"{n:,}: loaded in {result['load_s']:.0f} s, {result['serving']} built in "
-            f"{result['optimize_s']:.0f} s",
-            flush=True,
-        )
+    with ExitStack() as stack:
+        if args.data is None:
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        else:
+            folder = args.data / str(n)
+            folder.mkdir(parents=True, exist_ok=True)
+        engine = stack.enter_context(Engine(folder, background=False))
+        col = collection(engine, n, args, base, catalogue, result)
+        print(f"{n:,} points, {result['serving']}: {built(result)}", flush=True)
         sql = {
             s: measure(col, queries, s, 0, args.sql_queries, catalogue, base, n)
             for s in SELECTIVITIES
@@ -218,6 +226,8 @@ def run_size(n: int, args: argparse.Namespace) -> dict[str, Any]:
             s: measure(col, queries, s, 5000, args.queries, catalogue, base, n)
             for s in SELECTIVITIES
         }
+        for field in INDEXES:  # a folder kept for the next run opens without them
+            col.drop_payload_index(field)
         for s in SELECTIVITIES:
             result["rows"].append({"selectivity": s, "sql": sql[s], "indexed": indexed[s]})
             print(
@@ -227,6 +237,44 @@ def run_size(n: int, args: argparse.Namespace) -> dict[str, Any]:
                 flush=True,
             )
     return result
+
+
+def collection(
+    engine: Engine,
+    n: int,
+    args: argparse.Namespace,
+    base: np.ndarray,
+    catalogue: Catalogue,
+    result: dict[str, Any],
+) -> Any:
+    """The collection of ``n`` points: the one a kept folder holds when it has them all
+    in the index asked for (its graph saved with it), else a new one, loaded and built
+    with every core (the searches then run on one)."""
+    spec = IndexSpec.parse(json.loads(args.index) if args.index.startswith("{") else args.index)
+    if "items" in engine.list_collections():
+        col = engine.get_collection("items")
+        # The data depend on the query count too (bench._datasets.clustered): the last
+        # point tells whether the stored ones are those of this run.
+        last = col.get([n - 1])
+        same = bool(last) and np.array_equal(last[0].vector, base[n - 1])
+        if col.config.index == spec and col.count() == n and same:
+            for field in col.payload_fields:  # left by a run that stopped half-way
+                col.drop_payload_index(field)
+            result.update(reused=True, load_s=0.0, optimize_s=0.0)
+            result["serving"] = col.index_info["family"]
+            return col
+        engine.drop_collection("items")
+    col = engine.create_collection("items", dim=DIM, metric="cosine", index=spec)
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(args.build_threads)
+    try:
+        result["load_s"] = timed(lambda: load(col, base, catalogue))[0]
+        result["optimize_s"] = timed(col.optimize)[0]
+    finally:
+        faiss.omp_set_num_threads(threads)
+    result["reused"] = False
+    result["serving"] = col.index_info["family"]
+    return col
 
 
 def filter_only(n: int, count: int) -> dict[str, Any]:
@@ -273,12 +321,18 @@ def load(col: Any, base: np.ndarray, catalogue: Catalogue) -> None:
         col.upsert(list(range(start, stop)), base[start:stop], catalogue.payloads(start, stop))
 
 
+def built(size: dict[str, Any]) -> str:
+    if size.get("reused"):
+        return "the collection of an earlier run, reopened"
+    return f"loaded in {size['load_s']:.0f} s, index built in {size['optimize_s']:.0f} s"
+
+
 def markdown(report: dict[str, Any]) -> list[str]:
     lines = ["# Filtered search by selectivity", "", describe(report), ""]
     for size in report["sizes"]:
         lines += [
-            f"## {size['n']:,} points, {size['serving']} (loaded in {size['load_s']:.0f} s; "
-            f"payload indexes on 4 fields built in {size['payload_index_build_s']:.1f} s)",
+            f"## {size['n']:,} points, {size['serving']} ({built(size)}; payload indexes on "
+            f"4 fields built in {size['payload_index_build_s']:.1f} s)",
             "",
         ]
         rows = []
@@ -357,6 +411,19 @@ def main() -> None:
         default='{"kind": "hnsw", "hnsw_m": 16, "ef_construction": 64}',
         help="an index kind, or a spec as JSON (default: a small HNSW graph, built in "
         "minutes on two cores)",
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        help="keep each size's collection in DATA/<size> and reuse it in later runs (the "
+        "HNSW graph of 1M points takes minutes to build on two cores); default: a "
+        "temporary folder",
+    )
+    parser.add_argument(
+        "--build-threads",
+        type=int,
+        default=cores(),
+        help="OpenMP threads for the load and the index build (default: every core)",
     )
     add_output_options(parser, "filters", quick="20,000 points, 10 queries")
     args = parser.parse_args()

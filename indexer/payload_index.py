@@ -4,9 +4,11 @@ without reading a payload.
 A collection declares fields by dotted path, each ``keyword`` (strings and booleans) or
 ``number`` (integers and floats). For each, an index holds (label, value) pairs: every
 value of its type that the path reaches in a point, an array's elements included, with
-the semantics of :mod:`indexer.filters`. A filter whose every condition an index answers
-exactly (equality, ``$in``, ``$ne``, ``$nin`` on either type; ranges on numbers; ``$and``,
-``$or``, ``$not`` of these) becomes a boolean mask over labels by a few numpy operations,
+the semantics of :mod:`indexer.filters`; and the points where the path reaches nothing,
+and those that a null matches. A filter whose every condition an index answers exactly
+(equality, ``$in``, ``$ne``, ``$nin`` with values of its type or null; ``$exists``;
+ranges on numbers in a number index, on strings in a keyword one; ``$and``, ``$or``,
+``$not`` of these) becomes a boolean mask over labels by a few numpy operations,
 whatever its selectivity; any other filter is left to SQL.
 
 The store of record is SQLite: the declaration is in its ``meta`` table, written in a
@@ -22,7 +24,10 @@ deleted points stay until compaction, and a mask of the live labels keeps them o
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import operator
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from itertools import islice
 from typing import Any, Literal
 
 import numpy as np
@@ -37,7 +42,12 @@ MAX_FIELDS = 32
 # Integers past 2**53 have no exact float64: a field holding one, or a filter naming one,
 # is left to SQL, which compares them exactly.
 EXACT_INT = 2**53
-_COMPARE = ("$gt", "$gte", "$lt", "$lte")
+_STRING_TESTS: dict[str, Callable[[str, str], bool]] = {
+    "$gt": operator.gt,
+    "$gte": operator.ge,
+    "$lt": operator.lt,
+    "$lte": operator.le,
+}
 SHORT_LIST = 8
 _DECLARATION = TypeAdapter(dict[str, FieldType])
 
@@ -62,6 +72,13 @@ def parse_declaration(declared: object) -> dict[str, FieldType]:
     return fields
 
 
+class _Missing:
+    """Where a path ends at nothing: a missing key, or a scalar or null on the way."""
+
+
+MISSING = _Missing()
+
+
 def reached(payload: object, segments: tuple[str, ...]) -> Iterator[object]:
     """The scalars a path reaches, an array's elements included: those that equality and
     comparisons test (see :mod:`indexer.filters`; an array taken by index at the end is
@@ -70,19 +87,21 @@ def reached(payload: object, segments: tuple[str, ...]) -> Iterator[object]:
         if isinstance(value, list):
             if not by_index:
                 yield from (e for e in value if not isinstance(e, dict | list))
-        elif not isinstance(value, dict):
+        elif not isinstance(value, dict | _Missing):
             yield value
 
 
 def _places(value: object, segments: tuple[str, ...]) -> Iterator[tuple[object, bool]]:
-    """The values at the places the path reaches, and whether each was taken by index."""
+    """The values at the places the path reaches (:data:`MISSING` where it ends at
+    nothing), and whether each was taken by index."""
     key, rest = segments[0], segments[1:]
     if isinstance(value, dict):
-        if key in value:
-            if rest:
-                yield from _places(value[key], rest)
-            else:
-                yield value[key], False
+        if key not in value:
+            yield MISSING, False
+        elif rest:
+            yield from _places(value[key], rest)
+        else:
+            yield value[key], False
     elif isinstance(value, list):
         for element in value:
             if isinstance(element, dict):
@@ -94,6 +113,8 @@ def _places(value: object, segments: tuple[str, ...]) -> Iterator[tuple[object, 
                 yield element, True
             elif isinstance(element, dict | list):
                 yield from _places(element, rest)
+    else:
+        yield MISSING, False
 
 
 class _Column:
@@ -134,6 +155,11 @@ class FieldIndex:
         self.labels = _Column(np.int64)
         self.values = _Column(np.float64 if kind == "number" else np.int32)
         self.vocabulary: dict[Keyword, int] = {}
+        # The points where the path reaches nothing ($exists false), and those that
+        # {path: null} matches: a place it ends at nothing, a null, or an array holding one.
+        self.absent = _Column(np.int64)
+        self.null = _Column(np.int64)
+        self._strings = _SortedStrings()
         self.inexact = False  # holds an integer past EXACT_INT
         # The points there before the field was declared (or the index opened), labels up
         # to ``until``, are indexed by backfill, so far those up to ``after``.
@@ -148,15 +174,44 @@ class FieldIndex:
         """Index the values of these points."""
         pair_labels: list[int] = []
         pair_values: list[float | int] = []
+        absent: list[int] = []
+        null: list[int] = []
         for label, payload in zip(labels, payloads, strict=True):
-            for value in reached(payload, self.segments):
-                code = self._code(value)
-                if code is not None:
-                    pair_labels.append(label)
-                    pair_values.append(code)
+            found = is_null = False
+            for value, by_index in _places(payload, self.segments):
+                if value is MISSING:
+                    is_null = True
+                    continue
+                found = True
+                if isinstance(value, list):
+                    if by_index:
+                        continue  # not looked into: it equals nothing
+                    for element in value:
+                        if element is None:
+                            is_null = True
+                        elif not isinstance(element, dict | list):
+                            code = self._code(element)
+                            if code is not None:
+                                pair_labels.append(label)
+                                pair_values.append(code)
+                elif value is None:
+                    is_null = True
+                elif not isinstance(value, dict):
+                    code = self._code(value)
+                    if code is not None:
+                        pair_labels.append(label)
+                        pair_values.append(code)
+            if not found:
+                absent.append(label)
+            if is_null:
+                null.append(label)
         if pair_labels:
             self.values.append(np.asarray(pair_values, dtype=self.values.view().dtype))
             self.labels.append(np.asarray(pair_labels, dtype=np.int64))
+        if absent:
+            self.absent.append(np.asarray(absent, dtype=np.int64))
+        if null:
+            self.null.append(np.asarray(null, dtype=np.int64))
 
     def _code(self, value: object) -> float | int | None:
         if self.kind == "keyword":
@@ -198,7 +253,15 @@ class FieldIndex:
     def compared(self, op: str, bound: object) -> np.ndarray | None:
         """Labels of the points holding a value ``op`` ``bound`` ($gt...); None when this
         index cannot tell."""
-        if self.kind != "number" or not _exact_number(bound) or self.inexact:
+        if self.kind == "keyword":
+            if not isinstance(bound, str):
+                return None  # numbers compare with numbers only, which it does not hold
+            codes = self._strings.compared(self.vocabulary, op, bound)
+            holds = np.zeros(len(self.vocabulary), dtype=bool)
+            holds[codes] = True
+            found: np.ndarray = self.labels.view()[holds[self.values.view()]]
+            return found
+        if not _exact_number(bound) or self.inexact:
             return None
         values = self.values.view()
         limit = float(bound)  # type: ignore[arg-type]
@@ -216,6 +279,42 @@ class FieldIndex:
         keep = live[labels]
         self.values.keep(keep)
         self.labels.keep(keep)
+        for column in (self.absent, self.null):
+            column.keep(live[column.view()])
+
+
+class _SortedStrings:
+    """The strings of a keyword vocabulary in code point order (as SQLite compares text),
+    for ranges: sorted again once the strings added since are more than an eighth of
+    them, which are checked one by one until then."""
+
+    def __init__(self) -> None:
+        self._strings: list[str] = []
+        self._codes = np.empty(0, dtype=np.int32)
+        self._covers = 0  # the vocabulary's first entries (by code) that are sorted here
+
+    def compared(self, vocabulary: dict[Keyword, int], op: str, bound: str) -> np.ndarray:
+        """The codes of the strings ``op`` ``bound`` (``$gt``...)."""
+        if len(vocabulary) - self._covers > max(64, self._covers // 8):
+            self._sort(vocabulary)
+        # Read once: a concurrent reader may sort again meanwhile (each sort is whole).
+        strings, codes, covers = self._strings, self._codes, self._covers
+        if op in ("$gt", "$gte"):
+            start = (bisect_right if op == "$gt" else bisect_left)(strings, bound)
+            found = codes[start:]
+        else:
+            stop = (bisect_left if op == "$lt" else bisect_right)(strings, bound)
+            found = codes[:stop]
+        test = _STRING_TESTS[op]
+        newer = islice(reversed(vocabulary.items()), len(vocabulary) - covers)
+        extra = [code for value, code in newer if isinstance(value, str) and test(value, bound)]
+        return np.concatenate([found, np.asarray(extra, dtype=np.int32)]) if extra else found
+
+    def _sort(self, vocabulary: dict[Keyword, int]) -> None:
+        pairs = sorted((v, c) for v, c in vocabulary.items() if isinstance(v, str))
+        codes = np.fromiter((c for _, c in pairs), dtype=np.int32, count=len(pairs))
+        strings = [v for v, _ in pairs]
+        self._strings, self._codes, self._covers = strings, codes, len(vocabulary)
 
 
 def _exact_number(value: object) -> bool:
@@ -408,13 +507,19 @@ class _Evaluation:
             return found if op == "$in" else self.negate(found)
         if op == "$not":
             return self.negate(self.condition(field, arg))
-        if op in _COMPARE:
+        if op in _STRING_TESTS:
             labels = field.compared(op, arg)
             return None if labels is None else self.mask(labels)
-        return None  # $exists: an index of one type does not see every value
+        if op == "$exists":
+            absent = self.mask(field.absent.view())
+            return self.negate(absent) if arg else absent
+        return None
 
     def equal(self, field: FieldIndex, wanted: list[Any]) -> np.ndarray | None:
-        if any(v is None for v in wanted):
-            return None  # null matches missing values, which no index lists
-        labels = field.equal_to_any(wanted)
-        return None if labels is None else self.mask(labels)
+        values = [v for v in wanted if v is not None]
+        labels = field.equal_to_any(values) if values else np.empty(0, dtype=np.int64)
+        if labels is None:
+            return None
+        if len(values) < len(wanted):  # null: a missing value, a null, or one in an array
+            labels = np.concatenate([labels, field.null.view()])
+        return self.mask(labels)

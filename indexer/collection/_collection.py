@@ -235,7 +235,8 @@ class Collection:
         """Index a payload field for filters (replacing its index of another type).
 
         ``type``: ``"keyword"`` (strings and booleans, and arrays of them: equality,
-        ``$in``, ``$ne``, ``$nin``) or ``"number"`` (integers and floats: those and ranges).
+        ``$in``, ``$ne``, ``$nin`` and ranges of strings) or ``"number"`` (integers and
+        floats: those and ranges of numbers); either answers ``$exists`` and nulls too.
         A filter whose every condition is on indexed fields is then answered from the
         indexes, without reading payloads. Points written from now on are indexed with
         their write; those already there in the background (see :attr:`payload_indexes`),

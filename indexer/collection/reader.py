@@ -16,6 +16,7 @@ import numpy as np
 import orjson
 
 from indexer.collection import recommend as recommending
+from indexer.collection.filtered_pages import page_of
 from indexer.collection.point_ids import PointIds
 from indexer.collection.recommend import Example, Strategy
 from indexer.collection.results import hits, query_hits, vector
@@ -182,8 +183,13 @@ class Reader:
     def page(
         self, cursor: str | None, limit: int, filter: dict[str, Any] | None, with_vectors: bool
     ) -> list[tuple[int, str, str, bytes | None]]:
-        """Up to ``limit`` stored rows after ``cursor`` in key order, matching ``filter``."""
+        """Up to ``limit`` stored rows after ``cursor`` in key order, matching ``filter``:
+        from the payload indexes when they answer it, else from the store."""
         compiled = compile_filter(filter) if filter is not None else None
+        indexed = self._payload_indexes.select(filter) if filter is not None else None
+        if indexed is not None:
+            allowed = LabelSet(indexed)
+            return page_of(self._store, self._point_ids, allowed, cursor, limit, with_vectors)
         return self._store.page(
             cursor,
             limit,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -23,10 +23,15 @@ from indexer.spec import SearchParams
 # A GPU index takes no ID selector: a filter matching at most this many points is scanned
 # exactly from the store rather than over-fetched.
 EXACT_SCAN_MAX = 4096
-# Reading a vector from the store costs as much as comparing this many dimensions (the
-# SQLite row and its copy), so a scan of m stored vectors for nq queries of dim d costs
-# about m * (nq + 1 + STORED_ROW_COST / d) vector comparisons.
-STORED_ROW_COST = 2000
+# What reading a vector costs, counted in vector comparisons of a scan over contiguous
+# vectors, as plan() counts every cost. From the store: a SQLite row, as much as comparing
+# STORED_ROW_COST dimensions (measured 5-20 us a row of 384 floats, by 300,000, where a
+# comparison takes 0.06-0.1 us). From the index's memory (held vectors), a random read of
+# the row and its copy: HELD_ROW_COST comparisons (measured 0.3-1 us a 384-d row). A scan
+# of m vectors for nq queries costs m * (nq + the cost of reading one).
+STORED_ROW_COST = 40_000
+HELD_ROW_COST = 10
+HELD_CHUNK = 65_536  # vectors gathered from the index's memory at a time
 FILTER_CACHE_SIZE = 32
 FILTER_MARGIN = 2  # see plan()
 # A filtered search on an index of approximate distances (product quantisation) takes this
@@ -71,9 +76,9 @@ def plan(
     recall its calibration gave holds at any selectivity. A graph walked under a filter
     loses a little more than that (single queries at ef_search 16 / f reach recall 0.95
     where unfiltered ones reach 1.0), so a filter of fewer than all the points divides by
-    f / FILTER_MARGIN. Where the matches cost less to scan exactly from the store than
-    that widened search (or than a flat index's pass over every vector), they are
-    scanned."""
+    f / FILTER_MARGIN. Where the matches cost less to scan exactly than that widened
+    search (or than a flat index's pass over every vector), they are scanned: their
+    vectors read from the index's memory where it holds them, else from the store."""
     exact_index = index.family == "flat" and index.storage == "float32"
     beyond_gpu = index.on_gpu and k > GPU_MAX_K  # FAISS GPU k-selection stops there
     if beyond_gpu or (params.exact and not exact_index):
@@ -90,7 +95,8 @@ def plan(
     wanted = min(limit, max(k, RESCORE_FACTOR * k, RESCORE_MIN)) if rescore else k
     if index.supports_selector:
         n, dim = queries
-        scanned = allowed * (n + 1 + STORED_ROW_COST / dim)
+        read = HELD_ROW_COST if index.holds_vectors else STORED_ROW_COST / dim
+        scanned = allowed * (n + read)
         searched = n * index.search_cost(params) + (n * wanted * STORED_ROW_COST / dim) * rescore
         if scanned <= searched:
             return Plan("exact", k, params)
@@ -130,7 +136,9 @@ def search(
         matching = len(allowed) if allowed is not None else None
         chosen = plan(index, k, params, matching, (len(queries), queries.shape[1]))
         if chosen.how == "exact":
-            distances, labels = exact(queries, k, stored(subset), metric)
+            distances, labels = scan(
+                queries, k, index_vectors(index, stored, metric, subset), metric
+            )
         elif chosen.how == "over_fetch" and allowed is not None:
             distances, labels = index.search(queries, chosen.fetch, chosen.params, None)
             kept = (
@@ -145,7 +153,9 @@ def search(
         # An approximate index missed some of the k that exist (an exact scan finds them
         # all): answer those exactly.
         short = (labels >= 0).sum(1) < k
-        distances[short], labels[short] = exact(queries[short], k, stored(subset), metric)
+        distances[short], labels[short] = scan(
+            queries[short], k, index_vectors(index, stored, metric, subset), metric
+        )
     if scale is not None:
         if padded(labels):
             with np.errstate(over="ignore"):  # the -FLT_MAX that pads short rows may overflow
@@ -184,6 +194,27 @@ def rescored(
     return np.take_along_axis(distances, order, axis=1), labels
 
 
+def index_vectors(
+    index: FaissIndex, stored: StoredVectors, metric: Metric, labels: np.ndarray | None
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(labels, vectors as the index holds them) in chunks, of ``labels`` or of every
+    point for None: gathered from the index's own memory where it holds them (see
+    :meth:`FaissIndex.held_vectors`), else read from the store and prepared."""
+    start = 0
+    if labels is not None and index.holds_vectors:
+        for start in range(0, len(labels), HELD_CHUNK):
+            chunk = labels[start : start + HELD_CHUNK]
+            held = index.held_vectors(chunk)
+            if held is None:
+                break
+            yield chunk, held
+        else:
+            return
+    rest = labels[start:] if labels is not None else None
+    for chunk, vecs in stored(rest):
+        yield chunk, metric.prepare(vecs)
+
+
 def exact(
     queries: np.ndarray,
     k: int,
@@ -191,7 +222,17 @@ def exact(
     metric: Metric,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-k over (labels, stored vectors) chunks, as FAISS gives it: rows short of
-    k end in -1 labels.
+    k end in -1 labels."""
+    return scan(queries, k, ((labels, metric.prepare(vecs)) for labels, vecs in chunks), metric)
+
+
+def scan(
+    queries: np.ndarray,
+    k: int,
+    chunks: Iterable[tuple[np.ndarray, np.ndarray]],
+    metric: Metric,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`exact` over chunks of vectors as the index holds them (prepared).
 
     Each chunk's top k is merged into the running top k with numpy: FAISS's ResultHeap
     does it with OpenMP passes whose start-up costs milliseconds, most of a small scan."""
@@ -200,7 +241,7 @@ def exact(
     labels = np.full((len(queries), 0), -1, dtype=np.int64)
     for chunk_labels, vecs in chunks:
         found, positions = faiss.knn(
-            queries, metric.prepare(vecs), min(k, len(chunk_labels)), metric=metric.faiss_metric
+            queries, vecs, min(k, len(chunk_labels)), metric=metric.faiss_metric
         )
         distances = np.concatenate([distances, found], axis=1)
         labels = np.concatenate([labels, chunk_labels[positions]], axis=1)

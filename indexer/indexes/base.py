@@ -65,6 +65,52 @@ class LabelSet:
         return np.asarray(self.labels[pos] == labels)
 
 
+class LabelPositions:
+    """Where each label sits in an id map (labels by position), found by binary search in
+    the labels sorted, kept between calls: an index appends new labels, in increasing
+    order but for a few (its calibration queries are added last), so the sort is
+    extended rather than redone. A lookup checks what it finds, so a map changed in
+    another way (removals shift positions) is told by the check and sorted afresh."""
+
+    def __init__(self) -> None:
+        # (how many positions of the map it covers, labels sorted, their positions)
+        self._sorted: tuple[int, np.ndarray, np.ndarray] = (
+            0,
+            np.empty(0, dtype=np.int64),
+            np.empty(0, dtype=np.int64),
+        )
+
+    def of(self, labels: np.ndarray, ids: np.ndarray, fresh: bool) -> np.ndarray | None:
+        """The positions in ``ids`` of ``labels``, or None where one is not found;
+        ``fresh``: sort the whole map again first."""
+        covered, ordered, positions = self._sorted
+        if fresh or covered > len(ids):
+            covered, ordered, positions = 0, ordered[:0], positions[:0]
+        if covered < len(ids):
+            tail = ids[covered:]
+            if (len(ordered) and (tail <= ordered[-1]).any()) or (np.diff(tail) <= 0).any():
+                # Out of order: sort the whole map (-1 marks a position of no label),
+                # unless it is sorted (removals keep the order of what is left).
+                at = np.flatnonzero(ids >= 0)
+                ordered, positions = ids[at], at
+                if (np.diff(ordered) <= 0).any():
+                    order = np.argsort(ordered, kind="stable")
+                    ordered, positions = ordered[order], at[order]
+            else:
+                kept = np.flatnonzero(tail >= 0)
+                ordered = np.concatenate([ordered, tail[kept]])
+                positions = np.concatenate([positions, covered + kept])
+            covered = len(ids)
+            # Readers share it: each assignment replaces it whole.
+            self._sorted = (covered, ordered, positions)
+        if not len(ordered):
+            return None
+        found = positions[np.minimum(np.searchsorted(ordered, labels), len(ordered) - 1)]
+        if not np.array_equal(ids[found], labels):
+            return None
+        return found
+
+
 class FaissIndex(ABC):
     """One index family. Subclasses say how to build, search, list and tune it."""
 
@@ -89,6 +135,7 @@ class FaissIndex(ABC):
         self.storage: str = meta.get("storage", "float32")
         self.calibrated_on: int = meta.get("calibrated_on", 0)
         self._dead = Tombstones(np.asarray(meta.get("dead", []), dtype=np.int64))
+        self._positions = LabelPositions()  # see held_vectors
         self._staged_from: int | None = None  # labels from here on are staged, not served
         self._staged = 0
         self._orphans = 0  # positions left without a label by a staged batch given up
@@ -250,6 +297,35 @@ class FaissIndex(ABC):
             return
         self._index.remove_ids(faiss.IDSelectorRange(self._staged_from, LABEL_END))
         self.publish()
+
+    @property
+    def holds_vectors(self) -> bool:
+        """Whether :meth:`held_vectors` can find vectors here."""
+        return self._float_storage() is not None
+
+    def held_vectors(self, labels: np.ndarray) -> np.ndarray | None:
+        """The vectors of ``labels`` (sorted labels it serves) as the index holds them
+        (prepared: unit length for cosine), read from its own memory; None where it holds
+        them in no exact form it can hand out (compressed codes, inverted lists, a GPU),
+        or cannot tell where they are: then the store has them.
+
+        An exact scan of a filter's matches reads them here instead of from the store,
+        where each costs a SQLite row (see :mod:`indexer.collection.search`)."""
+        held = self._float_storage()
+        if held is None or not len(labels):
+            return None
+        ids, vectors = held
+        for fresh in (False, True):
+            positions = self._positions.of(labels, ids, fresh)
+            if positions is not None:
+                found: np.ndarray = vectors[positions]
+                return found
+        return None
+
+    def _float_storage(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(labels by position, float32 vectors by position [n, dim]) as views on the
+        FAISS index's own arrays, valid until it next changes; None where it has none."""
+        return None
 
     def search(
         self, queries: np.ndarray, k: int, params: SearchParams, allowed: LabelSet | None
@@ -451,6 +527,24 @@ class FaissIndex(ABC):
     @abstractmethod
     def _physical_labels(self) -> np.ndarray:
         """Every label in the FAISS structure, tombstones included."""
+
+
+def id_map_view(index: Any) -> np.ndarray:
+    """The labels by position of a FAISS IndexIDMap, a view on its own array (writes go
+    through, and it is valid until the index next changes)."""
+    id_map = index.id_map
+    if not id_map.size():
+        return np.empty(0, dtype=np.int64)
+    ids: np.ndarray = faiss.rev_swig_ptr(id_map.data(), id_map.size())
+    return ids
+
+
+def float_vectors(flat: Any) -> np.ndarray:
+    """The vectors of a FAISS IndexFlat [n, dim], a view on its own array."""
+    if not flat.ntotal:
+        return np.empty((0, flat.d), dtype=np.float32)
+    xb: np.ndarray = faiss.rev_swig_ptr(flat.get_xb(), flat.ntotal * flat.d)
+    return xb.reshape(flat.ntotal, flat.d)
 
 
 def keep_labels(

@@ -8,7 +8,7 @@ import faiss
 import numpy as np
 
 from indexer import devices
-from indexer.indexes.base import FaissIndex
+from indexer.indexes.base import FaissIndex, float_vectors, id_map_view
 from indexer.spec import IndexSpec
 
 _STORAGE = {"float32": "Flat", "float16": "SQfp16", "int8": "SQ8"}
@@ -49,6 +49,11 @@ class FlatIndex(FaissIndex):
             flat.d, faiss.ScalarQuantizer.QT_fp16, flat.metric_type
         )
         return _with_ids(encoded, flat, self._index)
+
+    def _float_storage(self) -> tuple[np.ndarray, np.ndarray] | None:
+        if self.on_gpu or self.storage != "float32":
+            return None
+        return id_map_view(self._index), float_vectors(faiss.downcast_index(self._index.index))
 
     def _physical_labels(self) -> np.ndarray:
         # The id map of an IndexIDMap stays on the host when its index is on a GPU.

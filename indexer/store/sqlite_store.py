@@ -230,6 +230,15 @@ class SqliteStore:
         sql += " ORDER BY pid LIMIT ?"
         return self._reader.execute(sql, (*args, limit)).fetchall()
 
+    def keys_after(self, after_key: str | None, limit: int) -> list[tuple[int, str]]:
+        """Up to ``limit`` (label, id key) in id-key order after ``after_key``: read from
+        the key index alone, no row."""
+        rows: list[tuple[int, str]] = self._reader.execute(
+            "SELECT label, pid FROM points WHERE pid > ? ORDER BY pid LIMIT ?",
+            ("" if after_key is None else after_key, limit),
+        ).fetchall()
+        return rows
+
     def thumbnail(self, key: str) -> bytes | None:
         """The thumbnail of the point with this id key, or None when it has none."""
         row = self._reader.execute(

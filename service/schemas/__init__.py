@@ -141,8 +141,9 @@ class CreateCollection(Body):
 
 class PayloadIndexDeclaration(Body):
     """How a payload field is indexed: ``keyword`` (strings and booleans, and arrays of
-    them: equality, ``$in``, ``$ne``, ``$nin``) or ``number`` (integers and floats: those
-    and ranges)."""
+    them: equality, ``$in``, ``$ne``, ``$nin`` and ranges of strings) or ``number``
+    (integers and floats: those and ranges of numbers); either answers ``$exists`` and
+    nulls too."""
 
     type: FieldType
 

@@ -31,8 +31,18 @@ FILTERS: list[dict[str, Any]] = [
     {"$not": {"tags": {"$in": ["c"]}}},
     {"$and": [{"color": {"$in": []}}, {"price": 1}]},
     {"in_stock": True},  # not indexed: the payloads answer
-    {"color": {"$exists": True}},  # not answered by an index
+    {"color": {"$exists": True}},
+    {"tags": {"$exists": False}},
+    {"meta.size": {"$exists": True}},
+    {"color": None},
+    {"tags": {"$in": [None, "c"]}},
+    {"meta.size": {"$ne": None}},
+    {"color": {"$gt": "blue"}},
+    {"color": {"$gte": "blue", "$lt": "red"}},
+    {"$not": {"color": {"$lte": "green"}}},
 ]
+# What a payload index answers alone: every condition on indexed fields.
+INDEXED = [spec for spec in FILTERS if "in_stock" not in spec]
 
 
 def payload(i: int) -> dict[str, Any]:
@@ -80,9 +90,8 @@ def test_conditions_an_index_cannot_tell_are_left_to_the_payloads() -> None:
     indexes.upserted(np.array([1, 2]), [{"k": "x", "n": 2**60}, {"k": 3, "n": 1}], np.empty(0))
     assert indexes.select({"k": "x"}) is not None
     assert indexes.select({"k": 3}) is None  # a number, in a keyword index
-    assert indexes.select({"k": None}) is None  # null matches missing values
-    assert indexes.select({"k": {"$exists": True}}) is None
-    assert indexes.select({"k": {"$gt": "a"}}) is None
+    assert indexes.select({"k": {"$gt": 2}}) is None
+    assert indexes.select({"n": {"$gt": "a"}}) is None  # a string, in a number index
     assert indexes.select({"n": 1}) is None  # the field holds an integer past 2**53
     assert indexes.select({"other": 1}) is None
     assert indexes.select({"$or": [{"k": "x"}, {"other": 1}]}) is None
@@ -154,6 +163,76 @@ def test_a_new_filter_on_indexed_fields_reads_no_payload(
     hits = col.search(vectors(1), k=100, filter={"color": "blue", "price": {"$gt": 30}})
     assert sorted(col._point_ids.label(h.id) for h in hits[0]) == expected.tolist()
     assert col.delete(filter={"color": "blue", "price": {"$gt": 30}}) == len(expected)
+
+
+def test_existence_nulls_and_string_ranges_on_indexed_fields_read_no_payload(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    col = engine.create_collection("items", dim=4, payload_indexes=FIELDS)
+    extra = [{"color": None}, {"color": ["x", None]}, {"tags": None, "meta": 4}, {}]
+    payloads = [payload(i) for i in range(100)] + extra
+    col.upsert(list(range(104)), vectors(104), payloads)
+    expected = [from_payloads(col, spec) for spec in INDEXED]
+
+    def no_scan(*args: Any) -> np.ndarray:
+        raise AssertionError("the payloads were read")
+
+    monkeypatch.setattr(col.store, "select_labels", no_scan)
+    for spec, labels in zip(INDEXED, expected, strict=True):
+        assert np.array_equal(col._reader.allowed(spec).labels, labels), spec
+
+
+@pytest.mark.parametrize("limit", [1, 7, 500])
+def test_filtered_scroll_pages_come_from_the_indexes_in_key_order(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch, limit: int
+) -> None:
+    """Pages of many matches (met along the store's key index) and of few (sorted in
+    memory) are those that the payloads give, page by page, with no SQL filter run."""
+    ids: list[Any] = [*range(250), *(f"s{i}" for i in range(50))]  # keys of both kinds
+    payloads = [payload(i) for i in range(300)]
+    col = engine.create_collection("items", dim=4, payload_indexes=FIELDS)
+    plain = engine.create_collection("plain", dim=4)  # the payloads answer its filters
+    for c in (col, plain):
+        c.upsert(ids, vectors(300), payloads)
+    specs = [{"color": "red"}, {"price": {"$lt": 2}}, {"color": "purple"}]
+    expected = [[p.id for p in scrolled(plain, 1000, spec)] for spec in specs]
+    assert len(expected[0]) > 50 > len(expected[1]) > 0 == len(expected[2])
+    monkeypatch.setattr(col.store, "page", None)  # the SQL path is not taken
+    for spec, want in zip(specs, expected, strict=True):
+        assert [p.id for p in scrolled(col, limit, spec)] == want
+    page, _ = col.scroll(limit=limit, filter=specs[0], with_vectors=True)
+    by_id = dict(zip(ids, payloads, strict=True))
+    assert all(p.vector is not None and p.payload == by_id[p.id] for p in page)
+
+
+def scrolled(col: Collection, limit: int, spec: dict[str, Any]) -> list[Any]:
+    """Every page of a filtered scroll, joined."""
+    points: list[Any] = []
+    cursor = None
+    while True:
+        page, cursor = col.scroll(limit=limit, cursor=cursor, filter=spec or None)
+        points += page
+        if cursor is None:
+            return points
+
+
+def test_string_ranges_see_the_values_written_since_the_vocabulary_was_sorted() -> None:
+    indexes = PayloadIndexes(np.empty(0, np.int64))
+    indexes.declare({"k": "keyword"})
+    rng = np.random.default_rng(0)
+    words: list[str] = []
+    label = 0
+    for batch in (200, 10, 50, 400):  # sorted, then a few newer, then enough to sort again
+        new = ["".join(rng.choice(list("abcé"), 3)) + str(i) for i in range(label, label + batch)]
+        words += new
+        labels = np.arange(label, label + batch)
+        indexes.upserted(labels, [{"k": [w, True]} for w in new], np.empty(0, np.int64))
+        label += batch
+        for op, test in (("$gt", str.__gt__), ("$lte", str.__le__)):
+            for bound in ("b", "bé", "c1", ""):
+                found = indexes.select({"k": {op: bound}})
+                assert found is not None
+                assert found.tolist() == [i for i, w in enumerate(words) if test(w, bound)]
 
 
 def test_a_write_brings_cached_filters_up_to_date_without_reading_every_payload(

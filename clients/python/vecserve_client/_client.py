@@ -301,8 +301,9 @@ class Client:
             name: the collection's name.
             field: the payload field, by dotted path (``"category"``, ``"brand.name"``).
             type: ``"keyword"`` (strings and booleans, and arrays of them: equality,
-                ``$in``, ``$ne``, ``$nin``) or ``"number"`` (integers and floats: those and
-                ranges).
+                ``$in``, ``$ne``, ``$nin`` and ranges of strings) or ``"number"``
+                (integers and floats: those and ranges of numbers); either answers
+                ``$exists`` and nulls too.
 
         Returns:
             The collection's configuration and state, with ``payload_indexes``.

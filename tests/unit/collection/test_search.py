@@ -55,6 +55,12 @@ def built(family: str, vectors: np.ndarray, metric: Metric = Metric.L2) -> Faiss
     return index
 
 
+@pytest.fixture(scope="module")
+def hnsw_many(many: np.ndarray) -> FaissIndex:
+    """An HNSW graph of ``many`` (the tests only search it)."""
+    return built("hnsw", many)
+
+
 def truth(queries: np.ndarray, vectors: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
     distances = ((queries[:, None, :] - vectors[labels][None, :, :]) ** 2).sum(-1)
     return labels[np.argsort(distances, axis=1, kind="stable")[:, :k]]
@@ -97,7 +103,7 @@ def test_a_filter_widens_hnsw_by_the_inverse_of_its_fraction_and_a_margin(
 ) -> None:
     hnsw = built("hnsw", vectors)  # not calibrated: ef_search 64
     half = plan(hnsw, 10, PARAMS, N // 2, ONE)
-    assert (half.how, half.params.ef_search) == ("index", 64 * 2 * FILTER_MARGIN)
+    assert half.params.ef_search == 64 * 2 * FILTER_MARGIN
     tenth = plan(hnsw, 10, SearchParams(ef_search=30), N // 10, ONE)
     assert tenth.params.ef_search == 300 * FILTER_MARGIN
     assert plan(hnsw, 10, PARAMS, N, ONE).params.ef_search == 64
@@ -109,16 +115,18 @@ def test_a_filter_widens_ivf_up_to_every_list(vectors: np.ndarray) -> None:
     assert plan(ivf, 10, SearchParams(nprobe=2), N // 20, ONE).params.nprobe == 16
 
 
-def test_few_matches_or_many_queries_are_scanned_exactly(vectors: np.ndarray) -> None:
-    hnsw = built("hnsw", vectors)
+def test_few_matches_or_many_queries_are_scanned_exactly(
+    many: np.ndarray, hnsw_many: FaissIndex
+) -> None:
+    hnsw = hnsw_many
     # ef 64/f over 64 neighbours a candidate, against reading and comparing the matches
     assert plan(hnsw, 10, PARAMS, 100, ONE).how == "exact"
-    assert plan(hnsw, 10, PARAMS, N // 2, ONE).how == "index"
-    assert plan(hnsw, 10, PARAMS, N // 2, (100_000, DIM)).how == "exact"
-    flat_fp16 = FAMILIES["flat"].build(DIM, Metric.L2, IndexSpec(storage="float16"), vectors)
-    flat_fp16.add(np.arange(N), vectors)
+    assert plan(hnsw, 10, PARAMS, len(many) // 2, ONE).how == "index"
+    assert plan(hnsw, 10, PARAMS, len(many) // 2, (100_000, DIM)).how == "exact"
+    flat_fp16 = FAMILIES["flat"].build(DIM, Metric.L2, IndexSpec(storage="float16"), many)
+    flat_fp16.add(np.arange(len(many)), many)
     assert plan(flat_fp16, 10, PARAMS, 5, ONE).how == "exact"
-    assert plan(flat_fp16, 10, PARAMS, N // 2, ONE).how == "index"
+    assert plan(flat_fp16, 10, PARAMS, len(many) // 2, ONE).how == "index"
 
 
 def test_an_index_without_a_selector_over_fetches_or_scans(many: np.ndarray) -> None:
@@ -221,3 +229,92 @@ def test_a_lone_query_follows_a_calibration_made_while_it_builds_its_parameters(
     distances, labels = index.search(queries, 10, PARAMS, None)
     found = [index.search_one(query, 10) for query in queries]
     assert found == list(zip(distances.tolist(), labels.tolist(), strict=True))
+
+
+def unread(labels: np.ndarray | None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """A store that must not be read: the index holds the vectors asked for."""
+    raise AssertionError(f"the store was read for {labels!r}")
+
+
+def counting(stored: StoredVectors, reads: list[int]) -> StoredVectors:
+    """``stored``, counting in ``reads`` the vectors read."""
+
+    def chunks(labels: np.ndarray | None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for part, vecs in stored(labels):
+            reads.append(len(part))
+            yield part, vecs
+
+    return chunks
+
+
+@pytest.mark.parametrize("family", ["flat", "hnsw"])
+def test_an_index_of_float32_vectors_hands_them_out_as_it_holds_them(
+    vectors: np.ndarray, family: str
+) -> None:
+    cosine = Metric.COSINE
+    index = FAMILIES[family].build(DIM, cosine, IndexSpec(kind=family), vectors)  # type: ignore[arg-type]
+    # Labels in increasing order but for a tail of older ones, as a build adds its
+    # held-out calibration queries last; then newer ones.
+    held_out = np.arange(0, 1000, 10)
+    first = np.setdiff1d(np.arange(N // 2), held_out)
+    for labels in (first, held_out, np.arange(N // 2, N)):
+        index.add(labels, cosine.prepare(vectors[labels]))
+    assert index.holds_vectors
+    asked = np.sort(np.random.default_rng(3).choice(N, 500, replace=False))
+    held = index.held_vectors(asked)
+    assert held is not None
+    assert np.array_equal(held, cosine.prepare(vectors[asked]))  # to the bit
+    index.remove(asked[:100])  # a flat index moves the vectors after them down
+    assert np.array_equal(index.held_vectors(asked[100:]), cosine.prepare(vectors[asked[100:]]))
+
+
+def test_an_index_of_codes_or_lists_holds_no_vectors_to_hand_out(vectors: np.ndarray) -> None:
+    flat_fp16 = FAMILIES["flat"].build(DIM, Metric.L2, IndexSpec(storage="float16"), vectors)
+    flat_fp16.add(np.arange(N), vectors)
+    for index in (flat_fp16, built("ivf_flat", vectors)):
+        assert not index.holds_vectors
+        assert index.held_vectors(np.arange(10)) is None
+
+
+@pytest.mark.parametrize("family", ["flat", "hnsw"])
+def test_few_matches_are_scanned_from_the_vectors_the_index_holds(
+    many: np.ndarray, hnsw_many: FaissIndex, family: str
+) -> None:
+    index = hnsw_many if family == "hnsw" else built(family, many)
+    allowed = LabelSet(np.sort(np.random.default_rng(4).choice(len(many), 300, replace=False)))
+    queries = many[:5] + 0.05
+    assert plan(index, 10, PARAMS, len(allowed), (5, DIM)).how == "exact"
+    _, labels = search(index, queries, 10, PARAMS, allowed, unread, Metric.L2)
+    assert labels.tolist() == truth(queries, many, allowed.labels, 10).tolist()
+
+
+def test_matches_an_index_does_not_hold_cost_a_store_read_each(
+    many: np.ndarray, hnsw_many: FaissIndex
+) -> None:
+    """An HNSW graph over float16 codes holds no float32 vector: a filter's matches are
+    read from the store while they are few, and left to the graph's filtered search
+    once their reads cost more; over float32 vectors the same matches are gathered."""
+    spec = IndexSpec(kind="hnsw", storage="float16", hnsw_m=16, ef_construction=64)
+    codes = FAMILIES["hnsw"].build(DIM, Metric.L2, spec, many)
+    codes.add(np.arange(len(many)), many)
+    floats = hnsw_many
+    rng = np.random.default_rng(6)
+    queries = many[:5] + 0.05
+    for matching, with_codes in ((30, "exact"), (len(many) // 10, "index")):
+        allowed = LabelSet(np.sort(rng.choice(len(many), matching, replace=False)))
+        expected = truth(queries, many, allowed.labels, 10)
+        assert plan(floats, 10, PARAMS, matching, (5, DIM)).how == "exact"
+        _, labels = search(floats, queries, 10, PARAMS, allowed, unread, Metric.L2)
+        assert labels.tolist() == expected.tolist()
+        assert plan(codes, 10, PARAMS, matching, (5, DIM)).how == with_codes
+        reads: list[int] = []
+        stored = counting(stored_from(many), reads)
+        _, labels = search(codes, queries, 10, PARAMS, allowed, stored, Metric.L2)
+        assert allowed.contains(labels).all()
+        if with_codes == "exact":
+            assert sum(reads) == matching
+            assert labels.tolist() == expected.tolist()
+        else:
+            assert sum(reads) == 0
+            hits = sum(len(np.intersect1d(a, b)) for a, b in zip(labels, expected, strict=True))
+            assert hits / expected.size >= 0.95
