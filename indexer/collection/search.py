@@ -27,11 +27,12 @@ EXACT_SCAN_MAX = 4096
 # vectors, as plan() counts every cost. From the store: a SQLite row, as much as comparing
 # STORED_ROW_COST dimensions (measured 5-20 us a row of 384 floats, by 300,000, where a
 # comparison takes 0.06-0.1 us). From the index's memory (held vectors), a random read of
-# the row and its copy: HELD_ROW_COST comparisons (measured 0.3-1 us a 384-d row). A scan
-# of m vectors for nq queries costs m * (nq + the cost of reading one).
+# the row, out of the CPU caches, and its copy: HELD_ROW_COST comparisons (measured 2 us a
+# 384-d row of 300,000 on 2 busy cores, 5-10 times a step of a filtered HNSW search). A
+# scan of m vectors for nq queries costs m * (nq + the cost of reading one).
 STORED_ROW_COST = 40_000
-HELD_ROW_COST = 10
-HELD_CHUNK = 65_536  # vectors gathered from the index's memory at a time
+HELD_ROW_COST = 25
+HELD_CHUNK = 16_384  # vectors gathered from the index's memory at a time
 FILTER_CACHE_SIZE = 32
 FILTER_MARGIN = 2  # see plan()
 # A filtered search on an index of approximate distances (product quantisation) takes this
