@@ -58,6 +58,16 @@ HEALTH_CHECK_PERIOD_S = 1.0
 # Requests a router, shard or replica takes at once (Serve's default, 5, queues the rest in
 # the proxy): the engine's readers-writer lock and the micro-batcher handle concurrency.
 MAX_ONGOING = 256
+# What every request pays for in Serve and can do without. No access log line per request
+# in the proxy, the router and the shard (three writes to a log file each, for one search).
+QUIET = {"enable_access_log": False}
+# Serve runs a replica's code on an event loop in a thread of its own by default, apart
+# from the loop that takes requests: each request then crosses threads twice more, in the
+# router and in the shard. Ours never blocks its loop (the router's work runs in worker
+# threads; a shard's methods are synchronous, which Serve runs in a thread pool), so it
+# runs on the replica's loop. (Handles keep routing on their own loop: the router calls
+# them from worker threads.)
+ONE_LOOP = {"env_vars": {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0"}}
 
 
 class ShardDeployment:
@@ -242,7 +252,11 @@ def run(
     ``partial_wait_s`` for each copy of a shard it asks."""
     bound = [_bind_shard(settings, i, replicas, sync_interval_s) for i in range(shards)]
     router = serve.deployment(
-        Router, name="router", max_ongoing_requests=MAX_ONGOING, ray_actor_options={"num_cpus": 0}
+        Router,
+        name="router",
+        max_ongoing_requests=MAX_ONGOING,
+        logging_config=QUIET,
+        ray_actor_options={"num_cpus": 0, "runtime_env": ONE_LOOP},
     ).bind(
         settings.model_dump(mode="json", exclude={"api_keys", "read_only_api_keys"})
         | {
@@ -254,7 +268,7 @@ def run(
         2 * sync_interval_s + 1.0,
         partial_wait_s,
     )
-    serve.start(http_options={"host": settings.host, "port": settings.port})
+    serve.start(http_options={"host": settings.host, "port": settings.port}, logging_config=QUIET)
     serve.run(router, name=APP_NAME, route_prefix="/")
 
 
@@ -271,9 +285,11 @@ def _bind_shard(
         num_replicas=1,
         health_check_period_s=HEALTH_CHECK_PERIOD_S,
         max_ongoing_requests=MAX_ONGOING,
+        logging_config=QUIET,
         ray_actor_options={
             "num_cpus": 0,
             "resources": {f"vecserve-shard-{i}": 0.01} if placed else {},
+            "runtime_env": ONE_LOOP,
         },
     ).bind(str(data / f"shard-{i}"), embedders, settings.device, settings.warm_embedders)
     if not replicas:
@@ -284,7 +300,8 @@ def _bind_shard(
         num_replicas=replicas,
         health_check_period_s=HEALTH_CHECK_PERIOD_S,
         max_ongoing_requests=MAX_ONGOING,
-        ray_actor_options={"num_cpus": 0},
+        logging_config=QUIET,
+        ray_actor_options={"num_cpus": 0, "runtime_env": ONE_LOOP},
     ).bind(primary, str(data / f"shard-{i}-replicas"), embedders, settings.device, sync_interval_s)
     return primary, reads
 
