@@ -14,7 +14,11 @@ A query runs as Elasticsearch's "query then fetch" does:
 2. **Fusion, rerank, MMR**, offset and limit: :func:`~indexer.query.run_query` over those
    rankings, the same code as on one node (a cross-encoder from the router's allowlist).
 3. **Fetch.** Payloads, and vectors for MMR or ``with_vectors``, of the hits that remain,
-   from the shards that hold them.
+   from the shards that hold them. Where the stages ask for few candidates (at most
+   :data:`PAYLOADS_WITH_STAGES` in all), the shards send their candidates' payloads with
+   the stages instead: a few more payloads cost less than a second call to every shard
+   (a Ray Serve call is milliseconds), and a query needing no vectors then takes one call
+   per shard.
 
 Dense scores are global: a point's distance to a query does not depend on its shard, so a
 merged dense ranking is the one engine's (exactly so for exact indexes).
@@ -64,6 +68,9 @@ if TYPE_CHECKING:
 
 __all__ = ["run_sharded_query"]
 
+# At most this many candidates over a query's stages, their payloads come with the stages.
+PAYLOADS_WITH_STAGES = 200
+
 
 def run_sharded_query(collection: ShardedCollection, plan: QueryPlan) -> QueryResult:
     """Run ``plan`` over the shards of ``collection`` (see the module docstring)."""
@@ -81,9 +88,9 @@ class _ShardStage:
     higher_is_better: bool  # how the stage's scores order
 
 
-def _one_stage(stage: Stage) -> QueryPlan:
+def _one_stage(stage: Stage, *, with_payload: bool) -> QueryPlan:
     assert stage.limit is not None
-    return QueryPlan(prefetch=[stage], limit=stage.limit, with_payload=False)
+    return QueryPlan(prefetch=[stage], limit=stage.limit, with_payload=with_payload)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -110,6 +117,8 @@ class ShardedSource:
         self._ids: list[PointId] = []
         self._labels: dict[str, int] = {}
         self._points: dict[int, Point | None] = {}
+        # id key -> payload of the candidates the shards sent theirs with.
+        self._payloads: dict[str, dict[str, Any]] = {}
         self._full_text: dict[str, int] | None = None
 
     @contextmanager
@@ -197,6 +206,11 @@ class ShardedSource:
             self.missing.update(missing)
         else:
             per_shard = self._c.read_all("query_stages", plans)
+        for results in per_shard:
+            for result in results:
+                self._payloads.update(
+                    (encode_id(h.id), h.payload) for h in result.hits if h.payload is not None
+                )
         lexical = [
             results[s]
             for results in per_shard
@@ -217,19 +231,24 @@ class ShardedSource:
 
     def _shard_stages(self) -> list[_ShardStage]:
         plan, prepared = self._plan, iter(self._prepared)
+        asked = sum(plan.stage_limit(stage) for stage in plan.prefetch)
+        payloads = plan.with_payload and asked <= PAYLOADS_WITH_STAGES
         stages = []
         for stage in plan.prefetch:
             limit, filter = plan.stage_limit(stage), plan.stage_filter(stage)
             if stage.lexical is not None:
                 sent = Stage(lexical=stage.lexical, filter=filter, limit=limit)
-                stages.append(_ShardStage(_one_stage(sent), limit, None, True))
+                stages.append(
+                    _ShardStage(_one_stage(sent, with_payload=payloads), limit, None, True)
+                )
                 continue
             dense = next(prepared)
             # One more when the query's own point may come first on its shard.
-            asked = min(MAX_LIMIT, limit + (dense.exclude is not None))
-            sent = Stage(dense=dense.query, filter=filter, limit=asked)
+            wanted = min(MAX_LIMIT, limit + (dense.exclude is not None))
+            sent = Stage(dense=dense.query, filter=filter, limit=wanted)
             higher = self._c.metric.higher_is_better
-            stages.append(_ShardStage(_one_stage(sent), limit, dense.exclude, higher))
+            one = _one_stage(sent, with_payload=payloads)
+            stages.append(_ShardStage(one, limit, dense.exclude, higher))
         return stages
 
     def _full_text_progress(self, results: list[QueryResult]) -> dict[str, int]:
@@ -266,6 +285,12 @@ class ShardedSource:
             if label not in self._points
             or (with_vectors and (p := self._points[label]) is not None and p.vector is None)
         ]
+        if not with_vectors:  # the payloads the shards sent with the stages
+            for label in wanted:
+                payload = self._payloads.get(encode_id(self._ids[label]))
+                if payload is not None:
+                    self._points[label] = Point(self._ids[label], payload)
+            wanted = [label for label in wanted if label not in self._points]
         if not wanted:
             return
         found = {

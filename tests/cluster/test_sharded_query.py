@@ -289,6 +289,52 @@ def test_balanced_shards_give_one_engines_lexical_ranks_and_rrf_order(tmp_path: 
             link.server.close()
 
 
+class CountingLink(LocalLink):
+    """A shard whose calls are counted, by method."""
+
+    def __init__(self, name: str, server: ShardServer) -> None:
+        super().__init__(name, server)
+        self.calls: list[str] = []
+
+    def primary(self, method: str, *args: Any) -> Any:
+        self.calls.append(args[1] if method == "collection_call" else method)
+        return super().primary(method, *args)
+
+    read = read_now = primary
+
+
+def test_a_hybrid_query_with_payloads_takes_one_call_per_shard_and_the_same_hits(
+    tmp_path: Path, engines: dict[str, Any], corpus: tuple[list[Any], np.ndarray, list[str]]
+) -> None:
+    links = [
+        CountingLink(f"shard-{i}", ShardServer(str(tmp_path / f"shard-{i}"), [], "cpu"))
+        for i in range(2)
+    ]
+    engine = ShardedEngine(links, retry_s=0.2)
+    try:
+        _load(engine, "docs", *corpus)
+        collection = engine.get_collection("docs")
+        for query, text in _queries():
+            for link in links:
+                link.calls.clear()
+            plan = _plan(query, text, fusion={"method": "rrf"})
+            got = collection.query(plan)
+            assert [link.calls for link in links] == [["query_stages"]] * 2
+            single = engines["single"].get_collection("docs")
+            assert len(got.hits) == len(single.query(plan).hits)
+            stored = single.get([h.id for h in got.hits])
+            assert [h.payload for h in got.hits] == [p.payload for p in stored]
+            # With vectors asked, the shards are asked for the hits' vectors as before.
+            for link in links:
+                link.calls.clear()
+            collection.query({**plan, "with_vectors": True})
+            assert ["query_stages", "get"] in [link.calls for link in links]
+    finally:
+        engine.close()
+        for link in links:
+            link.server.close()
+
+
 class RestartingLink(LocalLink):
     """A shard that, once ``down``, Serve is restarting: :meth:`read` and :meth:`primary`
     wait for it (Serve queues the call until the new replica is up, CALL_TIMEOUT_S at
