@@ -16,8 +16,7 @@ import hashlib
 import itertools
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from functools import partial
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from indexer import PointId, errors
@@ -73,7 +72,7 @@ class Shards:
     def each(self, call: Callable[[int, ShardLink], Reply]) -> list[Any]:
         """``call`` on every shard at once; every answer, in shard order (the first
         error is raised once all have answered)."""
-        futures = self._at_once([partial(call, i, link) for i, link in enumerate(self.links)])
+        futures = [self.pool.submit(call, i, link) for i, link in enumerate(self.links)]
         replies = [future.result() for future in futures]
         return [value_of(reply) for reply in replies]
 
@@ -84,7 +83,7 @@ class Shards:
         the answers of the shards that gave one, in shard order, and the names of those
         that were unavailable. Other errors are raised as :meth:`each` raises them; so is
         :class:`ShardUnavailable` when no shard answered."""
-        futures = self._at_once([partial(call, i, link) for i, link in enumerate(self.links)])
+        futures = [self.pool.submit(call, i, link) for i, link in enumerate(self.links)]
         answers: list[Any] = []
         missing: list[str] = []
         unavailable: ShardUnavailable | None = None
@@ -126,23 +125,9 @@ class Shards:
     ) -> list[Any]:
         """``call(shard, positions)`` for each group of :meth:`by_owner` at once; the
         answers in shard order (the first error raised once all have answered)."""
-        shards = sorted(groups)
-        futures = self._at_once([partial(call, s, groups[s]) for s in shards])
-        replies = [future.result() for future in futures]
+        futures = {s: self.pool.submit(call, s, positions) for s, positions in groups.items()}
+        replies = [futures[s].result() for s in sorted(futures)]
         return [value_of(reply) for reply in replies]
-
-    def _at_once(self, calls: Sequence[Callable[[], Reply]]) -> list[Future[Reply]]:
-        """Each call at once: all but the last in the pool, the last on this thread, which
-        would only wait otherwise (a search of one shard crosses no thread here)."""
-        if not calls:
-            return []
-        futures = [self.pool.submit(call) for call in calls[:-1]]
-        last: Future[Reply] = Future()
-        try:
-            last.set_result(calls[-1]())
-        except Exception as exc:  # raised where the others' errors are: at result()
-            last.set_exception(exc)
-        return [*futures, last]
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)
