@@ -16,7 +16,9 @@ p99 of each kind are reported:
 - ``engine``: the same search on an in-process engine with the same points (the shard's
   own work, without Ray);
 - ``cluster search``: ``POST /collections/glove/search`` through the proxy and the router
-  (everything).
+  (everything);
+- ``cluster hybrid query``: ``POST /collections/glove/query``, the vector and the word's
+  BM25, 50 candidates each, RRF, 10 hits with their payloads.
 
 The router's own share is what ``cluster search`` costs beyond ``proxy, body read`` and
 the shard call it makes. For the cluster searches, the CPU time each process of the Ray
@@ -145,7 +147,9 @@ def cluster_cells(
         serve.run(Ping.bind(), name="ping", route_prefix="/ping")
         url = f"http://127.0.0.1:{port}"
         with Client(url, timeout=600) as client:
-            client.create_collection("glove", dim=vectors.shape[1], metric="cosine")
+            client.create_collection(
+                "glove", dim=vectors.shape[1], metric="cosine", full_text=["word"]
+            )
             client.upsert(
                 "glove", words, vectors, payloads=[{"word": w} for w in words], batch_size=5000
             )
@@ -185,6 +189,25 @@ def cluster_cells(
             before = process_cpu()
             cells.append(summary("cluster search", timed(search, requests)))
             cells[-1]["cpu_ms"] = cpu_per_request(before, process_cpu(), requests + 10)
+            hybrids = [
+                orjson.dumps(
+                    {
+                        "prefetch": [
+                            {"dense": {"vector": q.tolist()}, "limit": 50},
+                            {"lexical": {"text": word}, "limit": 50},
+                        ],
+                        "fusion": {"method": "rrf"},
+                        "limit": 10,
+                    }
+                )
+                for q, word in zip(queries, words[:: len(words) // len(queries)], strict=False)
+            ]
+
+            def hybrid(i: int) -> None:
+                response = http.post("/collections/glove/query", content=hybrids[i % len(hybrids)])
+                response.raise_for_status()
+
+            cells.append(summary("cluster hybrid query", timed(hybrid, requests)))
         return [{"shards": shards, **cell} for cell in cells]
     finally:
         serve.shutdown()
@@ -214,7 +237,7 @@ def main() -> None:
             cells.extend(
                 cluster_cells(root / f"c{shards}", shards, words, vectors, queries, args.requests)
             )
-            print(cells[-5:], flush=True)
+            print(cells[-6:], flush=True)
     results = {**run.header(), "points": args.points, "cells": cells}
     rows = [
         [str(c["shards"]), c["kind"], f"{c['p50_ms']:.2f}", f"{c['p99_ms']:.2f}"] for c in cells
