@@ -61,13 +61,6 @@ MAX_ONGOING = 256
 # What every request pays for in Serve and can do without. No access log line per request
 # in the proxy, the router and the shard (three writes to a log file each, for one search).
 QUIET = {"enable_access_log": False}
-# Serve runs a replica's code on an event loop in a thread of its own by default, apart
-# from the loop that takes requests: each request then crosses threads twice more, in the
-# router and in the shard. Ours never blocks its loop (the router's work runs in worker
-# threads; a shard's methods are synchronous, which Serve runs in a thread pool), so it
-# runs on the replica's loop. (Handles keep routing on their own loop: the router calls
-# them from worker threads.)
-ONE_LOOP = {"env_vars": {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0"}}
 
 
 class ShardDeployment:
@@ -256,7 +249,7 @@ def run(
         name="router",
         max_ongoing_requests=MAX_ONGOING,
         logging_config=QUIET,
-        ray_actor_options={"num_cpus": 0, "runtime_env": ONE_LOOP},
+        ray_actor_options={"num_cpus": 0},
     ).bind(
         settings.model_dump(mode="json", exclude={"api_keys", "read_only_api_keys"})
         | {
@@ -289,7 +282,6 @@ def _bind_shard(
         ray_actor_options={
             "num_cpus": 0,
             "resources": {f"vecserve-shard-{i}": 0.01} if placed else {},
-            "runtime_env": ONE_LOOP,
         },
     ).bind(str(data / f"shard-{i}"), embedders, settings.device, settings.warm_embedders)
     if not replicas:
@@ -301,7 +293,7 @@ def _bind_shard(
         health_check_period_s=HEALTH_CHECK_PERIOD_S,
         max_ongoing_requests=MAX_ONGOING,
         logging_config=QUIET,
-        ray_actor_options={"num_cpus": 0, "runtime_env": ONE_LOOP},
+        ray_actor_options={"num_cpus": 0},
     ).bind(primary, str(data / f"shard-{i}-replicas"), embedders, settings.device, sync_interval_s)
     return primary, reads
 
