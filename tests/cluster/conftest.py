@@ -10,9 +10,14 @@ from service.cluster.shard import Reply, ShardServer
 
 
 def start_ray(**options: Any) -> None:
-    """A Ray instance of this process's own, quiet, without its dashboard."""
+    """A Ray instance of this process's own, quiet, without its dashboard.
+
+    ``address="local"`` unless told otherwise: a bare ``ray.init()`` joins a cluster
+    already running on the machine (one that ``ray start`` or another test run left), and
+    these tests must see only their own."""
     import ray
 
+    options.setdefault("address", "local")
     ray.init(
         include_dashboard=False,
         log_to_driver=False,
