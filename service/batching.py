@@ -15,7 +15,11 @@ Waiting for the running batch makes batches grow with the load: where a batch ta
 than the window (a text model on a CPU), flushing on the window alone would queue many small
 batches behind it. A window of 0 turns batching off: every request goes at once, alone.
 
-A batch runs in a worker thread, so the event loop reads the next requests meanwhile;
+A batch runs in a worker thread, so the event loop reads the next requests meanwhile; a
+batch that embeds (texts or images) always in the same one, the model thread: PyTorch's
+CPU kernels run on an OpenMP team per calling thread, and teams of two threads taking turns
+spin against each other (a lone MiniLM query took 11 ms alternating over two threads, 7 ms
+always on one). The embedder runs one batch at a time anyway, so one thread loses nothing;
 except that a batch of vector searches that recent ones say will take under
 ``INLINE_BUDGET_S`` runs on the event loop itself: handing it to a thread and back costs
 more than it does (two thread wake-ups, and the worker and the loop taking the GIL from
@@ -130,6 +134,7 @@ class MicroBatcher:
         self._max_batch = max_batch
         self._observe = observe
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="vecserve-batch")
+        self._model_thread = ThreadPoolExecutor(1, thread_name_prefix="vecserve-model")
         self._lanes: dict[Target, _Lane] = {}
         self._running = 0  # batches submitted and not yet back, over all lanes
         # Seconds per query of each collection's recent vector batches; weak, so that a
@@ -161,6 +166,7 @@ class MicroBatcher:
             if lane.timer is not None:
                 lane.timer.cancel()
         self._executor.shutdown(wait=True)
+        self._model_thread.shutdown(wait=True)
 
     async def _submit(
         self, target: Target, work: _Work, queries: list[tuple[Query, bool]]
@@ -216,8 +222,9 @@ class MicroBatcher:
                 self._learn(target, batch, time.perf_counter() - started)
                 self._settle(target, lane, batch, results)
                 continue
+            executor = self._model_thread if _embeds(batch) else self._executor
             try:
-                running = self._executor.submit(_timed, lane.work, target, batch, alone)
+                running = executor.submit(_timed, lane.work, target, batch, alone)
             except RuntimeError as exc:  # the executor is shut down: fail the batch
                 self._settle(target, lane, batch, [exc] * len(batch))
                 continue
@@ -306,6 +313,11 @@ class MicroBatcher:
 # -- the work of one batch, in a worker thread ----------------------------------------------
 
 _MISSING = object()
+
+
+def _embeds(items: Sequence[_Item]) -> bool:
+    """Whether a batch runs a model: any text or image among its queries."""
+    return any(item.query.text is not None or item.query.image is not None for item in items)
 
 
 def _execute(work: _Work, target: Target, items: Sequence[_Item], alone: bool) -> list[Any]:

@@ -367,3 +367,37 @@ def test_texts_for_an_embedder_alone_are_batched_and_answered_in_order(
     assert batches.sizes == [7]  # they arrive together: one batch, at once
     for texts, vectors in zip(requests, answers, strict=True):
         np.testing.assert_allclose(vectors, minilm.embed_texts(texts), atol=1e-5)
+
+
+def test_every_batch_that_embeds_runs_on_one_thread_while_vector_batches_use_the_workers(
+    docs: Collection, col: Collection, registry: EmbedderRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # PyTorch runs an OpenMP team per calling thread; teams of two threads taking turns
+    # spin against each other, so every model batch goes to the same thread.
+    threads: list[tuple[bool, str]] = []
+    execute = batching._execute
+
+    def recorded(work: Any, target: Any, items: Any, alone: bool) -> list[Any]:
+        embeds = any(item.query.text is not None for item in items)
+        threads.append((embeds, threading.current_thread().name))
+        return execute(work, target, items, alone)
+
+    monkeypatch.setattr(batching, "_execute", recorded)
+    monkeypatch.setattr(batching, "INLINE_BUDGET_S", 0.0)  # every batch in a thread
+    minilm = registry.get("minilm")
+    vector = Query(vector=rng.standard_normal(DIM).astype(np.float32))
+
+    async def work(batcher: MicroBatcher) -> None:
+        for _ in range(3):  # two model lanes and a vector lane at once, three times
+            await asyncio.gather(
+                batcher.search(docs, [Query(text="kitten")]),
+                batcher.embed_texts(minilm, ["soup"]),
+                batcher.search(col, [vector]),
+            )
+
+    run_batcher(2, 256, work)
+    model_threads = {name for embeds, name in threads if embeds}
+    vector_threads = {name for embeds, name in threads if not embeds}
+    assert len(model_threads) == 1
+    assert sum(embeds for embeds, _ in threads) == 6
+    assert not model_threads & vector_threads
