@@ -127,17 +127,23 @@ def test_requests_arriving_while_a_batch_runs_wait_for_it_and_go_together(
         same_hits(answer[0], direct(col, query))
 
 
-def test_a_cheap_vector_batch_runs_on_the_event_loop_and_others_in_a_worker(
-    col: Collection, docs: Collection, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    threads: list[str] = []
+@pytest.fixture
+def threads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The name of the thread each batch runs on, in order."""
+    names: list[str] = []
     execute = batching._execute
 
     def recorded(*args: Any, **kwargs: Any) -> list[Any]:
-        threads.append(threading.current_thread().name)
+        names.append(threading.current_thread().name)
         return execute(*args, **kwargs)
 
     monkeypatch.setattr(batching, "_execute", recorded)
+    return names
+
+
+def test_a_cheap_vector_batch_runs_on_the_event_loop_and_others_in_a_worker(
+    col: Collection, docs: Collection, threads: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     # A budget no search of 500 points can exceed, however busy the machine.
     monkeypatch.setattr(batching, "INLINE_BUDGET_S", 1.0)
     vector = Query(vector=rng.standard_normal(DIM).astype(np.float32))
@@ -166,16 +172,8 @@ def test_a_cheap_vector_batch_runs_on_the_event_loop_and_others_in_a_worker(
 
 
 def test_a_search_that_would_wait_for_a_write_waits_in_a_worker_not_on_the_event_loop(
-    col: Collection, monkeypatch: pytest.MonkeyPatch
+    col: Collection, threads: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    threads: list[str] = []
-    execute = batching._execute
-
-    def recorded(*args: Any, **kwargs: Any) -> list[Any]:
-        threads.append(threading.current_thread().name)
-        return execute(*args, **kwargs)
-
-    monkeypatch.setattr(batching, "_execute", recorded)
     monkeypatch.setattr(batching, "INLINE_BUDGET_S", 1.0)
     vector = Query(vector=rng.standard_normal(DIM).astype(np.float32))
     held, release = threading.Event(), threading.Event()
