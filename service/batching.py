@@ -15,15 +15,15 @@ Waiting for the running batch makes batches grow with the load: where a batch ta
 than the window (a text model on a CPU), flushing on the window alone would queue many small
 batches behind it. A window of 0 turns batching off: every request goes at once, alone.
 
-A batch runs in a worker thread, so the event loop reads the next requests meanwhile; a
-batch that embeds (texts or images) always in the same one, the model thread: PyTorch's
-CPU kernels run on an OpenMP team per calling thread, and teams of two threads taking turns
-spin against each other (a lone MiniLM query took 11 ms alternating over two threads, 7 ms
-always on one). The embedder runs one batch at a time anyway, so one thread loses nothing;
-except that a batch of vector searches that recent ones say will take under
-``INLINE_BUDGET_S`` runs on the event loop itself: handing it to a thread and back costs
-more than it does (two thread wake-ups, and the worker and the loop taking the GIL from
-each other at every row SQLite returns). Each batch:
+A batch runs in a worker thread, so the event loop reads the next requests meanwhile, with
+two exceptions. A batch that embeds (texts or images) always runs in the same thread, the
+model thread: PyTorch's CPU kernels run on an OpenMP team per calling thread, and teams of
+two threads taking turns spin against each other (a lone MiniLM query took 11 ms
+alternating over two threads, 7 ms always on one); the embedder runs one batch at a time
+anyway, so one thread loses nothing. A batch of plain vector searches (no filter, no search
+parameters) that recent ones say will take under ``INLINE_BUDGET_S`` runs on the event loop
+itself: handing it to a thread and back costs more than it does (two thread wake-ups, and
+the worker and the loop taking the GIL from each other at every row SQLite returns). Each batch:
 
 1. texts are embedded in one call; images are decoded one by one, then embedded in one call;
 2. vectors are checked one by one, so a wrong dimension fails only its own request;
@@ -245,13 +245,13 @@ class MicroBatcher:
         return (
             cost is not None
             and cost * len(batch) <= INLINE_BUDGET_S
-            and all(item.search and item.query.vector is not None for item in batch)
+            and all(_plain_vector_search(item) for item in batch)
         )
 
     def _learn(self, target: Target, batch: list[_Item], seconds: float) -> None:
-        """Fold a vector batch's cost into ``target``'s estimate."""
-        if not all(item.search and item.query.vector is not None for item in batch):
-            return  # embedding or recommending: not what the estimate is for
+        """Fold a plain vector batch's cost into ``target``'s estimate."""
+        if not all(_plain_vector_search(item) for item in batch):
+            return  # embedding, recommending, a filter or a knob: not what it estimates
         per_query = seconds / len(batch)
         with suppress(TypeError):
             cost = self._costs.get(target)
@@ -313,6 +313,17 @@ class MicroBatcher:
 # -- the work of one batch, in a worker thread ----------------------------------------------
 
 _MISSING = object()
+
+
+def _plain_vector_search(item: _Item) -> bool:
+    """Whether ``item`` searches by a vector with no filter and no search parameters: what
+    the cost estimate of the inline path is about. A filter never seen before can read
+    every payload, and a knob (``exact``, a large ``ef_search``) can scan every vector:
+    seconds on a large collection, which must not stop the event loop."""
+    query = item.query
+    return (
+        item.search and query.vector is not None and query.filter is None and query.params is None
+    )
 
 
 def _embeds(items: Sequence[_Item]) -> bool:

@@ -17,7 +17,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from indexer import Collection, DimensionMismatch, Engine, Hit, InvalidFilter, InvalidK
+from indexer import (
+    Collection,
+    DimensionMismatch,
+    Engine,
+    Hit,
+    InvalidFilter,
+    InvalidK,
+    SearchParams,
+)
 from indexer.collection import MAX_K
 from indexer.embedders import EmbedderRegistry, default_embedder_configs
 from indexer.errors import InvalidEmbedderInput
@@ -169,6 +177,28 @@ def test_a_cheap_vector_batch_runs_on_the_event_loop_and_others_in_a_worker(
     threads.clear()
     run_batcher(2, 256, work)
     assert loop_thread not in threads
+
+
+def test_a_filtered_or_tuned_search_runs_in_a_worker_however_cheap_plain_searches_are(
+    col: Collection, threads: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A filter never seen before can read every payload, and a knob can scan every
+    # vector: the cost of plain searches says nothing of theirs.
+    monkeypatch.setattr(batching, "INLINE_BUDGET_S", 1.0)
+    vector = rng.standard_normal(DIM).astype(np.float32)
+    filtered = Query(vector=vector, filter={"group": 1})
+    exact = Query(vector=vector, params=SearchParams(exact=True))
+
+    async def work(batcher: MicroBatcher) -> list[list[list[Hit]]]:
+        await batcher.search(col, [Query(vector=vector)])  # learns that plain ones are cheap
+        await batcher.search(col, [Query(vector=vector)])  # on the loop
+        return [await batcher.search(col, [filtered]), await batcher.search(col, [exact])]
+
+    answers, _ = run_batcher(2, 256, work)
+    loop_thread = threading.current_thread().name
+    assert [name == loop_thread for name in threads] == [False, True, False, False]
+    same_hits(answers[0][0], direct(col, filtered))
+    same_hits(answers[1][0], direct(col, exact))
 
 
 def test_a_search_that_would_wait_for_a_write_waits_in_a_worker_not_on_the_event_loop(
