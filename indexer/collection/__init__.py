@@ -6,9 +6,10 @@ one concept a module: ``writes`` (a write's batch, prepared before any lock), ``
 (label <-> user id), ``search`` (search planning and the filter cache), ``recommend`` (the
 strategies), ``upkeep`` (opening, building, saving and judging the index),
 ``served_index`` (the index served: its changes, staging, saves and swap for a rebuilt
-one; and the backlog that holds bulk upserts back during a rebuild), ``background``
+one; and the backlog that holds bulk upserts back during a rebuild), ``lifecycle``
+(maintenance in the background or on ``optimize()``, and the close), ``background``
 (the one thread of maintenance, of full-text indexing or of payload backfill, and work
-done a batch at a time), ``payload_fields`` (payload index backfill), ``results`` (hits),
+done a batch at a time), ``payload_fields`` (payload index declaration and backfill), ``results`` (hits),
 ``validation`` (k, page sizes and payloads), ``hybrid`` (the query pipeline's rankings
 from this collection, and full-text backlog indexing).
 """

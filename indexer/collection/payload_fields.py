@@ -1,4 +1,5 @@
-"""The collection's payload field indexes: their backfill, in the background or now.
+"""The collection's payload field indexes: their declaration, and their backfill in the
+background or now.
 
 The points written since a field was declared (or the collection opened) are indexed with
 their write; :class:`PayloadIndexBuilder` reads the ones that were there before, batch by
@@ -8,11 +9,13 @@ batch, each under the collection's read lock so that no write lands in the middl
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from indexer.collection.background import BatchedWork
+from indexer.payload_index import FieldType, parse_declaration
 
 if TYPE_CHECKING:
     from indexer.collection import Collection
@@ -33,6 +36,18 @@ class PayloadIndexBuilder(BatchedWork):
             f"collection {collection.name}: payload indexing failed",
             more=self._has_pending,  # a field declared as the thread finished
         )
+
+    def declare(self, change: Callable[[dict[str, FieldType]], dict[str, Any]]) -> None:
+        """Declare the fields ``change`` makes of those declared, then backfill them."""
+        c = self._c
+        with c._write_lock:
+            fields = parse_declaration(change(c._payload_indexes.declared()))
+            with c._transaction() as txn:
+                txn.set_payload_indexes(dict(fields))
+                with c._rw.write():
+                    txn.commit()
+                    c._payload_indexes.declare(fields)
+        self.backfill()
 
     def backfill(self) -> None:
         """Backfill in a thread, or now when the engine runs no background work."""

@@ -19,7 +19,7 @@ from indexer.collection import recommend as recommending
 from indexer.collection.filtered_pages import page_of
 from indexer.collection.point_ids import PointIds
 from indexer.collection.recommend import Example, Strategy
-from indexer.collection.results import hits, query_hits, vector
+from indexer.collection.results import hits, query_hits, score_grid, vector
 from indexer.collection.search import CachedLabels, FilterCache, StoredVectors, search
 from indexer.errors import PointNotFound
 from indexer.filters import compile_filter
@@ -113,15 +113,15 @@ class Reader:
         factor = self._metric.query_factor(found[1])
         return None if factor is None else (found[0], factor)
 
-    def single_hits(self, query: np.ndarray, factor: float, k: int) -> list[Hit] | None:
+    def single_hits(self, query: np.ndarray, factor: float, k: int) -> list[list[Hit]] | None:
         """The hits, without payloads, of one query of :meth:`single_query` searched
-        without a filter at the default parameters, where the index answers it in one
-        call (see :meth:`FaissIndex.search_one`); None otherwise."""
+        without a filter at the default parameters (a batch of one), where the index
+        answers it in one call (see :meth:`FaissIndex.search_one`); None otherwise."""
         found = self._index().search_one(query, k)
         if found is None:
             return None
         scores = self._metric.score_list(found[0], factor)
-        return bare_hits(self._point_ids.ids_of(found[1]), scores)
+        return [bare_hits(self._point_ids.ids_of(found[1]), scores)]
 
     def single_arrays(
         self, query: np.ndarray, factor: float, k: int
@@ -167,9 +167,19 @@ class Reader:
             rows = partial(self._store.rows, with_vectors=with_vectors)
         return hits(scores, labels, self._point_ids.ids, rows, with_payload)
 
-    def query_hits(self, distances: np.ndarray, labels: np.ndarray) -> list[Hit]:
-        """The hits, without payloads, of one query's distances and labels [k]."""
-        return query_hits(distances, labels, self._metric, self._point_ids.ids_of)
+    def found_hits(
+        self, distances: np.ndarray, labels: np.ndarray, *, payload: bool, vectors: bool
+    ) -> list[list[Hit]]:
+        """The hits of a search's distances and labels [nq, k]."""
+        if len(labels) == 1 and not (payload or vectors):
+            return [query_hits(distances[0], labels[0], self._metric, self._point_ids.ids_of)]
+        return self.hits(self._metric.scores(distances), labels, payload, vectors)
+
+    def found_arrays(
+        self, distances: np.ndarray, labels: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """A search's distances and labels as :meth:`Collection.search_arrays` gives them."""
+        return self._point_ids.id_grid(labels), score_grid(self._metric, distances, labels)
 
     def rows(
         self, ids: Sequence[PointId], with_vectors: bool

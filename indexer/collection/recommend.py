@@ -1,4 +1,15 @@
-"""Recommendation: points like the positive examples and unlike the negative ones."""
+"""Recommendation: points like the positive examples and unlike the negative ones.
+
+Examples are point ids or vectors; example points never appear in the results.
+
+- ``average`` searches from ``p + (p - n)``, with p and n the means of the positive and
+  negative examples (made unit length for cosine); scores are ordinary search scores.
+- ``best_score`` takes candidates near each positive example. One nearer (more similar) to
+  its best positive than to every negative scores ``s(best positive similarity)`` in
+  (0, 1); any other scores ``-s(best negative similarity)`` in (-1, 0), so points like a
+  negative example rank last. s(x) = (x / (1 + |x|) + 1) / 2 keeps the order of
+  similarities; for l2, similarity is minus the distance.
+"""
 
 from __future__ import annotations
 
