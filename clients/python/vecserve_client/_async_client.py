@@ -703,12 +703,11 @@ class AsyncClient:
             [('a', 0.93), (7, 0.88), ...]
             >>> hits = await client.search("products", text="red shoes", hybrid={"alpha": 0.5})
         """
+        url = collection_url(collection, "search")
         body = enc.query(vector, text, image, id)
         body.update(enc.search_options(k, filter, params, with_payload, with_vectors))
         body.update(enc.given(hybrid=hybrid))
-        response = await self._request(
-            "search", "POST", collection_url(collection, "search"), json=body
-        )
+        response = await self._request("search", "POST", url, json=body)
         return enc.hits(response.json())
 
     async def query(
@@ -776,6 +775,7 @@ class AsyncClient:
             >>> [(hit.id, hit.score) for hit in result.hits]
             [('a', 0.032), (7, 0.031), ...]
         """
+        url = collection_url(collection, "query")
         body = {
             "prefetch": enc.stages(prefetch),
             "limit": limit,
@@ -784,9 +784,7 @@ class AsyncClient:
             **enc.given(fusion=fusion, rerank=rerank, filter=filter),
             **enc.switched_on(with_vectors=with_vectors, explain=explain, partial=partial),
         }
-        response = await self._request(
-            "query", "POST", collection_url(collection, "query"), json=body
-        )
+        response = await self._request("query", "POST", url, json=body)
         return QueryResult.model_validate(response.json())
 
     async def search_batch(

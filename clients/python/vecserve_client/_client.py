@@ -697,10 +697,11 @@ class Client:
             [('a', 0.93), (7, 0.88), ...]
             >>> hits = client.search("products", text="red shoes", hybrid={"alpha": 0.5})
         """
+        url = collection_url(collection, "search")
         body = enc.query(vector, text, image, id)
         body.update(enc.search_options(k, filter, params, with_payload, with_vectors))
         body.update(enc.given(hybrid=hybrid))
-        response = self._request("search", "POST", collection_url(collection, "search"), json=body)
+        response = self._request("search", "POST", url, json=body)
         return enc.hits(response.json())
 
     def query(
@@ -768,6 +769,7 @@ class Client:
             >>> [(hit.id, hit.score) for hit in result.hits]
             [('a', 0.032), (7, 0.031), ...]
         """
+        url = collection_url(collection, "query")
         body = {
             "prefetch": enc.stages(prefetch),
             "limit": limit,
@@ -776,7 +778,7 @@ class Client:
             **enc.given(fusion=fusion, rerank=rerank, filter=filter),
             **enc.switched_on(with_vectors=with_vectors, explain=explain, partial=partial),
         }
-        response = self._request("query", "POST", collection_url(collection, "query"), json=body)
+        response = self._request("query", "POST", url, json=body)
         return QueryResult.model_validate(response.json())
 
     def search_batch(
