@@ -434,7 +434,8 @@ function operatorProblem(field, operators) {
 // The search and the browse forms both ask for a filter, checked as it is typed, and a
 // count: built here, in place of the form's slot, whose data attributes say the filter's
 // example and the count's label and default. The fields' ids are the slot's id followed
-// by -filter, -filter-check and -count.
+// by -filter, -filter-check and -count. Returns the filter's reader (null when empty; it
+// throws when the filter is not valid).
 function filterAndCount(slotId) {
   const slot = $(slotId);
   const { example, count, countDefault } = slot.dataset;
