@@ -84,6 +84,24 @@ def glove_by_frequency(n: int) -> tuple[list[str], np.ndarray]:
     return sample_data.glove_words(n), vectors
 
 
+def hybrid_queries(queries: np.ndarray, words: list[str]) -> list[dict[str, Any]]:
+    """One ``/query`` body per query vector: the vector and a word's BM25 over the
+    full-text field, 50 candidates each, fused by RRF, 10 hits. The words are spread over
+    the whole vocabulary, common and rare, not only the most frequent."""
+    spread = words[:: max(1, len(words) // len(queries))]
+    return [
+        {
+            "prefetch": [
+                {"dense": {"vector": q.tolist()}, "limit": 50},
+                {"lexical": {"text": word}, "limit": 50},
+            ],
+            "fusion": {"method": "rrf"},
+            "limit": 10,
+        }
+        for q, word in zip(queries, spread, strict=False)
+    ]
+
+
 def fashion_mnist(folder: Path, n_base: int | None, n_queries: int) -> Dataset:
     """Fashion-MNIST as raw pixel values (l2): the first ``n_base`` training images (all
     when None) as the base, labelled, and the first ``n_queries`` test images as queries."""

@@ -10,7 +10,7 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +81,19 @@ class Run:
             "runtime_s": self.seconds,
             "machine": machine,
         }
+
+    def finish(
+        self,
+        out: Path | None,
+        figures: dict[str, Any],
+        markdown: Callable[[dict[str, Any]], Sequence[str]],
+    ) -> None:
+        """Say how long the run took; then, unless ``out`` is None, :func:`save` the report
+        (:meth:`header` and ``figures``) and the lines ``markdown`` makes of it."""
+        print(f"\n{self.seconds:.0f} s in all", flush=True)
+        if out is not None:
+            report = {**self.header(), **figures}
+            save(out, report, markdown(report))
 
 
 def describe(report: dict[str, Any]) -> str:

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from bench._datasets import glove_by_frequency
+from bench._datasets import glove_by_frequency, hybrid_queries
 from bench._measures import percentiles_ms
 from bench._report import Run, add_output_options, describe, publish, table
 from bench.service import run_http, serving
@@ -80,20 +80,7 @@ def measure(
     url: str, queries: np.ndarray, words: list[str], seconds: float
 ) -> list[dict[str, Any]]:
     searches = [json.dumps({"vector": q.tolist(), "k": 10}).encode() for q in queries]
-    hybrids = [
-        json.dumps(
-            {
-                "prefetch": [
-                    {"dense": {"vector": q.tolist()}, "limit": 50},
-                    {"lexical": {"text": word}, "limit": 50},
-                ],
-                "fusion": {"method": "rrf"},
-                "limit": 10,
-            }
-        ).encode()
-        # Words from the whole vocabulary, common and rare, not only the most frequent.
-        for q, word in zip(queries, words[:: max(1, len(words) // len(queries))], strict=False)
-    ]
+    hybrids = [json.dumps(body).encode() for body in hybrid_queries(queries, words)]
     runs = [("search", "/collections/glove/search", searches, c) for c in CLIENTS]
     runs.append(("hybrid query", "/collections/glove/query", hybrids, HYBRID_CLIENTS))
     cells = []

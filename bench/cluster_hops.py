@@ -41,7 +41,7 @@ import httpx
 import numpy as np
 import orjson
 
-from bench._datasets import glove_by_frequency
+from bench._datasets import glove_by_frequency, hybrid_queries
 from bench._measures import percentiles_ms
 from bench._report import Run, add_output_options, describe, publish, table
 from indexer import Engine
@@ -189,19 +189,7 @@ def cluster_cells(
             before = process_cpu()
             cells.append(summary("cluster search", timed(search, requests)))
             cells[-1]["cpu_ms"] = cpu_per_request(before, process_cpu(), requests + 10)
-            hybrids = [
-                orjson.dumps(
-                    {
-                        "prefetch": [
-                            {"dense": {"vector": q.tolist()}, "limit": 50},
-                            {"lexical": {"text": word}, "limit": 50},
-                        ],
-                        "fusion": {"method": "rrf"},
-                        "limit": 10,
-                    }
-                )
-                for q, word in zip(queries, words[:: len(words) // len(queries)], strict=False)
-            ]
+            hybrids = [orjson.dumps(body) for body in hybrid_queries(queries, words)]
 
             def hybrid(i: int) -> None:
                 response = http.post("/collections/glove/query", content=hybrids[i % len(hybrids)])

@@ -31,7 +31,7 @@ import numpy as np
 
 from bench._datasets import Dataset, fashion_mnist, glove_held_out
 from bench._measures import best_seconds, exact_neighbours, hit_ids, recall
-from bench._report import Run, add_output_options, describe, output_prefix, save, table, table_row
+from bench._report import Run, add_output_options, describe, output_prefix, table, table_row
 from indexer import Engine
 from service.sample_data import FASHION_MNIST_DIR
 
@@ -306,28 +306,27 @@ def main() -> None:
             result = bench_family(dataset, {"kind": family}, truth, n_single)
             results.append(result)
             print(table_row(result.row()), flush=True)
-    print(f"\n{run.seconds:.0f} s in all", flush=True)
-    if out is None:
-        return
-    report = {
-        **run.header(),
-        "settings": {
-            "k": K,
-            "repeats": REPEATS,
-            "timing": "best of repeats, engine and raw runs taking turns",
-            "n_queries": N_QUERIES,
-            "n_single": n_single,
-            "n_single_flat": min(n_single, FLAT_SINGLE),
-            "upsert_batch": UPSERT_BATCH,
-            "blas_threshold": int(faiss.cvar.distance_compute_blas_threshold),
-            "blas_threshold_note": "set by Engine.__init__; raw FAISS runs in the same "
-            "process and shares it",
-            "ivf_pq_note": POLYSEMOUS_NOTE,
+    run.finish(
+        out,
+        {
+            "settings": {
+                "k": K,
+                "repeats": REPEATS,
+                "timing": "best of repeats, engine and raw runs taking turns",
+                "n_queries": N_QUERIES,
+                "n_single": n_single,
+                "n_single_flat": min(n_single, FLAT_SINGLE),
+                "upsert_batch": UPSERT_BATCH,
+                "blas_threshold": int(faiss.cvar.distance_compute_blas_threshold),
+                "blas_threshold_note": "set by Engine.__init__; raw FAISS runs in the same "
+                "process and shares it",
+                "ivf_pq_note": POLYSEMOUS_NOTE,
+            },
+            "datasets": [d.describe() for d in datasets],
+            "results": [asdict(r) for r in results],
         },
-        "datasets": [d.describe() for d in datasets],
-        "results": [asdict(r) for r in results],
-    }
-    save(out, report, markdown(report, results))
+        lambda report: markdown(report, results),
+    )
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ import numpy as np
 
 from bench._datasets import SEED, Dataset, fashion_mnist, glove_held_out
 from bench._measures import exact_neighbours, recall
-from bench._report import Run, add_output_options, describe, output_prefix, save, table
+from bench._report import Run, add_output_options, describe, output_prefix, table
 from bench.engine import FAMILIES, UPSERT_BATCH, K, search_parameters
 from indexer import Collection, Engine
 from service.sample_data import FASHION_MNIST_DIR
@@ -340,27 +340,26 @@ def main() -> None:
                     print(table(SINGLE_COLUMNS, [singles[-1].row()])[-1], flush=True)
         print("\n" + "\n".join(table(BATCH_COLUMNS, [])), flush=True)
         batches = bench_batches(data)
-    print(f"\n{run.seconds:.0f} s in all", flush=True)
-    if out is None:
-        return
-    report = {
-        **run.header(),
-        "settings": {
-            "k": K,
-            "n_single": N_SINGLE,
-            "n_single_flat": N_SINGLE_FLAT,
-            "single_rounds": SINGLE_ROUNDS,
-            "batch": BATCH,
-            "batch_rounds": BATCH_ROUNDS,
-            "tiny_index": TINY_INDEX,
-            "faiss_threads": FAISS_THREADS,
-            "timing": "thread CPU time; per-query medians over rounds taken in turns, summed",
+    run.finish(
+        out,
+        {
+            "settings": {
+                "k": K,
+                "n_single": N_SINGLE,
+                "n_single_flat": N_SINGLE_FLAT,
+                "single_rounds": SINGLE_ROUNDS,
+                "batch": BATCH,
+                "batch_rounds": BATCH_ROUNDS,
+                "tiny_index": TINY_INDEX,
+                "faiss_threads": FAISS_THREADS,
+                "timing": "thread CPU time; per-query medians over rounds taken in turns, summed",
+            },
+            "datasets": [d.describe() for d in datasets],
+            "single": [asdict(r) for r in singles],
+            "batches": [asdict(b) for b in batches],
         },
-        "datasets": [d.describe() for d in datasets],
-        "single": [asdict(r) for r in singles],
-        "batches": [asdict(b) for b in batches],
-    }
-    save(out, report, markdown(report, singles, batches))
+        lambda report: markdown(report, singles, batches),
+    )
 
 
 if __name__ == "__main__":

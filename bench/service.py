@@ -47,7 +47,7 @@ import orjson
 
 from bench._datasets import Dataset, fashion_mnist, glove_by_frequency
 from bench._measures import exact_neighbours, percentiles_ms, recall
-from bench._report import Run, add_output_options, describe, output_prefix, save, table
+from bench._report import Run, add_output_options, describe, output_prefix, table
 from bench.peers import Chroma, Txtai, cpu_seconds
 from indexer import Engine
 from tests.support.server import free_port, wait_until_ready
@@ -434,17 +434,16 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
     print()
     print("\n".join(table(COLUMNS, comparison_rows(cells))))
-    print(f"\n{run.seconds:.0f} s in all", flush=True)
-    if out is None:
-        return
-    report = {
-        **run.header(),
-        "device": args.device,
-        "seconds": args.seconds,
-        "setup": setup,
-        "cells": [asdict(c) for c in cells],
-    }
-    save(out, report, markdown(report, cells))
+    run.finish(
+        out,
+        {
+            "device": args.device,
+            "seconds": args.seconds,
+            "setup": setup,
+            "cells": [asdict(c) for c in cells],
+        },
+        lambda report: markdown(report, cells),
+    )
 
 
 if __name__ == "__main__":

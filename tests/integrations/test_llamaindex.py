@@ -12,14 +12,14 @@ import pytest
 from llama_index.core import StorageContext, VectorStoreIndex
 from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode
-from llama_index.core.vector_stores.types import (
+from llama_index.core.vector_stores import (
     FilterCondition,
     FilterOperator,
     MetadataFilter,
     MetadataFilters,
     VectorStoreQuery,
-    VectorStoreQueryMode,
 )
+from llama_index.core.vector_stores.types import VectorStoreQueryMode
 
 from tests.integrations.conftest import fresh_name, unpooled_async_client
 from tests.support.server import Server

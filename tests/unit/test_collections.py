@@ -11,23 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from indexer import (
-    CollectionExists,
-    CollectionNotFound,
-    DimensionMismatch,
-    DuplicateIds,
-    EmptyBatch,
-    Engine,
-    InvalidFilter,
-    InvalidId,
-    InvalidIndexSpec,
-    InvalidInput,
-    InvalidK,
-    InvalidName,
-    InvalidPayload,
-    InvalidVector,
-    PointNotFound,
-)
+from indexer import Engine, errors
 from indexer.collection import Collection
 from tests.support.vectors import NormalVectors
 
@@ -56,24 +40,24 @@ def test_collections_are_created_listed_fetched_and_dropped(engine: Engine) -> N
     assert engine.get_collection("a").config.index.kind == "hnsw"
     engine.drop_collection("a")
     assert engine.list_collections() == ["b"]
-    with pytest.raises(CollectionNotFound):
+    with pytest.raises(errors.CollectionNotFound):
         engine.get_collection("a")
-    with pytest.raises(CollectionNotFound):
+    with pytest.raises(errors.CollectionNotFound):
         engine.drop_collection("a")
 
 
 def test_create_is_idempotent_only_for_an_identical_configuration(engine: Engine) -> None:
     first = engine.create_collection("c", dim=4)
     assert engine.create_collection("c", dim=4, exist_ok=True) is first
-    with pytest.raises(CollectionExists, match="another configuration"):
+    with pytest.raises(errors.CollectionExists, match="another configuration"):
         engine.create_collection("c", dim=5, exist_ok=True)
-    with pytest.raises(CollectionExists):
+    with pytest.raises(errors.CollectionExists):
         engine.create_collection("c", dim=4)
 
 
 @pytest.mark.parametrize("name", ["../x", "a/b", "", "x" * 65, ".hidden", "a b", "é"])
 def test_collection_names_must_be_plain(engine: Engine, name: str) -> None:
-    with pytest.raises(InvalidName):
+    with pytest.raises(errors.InvalidName):
         engine.create_collection(name, dim=4)
     assert engine.list_collections() == []
 
@@ -81,13 +65,13 @@ def test_collection_names_must_be_plain(engine: Engine, name: str) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "error"),
     [
-        ({"dim": 0}, InvalidInput),
-        ({"dim": 4, "metric": "hamming"}, InvalidInput),
-        ({"dim": 4, "index": "lsh"}, InvalidIndexSpec),
-        ({"dim": 4, "index": {"kind": "hnsw", "hnsw_m": 1}}, InvalidIndexSpec),
-        ({"dim": 4, "index": {"kind": "hnsw", "bogus": 1}}, InvalidIndexSpec),
-        ({"dim": 10, "index": {"kind": "ivf_pq", "pq_m": 3}}, InvalidIndexSpec),
-        ({"dim": 4, "index": {"kind": "ivf_pq", "pq_m": 8}}, InvalidIndexSpec),
+        ({"dim": 0}, errors.InvalidInput),
+        ({"dim": 4, "metric": "hamming"}, errors.InvalidInput),
+        ({"dim": 4, "index": "lsh"}, errors.InvalidIndexSpec),
+        ({"dim": 4, "index": {"kind": "hnsw", "hnsw_m": 1}}, errors.InvalidIndexSpec),
+        ({"dim": 4, "index": {"kind": "hnsw", "bogus": 1}}, errors.InvalidIndexSpec),
+        ({"dim": 10, "index": {"kind": "ivf_pq", "pq_m": 3}}, errors.InvalidIndexSpec),
+        ({"dim": 4, "index": {"kind": "ivf_pq", "pq_m": 8}}, errors.InvalidIndexSpec),
     ],
 )
 def test_bad_collection_configurations_are_refused(
@@ -192,7 +176,7 @@ def test_recommend_average_scores_are_cosines_of_the_normalised_query(
     assert [h.id for h in hits] == [int(i) + 4 for i in order]
     assert [h.score for h in hits] == pytest.approx(expected[order].tolist(), abs=1e-5)
     assert all(-1 <= h.score <= 1 for h in hits)
-    with pytest.raises(InvalidInput, match="cancel out"):
+    with pytest.raises(errors.InvalidInput, match="cancel out"):
         c.recommend(positive=[data[0], -data[0]], k=1)  # their mean is 0
 
 
@@ -214,9 +198,9 @@ def test_recommend_accepts_vectors_and_filters(col: Collection) -> None:
     hits = col.recommend([vectors(1)[0], 0], k=5, filter={"even": False})
     assert len(hits) == 5
     assert all(h.payload is not None and h.payload["even"] is False for h in hits)
-    with pytest.raises(PointNotFound):
+    with pytest.raises(errors.PointNotFound):
         col.recommend(["missing"])
-    with pytest.raises(InvalidInput):
+    with pytest.raises(errors.InvalidInput):
         col.recommend([])
 
 
@@ -229,9 +213,9 @@ def test_recommend_and_search_take_numpy_values_and_check_example_ids(col: Colle
         h.id for h in col.recommend([0], k=3)
     ]
     assert len(col.search(vectors(1), k=np.int64(4))[0]) == 4
-    with pytest.raises(InvalidId):
+    with pytest.raises(errors.InvalidId):
         col.recommend([2**70])
-    with pytest.raises(InvalidId):
+    with pytest.raises(errors.InvalidId):
         col.recommend([""])
 
 
@@ -243,7 +227,7 @@ def test_numpy_integer_ids_are_integer_ids(engine: Engine) -> None:
     assert all(type(p.id) is int for p in c.get([0, 1]))
     assert c.get(["3"]) == []  # still not the string "3"
     assert c.delete(np.array([0, 1])) == 2
-    with pytest.raises(InvalidId):
+    with pytest.raises(errors.InvalidId):
         c.upsert(np.array([2**63], dtype=np.uint64), vectors(1))
 
 
@@ -253,43 +237,43 @@ def test_payloads_with_nulls_are_kept(col: Collection) -> None:
 
 
 BAD_UPSERTS: list[tuple[str, dict[str, Any], type[Exception]]] = [
-    ("wrong dimension", {"ids": [1], "vectors": np.zeros((1, 9))}, DimensionMismatch),
-    ("NaN", {"ids": [1], "vectors": np.full((1, 8), np.nan)}, InvalidVector),
-    ("infinity", {"ids": [1], "vectors": np.full((1, 8), np.inf)}, InvalidVector),
-    ("zero vector for cosine", {"ids": [1], "vectors": np.zeros((1, 8))}, InvalidVector),
-    ("not numbers", {"ids": [1], "vectors": [["a"] * 8]}, InvalidVector),
-    ("3-d array", {"ids": [1], "vectors": np.ones((1, 1, 8))}, InvalidVector),
-    ("empty batch", {"ids": [], "vectors": np.zeros((0, 8))}, EmptyBatch),
-    ("duplicate ids", {"ids": [1, 1], "vectors": np.ones((2, 8))}, DuplicateIds),
-    ("float id", {"ids": [1.5], "vectors": np.ones((1, 8))}, InvalidId),
-    ("bool id", {"ids": [True], "vectors": np.ones((1, 8))}, InvalidId),
-    ("empty string id", {"ids": [""], "vectors": np.ones((1, 8))}, InvalidId),
-    ("huge int id", {"ids": [2**70], "vectors": np.ones((1, 8))}, InvalidId),
-    ("fewer vectors than ids", {"ids": [1, 2], "vectors": np.ones((1, 8))}, InvalidInput),
+    ("wrong dimension", {"ids": [1], "vectors": np.zeros((1, 9))}, errors.DimensionMismatch),
+    ("NaN", {"ids": [1], "vectors": np.full((1, 8), np.nan)}, errors.InvalidVector),
+    ("infinity", {"ids": [1], "vectors": np.full((1, 8), np.inf)}, errors.InvalidVector),
+    ("zero vector for cosine", {"ids": [1], "vectors": np.zeros((1, 8))}, errors.InvalidVector),
+    ("not numbers", {"ids": [1], "vectors": [["a"] * 8]}, errors.InvalidVector),
+    ("3-d array", {"ids": [1], "vectors": np.ones((1, 1, 8))}, errors.InvalidVector),
+    ("empty batch", {"ids": [], "vectors": np.zeros((0, 8))}, errors.EmptyBatch),
+    ("duplicate ids", {"ids": [1, 1], "vectors": np.ones((2, 8))}, errors.DuplicateIds),
+    ("float id", {"ids": [1.5], "vectors": np.ones((1, 8))}, errors.InvalidId),
+    ("bool id", {"ids": [True], "vectors": np.ones((1, 8))}, errors.InvalidId),
+    ("empty string id", {"ids": [""], "vectors": np.ones((1, 8))}, errors.InvalidId),
+    ("huge int id", {"ids": [2**70], "vectors": np.ones((1, 8))}, errors.InvalidId),
+    ("fewer vectors than ids", {"ids": [1, 2], "vectors": np.ones((1, 8))}, errors.InvalidInput),
     (
         "payload not an object",
         {"ids": [1], "vectors": np.ones((1, 8)), "payloads": [[1]]},
-        InvalidPayload,
+        errors.InvalidPayload,
     ),
     (
         "payload not JSON",
         {"ids": [1], "vectors": np.ones((1, 8)), "payloads": [{"x": object()}]},
-        InvalidPayload,
+        errors.InvalidPayload,
     ),
     (
         "NaN in a payload",
         {"ids": [1], "vectors": np.ones((1, 8)), "payloads": [{"a": {"b": [1.0, float("nan")]}}]},
-        InvalidPayload,
+        errors.InvalidPayload,
     ),
     (
         "infinity in a payload",
         {"ids": [1], "vectors": np.ones((1, 8)), "payloads": [{"x": None, "y": np.float32("inf")}]},
-        InvalidPayload,
+        errors.InvalidPayload,
     ),
     (
         "second row bad",
         {"ids": [100, 101], "vectors": np.array([[1.0] * 8, [np.nan] * 8])},
-        InvalidVector,
+        errors.InvalidVector,
     ),
 ]
 
@@ -308,13 +292,13 @@ def test_a_bad_upsert_raises_a_typed_error_and_changes_nothing(
 @pytest.mark.parametrize(
     ("kwargs", "error"),
     [
-        ({"k": 0}, InvalidK),
-        ({"k": -1}, InvalidK),
-        ({"k": 10**9}, InvalidK),
-        ({"k": 2.5}, InvalidK),
-        ({"filter": {"n": {"$regex": "x"}}}, InvalidFilter),
-        ({"params": {"nprobe": 0}}, InvalidInput),
-        ({"params": {"ef": 10}}, InvalidInput),
+        ({"k": 0}, errors.InvalidK),
+        ({"k": -1}, errors.InvalidK),
+        ({"k": 10**9}, errors.InvalidK),
+        ({"k": 2.5}, errors.InvalidK),
+        ({"filter": {"n": {"$regex": "x"}}}, errors.InvalidFilter),
+        ({"params": {"nprobe": 0}}, errors.InvalidInput),
+        ({"params": {"ef": 10}}, errors.InvalidInput),
     ],
 )
 def test_bad_searches_raise_typed_errors(
@@ -325,17 +309,17 @@ def test_bad_searches_raise_typed_errors(
 
 
 def test_search_with_the_wrong_dimension_is_refused(col: Collection) -> None:
-    with pytest.raises(DimensionMismatch):
+    with pytest.raises(errors.DimensionMismatch):
         col.search(np.ones(3))
 
 
 def test_a_failed_delete_changes_nothing(col: Collection) -> None:
     before = snapshot(col)
-    with pytest.raises(InvalidFilter):
+    with pytest.raises(errors.InvalidFilter):
         col.delete(filter={"$nor": [{"n": 1}]})
-    with pytest.raises(InvalidInput):
+    with pytest.raises(errors.InvalidInput):
         col.delete()
-    with pytest.raises(InvalidInput):
+    with pytest.raises(errors.InvalidInput):
         col.delete([1], filter={"n": 1})
     assert snapshot(col) == before
 
@@ -407,7 +391,7 @@ def test_a_collection_dropped_under_a_caller_says_so(engine: Engine) -> None:
         lambda: c.delete(ids=[1]),
     ]
     for call in calls:
-        with pytest.raises(CollectionNotFound, match="dropped"):
+        with pytest.raises(errors.CollectionNotFound, match="dropped"):
             call()
 
 
@@ -454,8 +438,8 @@ def test_a_dropped_collections_store_never_opens_its_path_again(
     thread = threading.Thread(target=read_stale)
     thread.start()
     thread.join()
-    assert [type(exc) for exc in raised] == [CollectionNotFound]
-    with pytest.raises(CollectionNotFound):
+    assert [type(exc) for exc in raised] == [errors.CollectionNotFound]
+    with pytest.raises(errors.CollectionNotFound):
         stale.store.backup_to(tmp_path / "copy.sqlite3")
 
 

@@ -53,30 +53,52 @@ def test_a_check_of_one_field_names_the_field(client: TestClient) -> None:
     assert error(wrong_type)[2] == "k: Input should be a valid integer"
 
 
-def test_collection_exists_says_which_settings_differ(client: TestClient) -> None:
+def test_creating_a_collection_again_with_its_configuration_is_no_error(
+    client: TestClient,
+) -> None:
     assert client.put("/collections/c", json={"dim": 4, "index": "flat"}).status_code == 201
     again = client.put("/collections/c", json={"dim": 4, "index": "flat"})
     assert again.status_code == 200
-    other = client.put("/collections/c", json={"dim": 8, "metric": "l2", "index": "flat"})
-    status, name, message = error(other)
-    assert (status, name) == (409, "CollectionExists")
-    assert message == (
-        "collection 'c' already exists with another configuration: "
-        "dim is 4, not 8; metric is cosine, not l2"
-    )
 
 
-def test_an_unknown_filter_operator_lists_the_valid_ones(client: TestClient) -> None:
-    client.put("/collections/c", json={"dim": 2})
-    response = client.post(
-        "/collections/c/search", json={"vector": [1, 0], "filter": {"a": {"$regex": "x"}}}
-    )
-    status, name, message = error(response)
-    assert (status, name) == (422, "InvalidFilter")
-    assert message == (
-        "unknown operator '$regex'; the operators on a field are "
-        "$eq, $ne, $gt, $gte, $lt, $lte, $in, $nin, $exists, $not"
-    )
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "name", "message"),
+    [
+        pytest.param(
+            "PUT",
+            "/collections/c",
+            {"dim": 8, "metric": "l2", "index": "flat"},
+            409,
+            "CollectionExists",
+            "collection 'c' already exists with another configuration: "
+            "dim is 4, not 8; metric is cosine, not l2",
+            id="collection exists says which settings differ",
+        ),
+        pytest.param(
+            "POST",
+            "/collections/c/search",
+            {"vector": [1, 0, 0, 0], "filter": {"a": {"$regex": "x"}}},
+            422,
+            "InvalidFilter",
+            "unknown operator '$regex'; the operators on a field are "
+            "$eq, $ne, $gt, $gte, $lt, $lte, $in, $nin, $exists, $not",
+            id="an unknown filter operator lists the valid ones",
+        ),
+    ],
+)
+def test_a_rejected_request_says_what_is_wrong(
+    client: TestClient,
+    method: str,
+    path: str,
+    body: dict[str, object],
+    status: int,
+    name: str,
+    message: str,
+) -> None:
+    assert client.put("/collections/c", json={"dim": 4, "index": "flat"}).status_code == 201
+    response = client.request(method, path, json=body)
+    assert error(response)[:2] == (status, name)
+    assert error(response)[2] == message
 
 
 def test_a_missing_key_and_a_wrong_key_are_told_apart(client: TestClient) -> None:

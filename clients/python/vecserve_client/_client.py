@@ -218,14 +218,10 @@ class Client:
             body["dim"] = dim
         if embedder is not None:
             body["embedder"] = embedder
-        if store_source:
-            body["store_source"] = True
-        if thumbnails:
-            body["thumbnails"] = True
+        body.update(enc.switched_on(store_source=store_source, thumbnails=thumbnails))
         if full_text is not None:
             body["full_text"] = enc.full_text(full_text)
-        if payload_indexes is not None:
-            body["payload_indexes"] = dict(payload_indexes)
+        body.update(enc.given(payload_indexes=payload_indexes))
         response = self._request("create_collection", "PUT", collection_url(name), json=body)
         return CollectionInfo.model_validate(response.json())
 
@@ -633,9 +629,7 @@ class Client:
             ...     print(point.id, point.payload)
         """
         url = collection_url(collection, "points", "scroll")
-        body: dict[str, Any] = {"limit": page_size, **enc.vector_options(with_vectors)}
-        if filter is not None:
-            body["filter"] = dict(filter)
+        body = {"limit": page_size, **enc.vector_options(with_vectors), **enc.given(filter=filter)}
         while True:
             response = self._request("scroll", "POST", url, json=body)
             page = response.json()
@@ -703,11 +697,11 @@ class Client:
             [('a', 0.93), (7, 0.88), ...]
             >>> hits = client.search("products", text="red shoes", hybrid={"alpha": 0.5})
         """
+        url = collection_url(collection, "search")
         body = enc.query(vector, text, image, id)
         body.update(enc.search_options(k, filter, params, with_payload, with_vectors))
-        if hybrid is not None:
-            body["hybrid"] = dict(hybrid)
-        response = self._request("search", "POST", collection_url(collection, "search"), json=body)
+        body.update(enc.given(hybrid=hybrid))
+        response = self._request("search", "POST", url, json=body)
         return enc.hits(response.json())
 
     def query(
@@ -775,25 +769,16 @@ class Client:
             >>> [(hit.id, hit.score) for hit in result.hits]
             [('a', 0.032), (7, 0.031), ...]
         """
-        body: dict[str, Any] = {
+        url = collection_url(collection, "query")
+        body = {
             "prefetch": enc.stages(prefetch),
             "limit": limit,
             "offset": offset,
             "with_payload": with_payload,
+            **enc.given(fusion=fusion, rerank=rerank, filter=filter),
+            **enc.switched_on(with_vectors=with_vectors, explain=explain, partial=partial),
         }
-        if fusion is not None:
-            body["fusion"] = dict(fusion)
-        if rerank is not None:
-            body["rerank"] = dict(rerank)
-        if filter is not None:
-            body["filter"] = dict(filter)
-        if with_vectors:
-            body["with_vectors"] = True
-        if explain:
-            body["explain"] = True
-        if partial:
-            body["partial"] = True
-        response = self._request("query", "POST", collection_url(collection, "query"), json=body)
+        response = self._request("query", "POST", url, json=body)
         return QueryResult.model_validate(response.json())
 
     def search_batch(

@@ -149,6 +149,18 @@ def vector_params(with_vectors: bool) -> dict[str, str]:
     return {}
 
 
+def given(**options: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """The options that are set, as JSON objects; those unset are left out, to the
+    server's defaults."""
+    return {name: dict(value) for name, value in options.items() if value is not None}
+
+
+def switched_on(**switches: bool) -> dict[str, bool]:
+    """The switches that are on; those off are left out, the server's default, so that a
+    server that predates a switch still takes a request that does not use it."""
+    return {name: True for name, on in switches.items() if on}
+
+
 def search_options(
     k: int,
     filter: Filter | None,
@@ -157,12 +169,12 @@ def search_options(
     with_vectors: bool,
 ) -> dict[str, Any]:
     """What a search says besides its query; unset options are left to the server."""
-    options: dict[str, Any] = {"k": k, "with_payload": with_payload, **vector_options(with_vectors)}
-    if filter is not None:
-        options["filter"] = dict(filter)
-    if params is not None:
-        options["params"] = dict(params)
-    return options
+    return {
+        "k": k,
+        "with_payload": with_payload,
+        **vector_options(with_vectors),
+        **given(filter=filter, params=params),
+    }
 
 
 def example(value: Example) -> PointId | dict[str, str]:

@@ -431,13 +431,27 @@ function operatorProblem(field, operators) {
   return null;
 }
 
-function watchFilter(inputId, checkId) {
-  const input = $(inputId);
+// The search and the browse forms both ask for a filter, checked as it is typed, and a
+// count: built here, in place of the form's slot, whose data attributes say the filter's
+// example and the count's label and default. The fields' ids are the slot's id followed
+// by -filter, -filter-check and -count. Returns the filter's reader (null when empty; it
+// throws when the filter is not valid).
+function filterAndCount(slotId) {
+  const slot = $(slotId);
+  const { example, count, countDefault } = slot.dataset;
+  const input = h("textarea", { id: `${slotId}-filter`, class: "filter", rows: "1", placeholder: example, spellcheck: "false" });
+  const check = h("p", { class: "filter-check", id: `${slotId}-filter-check` });
+  slot.replaceWith(
+    h("div", { class: "grow" }, h("label", { class: "field-label", for: input.id }, "Filter"), input, check),
+    h("div", {},
+      h("label", { class: "field-label", for: `${slotId}-count` }, count),
+      h("input", { type: "number", id: `${slotId}-count`, min: "1", max: "1000", value: countDefault, class: "narrow" }),
+    ),
+  );
   const show = () => {
     const { error, filter } = checkFilter(input.value);
-    const el = $(checkId);
-    el.textContent = error || (filter ? "✓ filter" : "");
-    el.className = `filter-check ${error ? "bad" : "good"}`;
+    check.textContent = error || (filter ? "✓ filter" : "");
+    check.className = `filter-check ${error ? "bad" : "good"}`;
     input.classList.toggle("invalid", Boolean(error));
   };
   input.addEventListener("input", show);
@@ -488,7 +502,7 @@ async function runSearch(event) {
   let route, body;
   try {
     const filter = readSearchFilter();
-    const k = Number($("search-k").value) || 10;
+    const k = Number($("search-count").value) || 10;
     [route, body] = searchBody(filter, k);
   } catch (error) {
     showError("search-error", error);
@@ -657,7 +671,7 @@ async function browse(event, cursor = null) {
     showError("points-error", error);
     return;
   }
-  const body = { limit: Number($("browse-limit").value) || 25 };
+  const body = { limit: Number($("browse-count").value) || 25 };
   if (filter) body.filter = filter;
   if (cursor) body.cursor = cursor;
   try {
@@ -977,8 +991,8 @@ function renderCharts(now) {
 async function start() {
   setKey(state.key);
   checkReady();
-  readSearchFilter = watchFilter("search-filter", "search-filter-check");
-  readBrowseFilter = watchFilter("browse-filter", "browse-filter-check");
+  readSearchFilter = filterAndCount("search");
+  readBrowseFilter = filterAndCount("browse");
   wireImageInput();
   $("views").addEventListener("click", (e) => {
     const view = e.target.dataset?.view;

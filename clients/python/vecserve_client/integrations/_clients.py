@@ -4,9 +4,26 @@ calls that treat a collection never written to as an empty one."""
 from __future__ import annotations
 
 import contextlib
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar, Unpack
 
 from vecserve_client import AsyncClient, Client, CollectionNotFound, Hit
+
+
+class StoreConnection(TypedDict, total=False):
+    """How a store reaches the server, the keyword arguments every store takes.
+
+    Attributes:
+        url: the server's base URL; the store then opens (and owns) a ``Client`` and an
+            ``AsyncClient`` on it. Or give them as ``client`` / ``async_client``.
+        api_key: the API key for the clients opened from ``url``.
+        client: a ``Client``, for the store's synchronous methods.
+        async_client: an ``AsyncClient``, for its asynchronous ones.
+    """
+
+    url: str | None
+    api_key: str | None
+    client: Client | None
+    async_client: AsyncClient | None
 
 
 class StoreClients:
@@ -17,15 +34,11 @@ class StoreClients:
         ValueError: no client and no ``url``.
     """
 
-    def __init__(
-        self,
-        url: str | None,
-        api_key: str | None,
-        client: Client | None,
-        async_client: AsyncClient | None,
-    ) -> None:
+    def __init__(self, **connection: Unpack[StoreConnection]) -> None:
+        client, async_client = connection.get("client"), connection.get("async_client")
         self.owned: tuple[Client | None, AsyncClient | None] = (None, None)
-        if url is not None:
+        if (url := connection.get("url")) is not None:
+            api_key = connection.get("api_key")
             client = client or Client(url, api_key=api_key)
             async_client = async_client or AsyncClient(url, api_key=api_key)
             self.owned = (client, async_client)

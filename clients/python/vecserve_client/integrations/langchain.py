@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Self
+from typing import Any, Self, Unpack
 
 import numpy as np
 import numpy.typing as npt
@@ -25,10 +25,11 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import VectorStore
 from langchain_core.vectorstores.utils import maximal_marginal_relevance
 
-from vecserve_client import AsyncClient, Client, CollectionNotFound, Hit, Point
+from vecserve_client import CollectionNotFound, Hit, Point
 from vecserve_client._types import IndexSpec, Metric
 from vecserve_client.integrations._clients import (
     StoreClients,
+    StoreConnection,
     UsesStoreClients,
     candidate_vectors,
 )
@@ -123,17 +124,15 @@ class VecserveVectorStore(UsesStoreClients, VectorStore):
         collection_name: the collection; created on the first write when missing.
         embedding: the LangChain embeddings that make the vectors here, or None to have
             the collection's embedder make them on the server.
-        url: the server's base URL; the store then opens (and owns) a ``Client`` and an
-            ``AsyncClient`` on it. Or give them as ``client`` / ``async_client``.
-        api_key: the API key for the clients opened from ``url``.
-        client: a ``Client``, for the synchronous methods.
-        async_client: an ``AsyncClient``, for the ``a``-prefixed ones.
         embedder: the server's embedder to create a missing collection with (when
             ``embedding`` is None).
         metric: the metric to create a missing collection with.
         index: the index to create a missing collection with.
         text_key: the payload key holding each document's text.
         metadata_key: the payload key holding each document's metadata.
+        **connection: ``url`` (and ``api_key``), or ``client`` (for the synchronous
+            methods) and ``async_client`` (for the ``a``-prefixed ones); see
+            :class:`~vecserve_client.integrations._clients.StoreConnection`.
 
     Raises:
         ValueError: both ``embedding`` and ``embedder``, or no client and no ``url``.
@@ -149,19 +148,16 @@ class VecserveVectorStore(UsesStoreClients, VectorStore):
         collection_name: str,
         embedding: Embeddings | None = None,
         *,
-        url: str | None = None,
-        api_key: str | None = None,
-        client: Client | None = None,
-        async_client: AsyncClient | None = None,
         embedder: str | None = None,
         metric: Metric = "cosine",
         index: IndexSpec = "auto",
         text_key: str = "page_content",
         metadata_key: str = "metadata",
+        **connection: Unpack[StoreConnection],
     ) -> None:
         if embedding is not None and embedder is not None:
             raise ValueError("give embedding (vectors made here) or embedder (on the server)")
-        self._clients = StoreClients(url, api_key, client, async_client)
+        self._clients = StoreClients(**connection)
         self.collection_name = collection_name
         self._embedding = embedding
         self._embedder = embedder

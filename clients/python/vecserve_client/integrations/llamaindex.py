@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Unpack
 
 import numpy as np
 from llama_index.core.bridge.pydantic import PrivateAttr
@@ -35,10 +35,11 @@ from llama_index.core.vector_stores.types import (
 )
 from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_metadata_dict
 
-from vecserve_client import AsyncClient, Client, CollectionNotFound, Hit, Point
+from vecserve_client import CollectionNotFound, Hit, Point
 from vecserve_client._types import IndexSpec, Metric
 from vecserve_client.integrations._clients import (
     StoreClients,
+    StoreConnection,
     UsesStoreClients,
     candidate_vectors,
 )
@@ -111,13 +112,11 @@ class VecserveVectorStore(UsesStoreClients, BasePydanticVectorStore):
 
     Args:
         collection_name: the collection.
-        url: the server's base URL; the store then opens a ``Client`` and an
-            ``AsyncClient`` on it. Or give them as ``client`` / ``async_client``.
-        api_key: the API key for the clients opened from ``url``.
-        client: a ``Client``, for the synchronous methods.
-        async_client: an ``AsyncClient``, for the asynchronous ones.
         metric: the metric to create a missing collection with.
         index: the index to create a missing collection with.
+        **connection: ``url`` (and ``api_key``), or ``client`` (for the synchronous
+            methods) and ``async_client`` (for the asynchronous ones); see
+            :class:`~vecserve_client.integrations._clients.StoreConnection`.
 
     Raises:
         ValueError: no client and no ``url``.
@@ -142,18 +141,15 @@ class VecserveVectorStore(UsesStoreClients, BasePydanticVectorStore):
         self,
         collection_name: str,
         *,
-        url: str | None = None,
-        api_key: str | None = None,
-        client: Client | None = None,
-        async_client: AsyncClient | None = None,
         metric: Metric = "cosine",
         index: IndexSpec = "auto",
+        **connection: Unpack[StoreConnection],
     ) -> None:
         # mypy (without pydantic's plugin) sees only the base class's fields.
         super().__init__(  # type: ignore[call-arg]
             collection_name=collection_name, metric=metric, index=index
         )
-        self._clients = StoreClients(url, api_key, client, async_client)
+        self._clients = StoreClients(**connection)
 
     @classmethod
     def class_name(cls) -> str:
