@@ -16,7 +16,7 @@ from indexer.collection.results import padded
 from indexer.collection.validation import MAX_K
 from indexer.devices import GPU_MAX_K
 from indexer.indexes import FaissIndex, LabelSet
-from indexer.indexes.base import keep_labels
+from indexer.indexes.labels import keep_labels
 from indexer.metric import Metric
 from indexer.spec import SearchParams
 

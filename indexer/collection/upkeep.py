@@ -20,7 +20,7 @@ from indexer.collection.config import CollectionConfig
 from indexer.collection.search import StoredVectors, exact
 from indexer.devices import Placement
 from indexer.indexes import FaissIndex, family_for, load_index, save_index
-from indexer.indexes.base import CALIBRATION_QUERIES
+from indexer.indexes.knob import CALIBRATION_QUERIES, calibrate
 from indexer.spec import IndexSpec, SearchParams
 
 log = logging.getLogger(__name__)
@@ -250,8 +250,8 @@ class IndexUpkeep:
             ]
             return _without_own(np.concatenate(rows), own, k)
 
-        recall = index.calibrate(
-            queries, truth, self.config.index.target_recall, search_without_own
+        recall = calibrate(
+            index, queries, truth, self.config.index.target_recall, search_without_own
         )
         index.calibrated_on = size
         self._log_calibration(index, recall)
@@ -263,7 +263,7 @@ class IndexUpkeep:
             yield labels, self.config.metric.prepare(vecs)
 
     def _calibrate(self, index: FaissIndex, queries: np.ndarray, truth: np.ndarray) -> None:
-        recall = index.calibrate(queries, truth, self.config.index.target_recall)
+        recall = calibrate(index, queries, truth, self.config.index.target_recall)
         self._log_calibration(index, recall)
 
     def _log_calibration(self, index: FaissIndex, recall: float) -> None:

@@ -22,10 +22,11 @@ import faiss
 import orjson
 
 from indexer.durable import fsync_dir
-from indexer.indexes.base import FaissIndex, LabelSet
+from indexer.indexes.base import FaissIndex
 from indexer.indexes.flat import FlatIndex
 from indexer.indexes.hnsw import HnswIndex
 from indexer.indexes.ivf import IvfIndex, IvfPqIndex
+from indexer.indexes.labels import LabelSet
 from indexer.metric import Metric
 from indexer.spec import IndexSpec
 

@@ -12,111 +12,28 @@ the staged labels (the newest ones: labels only grow) until the batch is publish
 
 from __future__ import annotations
 
-import logging
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from typing import Any, ClassVar, Self
 
 import faiss
 import numpy as np
 
 from indexer import devices
+from indexer.indexes.gpu_placement import GpuPlacement
+from indexer.indexes.labels import LabelPositions, LabelSet, keep_labels
 from indexer.indexes.tombstones import Tombstones
 from indexer.metric import Metric
 from indexer.spec import DEFAULT_SEARCH_PARAMS, IndexSpec, SearchParams
 
-log = logging.getLogger(__name__)
-
-# Calibration aims a little above the target: it measures on a sample of queries.
-CALIBRATION_MARGIN = 0.02
-CALIBRATION_QUERIES = 256
 LABEL_END = 1 << 62  # past every label the store hands out
 _ptr = faiss.swig_ptr
 
 
-class LabelSet:
-    """A sorted set of labels, with its FAISS selector built once on first use."""
-
-    def __init__(self, labels: np.ndarray) -> None:
-        self.labels = labels
-        self._selector: Any = None
-        self._bitmap: np.ndarray | None = None  # the selector reads it: kept alive with it
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    @property
-    def selector(self) -> Any:
-        """A bitmap over the labels up to the largest: built in a millisecond for a
-        million labels, where a hash set (IDSelectorBatch) takes tens."""
-        if self._selector is None:
-            top = int(self.labels[-1]) + 1 if len(self.labels) else 0
-            mask = np.zeros(top, dtype=bool)
-            mask[self.labels] = True
-            self._bitmap = np.packbits(mask, bitorder="little")
-            self._selector = faiss.IDSelectorBitmap(len(self._bitmap), faiss.swig_ptr(self._bitmap))
-        return self._selector
-
-    def contains(self, labels: np.ndarray) -> np.ndarray:
-        """A boolean mask: which of ``labels`` are in the set."""
-        if not len(self.labels):
-            return np.zeros(labels.shape, dtype=bool)
-        pos = np.minimum(np.searchsorted(self.labels, labels), len(self.labels) - 1)
-        return np.asarray(self.labels[pos] == labels)
-
-
-class LabelPositions:
-    """Where each label sits in an id map (labels by position), found by binary search in
-    the labels sorted, kept between calls: an index appends new labels, in increasing
-    order but for a few (its calibration queries are added last), so the sort is
-    extended rather than redone. A lookup checks what it finds, so a map changed in
-    another way (removals shift positions) is told by the check and sorted afresh."""
-
-    def __init__(self) -> None:
-        # (how many positions of the map it covers, labels sorted, their positions)
-        self._sorted: tuple[int, np.ndarray, np.ndarray] = (
-            0,
-            np.empty(0, dtype=np.int64),
-            np.empty(0, dtype=np.int64),
-        )
-
-    def of(self, labels: np.ndarray, ids: np.ndarray, fresh: bool) -> np.ndarray | None:
-        """The positions in ``ids`` of ``labels``, or None where one is not found;
-        ``fresh``: sort the whole map again first."""
-        covered, ordered, positions = self._sorted
-        if fresh or covered > len(ids):
-            covered, ordered, positions = 0, ordered[:0], positions[:0]
-        if covered < len(ids):
-            tail = ids[covered:]
-            if (len(ordered) and (tail <= ordered[-1]).any()) or (np.diff(tail) <= 0).any():
-                # Out of order: sort the whole map (-1 marks a position of no label),
-                # unless it is sorted (removals keep the order of what is left).
-                at = np.flatnonzero(ids >= 0)
-                ordered, positions = ids[at], at
-                if (np.diff(ordered) <= 0).any():
-                    order = np.argsort(ordered, kind="stable")
-                    ordered, positions = ordered[order], at[order]
-            else:
-                kept = np.flatnonzero(tail >= 0)
-                ordered = np.concatenate([ordered, tail[kept]])
-                positions = np.concatenate([positions, covered + kept])
-            covered = len(ids)
-            # Readers share it: each assignment replaces it whole.
-            self._sorted = (covered, ordered, positions)
-        if not len(ordered):
-            return None
-        found = positions[np.minimum(np.searchsorted(ordered, labels), len(ordered) - 1)]
-        if not np.array_equal(ids[found], labels):
-            return None
-        return found
-
-
-class FaissIndex(ABC):
+class FaissIndex(GpuPlacement, ABC):
     """One index family. Subclasses say how to build, search, list and tune it."""
 
     family: ClassVar[str]
     can_remove: ClassVar[bool] = True
-    gpu_capable: ClassVar[bool] = False
     knob: ClassVar[str | None] = None  # the SearchParams field that trades speed for recall
     knob_values: ClassVar[tuple[int, ...]] = ()
     knob_fallback: ClassVar[int] = 0  # the knob's value until calibration sets default_knob
@@ -139,12 +56,6 @@ class FaissIndex(ABC):
         self._staged_from: int | None = None  # labels from here on are staged, not served
         self._staged = 0
         self._orphans = 0  # positions left without a label by a staged batch given up
-        self.on_gpu = False
-        self.gpu_bytes = 0  # estimated GPU memory held, 0 on the CPU
-        self.placement_note: str | None = None  # why it stays on the CPU, when GPUs exist
-        self._placement: devices.Placement | None = None
-        self._spec: IndexSpec | None = None
-        self.over_budget = False  # grew past its GPU booking: the collection moves it off
 
     # -- building ------------------------------------------------------------------------
 
@@ -185,12 +96,6 @@ class FaissIndex(ABC):
     @classmethod
     @abstractmethod
     def factory_string(cls, dim: int, spec: IndexSpec, n_train: int) -> str: ...
-
-    @classmethod
-    def gpu_bytes_for(cls, dim: int, spec: IndexSpec, n: int) -> int:
-        """Estimated GPU memory for ``n`` vectors (codes, ids and the family's structures)."""
-        bytes_per_value = {"float32": 4, "float16": 2, "int8": 1}[spec.storage]
-        return n * (dim * bytes_per_value + 8)
 
     @classmethod
     def configure(cls, index: Any, spec: IndexSpec) -> None:
@@ -401,41 +306,6 @@ class FaissIndex(ABC):
 
     # -- calibration ----------------------------------------------------------------------
 
-    def calibrate(
-        self,
-        queries: np.ndarray,
-        truth: np.ndarray,
-        target: float,
-        search: Callable[[np.ndarray, int, SearchParams], np.ndarray] | None = None,
-    ) -> float:
-        """Pick the smallest knob value whose recall@k on ``queries`` reaches ``target``.
-
-        ``truth`` are the exact neighbours [nq, k] of ``queries``, which are not in the
-        index (held out, like real queries), or which ``search`` (labels [nq, k] found at
-        the given parameters; by default this index's own search) leaves out of their own
-        results. Returns the recall reached at the chosen value.
-        """
-        if self.knob is None:
-            return 1.0
-        if search is None:
-            search = lambda q, k, params: self.search(q, k, params, None)[1]  # noqa: E731
-        goal = min(1.0, target + CALIBRATION_MARGIN)
-        best_value, best_recall = self.knob_values[0], -1.0
-        for value in self.knob_values:
-            if not self.knob_applies(value):
-                break
-            params = SearchParams.model_validate({self.knob: value})
-            found = search(queries, truth.shape[1], params)
-            hits = sum(len(np.intersect1d(f, t)) for f, t in zip(found, truth, strict=True))
-            recall = hits / truth.size
-            if recall > best_recall + 0.002:
-                best_value, best_recall = value, recall
-            if recall >= goal:
-                break
-        self.default_knob = best_value
-        self.calibrated_on = self.size
-        return best_recall
-
     def knob_applies(self, value: int) -> bool:
         return True
 
@@ -455,64 +325,7 @@ class FaissIndex(ABC):
         """Vectors compared per query at ``params``, estimated: all of them, by default."""
         return float(self.size)
 
-    # -- placement and persistence ------------------------------------------------------
-
-    def place_on_gpu(self, placement: devices.Placement, spec: IndexSpec) -> bool:
-        """Move the index to the GPU(s) if the family can live there and it fits; else say
-        why in :attr:`placement_note`. Returns whether it is on the GPU now."""
-        if self.on_gpu or not placement.gpus:
-            return self.on_gpu
-        if not self.gpu_capable:
-            self.placement_note = f"{self.family} indexes have no GPU form in FAISS"
-            return False
-        dim = int(self._index.d)
-        nbytes = self.gpu_bytes_for(dim, spec, int(self._index.ntotal))
-        refused = placement.reserve(self, nbytes)
-        if refused is not None:
-            self.placement_note = f"kept on the CPU: {refused}"
-            log.warning("%s index %s", self.family, self.placement_note)
-            return False
-        try:
-            self._index = placement.to_gpu(self.gpu_source(), float16=self.gpu_float16)
-        except RuntimeError as exc:  # out of GPU memory, or a form the GPU lacks
-            placement.release(self)
-            self.placement_note = f"kept on the CPU: FAISS could not place it ({exc})"
-            log.warning("%s index %s", self.family, self.placement_note)
-            return False
-        self.on_gpu, self.gpu_bytes, self.placement_note = True, nbytes, None
-        self._placement, self._spec = placement, spec
-        return True
-
-    def _rebook(self) -> None:
-        """After growing on the GPU, book the extra memory, or flag the index to move off."""
-        if self._placement is None or self._spec is None:
-            return
-        nbytes = self.gpu_bytes_for(int(self._index.d), self._spec, int(self._index.ntotal))
-        if nbytes <= self.gpu_bytes:
-            return
-        refused = self._placement.reserve(self, nbytes)
-        if refused is None:
-            self.gpu_bytes = nbytes
-        else:
-            self.over_budget = True
-            self.placement_note = f"moving to the CPU: {refused}"
-
-    @property
-    def gpu_float16(self) -> bool:
-        """Whether the GPU copy computes in float16 (the cloner's ``useFloat16``)."""
-        return self.storage == "float16"
-
-    def gpu_source(self) -> Any:
-        """The CPU index to copy to the GPU (the index itself unless a family converts)."""
-        return self._index
-
-    def release(self) -> None:
-        """Give back the GPU memory booked for this index (when it is replaced)."""
-        if self._placement is not None:
-            self._placement.release(self)
-
-    def cpu_index(self) -> Any:
-        return devices.to_cpu(self._index) if self.on_gpu else self._index
+    # -- persistence -------------------------------------------------------------------
 
     def meta(self) -> dict[str, Any]:
         return {
@@ -527,49 +340,3 @@ class FaissIndex(ABC):
     @abstractmethod
     def _physical_labels(self) -> np.ndarray:
         """Every label in the FAISS structure, tombstones included."""
-
-
-def id_map_view(index: Any) -> np.ndarray:
-    """The labels by position of a FAISS IndexIDMap, a view on its own array (writes go
-    through, and it is valid until the index next changes)."""
-    id_map = index.id_map
-    if not id_map.size():
-        return np.empty(0, dtype=np.int64)
-    ids: np.ndarray = faiss.rev_swig_ptr(id_map.data(), id_map.size())
-    return ids
-
-
-def float_vectors(flat: Any) -> np.ndarray:
-    """The vectors of a FAISS IndexFlat [n, dim], a view on its own array."""
-    if not flat.ntotal:
-        return np.empty((0, flat.d), dtype=np.float32)
-    xb: np.ndarray = faiss.rev_swig_ptr(flat.get_xb(), flat.ntotal * flat.d)
-    return xb.reshape(flat.ntotal, flat.d)
-
-
-def keep_labels(
-    distances: np.ndarray, labels: np.ndarray, mask: np.ndarray, k: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Keep the first k entries of each row where ``mask`` holds, padding with -1."""
-    order = np.argsort(~mask, axis=1, kind="stable")[:, :k]
-    kept_labels = np.take_along_axis(np.where(mask, labels, -1), order, axis=1)
-    kept_distances = np.take_along_axis(distances, order, axis=1)
-    return kept_distances, kept_labels
-
-
-class KnobParameters:
-    """FAISS search parameters that set a family's knob (``efSearch``, ``nprobe``) to a
-    value: those without a selector are built once a value and kept, since building one
-    costs a tenth of a single-query search."""
-
-    def __init__(self, make: Callable[..., Any], knob: str) -> None:
-        self._make = make
-        self._knob = knob
-        self._unfiltered: dict[int, Any] = {}
-
-    def __call__(self, value: int, selector: Any) -> Any:
-        if selector is not None:
-            return self._make(**{self._knob: value}, sel=selector)
-        if value not in self._unfiltered:
-            self._unfiltered[value] = self._make(**{self._knob: value})
-        return self._unfiltered[value]

@@ -8,7 +8,8 @@ import faiss
 import numpy as np
 
 from indexer import devices
-from indexer.indexes.base import FaissIndex, float_vectors, id_map_view
+from indexer.indexes.base import FaissIndex
+from indexer.indexes.labels import float_vectors, id_map_view
 from indexer.spec import IndexSpec
 
 _STORAGE = {"float32": "Flat", "float16": "SQfp16", "int8": "SQ8"}

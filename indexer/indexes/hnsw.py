@@ -7,7 +7,9 @@ from typing import Any, ClassVar
 import faiss
 import numpy as np
 
-from indexer.indexes.base import FaissIndex, KnobParameters, float_vectors, id_map_view
+from indexer.indexes.base import FaissIndex
+from indexer.indexes.knob import KnobParameters
+from indexer.indexes.labels import float_vectors, id_map_view
 from indexer.metric import Metric
 from indexer.spec import IndexSpec, SearchParams
 

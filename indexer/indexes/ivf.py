@@ -14,7 +14,8 @@ import faiss
 import numpy as np
 
 from indexer import devices
-from indexer.indexes.base import FaissIndex, KnobParameters
+from indexer.indexes.base import FaissIndex
+from indexer.indexes.knob import KnobParameters
 from indexer.metric import Metric
 from indexer.spec import IndexSpec, SearchParams
 

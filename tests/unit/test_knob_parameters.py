@@ -5,7 +5,7 @@ from __future__ import annotations
 import faiss
 import numpy as np
 
-from indexer.indexes.base import KnobParameters
+from indexer.indexes.knob import KnobParameters
 
 
 def test_unfiltered_parameters_are_built_once_a_value() -> None:
