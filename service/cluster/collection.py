@@ -27,11 +27,12 @@ import numpy as np
 
 from indexer import CollectionConfig, Hit, Point, PointId
 from indexer.embedders.inputs import one_input
-from indexer.errors import InvalidEmbedderInput, InvalidInput, PointNotFound, ShardUnavailable
+from indexer.errors import InvalidEmbedderInput, InvalidInput, PointNotFound
 from indexer.merge import merge_hits
 from indexer.metric import Metric
 from indexer.points import as_vector_batch, encode_id, ensure_lengths, validate_id, validate_ids
 from indexer.query import QueryPlan, QueryResult, RerankerRegistry
+from service.cluster import status
 from service.cluster.fanout import Shards, value_of
 from service.cluster.query import run_sharded_query
 from service.cluster.shard import Reply
@@ -57,7 +58,7 @@ class ShardedCollection:
         self.config = CollectionConfig.model_validate(described["config"])
         self.uid: str = described["uid"]
         self.rerankers = rerankers
-        self._turn = itertools.count()
+        self._turn = itertools.count()  # the shard that embeds next
 
     @property
     def dim(self) -> int:
@@ -97,21 +98,7 @@ class ShardedCollection:
     @property
     def index_info(self) -> dict[str, Any]:
         """Shard 0's index summary, with every shard's size, write sequence and replicas."""
-        described = self._read_all_primary("describe")
-        info = dict(described[0]["serving"])
-        info["size"] = sum(d["serving"]["size"] for d in described)
-        info["shards"] = [
-            {
-                "shard": link.name,
-                "points": d["count"],
-                "seq": d["seq"],
-                "family": d["serving"]["family"],
-                "device": d["serving"]["device"],
-                "replicas": d["replicas"],
-            }
-            for link, d in zip(self.shards.links, described, strict=True)
-        ]
-        return info
+        return status.index_info(self.shards.links, self._read_all_primary("describe"))
 
     def _read_all_primary(self, method: str) -> list[Any]:
         return self.shards.each(
@@ -266,25 +253,19 @@ class ShardedCollection:
     ) -> list[Hit]:
         """As :meth:`Collection.recommend`: examples given by id are fetched from their
         shards and sent to every shard as vectors; the example points are then left out."""
-        example_ids = [
-            validate_id(int(e) if isinstance(e, np.integer) else e)
-            for e in (*positive, *negative)
-            if isinstance(e, str | int | np.integer) and not isinstance(e, bool)
-        ]
+        example_ids = [i for i in map(_example_id, (*positive, *negative)) if i is not None]
         stored = {encode_id(p.id): p.vector for p in self.get(example_ids, with_vectors=True)}
 
         def as_vectors(examples: Sequence[Any]) -> list[Any]:
             out = []
             for example in examples:
-                if isinstance(example, str | int | np.integer) and not isinstance(example, bool):
-                    key = encode_id(
-                        validate_id(int(example) if isinstance(example, np.integer) else example)
-                    )
-                    if key not in stored:
-                        raise PointNotFound(f"example point {example!r} does not exist")
+                point_id = _example_id(example)
+                if point_id is None:
+                    out.append(example)
+                elif (key := encode_id(point_id)) in stored:
                     out.append(stored[key])
                 else:
-                    out.append(example)
+                    raise PointNotFound(f"example point {example!r} does not exist")
             return out
 
         excluded = set(stored)
@@ -313,25 +294,9 @@ class ShardedCollection:
     def embed_on_any(
         self, texts: Sequence[str] | None, images: Sequence[Any] | None, *, wait: bool
     ) -> np.ndarray:
-        """:meth:`embed`; ``wait=False`` for a partial answer: a shard that is restarting
-        is passed over after a short wait at most (:meth:`ShardLink.read_now`), and
-        :class:`ShardUnavailable` is raised when none answers."""
-        links = self.shards.links
-        first = next(self._turn) % len(links)
+        """:meth:`embed`; ``wait=False`` for a partial answer (see :meth:`Shards.read_any`)."""
         args = (self.name, "embed", (), {"texts": texts, "images": images})
-        reply: Reply | None = None
-        unavailable: ShardUnavailable | None = None
-        for link in links[first:] + links[:first]:
-            try:
-                reply = (link.read if wait else link.read_now)("collection_call", *args)
-                break
-            except ShardUnavailable as exc:
-                unavailable = exc
-        if reply is None:
-            if not wait and unavailable is not None:
-                raise unavailable
-            # None answers now: wait for the first to come back.
-            reply = self.shards.read(links[first], "collection_call", *args)
+        reply = self.shards.read_any(next(self._turn), "collection_call", *args, wait=wait)
         vectors: np.ndarray = value_of(reply)
         return vectors
 
@@ -347,13 +312,13 @@ class ShardedCollection:
     @property
     def full_text(self) -> dict[str, Any] | None:
         """The full-text declaration, with every shard's indexing progress added up."""
-        return _full_text_of(self._read_all_primary("describe"))
+        return status.full_text(self._read_all_primary("describe"))
 
     def full_text_answering(self) -> dict[str, Any] | None:
         """:attr:`full_text` over the shards that answer now, for a partial answer (a
         shard that is restarting is left out after a short wait at most)."""
         described, _ = self.read_answering("describe")
-        return _full_text_of(described)
+        return status.full_text(described)
 
     def set_full_text(self, full_text: Any) -> None:
         """Declare (or drop, with None) the full-text fields on every shard."""
@@ -362,16 +327,7 @@ class ShardedCollection:
     @property
     def payload_indexes(self) -> dict[str, dict[str, Any]]:
         """The indexed payload fields, with every shard's progress added up."""
-        described = self._read_all_primary("describe")
-        fields: dict[str, dict[str, Any]] = {}
-        for shard in described:
-            for path, status in shard.get("payload_indexes", {}).items():
-                field = fields.setdefault(path, {**status, "indexed": 0, "total": 0})
-                field["indexed"] += status["indexed"]
-                field["total"] += status["total"]
-                if status["state"] != "ready":
-                    field["state"] = status["state"]
-        return fields
+        return status.payload_indexes(self._read_all_primary("describe"))
 
     def create_payload_index(self, field: str, type: str) -> None:
         """Index a payload field on every shard."""
@@ -403,14 +359,8 @@ class RemoteEmbedder:
         return self._collection.embed(images=list(images))
 
 
-def _full_text_of(described: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The full-text declaration in shards' descriptions, their progress added up."""
-    declared: list[dict[str, Any]] = [d["full_text"] for d in described if d["full_text"]]
-    if not declared:
+def _example_id(example: Any) -> PointId | None:
+    """The id of a recommend example given by id (validated), or None for a vector."""
+    if isinstance(example, bool) or not isinstance(example, str | int | np.integer):
         return None
-    total = dict(declared[0])
-    total["indexed"] = sum(d["indexed"] for d in declared)
-    total["total"] = sum(d["total"] for d in declared)
-    ready = all(d["state"] == "ready" for d in declared)
-    total["state"] = "ready" if ready else "indexing"
-    return total
+    return validate_id(int(example) if isinstance(example, np.integer) else example)

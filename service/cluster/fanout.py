@@ -109,6 +109,23 @@ class Shards:
                 time.sleep(min(0.1 * 2**attempt, 1.0))
         raise AssertionError("unreachable")
 
+    def read_any(self, turn: int, method: str, *args: Any, wait: bool) -> Reply:
+        """A read that any shard can answer, from one shard: shard ``turn`` (modulo their
+        number), or the next one when a shard is unavailable. With ``wait``, a read that
+        no shard answers now waits for the first (:meth:`read`); without, a shard that is
+        restarting is passed over after a short wait at most (:meth:`ShardLink.read_now`),
+        and :class:`ShardUnavailable` is raised when none answers."""
+        first = turn % len(self.links)
+        unavailable: ShardUnavailable | None = None
+        for link in self.links[first:] + self.links[:first]:
+            try:
+                return (link.read if wait else link.read_now)(method, *args)
+            except ShardUnavailable as exc:
+                unavailable = exc
+        if not wait and unavailable is not None:
+            raise unavailable
+        return self.read(self.links[first], method, *args)
+
     def owner(self, key: str) -> ShardLink:
         """The link to the shard that owns the point with id key ``key``."""
         return self.links[shard_of(key, len(self.links))]
