@@ -63,7 +63,6 @@ class Collection:
         self.uid = stored_uid(store)
         self._embedders = embedders
         self._rerankers = rerankers or RerankerRegistry()
-        self._background = background
         self._rw = ReadWriteLock()
         self._write_lock = threading.Lock()  # one writer at a time, before the RW lock
         self._backlog = RebuildBacklog()
@@ -82,7 +81,7 @@ class Collection:
             self._stored,
             self._payload_indexes,
         )
-        self._full_text_indexer = FullTextIndexer(self)
+        self._full_text_indexer = FullTextIndexer(self, background)
         self._payload_builder = PayloadIndexBuilder(self, background)
         self._lifecycle = Lifecycle(
             self.name,
@@ -96,8 +95,7 @@ class Collection:
             background=background,
             batched=(self._full_text_indexer, self._payload_builder),
         )
-        if self._background:
-            self._full_text_indexer.start()  # a backlog left by a restart, or a restore
+        self._full_text_indexer.resume()  # a backlog left by a restart, or a restore
         self._payload_builder.backfill()  # the points already there, whose values are on disk
 
     # -- properties ----------------------------------------------------------------------
@@ -216,11 +214,9 @@ class Collection:
         "unicode61" | "porter" | "trigram"}``, or a list of fields. The points already
         there are indexed in the background (see :attr:`full_text`), or by :meth:`optimize`.
         """
-        spec = None if full_text is None else FullTextSpec.parse(full_text)
-        with self._write_lock, self._transaction() as txn:
-            txn.set_full_text(spec)
-        if self._background:
-            self._full_text_indexer.start()
+        self._full_text_indexer.declare(
+            None if full_text is None else FullTextSpec.parse(full_text)
+        )
 
     def create_payload_index(self, field: str, type: FieldType) -> None:
         """Index a payload field for filters (replacing its index of another type):

@@ -19,6 +19,7 @@ import numpy as np
 from indexer.collection.background import BatchedWork
 from indexer.errors import FullTextNotDeclared, PointNotFound
 from indexer.filters import compile_filter
+from indexer.fulltext import FullTextSpec
 from indexer.indexes import LabelSet
 from indexer.points import Hit, PointId, validate_id
 from indexer.query.fusion import Ranking
@@ -132,19 +133,27 @@ class CollectionSource:
 
 
 class FullTextIndexer(BatchedWork):
-    """Indexes a collection's full-text backlog, batch by batch."""
+    """Indexes a collection's full-text backlog, batch by batch: in a thread when the
+    engine runs background work, else on ``optimize()`` (:meth:`run_now`)."""
 
-    def __init__(self, collection: Collection) -> None:
+    def __init__(self, collection: Collection, background: bool) -> None:
         self._c = collection
+        self._background = background
         super().__init__(
             f"vecserve-{collection.name}-full-text",
             f"collection {collection.name}: full-text indexing failed",
         )
 
-    def start(self) -> None:
-        """Work through the backlog, if there is one, in a thread."""
-        if self._c.store.has_full_text_backlog():
-            super().start()
+    def declare(self, spec: FullTextSpec | None) -> None:
+        """Declare the full-text fields (None: drop them), then :meth:`resume`."""
+        with self._c._write_lock, self._c._transaction() as txn:
+            txn.set_full_text(spec)
+        self.resume()
+
+    def resume(self) -> None:
+        """Work through the backlog, if there is one, in a thread (with background work)."""
+        if self._background and self._c.store.has_full_text_backlog():
+            self.start()
 
     def step(self) -> bool:
         """Index one batch; whether a backlog remains."""
