@@ -25,11 +25,12 @@ from indexer.collection.writes import delete_rows, delete_target, prepare_upsert
 from indexer.devices import Placement
 from indexer.embedders import Embedder, EmbedderRegistry, ImageInput, inputs
 from indexer.errors import CollectionNotFound, ThumbnailNotFound
+from indexer.field_index import FieldType
 from indexer.fulltext import FullTextSpec
 from indexer.indexes import FaissIndex
 from indexer.locks import ReadWriteLock
 from indexer.metric import Metric
-from indexer.payload_index import FieldType, PayloadIndexes, parse_declaration
+from indexer.payload_index import PayloadIndexes, parse_declaration
 from indexer.points import Hit, Point, PointId, validate_id, validate_ids
 from indexer.query import QueryPlan, QueryResult, RerankerRegistry, run_query
 from indexer.spec import SearchParams

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from indexer.collection.background import BatchedWork
-from indexer.payload_index import FieldType, parse_declaration
+from indexer.field_index import FieldType
+from indexer.payload_index import parse_declaration
 
 if TYPE_CHECKING:
     from indexer.collection import Collection

@@ -17,10 +17,10 @@ from pydantic import (
 )
 
 from indexer.errors import InvalidEmbedderInput, InvalidK
+from indexer.field_index import FieldType
 from indexer.fulltext import MAX_FIELDS, MAX_PATH_LENGTH, MAX_WEIGHT, PATH_PATTERN
 from indexer.json_schema import exactly_one_of, given
 from indexer.payload_index import MAX_FIELDS as MAX_PAYLOAD_FIELDS
-from indexer.payload_index import FieldType
 from indexer.query.plan import MAX_QUERY_TEXT, QueryPlan
 from indexer.spec import IndexSpec, SearchParams
 from service.filter_schema import FIELD_PATTERN

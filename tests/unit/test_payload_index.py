@@ -14,8 +14,9 @@ import pytest
 
 from indexer import Collection, Engine
 from indexer.errors import InvalidPayloadIndex
+from indexer.field_index import reached
 from indexer.filters import compile_filter
-from indexer.payload_index import PayloadIndexes, reached
+from indexer.payload_index import PayloadIndexes
 
 FIELDS = {"color": "keyword", "price": "number", "tags": "keyword", "meta.size": "number"}
 FILTERS: list[dict[str, Any]] = [
