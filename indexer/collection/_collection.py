@@ -285,7 +285,10 @@ class Collection:
         ``texts`` or ``images`` to embed), best first: one list of hits per query. With
         ``filter``, k matching points whenever k match; ``params`` tunes the index
         (``nprobe``, ``ef_search``) or asks for an ``exact`` search."""
-        single = None if with_payload or with_vectors else self._reader.single_hits
+        single = None
+        if not with_vectors:
+            reader = self._reader
+            single = reader.single_hits_with_payloads if with_payload else reader.single_hits
         if texts is not None or images is not None or queries is None:
             kind, given = inputs.one_input("search", queries, texts, images)
             if kind != "vectors":

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from functools import partial
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -33,6 +34,7 @@ from indexer.points import (
     bare_hits,
     decode_id,
     encode_id,
+    full_hits,
     single_vector_and_squares,
     vector_batch_and_squares,
 )
@@ -122,6 +124,20 @@ class Reader:
             return None
         scores = self._metric.score_list(found[0], factor)
         return [bare_hits(self._point_ids.ids_of(found[1]), scores)]
+
+    def single_hits_with_payloads(
+        self, query: np.ndarray, factor: float, k: int
+    ) -> list[list[Hit]] | None:
+        """:meth:`single_hits` with each hit's payload read from the store, as
+        :meth:`hits` reads them (None for a point deleted meanwhile)."""
+        found = self._index().search_one(query, k)
+        if found is None:
+            return None
+        scores = self._metric.score_list(found[0], factor)
+        labels = found[1]
+        rows = self._store.rows(np.array(labels, dtype=np.int64), with_vectors=False)
+        payloads = [orjson.loads(row[0]) if (row := rows.get(label)) else None for label in labels]
+        return [full_hits(self._point_ids.ids_of(labels), scores, payloads, repeat(None))]
 
     def single_arrays(
         self, query: np.ndarray, factor: float, k: int

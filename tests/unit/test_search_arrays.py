@@ -95,3 +95,21 @@ def test_cosine_scores_do_not_depend_on_the_query_length(
         hits = col.search(unit * np.float32(length), k=10, with_payload=False)
         assert [[h.id for h in row] for row in hits] == expected_ids.tolist()
         assert np.abs(scores).max() <= 1.0 + 1e-6
+
+
+@pytest.mark.parametrize("index", ["flat", "hnsw"])
+def test_a_lone_search_with_payloads_answers_as_a_batch_does(engine: Engine, index: str) -> None:
+    """One query with payloads takes the index's one-call way and reads its payloads
+    itself: ids, scores and payloads must be what the same query in a batch gets."""
+    rng = np.random.default_rng(2)
+    vectors = rng.normal(size=(300, 8)).astype(np.float32)
+    col = engine.create_collection("d", dim=8, metric="cosine", index=index)
+    ids = [f"p{i}" if i % 2 else i for i in range(300)]
+    col.upsert(ids, vectors, payloads=[{"n": i, "tag": f"t{i % 7}"} for i in range(300)])
+    queries = rng.normal(size=(10, 8)).astype(np.float32)
+    batched = col.search(queries, k=6)
+    for query, expected in zip(queries, batched, strict=True):
+        alone = col.search(query, k=6)[0]
+        assert [(h.id, h.payload) for h in alone] == [(h.id, h.payload) for h in expected]
+        np.testing.assert_allclose([h.score for h in alone], [h.score for h in expected], rtol=1e-5)
+        assert all(h.vector is None for h in alone)
