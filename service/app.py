@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
-from starlette.types import Message, Receive, Scope, Send
 
 from indexer import Engine
 from indexer.embedders import EmbedderRegistry
 from indexer.query import RerankerRegistry
 from service import console, docs
-from service.auth import ApiKeyMiddleware
 from service.batching import MicroBatcher
 from service.errors import install_error_handlers
+from service.gateway import Gateway
 from service.hot_routes import HotRoutes
-from service.limits import CloseUnreadBodyMiddleware, RequestLimitsMiddleware
-from service.metrics import Metrics, MetricsMiddleware, collection_gpu_bytes, collection_sizes
-from service.middleware import HttpMiddleware
+from service.metrics import Metrics, collection_gpu_bytes, collection_sizes
 from service.openapi import install_openapi
 from service.responses import Json
 from service.routes import (
@@ -36,27 +32,6 @@ from service.routes import (
 from service.routing import RouteTable
 from service.settings import Settings
 from service.warmup import warm_embedders
-
-REQUEST_ID_HEADER = "x-request-id"
-
-
-class RequestIdMiddleware(HttpMiddleware):
-    """Give every request an id (the client's ``X-Request-ID`` if it sent a sane one),
-    put it on the request state for error bodies, and on every response."""
-
-    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        sent = dict(scope["headers"]).get(REQUEST_ID_HEADER.encode(), b"").decode("latin-1")
-        request_id = sent if 0 < len(sent) <= 128 and sent.isprintable() else secrets.token_hex(16)
-        scope.setdefault("state", {})["request_id"] = request_id
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                headers.append((REQUEST_ID_HEADER.encode(), request_id.encode("latin-1")))
-                message["headers"] = headers
-            await send(message)
-
-        await self.app(scope, receive, send_with_id)
 
 
 def create_app(
@@ -124,16 +99,11 @@ def create_app(
     for module in (*routers, docs, console):
         app.include_router(module.router)
     install_openapi(app, settings)
-    # Outermost last: closing the connection after any answer that leaves the body unread,
-    # request id, then metrics (which count refused requests too), then API keys and the
-    # body size limit, both before the body is read; innermost, the hot routes, served
-    # without FastAPI's per-request machinery.
+    # Outermost last: the gateway (request id, metrics, API keys and the body size limit,
+    # before the body is read); innermost, the hot routes, served without FastAPI's
+    # per-request machinery.
     table = RouteTable(app.routes)
     hot = (search.search, search.search_batch, points.upsert_points)
     app.add_middleware(HotRoutes, api=app, endpoints=hot)
-    app.add_middleware(RequestLimitsMiddleware, settings=settings, routes=table)
-    app.add_middleware(ApiKeyMiddleware, settings=settings, routes=table)
-    app.add_middleware(MetricsMiddleware, metrics=app_metrics, routes=table)
-    app.add_middleware(RequestIdMiddleware)
-    app.add_middleware(CloseUnreadBodyMiddleware)
+    app.add_middleware(Gateway, settings=settings, metrics=app_metrics, routes=table)
     return app

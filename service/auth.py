@@ -1,4 +1,4 @@
-"""API keys, checked in ASGI middleware before a request's body is read.
+"""API keys, checked by the service's gateway middleware before a request's body is read.
 
 A key comes as ``Authorization: Bearer KEY`` or ``X-API-Key: KEY``. Read-write keys
 (setting ``api_keys``) may call every route; read-only keys (``read_only_api_keys``) may
@@ -25,9 +25,10 @@ from collections.abc import Mapping, Sequence
 
 from starlette.requests import Request
 from starlette.routing import BaseRoute
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Scope
 
 from service.errors import error_response
+from service.responses import Json
 from service.routing import RouteTable, endpoints
 from service.settings import Settings
 
@@ -128,9 +129,8 @@ def _digest(key: str) -> bytes:
     return hashlib.sha256(key.encode()).digest()
 
 
-def presented_key(scope: Scope) -> str | None:
+def presented_key(headers: Mapping[bytes, bytes]) -> str | None:
     """The key from ``Authorization: Bearer`` or, failing that, ``X-API-Key``."""
-    headers: dict[bytes, bytes] = dict(scope["headers"])
     scheme, _, token = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
     if scheme.lower() == "bearer" and token.strip():
         return token.strip()
@@ -138,15 +138,15 @@ def presented_key(scope: Scope) -> str | None:
     return api_key or None
 
 
-class ApiKeyMiddleware:
-    """Answers 401 ``Unauthorized`` (no key, or an unknown one: the message says which) and
-    403 ``Forbidden`` (a read-only key on a write) before the app reads the body; lets the
-    rest through."""
+class ApiKeys:
+    """The API key check of :class:`~service.gateway.Gateway`, made before the app reads
+    the body: :meth:`refusal` is the 401 ``Unauthorized`` (no key, or an unknown one: the
+    message says which) or 403 ``Forbidden`` (a read-only key on a write) to answer, or
+    None to let the request through."""
 
-    def __init__(self, app: ASGIApp, settings: Settings, routes: RouteTable) -> None:
+    def __init__(self, settings: Settings, routes: RouteTable) -> None:
         # Built when the server starts (Starlette builds middleware on the first event,
         # lifespan startup), when every route is in ``routes``.
-        self.app = app
         self.routes = routes
         self.served = set(endpoints(routes.routes))
         check_route_table(routes.routes)
@@ -167,13 +167,14 @@ class ApiKeyMiddleware:
                 "so every client can read, write and delete everything"
             )
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.keys is None or scope["type"] == "lifespan":
-            await self.app(scope, receive, send)
-            return
-        if scope["type"] != "http":  # no websocket routes; refuse rather than let through
-            await send({"type": "websocket.close", "code": 1008})
-            return
+    @property
+    def enabled(self) -> bool:
+        return self.keys is not None
+
+    def refusal(self, scope: Scope, headers: Mapping[bytes, bytes]) -> Json | None:
+        """The answer refusing an HTTP request (``headers``: its headers), or None."""
+        if self.keys is None:
+            return None
         method = "GET" if scope["method"] == "HEAD" else scope["method"]
         path = self.routes.template(scope)
         if path is not None and (method, path) in self.served:
@@ -181,9 +182,8 @@ class ApiKeyMiddleware:
         else:  # a path no route serves (404), or a method it does not take (405)
             needed = Permission.READ
         if needed is Permission.OPEN:
-            await self.app(scope, receive, send)
-            return
-        key = presented_key(scope)
+            return None
+        key = presented_key(headers)
         granted = self.keys.grant(key)
         if granted is None:
             # Both are 401 Unauthorized; the message tells a missing key from a wrong one.
@@ -194,11 +194,9 @@ class ApiKeyMiddleware:
             )
             response = error_response(Request(scope), 401, "Unauthorized", message)
             response.headers["WWW-Authenticate"] = 'Bearer realm="vecserve"'
-            await response(scope, receive, send)
-        elif needed is Permission.WRITE and granted is not Permission.WRITE:
-            response = error_response(
+            return response
+        if needed is Permission.WRITE and granted is not Permission.WRITE:
+            return error_response(
                 Request(scope), 403, "Forbidden", "this API key is read-only; this route writes"
             )
-            await response(scope, receive, send)
-        else:
-            await self.app(scope, receive, send)
+        return None

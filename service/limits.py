@@ -1,18 +1,20 @@
 """Limits that bound a request before a route sees it.
 
-- Body size: :class:`RequestLimitsMiddleware` answers 413 ``RequestTooLarge`` when the
-  declared ``Content-Length`` is over ``max_body_bytes``, before reading anything, and
-  stops a body sent without a length (chunked) as soon as it grows past the limit. A
-  snapshot upload, streamed to disk rather than held in memory, is bound by
-  ``max_snapshot_bytes`` instead.
+- Body size: :class:`BodyLimits` (applied by :class:`~service.gateway.Gateway`) answers
+  413 ``RequestTooLarge`` when the declared ``Content-Length`` is over ``max_body_bytes``,
+  before reading anything, and stops a body sent without a length (chunked) as soon as
+  it grows past the limit. A snapshot upload, streamed to disk rather than held in
+  memory, is bound by ``max_snapshot_bytes`` instead.
 - Collection dimension and filter depth: checked while request bodies are parsed
   (:mod:`service.schemas` calls :func:`check_dim` and :func:`check_filter_depth`). The
-  middleware makes the app's settings visible to them for the length of a request.
+  gateway makes the app's settings visible to them for the length of a request.
 
-- Unread bodies: :class:`CloseUnreadBodyMiddleware` closes the connection after any
-  answer sent before the request's body was read in full (401 and 403 from the API key
-  check, 413, 404, 415, a refused restore...). Otherwise the server would go on reading,
-  and discarding, whatever the client sends: gigabytes, or a chunked body without end.
+- Unread bodies: the gateway closes the connection after any answer sent before the
+  request's body was read in full (401 and 403 from the API key check, 413, 404, 415, a
+  refused restore...): ``Connection: close``, after which uvicorn (h11 and httptools
+  alike) closes the connection once the answer is sent. Otherwise the server would go on
+  reading, and discarding, whatever the client sends: gigabytes, or a chunked body
+  without end.
 
 The per-route limits (points per upsert, queries per batch, k, payload bytes) are checked
 by the routes themselves.
@@ -20,15 +22,15 @@ by the routes themselves.
 
 from __future__ import annotations
 
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from typing import Any
 
 from starlette.requests import Request
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from indexer.errors import InvalidFilter, InvalidInput
 from service.errors import error_response
-from service.middleware import HttpMiddleware
+from service.responses import Json
 from service.routing import RouteTable
 from service.settings import Settings
 
@@ -39,93 +41,41 @@ _settings: ContextVar[Settings | None] = ContextVar("vecserve_settings", default
 _LOGICAL = ("$and", "$or")
 
 
-class _BodyTooLarge(Exception):
+class BodyTooLarge(Exception):
     """Raised from ``receive`` to stop the app reading a body over the limit."""
 
 
-class CloseUnreadBodyMiddleware(HttpMiddleware):
-    """Adds ``Connection: close`` to an answer started before the body was read to its
-    end. Uvicorn (h11 and httptools alike) then closes the connection once the answer is
-    sent, where it would otherwise keep the connection and drain the rest of the body."""
+class BodyLimits:
+    """The body size limit of each request, and the 413 that answers one over it (see the
+    module docstring; :class:`~service.gateway.Gateway` applies them)."""
 
-    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        headers = dict(scope["headers"])
-        declared = headers.get(b"content-length", b"")
-        unread = b"transfer-encoding" in headers or declared not in (b"", b"0")
-
-        async def tracking_receive() -> Message:
-            nonlocal unread
-            message = await receive()
-            if message["type"] != "http.request" or not message.get("more_body", False):
-                unread = False  # the last part, or the client went away
-            return message
-
-        async def closing_send(message: Message) -> None:
-            if message["type"] == "http.response.start" and unread:
-                sent = list(message.get("headers", []))
-                if not any(name.lower() == b"connection" for name, _ in sent):
-                    message["headers"] = [*sent, (b"connection", b"close")]
-            await send(message)
-
-        await self.app(scope, tracking_receive, closing_send)
-
-
-class RequestLimitsMiddleware(HttpMiddleware):
-    def __init__(self, app: ASGIApp, settings: Settings, routes: RouteTable) -> None:
-        super().__init__(app)
+    def __init__(self, settings: Settings, routes: RouteTable) -> None:
         self.settings = settings
         self.routes = routes
         self.streamed_bodies: dict[tuple[str, str | None], int] = {
             ("POST", "/collections/{name}/snapshots/restore"): settings.max_snapshot_bytes
         }
 
-    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def max_bytes(self, scope: Scope) -> int:
         route = (scope["method"], self.routes.template(scope))
-        max_bytes = self.streamed_bodies.get(route, self.settings.max_body_bytes)
-        declared = dict(scope["headers"]).get(b"content-length", b"")
-        if declared.isdigit() and int(declared) > max_bytes:
-            await self._too_large(scope, receive, send, max_bytes)
-            return
-        received = 0
-        exceeded = False
-        started = False
+        return self.streamed_bodies.get(route, self.settings.max_body_bytes)
 
-        async def counting_receive() -> Message:
-            nonlocal received, exceeded
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > max_bytes:
-                    exceeded = True
-                    raise _BodyTooLarge
-            return message
-
-        async def guarded_send(message: Message) -> None:
-            nonlocal started
-            if exceeded and not started:
-                return  # whatever the app makes of the aborted read, the answer is a 413
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        token = _settings.set(self.settings)
-        try:
-            await self.app(scope, counting_receive, guarded_send)
-        except Exception:
-            if not exceeded or started:
-                raise
-        finally:
-            _settings.reset(token)
-        if exceeded and not started:
-            await self._too_large(scope, receive, send, max_bytes)
-
-    async def _too_large(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
-        response = error_response(
+    def too_large(self, scope: Scope, limit: int) -> Json:
+        return error_response(
             Request(scope),
             413,
             "RequestTooLarge",
             f"the request body is over this server's limit of {limit} bytes",
         )
-        await response(scope, receive, send)
+
+    def enter(self) -> Token[Settings | None]:
+        """Make the settings visible to the body's checks for the request under way;
+        :meth:`leave` with the token once it is answered."""
+        return _settings.set(self.settings)
+
+    @staticmethod
+    def leave(token: Token[Settings | None]) -> None:
+        _settings.reset(token)
 
 
 def check_dim(dim: int) -> int:

@@ -17,7 +17,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable, Mapping
 
 from prometheus_client import (
@@ -29,11 +28,10 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from indexer import Engine, IndexBuild
 from indexer.errors import NotFound
-from service.middleware import HttpMiddleware
 from service.routing import RouteTable
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -155,39 +153,29 @@ def collection_gpu_bytes(engine: Engine) -> dict[str, int]:
     return held
 
 
-class MetricsMiddleware(HttpMiddleware):
-    """Counts and times every HTTP request, including those refused before routing."""
+class RequestMetrics:
+    """Counts and times HTTP requests, including those refused before routing (for
+    :class:`~service.gateway.Gateway`)."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics, routes: RouteTable) -> None:
-        super().__init__(app)
+    def __init__(self, metrics: Metrics, routes: RouteTable) -> None:
         self.metrics = metrics
         self.routes = routes
         # Each label set's counter and histogram, looked up once: prometheus_client's
         # labels() validates and locks on every call. Label sets are few (methods, route
         # templates and statuses are bounded).
-        self._series: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
+        self._series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
-    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        started = time.perf_counter()
-        status = 500  # unless a response starts: an exception escaped the app
-
-        async def send_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_status)
-        finally:
-            route = self.routes.template(scope) or "unmatched"
-            method = scope["method"] if scope["method"] in _METHODS else "other"
-            labels = (method, route, str(status))
-            series = self._series.get(labels)
-            if series is None:
-                series = self._series[labels] = (
-                    self.metrics.requests.labels(*labels),
-                    self.metrics.request_seconds.labels(*labels),
-                )
-            series[0].inc()
-            series[1].observe(time.perf_counter() - started)
+    def record(self, scope: Scope, status: int, seconds: float) -> None:
+        """One request to ``scope``'s route, answered ``status`` in ``seconds``."""
+        route = self.routes.template(scope) or "unmatched"
+        method = scope["method"] if scope["method"] in _METHODS else "other"
+        labels = (method, route, status)
+        series = self._series.get(labels)
+        if series is None:
+            names = (method, route, str(status))
+            series = self._series[labels] = (
+                self.metrics.requests.labels(*names),
+                self.metrics.request_seconds.labels(*names),
+            )
+        series[0].inc()
+        series[1].observe(seconds)
