@@ -70,8 +70,9 @@ class Gateway:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         headers = dict(scope["headers"])
-        id_header = (_ID_HEADER, request_id(headers.get(_ID_HEADER, b"")).encode("latin-1"))
-        scope.setdefault("state", {})["request_id"] = id_header[1].decode("latin-1")
+        rid = request_id(headers.get(_ID_HEADER, b""))
+        scope.setdefault("state", {})["request_id"] = rid
+        id_header = (_ID_HEADER, rid.encode("latin-1"))
         declared = headers.get(b"content-length", b"")
         unread = b"transfer-encoding" in headers or declared not in (b"", b"0")
         status = 500  # unless a response starts: an exception escaped the app
