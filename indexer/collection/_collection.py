@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from indexer.collection.background import BackgroundWork
 from indexer.collection.config import CollectionConfig, stored_uid
 from indexer.collection.hybrid import CollectionSource, FullTextIndexer, full_text_status
 from indexer.collection.lifecycle import Lifecycle
@@ -84,8 +85,12 @@ class Collection:
         )
         self._full_text_indexer = FullTextIndexer(self, background)
         self._payload_builder = PayloadIndexBuilder(self, background)
+        self._maintenance = BackgroundWork(
+            f"vecserve-{self.name}",
+            self.optimize,
+            f"collection {self.name}: background maintenance failed",
+        )
         self._lifecycle = Lifecycle(
-            self.name,
             self._served,
             self._point_ids,
             self._backlog,
@@ -93,6 +98,7 @@ class Collection:
             rw=self._rw,
             seq=lambda: store.seq,
             close_store=store.close,
+            maintenance=self._maintenance,
             background=background,
             batched=(self._full_text_indexer, self._payload_builder),
         )

@@ -23,12 +23,10 @@ from indexer.spec import SearchParams
 
 
 class Lifecycle:
-    """Maintenance and close of one collection: ``closed`` once closed, and ``work``, the
-    thread of background maintenance."""
+    """Maintenance and close of one collection; ``closed`` once closed."""
 
     def __init__(
         self,
-        name: str,
         served: ServedIndex,
         point_ids: PointIds,
         backlog: RebuildBacklog,
@@ -37,29 +35,30 @@ class Lifecycle:
         rw: ReadWriteLock,
         seq: Callable[[], int],
         close_store: Callable[[], None],
+        maintenance: BackgroundWork,
         background: bool,
         batched: Sequence[BatchedWork],
     ) -> None:
-        """``seq``: the store's sequence number now; ``close_store``: closes the store."""
+        """``seq``: the store's sequence number now; ``close_store``: closes the store;
+        ``maintenance``: the thread of background maintenance (it calls the collection's
+        ``optimize()``, which calls :meth:`optimize`)."""
         self._served = served
         self._point_ids = point_ids
         self._backlog = backlog
         self._write_lock, self._rw = write_lock, rw
         self._seq, self._close_store = seq, close_store
+        self._maintenance = maintenance
         self._background = background
         self._batched = batched
         self._optimize_lock = threading.Lock()
         self.closed = False
-        self.work = BackgroundWork(
-            f"vecserve-{name}", self.optimize, f"collection {name}: background maintenance failed"
-        )
 
     def wrote(self, changed: int) -> None:
         """Count a write of ``changed`` points; start maintenance if the index needs it."""
         self._backlog.wrote(changed)
         self._served.wrote(changed)
         if self._background and self._served.needs_upkeep(len(self._point_ids)):
-            self.work.start()
+            self._maintenance.start()
 
     def optimize(self) -> None:
         """Do now what maintenance would do in the background (see the module)."""
@@ -116,7 +115,7 @@ class Lifecycle:
         changes are cheaper to replay from the store on the next open than a rewrite of
         the whole file), and close the store, once the writes and searches in flight are
         done."""
-        self.work.stop()  # no maintenance starts from here on
+        self._maintenance.stop()  # no maintenance starts from here on
         for work in self._batched:
             work.stop()
         with self._write_lock:  # no write is running, and none starts

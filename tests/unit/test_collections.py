@@ -367,7 +367,7 @@ def test_background_maintenance_moves_auto_to_hnsw(tmp_path: Path) -> None:
     with Engine(tmp_path) as engine:  # background maintenance on
         c = engine.create_collection("auto", dim=8, index={"kind": "auto", "auto_threshold": 1_500})
         c.upsert(list(range(2_000)), vectors(2_000))
-        thread = c._lifecycle.work.thread
+        thread = c._maintenance.thread
         assert thread is not None
         thread.join(timeout=60)
         assert c.index_info["family"] == "hnsw"

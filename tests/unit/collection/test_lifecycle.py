@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer.collection.background import BatchedWork
+from indexer.collection.background import BackgroundWork, BatchedWork
 from indexer.collection.config import CollectionConfig
 from indexer.collection.lifecycle import Lifecycle
 from indexer.collection.point_ids import PointIds
@@ -55,8 +55,10 @@ class Parts:
         self.upkeep = IndexUpkeep(config, folder, Placement())
         self.point_ids = PointIds((label, str(label)) for label in range(n))
         self.served = ServedIndex(self.upkeep, self.stored, self.seq, self.point_ids.live())
+        # Maintenance's thread, as the collection makes it (its work: the collection's
+        # optimize(), which calls the lifecycle's).
+        self.maintenance = BackgroundWork("m", lambda: self.lifecycle.optimize(), "failed")
         self.lifecycle = Lifecycle(
-            "c",
             self.served,
             self.point_ids,
             RebuildBacklog(),
@@ -64,6 +66,7 @@ class Parts:
             rw=ReadWriteLock(),
             seq=lambda: self.seq,
             close_store=self.close_store,
+            maintenance=self.maintenance,
             background=background,
             batched=[self.backlog],
         )
@@ -114,10 +117,10 @@ def test_optimize_rebuilds_into_the_family_the_size_needs_caught_up_with_the_sto
 def test_a_write_that_needs_upkeep_starts_background_maintenance(tmp_path: Path) -> None:
     parts = Parts(tmp_path, 100, background=True)
     parts.lifecycle.wrote(1)  # the index needs nothing yet
-    assert parts.lifecycle.work.thread is None
+    assert parts.maintenance.thread is None
     parts.grow(2000)
     parts.lifecycle.wrote(1900)
-    thread = parts.lifecycle.work.thread
+    thread = parts.maintenance.thread
     assert thread is not None
     thread.join(timeout=60)
     assert parts.served.index.family == "hnsw"
