@@ -25,7 +25,10 @@ For each size, one collection (``--index``, cosine) is searched one query at a t
 - **numpy**: the lower bound, timed on the same query right after the indexed search: a
   numpy mask over prebuilt columns of the same values, then an exact scan of the matching
   vectors in memory (a matrix product and a partial sort);
-- **recall@10** of the indexed search against the exact filtered top 10.
+- **recall@10** of the indexed search against the exact filtered top 10;
+- **plan**: how the engine ran the indexed searches (``Collection.search_plans``: an
+  exact scan of the matches, the index with its knob widened, an over-fetch), with the
+  share of the row's searches that took each.
 
 At ``--filter-only-sizes`` (1M by default), where no vector index is built, only the
 filter's part: labels and FAISS ID selector from the payload indexes, beside the numpy mask.
@@ -69,6 +72,7 @@ import numpy as np
 from bench._datasets import clustered
 from bench._report import Run, add_output_options, describe, output_prefix, save, table
 from indexer import Engine
+from indexer.collection.search import PlanCounts
 from indexer.indexes import LabelSet
 from indexer.payload_index import PayloadIndexes
 from indexer.spec import IndexSpec
@@ -162,7 +166,9 @@ def measure(
     base: np.ndarray,
     n: int,
 ) -> dict[str, Any]:
-    """Cold, warm and after-a-write latency of ``count`` queries, and recall@10."""
+    """Cold, warm and after-a-write latency of ``count`` queries, recall@10, and the
+    plans the engine took."""
+    plans_before = col.search_plans
     cold, warm, after_write, found, truth, masks, scans, matches = ([] for _ in range(8))
     for i in range(count):
         spec, mask_of = query_filter(selectivity, offset + i)
@@ -186,6 +192,11 @@ def measure(
         seconds, best = timed(lambda m=mask_of, q=query: numpy_search(base, catalogue, m, q))  # type: ignore[misc]
         scans.append(seconds)
         truth.append(best.tolist())
+    plans = {
+        plan: taken - plans_before.get(plan, 0)
+        for plan, taken in col.search_plans.items()
+        if taken > plans_before.get(plan, 0)
+    }
     hits_found = sum(len(set(f) & set(t)) for f, t in zip(found, truth, strict=True))
     wanted = sum(min(K, len(t)) for t in truth)
     return {
@@ -197,6 +208,7 @@ def measure(
         "matches": float(statistics.median(matches)),
         "numpy_mask_ms": median_ms(masks),
         "numpy_ms": median_ms(scans),
+        "plans": plans,
     }
 
 
@@ -327,6 +339,15 @@ def built(size: dict[str, Any]) -> str:
     return f"loaded in {size['load_s']:.0f} s, index built in {size['optimize_s']:.0f} s"
 
 
+def plan_shares(plans: dict[str, int]) -> str:
+    """The plans a row's searches took, most taken first, as shares of its searches."""
+    searches = sum(n for plan, n in plans.items() if plan != PlanCounts.SHORT)
+    return "; ".join(
+        f"{plan} {n / max(1, searches):.0%}"
+        for plan, n in sorted(plans.items(), key=lambda item: -item[1])
+    )
+
+
 def markdown(report: dict[str, Any]) -> list[str]:
     lines = ["# Filtered search by selectivity", "", describe(report), ""]
     for size in report["sizes"]:
@@ -351,6 +372,7 @@ def markdown(report: dict[str, Any]) -> list[str]:
                     f"{idx['recall']:.3f}",
                     f"{idx['numpy_mask_ms']:.2f} + {idx['numpy_ms'] - idx['numpy_mask_ms']:.2f}",
                     f"{idx['cold_ms'] / idx['numpy_ms']:.1f}x",
+                    plan_shares(idx["plans"]),
                 ]
             )
         lines += table(
@@ -366,6 +388,7 @@ def markdown(report: dict[str, Any]) -> list[str]:
                 "recall@10",
                 "numpy mask + scan ms",
                 "indexed cold / numpy",
+                "plan (indexed)",
             ],
             rows,
         )

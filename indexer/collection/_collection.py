@@ -131,6 +131,13 @@ class Collection:
         return self._served.index.info
 
     @property
+    def search_plans(self) -> dict[str, int]:
+        """How many searches each plan answered since the collection opened (see
+        :class:`indexer.collection.search.PlanCounts`): with a filter, an exact scan of
+        the matches, the index with a widened knob, or an over-fetch kept to the matches."""
+        return self._reader.plan_counts.snapshot()
+
+    @property
     def full_text(self) -> dict[str, Any] | None:
         """The full-text declaration and its progress, or None without one: ``{fields,
         tokenizer, state: "indexing" | "ready", indexed, total}``."""

@@ -21,7 +21,13 @@ from indexer.collection.filtered_pages import page_of
 from indexer.collection.point_ids import PointIds
 from indexer.collection.recommend import Example, Strategy
 from indexer.collection.results import hits, query_hits, score_grid, vector
-from indexer.collection.search import CachedLabels, FilterCache, StoredVectors, search
+from indexer.collection.search import (
+    CachedLabels,
+    FilterCache,
+    PlanCounts,
+    StoredVectors,
+    search,
+)
 from indexer.errors import PointNotFound
 from indexer.filters import compile_filter
 from indexer.indexes import FaissIndex, LabelSet
@@ -64,6 +70,7 @@ class Reader:
         self._stored = stored
         self._payload_indexes = payload_indexes
         self.filter_cache = FilterCache()
+        self.plan_counts = PlanCounts()
         self._filter_cache_lock = threading.Lock()
 
     def allowed(self, filter: dict[str, Any]) -> LabelSet:
@@ -159,7 +166,8 @@ class Reader:
         allowed: LabelSet | None,
         scale: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        return search(self._index(), queries, k, params, allowed, self._stored, self._metric, scale)
+        index, stored, metric, counts = self._index(), self._stored, self._metric, self.plan_counts
+        return search(index, queries, k, params, allowed, stored, metric, scale, counts)
 
     def nearest(
         self,
@@ -172,8 +180,8 @@ class Reader:
         """:meth:`search` among the points matching ``filter`` (all of them for None)."""
         allowed = self.allowed(filter) if filter is not None else None
         # search() itself, not self.search: a call less on the path of every search.
-        index, stored, metric = self._index(), self._stored, self._metric
-        return search(index, queries, k, params, allowed, stored, metric, scale)
+        index, stored, metric, counts = self._index(), self._stored, self._metric, self.plan_counts
+        return search(index, queries, k, params, allowed, stored, metric, scale, counts)
 
     def hits(
         self, scores: np.ndarray, labels: np.ndarray, with_payload: bool, with_vectors: bool

@@ -216,6 +216,17 @@ class FaissIndex(GpuPlacement, ABC):
 
         An exact scan of a filter's matches reads them here instead of from the store,
         where each costs a SQLite row (see :mod:`indexer.collection.search`)."""
+        held = self.held_rows(labels)
+        if held is None:
+            return None
+        vectors, positions = held
+        found: np.ndarray = vectors[positions]
+        return found
+
+    def held_rows(self, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """Where :meth:`held_vectors` finds them, without copying them: (every vector the
+        index holds [n, dim], a view valid until it next changes; the positions of
+        ``labels`` in it)."""
         held = self._float_storage()
         if held is None or not len(labels):
             return None
@@ -223,8 +234,7 @@ class FaissIndex(GpuPlacement, ABC):
         for fresh in (False, True):
             positions = self._positions.of(labels, ids, fresh)
             if positions is not None:
-                found: np.ndarray = vectors[positions]
-                return found
+                return vectors, positions
         return None
 
     def _float_storage(self) -> tuple[np.ndarray, np.ndarray] | None:
