@@ -7,7 +7,7 @@ import math
 import threading
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import faiss
@@ -35,12 +35,11 @@ STORED_ROW_COST = 40_000
 HELD_ROW_COST = 25
 # Compared where the index holds it (FAISS's *_by_idx kernels read each row in place, in
 # the order of the labels, which is the order of the rows for points loaded in order), a
-# row costs IN_PLACE_ROW_COST comparisons for each query: no copy and none of a graph
-# search's bookkeeping (measured 0.2-0.9 us a 384-d row of 1,000,000, 10% of them, one
-# query, quiet to busy machine; the copy and scan of the same rows took 2.2 us). A
-# scan of m held vectors costs the least of m * (nq + HELD_ROW_COST) and
-# m * nq * IN_PLACE_ROW_COST.
-IN_PLACE_ROW_COST = 4
+# row costs IN_PLACE_ROW_COST comparisons for each query, without a copy: measured 0.9 us
+# a 384-d row, 100,000 of 1,000,000 rows for one query, where their copy and scan took
+# 2.2 us (HELD_ROW_COST + 1), on the same busy machine. A scan of m held vectors costs
+# the least of m * (nq + HELD_ROW_COST) and m * nq * IN_PLACE_ROW_COST.
+IN_PLACE_ROW_COST = 10
 HELD_CHUNK = 16_384  # vectors gathered from the index's memory at a time
 FILTER_CACHE_SIZE = 32
 FILTER_MARGIN = 2  # see plan()
@@ -190,11 +189,13 @@ def search(
     else:
         matching = len(allowed) if allowed is not None else None
         chosen = plan(index, k, params, matching, (len(queries), queries.shape[1]))
+        found = None
+        if chosen.in_place and subset is not None:
+            found = scan_in_place(index, queries, k, subset, metric)
+        if found is None and chosen.in_place:  # the index holds none of them now
+            chosen = replace(chosen, in_place=False)
         if counts is not None:
             counts.add(chosen.describe(index))
-        found = None
-        if chosen.how == "exact" and chosen.in_place and subset is not None:
-            found = scan_in_place(index, queries, k, subset, metric)
         if found is not None:
             distances, labels = found
         elif chosen.how == "exact":
