@@ -41,47 +41,41 @@ class LabelSet:
 
 
 class LabelPositions:
-    """Where each label sits in an id map (labels by position), found by binary search in
-    the labels sorted, kept between calls: an index appends new labels, in increasing
-    order but for a few (its calibration queries are added last), so the sort is
-    extended rather than redone. A lookup checks what it finds, so a map changed in
-    another way (removals shift positions) is told by the check and sorted afresh."""
+    """Where each label sits in an id map (labels by position): a table of positions by
+    label (-1 for none), kept between calls. The store hands labels out in increasing
+    order, so the table is about as long as the map, and an index that appends labels
+    extends it rather than building it again; a lookup is one gather, where a binary
+    search in the labels sorted cost 18 ms for 100,000 labels of 1,000,000. A lookup
+    checks what it finds, so a map changed in another way (removals shift positions) is
+    told by the check and tabled afresh."""
 
     def __init__(self) -> None:
-        # (how many positions of the map it covers, labels sorted, their positions)
-        self._sorted: tuple[int, np.ndarray, np.ndarray] = (
-            0,
-            np.empty(0, dtype=np.int64),
-            np.empty(0, dtype=np.int64),
-        )
+        # (how many positions of the map it covers, position by label)
+        self._table: tuple[int, np.ndarray] = (0, np.empty(0, dtype=np.int64))
 
     def of(self, labels: np.ndarray, ids: np.ndarray, fresh: bool) -> np.ndarray | None:
         """The positions in ``ids`` of ``labels``, or None where one is not found;
-        ``fresh``: sort the whole map again first."""
-        covered, ordered, positions = self._sorted
+        ``fresh``: table the whole map again first."""
+        covered, table = self._table
         if fresh or covered > len(ids):
-            covered, ordered, positions = 0, ordered[:0], positions[:0]
+            covered, table = 0, np.full(len(table), -1, dtype=np.int64)
         if covered < len(ids):
             tail = ids[covered:]
-            if (len(ordered) and (tail <= ordered[-1]).any()) or (np.diff(tail) <= 0).any():
-                # Out of order: sort the whole map (-1 marks a position of no label),
-                # unless it is sorted (removals keep the order of what is left).
-                at = np.flatnonzero(ids >= 0)
-                ordered, positions = ids[at], at
-                if (np.diff(ordered) <= 0).any():
-                    order = np.argsort(ordered, kind="stable")
-                    ordered, positions = ordered[order], at[order]
-            else:
-                kept = np.flatnonzero(tail >= 0)
-                ordered = np.concatenate([ordered, tail[kept]])
-                positions = np.concatenate([positions, covered + kept])
+            kept = np.flatnonzero(tail >= 0)  # -1 marks a position of no label
+            top = int(tail[kept].max()) + 1 if len(kept) else 0
+            if top > len(table):  # grown by a quarter more, for the appends to come
+                grown = np.full(top + top // 4, -1, dtype=np.int64)
+                grown[: len(table)] = table
+                table = grown
+            # Readers share the table: entries written here are those of labels that
+            # had none, and any lookup checks what it finds.
+            table[tail[kept]] = covered + kept
             covered = len(ids)
-            # Readers share it: each assignment replaces it whole.
-            self._sorted = (covered, ordered, positions)
-        if not len(ordered):
+            self._table = (covered, table)  # replaced whole
+        if not len(labels) or labels.min() < 0 or labels.max() >= len(table):
             return None
-        found = positions[np.minimum(np.searchsorted(ordered, labels), len(ordered) - 1)]
-        if not np.array_equal(ids[found], labels):
+        found = table[labels]
+        if (found < 0).any() or not np.array_equal(ids[found], labels):
             return None
         return found
 
