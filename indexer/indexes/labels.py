@@ -74,7 +74,7 @@ class LabelPositions:
             self._table = (covered, table)  # replaced whole
         if not len(labels) or labels.min() < 0 or labels.max() >= len(table):
             return None
-        found = table[labels]
+        found: np.ndarray = table[labels]
         if (found < 0).any() or not np.array_equal(ids[found], labels):
             return None
         return found
