@@ -30,7 +30,7 @@ import argparse
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -45,7 +45,7 @@ from bench._datasets import SEED, Dataset, fashion_mnist, glove_held_out
 from bench._measures import exact_neighbours, recall
 from bench._report import Run, add_output_options, describe, output_prefix, table
 from bench.engine import FAMILIES, UPSERT_BATCH, K, search_parameters
-from indexer import Collection, Engine, Hit
+from indexer import Collection, Engine
 from service.sample_data import FASHION_MNIST_DIR
 
 N_QUERIES = 1000
@@ -81,7 +81,6 @@ BATCH_COLUMNS = (
     "queries",
     "raw FAISS",
     "engine (hits) beyond raw",
-    "engine (hits, all read) beyond raw",
     "engine (arrays) beyond raw",
 )
 
@@ -124,7 +123,6 @@ class Batch:
     n_queries: int
     raw_ms: float  # medians over the rounds
     engine_ms: float
-    read_ms: float  # the hits searched and every one of them read
     arrays_ms: float
 
     def row(self) -> list[str]:
@@ -135,7 +133,6 @@ class Batch:
             f"{self.n_queries:,}",
             f"{self.raw_ms * scale:.3f} {unit}",
             f"{(self.engine_ms - self.raw_ms) * scale:.3f} {unit}",
-            f"{(self.read_ms - self.raw_ms) * scale:.3f} {unit}",
             f"{(self.arrays_ms - self.raw_ms) * scale:.3f} {unit}",
         ]
 
@@ -257,20 +254,13 @@ def bench_tiny(col: Collection, queries: np.ndarray, metric: str) -> Batch:
         {
             "raw": lambda i: raw_index.search(prepared, K),
             "engine": lambda i: col.search(given, k=K, with_payload=False),
-            "read": lambda i: read_all(col.search(given, k=K, with_payload=False)),
             "arrays": lambda i: col.search_arrays(given, k=K),
         },
         items,
         rounds,
     )
     ms = {name: float(np.median(s)) * 1000 for name, s in seconds.items()}
-    return Batch(metric, col.dim, len(queries), ms["raw"], ms["engine"], ms["read"], ms["arrays"])
-
-
-def read_all(found: Sequence[list[Hit]]) -> None:
-    """Every list of hits of a search, as a caller that sends them all reads them (a
-    batch's hits are built as they are read)."""
-    list(found)
+    return Batch(metric, col.dim, len(queries), ms["raw"], ms["engine"], ms["arrays"])
 
 
 # -- output ------------------------------------------------------------------------------
@@ -315,9 +305,8 @@ def markdown(report: dict[str, Any], singles: list[Single], batches: list[Batch]
         f"- Target (issue 15): at most {BATCH_TARGET_MS} ms of engine work beyond FAISS "
         f"for {BATCH:,} queries.",
         f"- Medians over {s['batch_rounds']} rounds in turns ({BATCH:,} queries; one "
-        f"query: {N_SINGLE} calls x 5 rounds), k = {K}. hits = `Collection.search` (no "
-        "payloads; a batch's hits are built as they are read); hits, all read = the same "
-        "and every list of hits read; arrays = `Collection.search_arrays` (user ids "
+        f"query: {N_SINGLE} calls x 5 rounds), k = {K}. hits = `Collection.search` (a hit "
+        "object per result, no payloads); arrays = `Collection.search_arrays` (user ids "
         "and float32 scores).",
     ]
 

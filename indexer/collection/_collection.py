@@ -290,13 +290,11 @@ class Collection:
         params: SearchParams | dict[str, Any] | None = None,
         with_payload: bool = True,
         with_vectors: bool = False,
-    ) -> Sequence[list[Hit]]:
+    ) -> list[list[Hit]]:
         """The k nearest points to each query (one vector or a batch [nq, dim], or
         ``texts`` or ``images`` to embed), best first: one list of hits per query. With
         ``filter``, k matching points whenever k match; ``params`` tunes the index
-        (``nprobe``, ``ef_search``) or asks for an ``exact`` search. A batch's hits without
-        payloads or vectors are built as each list is read (see
-        :class:`~indexer.collection.hit_lists.HitLists`)."""
+        (``nprobe``, ``ef_search``) or asks for an ``exact`` search."""
         if texts is not None or images is not None or queries is None:
             kind, given = inputs.one_input("search", queries, texts, images)
             if kind != "vectors":

@@ -78,15 +78,6 @@ class PointIds:
         found: list[PointId] = table[labels].tolist()
         return found
 
-    def id_values(self, labels: np.ndarray) -> np.ndarray:
-        """:meth:`ids` as an array, int64 (where every id is an integer) or of objects:
-        one take from the table, no Python object per id."""
-        table = self._table
-        if table is not None:
-            found: np.ndarray = table[labels]
-            return found
-        return self.id_array(labels)
-
     def id_array(self, labels: np.ndarray) -> np.ndarray:
         """:meth:`ids` as an object array, taken from the table without a list in between
         where it can be."""

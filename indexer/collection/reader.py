@@ -17,10 +17,9 @@ import orjson
 
 from indexer.collection import recommend as recommending
 from indexer.collection.filtered_pages import page_of
-from indexer.collection.hit_lists import HitLists
 from indexer.collection.point_ids import PointIds
 from indexer.collection.recommend import Example, Strategy
-from indexer.collection.results import hits, padded, query_hits, score_grid, vector
+from indexer.collection.results import hits, query_hits, score_grid, vector
 from indexer.collection.search import CachedLabels, FilterCache, StoredVectors, search
 from indexer.errors import PointNotFound
 from indexer.filters import compile_filter
@@ -136,15 +135,10 @@ class Reader:
 
     def found_hits(
         self, distances: np.ndarray, labels: np.ndarray, *, payload: bool, vectors: bool
-    ) -> Sequence[list[Hit]]:
-        """The hits of a search's distances and labels [nq, k]: those of a batch without
-        payloads or vectors built when read (:class:`HitLists`), their ids taken now."""
-        if not (payload or vectors):
-            if len(labels) == 1:
-                return [query_hits(distances[0], labels[0], self._metric, self._point_ids.ids)]
-            if labels.shape[1] and not padded(labels):
-                ids = self._point_ids.id_values(labels.ravel())
-                return HitLists(ids, self._metric.scores(distances))
+    ) -> list[list[Hit]]:
+        """The hits of a search's distances and labels [nq, k]."""
+        if not (payload or vectors) and len(labels) == 1:
+            return [query_hits(distances[0], labels[0], self._metric, self._point_ids.ids)]
         return self.hits(self._metric.scores(distances), labels, payload, vectors)
 
     def found_arrays(
