@@ -117,12 +117,18 @@ class Metric(StrEnum):
         A single query's hits take this way: after an index search has streamed through
         the CPU caches, each numpy call costs microseconds of cache misses."""
         if self is Metric.L2:
+            if distances and min(distances) > 0.0:  # the usual case; NaN first says no
+                return array("f", map(math.sqrt, distances)).tolist()
             # Negative (rounding) and zero distances give 0.0, NaN stays NaN: np.maximum.
             lengths = [math.sqrt(d) if d > 0.0 else 0.0 if d <= 0.0 else d for d in distances]
             return array("f", lengths).tolist()
         if factor != 1.0:
             distances = array("f", map(factor.__mul__, distances)).tolist()
-        if self is Metric.COSINE:
+        # Clamped only where some value is out of bounds (min and max skip a NaN but the
+        # first, whose comparisons then fail and send it the clamping way).
+        if self is Metric.COSINE and not (
+            min(distances, default=0.0) >= -1.0 and max(distances, default=0.0) <= 1.0
+        ):
             return [1.0 if d > 1.0 else -1.0 if d < -1.0 else d for d in distances]
         return distances
 

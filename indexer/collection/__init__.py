@@ -10,8 +10,10 @@ one; and the backlog that holds bulk upserts back during a rebuild), ``lifecycle
 (maintenance in the background or on ``optimize()``, and the close), ``background``
 (the one thread of maintenance, of full-text indexing or of payload backfill, and work
 done a batch at a time), ``payload_fields`` (payload index declaration and backfill),
-``results`` (hits), ``validation`` (k, page sizes and payloads), ``hybrid`` (the query
-pipeline's rankings from this collection, and full-text backlog indexing).
+``results`` (hits), ``plain_search``
+(the most common search, one vector and nothing else, in as few steps as answer it),
+``validation`` (k, page sizes and payloads), ``hybrid`` (the query pipeline's rankings
+from this collection, and full-text backlog indexing).
 """
 
 from indexer.collection._collection import Collection

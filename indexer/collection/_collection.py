@@ -16,12 +16,13 @@ from indexer.collection.config import CollectionConfig, stored_uid
 from indexer.collection.hybrid import CollectionSource, FullTextIndexer, full_text_status
 from indexer.collection.lifecycle import Lifecycle
 from indexer.collection.payload_fields import PayloadIndexBuilder
+from indexer.collection.plain_search import PlainSearch
 from indexer.collection.point_ids import PointIds
 from indexer.collection.reader import Reader, page_points, points
 from indexer.collection.recommend import Example, Strategy, check_request
 from indexer.collection.served_index import RebuildBacklog, ServedIndex
 from indexer.collection.upkeep import IndexBuildObserver, IndexUpkeep
-from indexer.collection.validation import MAX_K, check_k, check_limit
+from indexer.collection.validation import check_k, check_limit
 from indexer.collection.writes import delete_rows, delete_target, prepare_upsert
 from indexer.devices import Placement
 from indexer.embedders import Embedder, EmbedderRegistry, ImageInput, inputs
@@ -101,6 +102,15 @@ class Collection:
             maintenance=self._maintenance,
             background=background,
             batched=(self._full_text_indexer, self._payload_builder),
+        )
+        self._plain = PlainSearch(
+            self.dim,
+            self.metric,
+            self._rw,
+            self._served,
+            self._point_ids,
+            self._lifecycle,
+            partial(store.rows, with_vectors=False),
         )
         self._full_text_indexer.resume()  # a backlog left by a restart, or a restore
         self._payload_builder.backfill()  # the points already there, whose values are on disk
@@ -298,17 +308,16 @@ class Collection:
         ``texts`` or ``images`` to embed), best first: one list of hits per query. With
         ``filter``, k matching points whenever k match; ``params`` tunes the index
         (``nprobe``, ``ef_search``) or asks for an ``exact`` search."""
-        single = None
-        if not with_vectors:
-            reader = self._reader
-            single = reader.single_hits_with_payloads if with_payload else reader.single_hits
         if texts is not None or images is not None or queries is None:
             kind, given = inputs.one_input("search", queries, texts, images)
             if kind != "vectors":
                 queries = self._embed(kind, given)
-            single = None
+        elif filter is None and params is None and not with_vectors:
+            one = self._plain.hits(queries, k, with_payload)  # the most common search, first
+            if one is not None:
+                return [one]
         found = partial(self._reader.found_hits, payload=with_payload, vectors=with_vectors)
-        return self._searched(queries, k, filter, params, single, found)
+        return self._searched(queries, k, filter, params, found)
 
     def query(self, plan: QueryPlan | dict[str, Any]) -> QueryResult:
         """Run a query pipeline (see :mod:`indexer.query.plan`): prefetch stages, fusion,
@@ -332,8 +341,11 @@ class Collection:
         ``(ids, scores)``, an object array of user ids and float32 scores [nq, k'], best
         first, with k' = min(k, the points that may match); a row that found fewer ends in
         ``None`` ids and NaN scores."""
-        single, found = self._reader.single_arrays, self._reader.found_arrays
-        return self._searched(queries, k, filter, params, single, found)
+        if filter is None and params is None:
+            one = self._plain.arrays(queries, k)  # the most common search, first
+            if one is not None:
+                return one
+        return self._searched(queries, k, filter, params, self._reader.found_arrays)
 
     def _searched(
         self,
@@ -341,21 +353,11 @@ class Collection:
         k: object,
         filter: dict[str, Any] | None,
         params: SearchParams | dict[str, Any] | None,
-        single: Callable[[np.ndarray, float, int], _Answer | None] | None,
         found: Callable[[np.ndarray, np.ndarray], _Answer],
     ) -> _Answer:
         """``found(distances, labels)`` of the ``k`` nearest points to ``queries``, under
-        the read lock; but the most common search, one vector and nothing else, goes first
-        to ``single`` (the reader's answer to one query), which answers it in as few steps
-        as it can (see :meth:`FaissIndex.search_one`), or says None."""
-        if single is not None and filter is None and params is None and type(k) is int:
-            one = self._reader.single_query(queries) if 0 < k <= MAX_K else None
-            if one is not None:
-                with self._rw.read():
-                    self._check_open()
-                    answer = single(one[0], one[1], k)
-                if answer is not None:
-                    return answer
+        the read lock (the most common search, one vector and nothing else, has been
+        offered to :class:`PlainSearch` first)."""
         vecs, scale = self._reader.queries(queries)
         checked_k = check_k(k)
         search_params = SearchParams.parse(params)

@@ -11,10 +11,11 @@ import orjson
 from indexer.collection.results import padded
 from indexer.points import PointId, encode_id
 
-# Batches of at least this many hits read ids from an array (see PointIds.ids), built only
-# while there are at most ID_TABLE_MAX_SPREAD labels, live or deleted, to each live point.
-ID_TABLE_MIN_HITS = 1024
+# Ids are read from an array indexed by label (see PointIds.ids) while there are at most
+# ID_TABLE_MAX_SPREAD labels, live or deleted, to each live point (each update takes a new
+# label, so many updates spread them); below ID_TABLE_MIN_LABELS labels, always.
 ID_TABLE_MAX_SPREAD = 4
+ID_TABLE_MIN_LABELS = 1 << 16
 
 
 class PointIds:
@@ -29,7 +30,8 @@ class PointIds:
         ids: list[PointId] = orjson.loads("[" + ",".join(texts) + "]")
         self._ids: dict[int, PointId] = dict(zip(labels, ids, strict=True))  # label -> id
         self._labels: dict[str, int] = dict(zip(texts, labels, strict=True))  # key -> label
-        self._table = np.empty(0, dtype=object)  # label -> user id; see ids()
+        self._top = labels[-1] + 1 if labels else 0  # past the largest label handed out
+        self._table = self._built_table()
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -49,51 +51,39 @@ class PointIds:
         """Points ``ids`` (encoded: ``keys``) now have ``labels``; ``replaced`` are gone."""
         for old in replaced.tolist():
             del self._ids[old]
-        for key, label, point_id in zip(keys, labels.tolist(), ids, strict=True):
+        listed = labels.tolist()
+        for key, label, point_id in zip(keys, listed, ids, strict=True):
             self._labels[key] = label
             self._ids[label] = point_id
+        if listed:
+            self._top = max(self._top, max(listed) + 1)
+            self._tabled(labels, ids)
 
     def deleted(self, labels: np.ndarray) -> None:
+        """Forget ``labels``. The table keeps their ids: labels are never reused, and no
+        search finds a deleted one, so they are never read again."""
         for label in labels.tolist():
             self._labels.pop(encode_id(self._ids.pop(label)), None)
 
     def ids(self, labels: np.ndarray) -> list[PointId]:
         """The user ids of live ``labels``, in order.
 
-        A large batch reads them from ``self._table``, an array indexed by label: once a
+        They are read from ``self._table``, an array indexed by label, in one take: once a
         search has pushed the ``self._ids`` dict out of the CPU caches, a lookup in it
-        costs four times as much. Labels are never reused, so after writes the array is
-        still right for every label it covers (deleted ones are never looked up); labels
-        newer than it are read from the dict, and it is rebuilt when they are more than
-        an eighth of a batch.
-        """
-        if len(labels) < ID_TABLE_MIN_HITS:
-            return list(map(self._ids.__getitem__, labels.tolist()))
+        costs four times as much (and an int64 table hands out ids without reading a
+        Python object each). The dict answers while labels are too sparse for a table."""
         table = self._table
-        if len(table) and int(labels.max()) < len(table):  # the usual case: one take
-            covered: list[PointId] = table[labels].tolist()
-            return covered
-        newer = labels >= len(table)
-        if 8 * int(newer.sum()) > len(labels):
-            table = self._table = self._build_table()
-            newer = labels >= len(table)
-        if newer.all():
+        if table is None:
             return list(map(self._ids.__getitem__, labels.tolist()))
-        ids = table[np.where(newer, 0, labels)]
-        ids[newer] = [self._ids[label] for label in labels[newer].tolist()]
-        point_ids: list[PointId] = ids.tolist()
-        return point_ids
-
-    def ids_of(self, labels: list[int]) -> list[PointId]:
-        """:meth:`ids` of a few labels given as a list."""
-        return list(map(self._ids.__getitem__, labels))
+        found: list[PointId] = table[labels].tolist()
+        return found
 
     def id_array(self, labels: np.ndarray) -> np.ndarray:
         """:meth:`ids` as an object array, taken from the table without a list in between
         where it can be."""
         table = self._table
-        if len(labels) >= ID_TABLE_MIN_HITS and len(table) and int(labels.max()) < len(table):
-            found: np.ndarray = table[labels]
+        if table is not None:
+            found: np.ndarray = table[labels].astype(object, copy=False)
             return found
         ids = np.empty(len(labels), dtype=object)
         ids[:] = self.ids(labels)
@@ -108,14 +98,43 @@ class PointIds:
         ids[found] = self.id_array(labels[found])
         return ids
 
-    def _build_table(self) -> np.ndarray:
-        """label -> user id for the live labels, or an empty array while labels are too
-        sparse for one (many updates leave gaps: each takes a new label)."""
-        n = len(self._ids)
-        # Labels enter the dict in increasing order, so its last key is the largest.
-        if not n or next(reversed(self._ids)) >= ID_TABLE_MAX_SPREAD * n:
-            return np.empty(0, dtype=object)
-        labels = np.fromiter(self._ids, dtype=np.int64, count=n)
-        table = np.empty(int(labels.max()) + 1, dtype=object)
-        table[labels] = np.fromiter(self._ids.values(), dtype=object, count=n)
+    def _dense(self) -> bool:
+        """Whether labels are dense enough for a table (see ID_TABLE_MAX_SPREAD)."""
+        return self._top <= max(ID_TABLE_MIN_LABELS, ID_TABLE_MAX_SPREAD * len(self._ids))
+
+    def _built_table(self) -> np.ndarray | None:
+        """label -> user id for the live labels: int64 while every id is an integer,
+        objects otherwise; None while labels are too sparse for one."""
+        if not self._dense():
+            return None
+        ids = list(self._ids.values())
+        table = self._empty_table(self._top, all(type(i) is int for i in ids))
+        table[np.fromiter(self._ids, dtype=np.int64, count=len(ids))] = ids
         return table
+
+    def _tabled(self, labels: np.ndarray, ids: Sequence[PointId]) -> None:
+        """Enter an upsert's ids in the table, grown (to twice its size, so a stream of
+        single upserts copies it rarely) or made one of objects where it must be. The
+        table is dropped once labels spread too far, and built again when they are half
+        as spread: a collection at the bound does not build one an upsert to drop it the
+        next."""
+        table = self._table
+        if table is None:
+            if self._top <= max(ID_TABLE_MIN_LABELS, ID_TABLE_MAX_SPREAD * len(self._ids) // 2):
+                self._table = self._built_table()
+            return
+        if not self._dense():
+            self._table = None
+            return
+        integers = table.dtype != object and all(type(i) is int for i in ids)
+        if self._top > len(table) or (table.dtype != object and not integers):
+            grown = self._empty_table(max(self._top, 2 * len(table)), integers)
+            grown[: len(table)] = table
+            table = self._table = grown
+        table[labels] = ids
+
+    @staticmethod
+    def _empty_table(size: int, integers: bool) -> np.ndarray:
+        if integers:
+            return np.zeros(size, dtype=np.int64)
+        return np.full(size, None, dtype=object)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from functools import partial
-from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -37,11 +36,8 @@ from indexer.points import (
     Hit,
     Point,
     PointId,
-    bare_hits,
     decode_id,
     encode_id,
-    full_hits,
-    single_vector_and_squares,
     vector_batch_and_squares,
 )
 from indexer.spec import SearchParams
@@ -112,52 +108,6 @@ class Reader:
         vecs, squares = vector_batch_and_squares(queries, self._dim)
         return self._metric.prepare_queries(vecs, squares)
 
-    def single_query(self, query: Any) -> tuple[np.ndarray, float] | None:
-        """One query vector as the index takes it and the factor for its distances (see
-        :meth:`Metric.query_factor`), for :meth:`single_hits`; None where the query is
-        not one plain vector searched as it is: :meth:`queries` takes it then."""
-        found = single_vector_and_squares(query, self._dim)
-        if found is None:
-            return None
-        factor = self._metric.query_factor(found[1])
-        return None if factor is None else (found[0], factor)
-
-    def single_hits(self, query: np.ndarray, factor: float, k: int) -> list[list[Hit]] | None:
-        """The hits, without payloads, of one query of :meth:`single_query` searched
-        without a filter at the default parameters (a batch of one), where the index
-        answers it in one call (see :meth:`FaissIndex.search_one`); None otherwise."""
-        found = self._index().search_one(query, k)
-        if found is None:
-            return None
-        scores = self._metric.score_list(found[0], factor)
-        return [bare_hits(self._point_ids.ids_of(found[1]), scores)]
-
-    def single_hits_with_payloads(
-        self, query: np.ndarray, factor: float, k: int
-    ) -> list[list[Hit]] | None:
-        """:meth:`single_hits` with each hit's payload read from the store, as
-        :meth:`hits` reads them (None for a point deleted meanwhile)."""
-        found = self._index().search_one(query, k)
-        if found is None:
-            return None
-        scores = self._metric.score_list(found[0], factor)
-        labels = found[1]
-        rows = self._store.rows(np.array(labels, dtype=np.int64), with_vectors=False)
-        payloads = [orjson.loads(row[0]) if (row := rows.get(label)) else None for label in labels]
-        return [full_hits(self._point_ids.ids_of(labels), scores, payloads, repeat(None))]
-
-    def single_arrays(
-        self, query: np.ndarray, factor: float, k: int
-    ) -> tuple[np.ndarray, np.ndarray] | None:
-        """:meth:`single_hits` as :meth:`Collection.search_arrays` gives them: ids [1, k]
-        (an object array) and float32 scores [1, k]."""
-        found = self._index().search_one(query, k)
-        if found is None:
-            return None
-        ids = np.empty((1, k), dtype=object)
-        ids[0] = self._point_ids.ids_of(found[1])
-        return ids, np.array([self._metric.score_list(found[0], factor)], dtype=np.float32)
-
     def search(
         self,
         queries: np.ndarray,
@@ -195,8 +145,8 @@ class Reader:
         self, distances: np.ndarray, labels: np.ndarray, *, payload: bool, vectors: bool
     ) -> list[list[Hit]]:
         """The hits of a search's distances and labels [nq, k]."""
-        if len(labels) == 1 and not (payload or vectors):
-            return [query_hits(distances[0], labels[0], self._metric, self._point_ids.ids_of)]
+        if not (payload or vectors) and len(labels) == 1:
+            return [query_hits(distances[0], labels[0], self._metric, self._point_ids.ids)]
         return self.hits(self._metric.scores(distances), labels, payload, vectors)
 
     def found_arrays(

@@ -80,17 +80,16 @@ def query_hits(
     distances: np.ndarray,
     labels: np.ndarray,
     metric: Metric,
-    point_ids: Callable[[list[int]], list[PointId]],
+    point_ids: Callable[[np.ndarray], list[PointId]],
 ) -> list[Hit]:
     """The hits, without payloads, of one query's FAISS distances and labels [k] (-1 pads
     a short row): :func:`hits` for the most common call, in plain Python, which costs
     less than numpy's calls for so few values."""
-    found = labels.tolist()
     scores = metric.score_list(distances.tolist())
-    if found and found[-1] < 0:  # short: -1 labels pad its end
-        scores = scores[: found.index(-1)]
-        found = found[: len(scores)]
-    return bare_hits(point_ids(found), scores)
+    if len(labels) and labels[-1] < 0:  # short: -1 labels pad its end
+        found = int(np.argmin(labels >= 0))
+        scores, labels = scores[:found], labels[:found]
+    return bare_hits(point_ids(labels), scores)
 
 
 def vector(blob: bytes | None) -> np.ndarray | None:

@@ -256,14 +256,13 @@ class FaissIndex(GpuPlacement, ABC):
         distances, labels = self._index.search(queries, k, params=search_params)
         return distances, labels
 
-    def search_one(self, query: np.ndarray, k: int) -> tuple[list[float], list[int]] | None:
-        """The FAISS distances and labels of one query [dim] (float32, C-contiguous) at the
-        default parameters, without a filter, as lists, where that takes one FAISS call
-        and nothing else: on the CPU, every label it holds served (no tombstones, no
-        staged batch, no orphans), and k neighbours found. None otherwise: ask
-        :meth:`search`. The most common search comes this way, in a few Python steps:
-        after an index search has streamed through the CPU caches, each step costs
-        microseconds."""
+    def search_one(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """The FAISS distances and labels [k] of one query [dim] (float32, C-contiguous) at
+        the default parameters, without a filter, where that takes one FAISS call and
+        nothing else: on the CPU, every label it holds served (no tombstones, no staged
+        batch, no orphans), and k neighbours found. None otherwise: ask :meth:`search`.
+        The most common search comes this way, in a few Python steps: after an index
+        search has streamed through the CPU caches, each step costs microseconds."""
         if self.on_gpu or self._staged_from is not None or self._orphans or len(self._dead):
             return None
         # Made again whenever the knob differs from theirs: a recalibration sets it without
@@ -275,10 +274,9 @@ class FaissIndex(GpuPlacement, ABC):
         labels = np.empty(k, dtype=np.int64)
         # The call behind FAISS's own Index.search, whose checks the caller has made.
         self._index.search_c(1, _ptr(query), k, _ptr(distances), _ptr(labels), plain[1])
-        found: list[int] = labels.tolist()
-        if found[-1] < 0:  # fewer than k: search() answers the rest exactly, or k is too big
+        if labels.item(-1) < 0:  # fewer than k: search() answers the rest exactly, or k is too big
             return None
-        return distances.tolist(), found
+        return distances, labels
 
     def _search_gpu(
         self, queries: np.ndarray, k: int, params: SearchParams

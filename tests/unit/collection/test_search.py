@@ -203,7 +203,10 @@ def test_a_lone_query_in_one_call_finds_what_search_finds(vectors: np.ndarray, f
             found = index.search_one(query, 10)
             assert found is not None
             distances, labels = index.search(query[None, :], 10, params, None)
-            assert found == (distances[0].tolist(), labels[0].tolist())
+            assert (found[0].tolist(), found[1].tolist()) == (
+                distances[0].tolist(),
+                labels[0].tolist(),
+            )
 
 
 def test_a_lone_query_leaves_deleted_and_missing_points_to_search(vectors: np.ndarray) -> None:
@@ -231,7 +234,9 @@ def test_a_lone_query_follows_a_calibration_made_while_it_builds_its_parameters(
     queries = vectors[:20] + 0.5
     distances, labels = index.search(queries, 10, PARAMS, None)
     found = [index.search_one(query, 10) for query in queries]
-    assert found == list(zip(distances.tolist(), labels.tolist(), strict=True))
+    assert [(d.tolist(), lb.tolist()) for d, lb in found] == list(
+        zip(distances.tolist(), labels.tolist(), strict=True)
+    )
 
 
 def unread(labels: np.ndarray | None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
