@@ -24,6 +24,7 @@ from indexer.indexes.labels import LabelPositions, LabelSet, keep_labels
 from indexer.indexes.tombstones import Tombstones
 from indexer.metric import Metric
 from indexer.spec import DEFAULT_SEARCH_PARAMS, IndexSpec, SearchParams
+from indexer.threads import use_cores_from
 
 LABEL_END = 1 << 62  # past every label the store hands out
 _ptr = faiss.swig_ptr
@@ -40,6 +41,10 @@ class FaissIndex(GpuPlacement, ABC):
     # Whether the distances it gives are approximations (compressed codes): its candidates
     # then need rescoring from the stored vectors to rank as exactly as the others.
     approximate_distances: ClassVar[bool] = False
+    # Points from which an addition is spread over every core; fewer are added on the
+    # calling thread alone (see indexer.threads). FAISS adds the points of an HNSW graph
+    # level on several threads only past 100 of them.
+    add_parallel_from: ClassVar[int] = 128
 
     def __init__(self, index: Any, metric: Metric, meta: dict[str, Any] | None = None) -> None:
         meta = meta or {}
@@ -54,6 +59,7 @@ class FaissIndex(GpuPlacement, ABC):
         self._dead = Tombstones(np.asarray(meta.get("dead", []), dtype=np.int64))
         self._positions = LabelPositions()  # see held_vectors
         self._staged_from: int | None = None  # labels from here on are staged, not served
+        self._staged_until = 0  # past the largest label staged
         self._staged = 0
         self._orphans = 0  # positions left without a label by a staged batch given up
 
@@ -139,6 +145,7 @@ class FaissIndex(GpuPlacement, ABC):
                 self._index.add_with_ids(vectors, labels)
             self._rebook()
         else:
+            use_cores_from(len(labels), self.add_parallel_from)
             self._index.add_with_ids(vectors, labels)
 
     def remove(self, labels: np.ndarray) -> None:
@@ -155,7 +162,7 @@ class FaissIndex(GpuPlacement, ABC):
         if not len(labels):
             return
         if self.can_remove and not self.on_gpu:
-            self._index.remove_ids(np.ascontiguousarray(labels, dtype=np.int64))
+            self._remove_ids(np.ascontiguousarray(labels, dtype=np.int64))
             return
         self._dead.add(labels)
 
@@ -174,7 +181,7 @@ class FaissIndex(GpuPlacement, ABC):
         physical = physical[physical >= 0]  # orphans are no one's: see HnswIndex.unstage
         gone = np.setdiff1d(physical, live)
         if self.can_remove and not self.on_gpu:
-            self._index.remove_ids(np.ascontiguousarray(gone, dtype=np.int64))
+            self._remove_ids(np.ascontiguousarray(gone, dtype=np.int64))
         else:
             self._dead = Tombstones(gone)
         missing: np.ndarray = np.setdiff1d(live, physical)
@@ -189,19 +196,26 @@ class FaissIndex(GpuPlacement, ABC):
             return
         if self._staged_from is None:
             self._staged_from = int(labels.min())
+        self._staged_until = max(self._staged_until, int(labels.max()) + 1)
+        use_cores_from(len(labels), self.add_parallel_from)
         self._index.add_with_ids(vectors, labels)
         self._staged += len(labels)
 
     def publish(self) -> None:
         """Serve the staged batch."""
-        self._staged_from, self._staged = None, 0
+        self._staged_from, self._staged, self._staged_until = None, 0, 0
 
     def unstage(self) -> None:
         """Give up the staged batch (its write failed): remove it from the index."""
         if self._staged_from is None:
             return
-        self._index.remove_ids(faiss.IDSelectorRange(self._staged_from, LABEL_END))
+        self._remove_ids(np.arange(self._staged_from, self._staged_until, dtype=np.int64))
         self.publish()
+
+    def _remove_ids(self, labels: np.ndarray) -> None:
+        """Remove ``labels`` (int64, C-contiguous) from the FAISS index (those it lacks
+        are skipped)."""
+        self._index.remove_ids(labels)
 
     @property
     def holds_vectors(self) -> bool:

@@ -3,6 +3,11 @@
 ``ivf_flat`` keeps the vectors (optionally as fp16 or int8), ``ivf_pq`` compresses them with
 product quantisation. Both need training data: the collection serves from a flat index
 until there is enough of it.
+
+On the CPU an IVF index keeps a hash table from label to its place in the lists (FAISS's
+direct map): removing a point then costs a lookup, where without one FAISS scans every
+list (23 ms a delete at 100,000 points, growing with the index). It costs about 40 bytes
+a point in memory, a tenth of an int8 384-d point, and 16 in the file.
 """
 
 from __future__ import annotations
@@ -61,8 +66,11 @@ class IvfIndex(FaissIndex):
 
     def __init__(self, index: Any, metric: Metric, meta: dict[str, Any] | None = None) -> None:
         super().__init__(index, metric, meta)
-        self.nlist = int(faiss.extract_index_ivf(index).nlist)
+        ivf = faiss.extract_index_ivf(index)
+        self.nlist = int(ivf.nlist)
         self._parameters = KnobParameters(faiss.SearchParametersIVF, "nprobe")
+        if ivf.direct_map.type != faiss.DirectMap.Hashtable:  # a new index, or an older file
+            ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
 
     @classmethod
     def factory_string(cls, dim: int, spec: IndexSpec, n_train: int) -> str:
@@ -102,6 +110,14 @@ class IvfIndex(FaissIndex):
         """The query meets every centroid, then the vectors of its nprobe nearest lists."""
         nprobe = min(self.knob_for(params), self.nlist)
         return self.nlist + nprobe * self.size / self.nlist
+
+    def _remove_ids(self, labels: np.ndarray) -> None:
+        """Through the direct map, which FAISS consults only for a selector of this kind
+        (any other scans every list, and with a hash table FAISS refuses it)."""
+        if faiss.extract_index_ivf(self._index).direct_map.type != faiss.DirectMap.Hashtable:
+            super()._remove_ids(labels)
+            return
+        self._index.remove_ids(faiss.IDSelectorArray(len(labels), faiss.swig_ptr(labels)))
 
     def _physical_labels(self) -> np.ndarray:
         invlists = faiss.extract_index_ivf(self.cpu_index()).invlists

@@ -11,6 +11,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import faiss
 import numpy as np
 import pytest
 
@@ -83,6 +84,44 @@ def test_a_delete_does_not_list_the_labels_of_the_index(
         assert col.index_info["size"] == col.count() == len(DATA) - 1
         assert [h.id for h in col.search(DATA[5], k=3)[0]].count(5) == 0
         assert col.search(DATA[6] + 1, k=1)[0][0].id == 6
+
+
+def test_an_ivf_index_removes_points_through_its_direct_map(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without FAISS's direct map, removing one point from an IVF index scans every list
+    (tens of milliseconds at 100,000 points): deletes, updates and a failed commit's
+    given-up batch go through it, in a built index and in one read from its file."""
+    data = np.random.default_rng(14).standard_normal((12_002, DIM)).astype(np.float32)
+    spec = {"kind": "ivf_flat", "storage": "int8"}
+
+    def direct_map(col: Any) -> Any:
+        return faiss.extract_index_ivf(col._index._index).direct_map.type
+
+    with Engine(tmp_path, background=False) as engine:
+        col = engine.create_collection("c", dim=DIM, metric="l2", index=spec)
+        col.upsert(list(range(12_000)), data[:12_000])
+        col.optimize()
+        assert col.index_info["family"] == "ivf_flat"
+        assert direct_map(col) == faiss.DirectMap.Hashtable
+    with Engine(tmp_path, background=False) as engine:
+        col = engine.get_collection("c")
+        assert direct_map(col) == faiss.DirectMap.Hashtable
+        assert col.delete([5]) == 1
+        col.upsert([6], data[6:7] + 1)
+        commit = Transaction.commit
+
+        def failing(self: Transaction) -> None:
+            raise OSError("disk full")
+
+        monkeypatch.setattr(Transaction, "commit", failing)
+        with pytest.raises(OSError, match="disk full"):
+            col.upsert(["x", "y"], data[12_000:])
+        monkeypatch.setattr(Transaction, "commit", commit)
+        assert col.index_info["size"] == col.count() == 11_999
+        assert col._index.labels().tolist() == sorted(col._point_ids.live().tolist())
+        assert 5 not in [h.id for h in col.search(data[5], k=3, params={"nprobe": 64})[0]]
+        assert col.search(data[6] + 1, k=1, params={"nprobe": 64})[0][0].id == 6
 
 
 def test_close_leaves_a_nearly_current_index_file_alone(tmp_path: Path) -> None:
