@@ -21,7 +21,6 @@ import numpy as np
 from indexer.collection.search import StoredVectors
 from indexer.collection.upkeep import IndexSearch, IndexUpkeep
 from indexer.indexes import FaissIndex
-from indexer.threads import cores
 
 # After a rebuild, the points written meanwhile are added to the new index in up to this
 # many rounds outside any lock, until a round adds at most CATCH_UP_LAST; what is left
@@ -40,12 +39,8 @@ CLOSE_SAVE_MIN = 1000
 # for, each chunk sized from the index's last hold to take about STAGE_HOLD_S. One point
 # may take an HNSW graph milliseconds on a busy machine, so chunks go down to one point;
 # they at most double from one to the next (an index's arrays grow now and then, and a
-# rate measured on a small chunk understates a large one's hold). A chunk is the index's
-# add_parallel_from points at least, which FAISS adds on every core, wherever they take
-# at most STAGE_PARALLEL_HOLD_S: smaller ones are added on one core, and an HNSW graph
-# staged a few points a hold took its points in about twice the time of a raw build's.
+# rate measured on a small chunk understates a large one's hold).
 STAGE_HOLD_S = 0.01
-STAGE_PARALLEL_HOLD_S = 0.05
 STAGE_FIRST, STAGE_MIN, STAGE_MAX = 8, 1, 16_384
 
 Live = Callable[[], np.ndarray]
@@ -59,26 +54,19 @@ class StagingPace:
     time per point of the last hold. It is kept from one upsert to the next, so a batch
     starts at the pace of the last one rather than at a guess (the served index starts
     a new one when it is replaced: a flat index takes a point a thousand times faster
-    than a graph).
+    than a graph)."""
 
-    ``parallel_from``: the index adds a chunk of this many points or more on every core
-    (``cores`` of them), a smaller one on one core. Until a chunk on every core is
-    measured, a point there is taken to cost a point on one core over the cores; once
-    measured, that figure stands for the index (on a busy machine the cores wait for
-    each other, and a guess from one core would send the pace back and forth between
-    long and short holds)."""
-
-    def __init__(self, parallel_from: int = 1, cores: int = 1) -> None:
-        self._parallel_from = parallel_from
-        self._cores = cores
-        self._alone: float | None = None  # seconds a point, on one core, in the last hold
-        self._spread: float | None = None  # the same on every core
+    def __init__(self) -> None:
+        self._per_point: float | None = None  # seconds, in the last hold
 
     def chunks(self, n: int) -> Iterator[slice]:
         """Slices of a batch of ``n`` points; :meth:`held` reports each one's hold."""
         start, last = 0, None
         while start < n:
-            size = self._size()
+            if self._per_point is None:
+                size = STAGE_FIRST
+            else:
+                size = int(min(STAGE_MAX, max(STAGE_MIN, STAGE_HOLD_S / self._per_point)))
             if last is not None:
                 size = min(size, 2 * last)
             stop = min(n, start + size)
@@ -87,23 +75,7 @@ class StagingPace:
 
     def held(self, points: int, seconds: float) -> None:
         """A chunk of ``points`` held the lock ``seconds``."""
-        per_point = max(seconds, 1e-7) / max(points, 1)
-        if points >= self._parallel_from:
-            self._spread = per_point
-        else:
-            self._alone = per_point
-
-    def _size(self) -> int:
-        if self._spread is not None:
-            spread = self._spread
-        elif self._alone is not None:
-            spread = self._alone / self._cores
-        else:
-            return STAGE_FIRST
-        if self._parallel_from * spread <= STAGE_PARALLEL_HOLD_S:
-            return int(min(STAGE_MAX, max(self._parallel_from, STAGE_HOLD_S / spread)))
-        alone = self._alone if self._alone is not None else spread * self._cores
-        return int(min(STAGE_MAX, max(STAGE_MIN, STAGE_HOLD_S / alone)))
+        self._per_point = max(seconds, 1e-7) / max(points, 1)
 
 
 class ServedIndex:
@@ -117,7 +89,7 @@ class ServedIndex:
         self._stored = stored
         self.index, behind = upkeep.open(seq, live, stored)
         self.unsaved = int(behind)
-        self._pace = _pace_for(self.index)
+        self._pace = StagingPace()
 
     # -- writes --------------------------------------------------------------------------
 
@@ -207,7 +179,7 @@ class ServedIndex:
         self.index.release()
         self._upkeep.place(index)
         self.index = index
-        self._pace = _pace_for(index)
+        self._pace = StagingPace()
         self.unsaved = max(1, n)  # the file holds another index
 
     def save(self, seq: int) -> None:
@@ -219,10 +191,6 @@ class ServedIndex:
     def save_on_close(self) -> bool:
         """Whether the file is so far behind that closing should rewrite it."""
         return self.unsaved > CLOSE_SAVE_MIN
-
-
-def _pace_for(index: FaissIndex) -> StagingPace:
-    return StagingPace(index.add_parallel_from, 1 if index.on_gpu else cores())
 
 
 class RebuildBacklog:

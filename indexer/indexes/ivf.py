@@ -40,6 +40,10 @@ class IvfIndex(FaissIndex):
     gpu_capable: ClassVar[bool] = True
     knob: ClassVar[str | None] = "nprobe"
     knob_fallback: ClassVar[int] = 16
+    # A chunk staged in a 10 ms hold (hundreds of points) gains little from more cores,
+    # and on a busy machine a core that is late to FAISS's parallel step stretched such
+    # holds to 200-600 ms; a build's chunks (SCAN_ROWS) still use every core.
+    add_parallel_from: ClassVar[int] = 2048
     knob_values: ClassVar[tuple[int, ...]] = (
         1,
         2,

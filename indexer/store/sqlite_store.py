@@ -80,19 +80,43 @@ class SqliteStore:
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
         """BEGIN IMMEDIATE ... COMMIT. Work done before an exception is rolled back, unless
-        the caller already committed (``txn.commit()``, to commit under its own lock)."""
+        the caller already committed (``txn.commit()``, to commit under its own lock).
+
+        The COMMIT writes the log without waiting for the disk (synchronous=NORMAL for the
+        transaction); the log is fsynced when the block ends, before the caller can
+        acknowledge the write. A caller that commits under a lock of its own (the one
+        searches wait for) thus holds it for the writing, not for the fsync: 150-250 ms
+        for a 10,000-point batch (20 MiB) on a busy disk. A search may meanwhile see the
+        write, which power lost in those milliseconds would take away unacknowledged."""
         conn = self._writer
-        conn.execute("BEGIN IMMEDIATE")
-        txn = Transaction(conn, self)
+        conn.execute("PRAGMA synchronous=NORMAL")
+        txn: Transaction | None = None
         try:
-            yield txn
-        except BaseException:
+            conn.execute("BEGIN IMMEDIATE")
+            txn = Transaction(conn, self)
+            try:
+                yield txn
+            except BaseException:
+                if not txn.committed:
+                    conn.execute("ROLLBACK")
+                raise
             if not txn.committed:
-                conn.execute("ROLLBACK")
-            raise
-        if not txn.committed:
-            txn.commit()
+                txn.commit()
+        finally:
+            conn.execute("PRAGMA synchronous=FULL")
+            if txn is not None and txn.committed:
+                self._sync_log()
         self._checkpoint_if_large()
+
+    def _sync_log(self) -> None:
+        """fsync the write-ahead log, which holds every committed write not yet copied
+        into the database (SQLite fsyncs the log before such a copy, and the database
+        after it)."""
+        fd = os.open(f"{self.path}-wal", os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def _checkpoint_if_large(self) -> None:
         """Copy the write-ahead log into the database once it is past WAL_CHECKPOINT_BYTES

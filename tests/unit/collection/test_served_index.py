@@ -20,7 +20,6 @@ from indexer.collection.served_index import (
     REBUILD_WAIT_BATCH,
     STAGE_FIRST,
     STAGE_HOLD_S,
-    STAGE_PARALLEL_HOLD_S,
     RebuildBacklog,
     ServedIndex,
     StagingPace,
@@ -233,36 +232,3 @@ def test_the_backlog_counts_only_writes_during_a_rebuild_and_scales_with_the_col
         backlog.wrote(2 * REBUILD_BACKLOG_MIN)
         # A quarter of a collection this large is more than the backlog: no wait.
         backlog.wait_for_room(REBUILD_WAIT_BATCH, lambda: 8 * REBUILD_BACKLOG_MIN + 4)
-
-
-def test_graph_chunks_are_large_enough_for_every_core_while_their_hold_is_short() -> None:
-    # FAISS adds 128 points or more on both cores, fewer on one at twice the time a point.
-    def staged(pace: StagingPace, n: int, per_point: float) -> list[int]:
-        done = []
-        for chunk in pace.chunks(n):
-            points = chunk.stop - chunk.start
-            pace.held(points, points * per_point * (1 if points >= 128 else 2))
-            done.append(points)
-        return done
-
-    fast = StagingPace(parallel_from=128, cores=2)
-    quick = STAGE_PARALLEL_HOLD_S / 128 / 2  # 128 points take half the longest hold
-    assert staged(fast, 1_000, quick)[:6] == [STAGE_FIRST, 16, 32, 64, 128, 128]
-    slow = StagingPace(parallel_from=128, cores=2)
-    per_point = 2 * STAGE_PARALLEL_HOLD_S / 128  # 128 points would hold twice too long
-    alone = int(STAGE_HOLD_S / (2 * per_point))
-    assert set(staged(slow, 1_000, per_point)[1:-1]) == {alone}
-
-
-def test_a_chunk_on_every_core_that_held_too_long_sends_the_graph_to_one_core_chunks() -> None:
-    # A busy machine: a point takes as long on two cores as on one (they wait for each
-    # other), though the one-core rate alone would promise short holds on two.
-    pace = StagingPace(parallel_from=128, cores=2)
-    per_point = 1.5 * STAGE_PARALLEL_HOLD_S / 128
-    done = []
-    for chunk in pace.chunks(2_000):
-        points = chunk.stop - chunk.start
-        pace.held(points, points * per_point)
-        done.append(points)
-    assert done[:5] == [STAGE_FIRST, 16, 32, 64, 128]
-    assert set(done[5:-1]) == {int(STAGE_HOLD_S / per_point)}
