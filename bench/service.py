@@ -164,28 +164,33 @@ def batches(items: list[Any], size: int = BATCH) -> list[list[Any]]:
 # -- vecserve ------------------------------------------------------------------------------
 
 
-def build(data: Path, fashion: Dataset, texts: list[str]) -> dict[str, Any]:
-    """vecserve's two collections, indexes saved; returns what it took."""
+def build(data: Path, fashion: Dataset | None, texts: list[str] | None) -> dict[str, Any]:
+    """vecserve's collections for the workloads measured (``None``: not measured),
+    indexes saved; returns what it took."""
     took: dict[str, Any] = {}
     with Engine(data, background=False) as engine:
-        started = time.perf_counter()
-        vectors = engine.create_collection("fashion", dim=784, metric="l2", index="hnsw")
-        n = len(fashion.base)
-        for start in range(0, n, UPSERT_CHUNK):
-            stop = min(n, start + UPSERT_CHUNK)
-            vectors.upsert(
-                list(range(start, stop)), fashion.base[start:stop], fashion.payloads[start:stop]
-            )
-        vectors.optimize()
-        took["fashion_build_s"] = time.perf_counter() - started
-        took["fashion_index"] = vectors.index_info
-        started = time.perf_counter()
-        words = engine.create_collection("words", embedder="minilm", index="flat")
-        for start in range(0, len(texts), TEXT_UPSERT_CHUNK):
-            part = texts[start : start + TEXT_UPSERT_CHUNK]
-            words.upsert(part, texts=part)
-        words.optimize()
-        took["words_embed_s"] = time.perf_counter() - started
+        if fashion is not None:
+            started = time.perf_counter()
+            vectors = engine.create_collection("fashion", dim=784, metric="l2", index="hnsw")
+            n = len(fashion.base)
+            for start in range(0, n, UPSERT_CHUNK):
+                stop = min(n, start + UPSERT_CHUNK)
+                vectors.upsert(
+                    list(range(start, stop)),
+                    fashion.base[start:stop],
+                    fashion.payloads[start:stop],
+                )
+            vectors.optimize()
+            took["fashion_build_s"] = time.perf_counter() - started
+            took["fashion_index"] = vectors.index_info
+        if texts is not None:
+            started = time.perf_counter()
+            words = engine.create_collection("words", embedder="minilm", index="flat")
+            for start in range(0, len(texts), TEXT_UPSERT_CHUNK):
+                part = texts[start : start + TEXT_UPSERT_CHUNK]
+                words.upsert(part, texts=part)
+            words.optimize()
+            took["words_embed_s"] = time.perf_counter() - started
     return took
 
 
@@ -425,8 +430,13 @@ def main() -> None:
     run = Run("bench.service")
     from service.sample_data import FASHION_MNIST_DIR
 
-    fashion = fashion_mnist(FASHION_MNIST_DIR, args.vectors, QUERY_POOL)
-    truth = exact_neighbours(fashion.base, fashion.queries[:RECALL_QUERIES], K, "l2")
+    vector, text = args.only != "text", args.only != "vector"
+    fashion = fashion_mnist(FASHION_MNIST_DIR, args.vectors, QUERY_POOL) if vector else None
+    truth = (
+        exact_neighbours(fashion.base, fashion.queries[:RECALL_QUERIES], K, "l2")
+        if fashion is not None
+        else None
+    )
     words, _ = glove_by_frequency(args.texts + QUERY_POOL)
     texts, text_queries = words[: args.texts], words[args.texts :]
     setup: dict[str, Any] = {"vectors": args.vectors, "texts": args.texts}
@@ -437,15 +447,15 @@ def main() -> None:
     cells: list[Cell] = []
     try:
         print(f"building {args.vectors:,} vectors and {args.texts:,} texts ...", flush=True)
-        setup.update(build(data, fashion, texts))
+        setup.update(build(data, fashion, texts if text else None))
         print(f"built: {setup}", flush=True)
-        if args.only != "text":
+        if fashion is not None and truth is not None:
             found, more = vector_cells(
                 data, fashion, truth, args.seconds, args.device, args.clients
             )
             cells += found
             setup.update(more)
-        if args.only != "vector":
+        if text:
             found, more = text_cells(
                 data, texts, text_queries, args.seconds, args.device, args.clients
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -40,6 +41,12 @@ def create_app(
     """The vecserve HTTP API over the collections in ``settings.data_dir``, or over the
     engine that ``engine`` makes (a cluster router's, whose collections live on shards)."""
     settings = settings or Settings()
+    # Before torch loads (with the first embedder): its OpenMP threads then sleep between
+    # parallel regions instead of spinning, as under `vecserve serve`, which sets this
+    # before faiss loads too. A server started by uvicorn directly gets it here. On 2
+    # cores busy with other work, a lone MiniLM query took 100-400 ms spinning, 7-14 ms
+    # passive; on idle cores the two are within noise.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
     def open_engine() -> Engine:
         if engine is not None:

@@ -48,17 +48,16 @@ import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import suppress
-from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 import numpy as np
-import orjson
 
-from indexer import Collection, Hit, PointId, SearchParams
-from indexer.embedders import Embedder, load_image
-from indexer.points import as_vector_batch
+from indexer import Collection, Hit
+from indexer.embedders import Embedder
 from indexer.threads import use_cores_for
+from service import batch_work
+from service.batch_work import Item, Query, Target, Work
 
 __all__ = ["MicroBatcher", "Query"]
 
@@ -68,46 +67,15 @@ INLINE_BUDGET_S = 0.002
 # How much each batch's cost moves the estimate of the next (exponential average).
 _COST_WEIGHT = 0.2
 
-# What a lane batches for: a collection (searches, and embedding with its embedder), or an
-# embedder of the allowlist alone (embedding only).
-Target = Collection | Embedder
-
-
-@dataclass(frozen=True, slots=True)
-class Query:
-    """One search: exactly one of ``vector``, ``text``, ``image`` (an encoded image file)
-    or ``point_id``, and how to search."""
-
-    vector: np.ndarray | None = None
-    text: str | None = None
-    image: bytes | None = None
-    point_id: PointId | None = None
-    k: int = 10
-    filter: dict[str, Any] | None = None
-    params: SearchParams | None = None
-    with_payload: bool = True
-    with_vectors: bool = False
-
-
-@dataclass(slots=True)
-class _Item:
-    query: Query
-    search: bool  # False: only embed it (a recommend example)
-    future: asyncio.Future[Any]
-
-
-# The work of a batch, in a worker thread: each item's result or its exception.
-_Work = Callable[[Any, Sequence[_Item]], list[Any]]
-
 
 class _Lane:
     """The queries waiting for one collection, and its batches running."""
 
     __slots__ = ("due", "pending", "running", "timer", "work")
 
-    def __init__(self, work: _Work) -> None:
+    def __init__(self, work: Work) -> None:
         self.work = work  # chosen once: a protocol isinstance check costs tens of µs
-        self.pending: list[_Item] = []
+        self.pending: list[Item] = []
         self.running = 0
         self.timer: asyncio.Handle | None = None  # the window, or the end of the turn
         self.due = False  # the window of the waiting queries has closed
@@ -143,21 +111,25 @@ class MicroBatcher:
 
     async def search(self, collection: Collection, queries: Sequence[Query]) -> list[list[Hit]]:
         """The hits of each query, in order; raises the first query's error if any fails."""
-        return await self._submit(collection, _on_collection, [(q, True) for q in queries])
+        return await self._submit(
+            collection, batch_work.on_collection, [(q, True) for q in queries]
+        )
 
     async def embed_texts(self, embedder: Embedder, texts: Sequence[str]) -> np.ndarray:
         """Vectors of texts by an embedder of the allowlist with no collection (the
         OpenAI-compatible embeddings route), [n, dim], in order, embedded together with
         the other requests for that embedder."""
         queries = [(Query(text=t), False) for t in texts]
-        vectors = await self._submit(embedder, _embed_texts, queries)
+        vectors = await self._submit(embedder, batch_work.embed_texts, queries)
         return np.stack(vectors) if vectors else np.empty((0, embedder.dim), np.float32)
 
     async def embed(self, collection: Collection, sources: Sequence[str | bytes]) -> np.ndarray:
         """Vectors of texts (``str``) and encoded images (``bytes``), [n, dim], in order,
         embedded together with whatever else the collection is embedding now."""
         queries = [Query(text=s) if isinstance(s, str) else Query(image=s) for s in sources]
-        vectors = await self._submit(collection, _on_collection, [(q, False) for q in queries])
+        vectors = await self._submit(
+            collection, batch_work.on_collection, [(q, False) for q in queries]
+        )
         return np.stack(vectors) if vectors else np.empty((0, collection.dim), np.float32)
 
     def close(self) -> None:
@@ -169,10 +141,10 @@ class MicroBatcher:
         self._model_thread.shutdown(wait=True)
 
     async def _submit(
-        self, target: Target, work: _Work, queries: list[tuple[Query, bool]]
+        self, target: Target, work: Work, queries: list[tuple[Query, bool]]
     ) -> list[Any]:
         loop = asyncio.get_running_loop()
-        items = [_Item(q, search, loop.create_future()) for q, search in queries]
+        items = [Item(q, search, loop.create_future()) for q, search in queries]
         lane = self._lanes.get(target)
         if lane is None:
             lane = self._lanes[target] = _Lane(work)
@@ -232,7 +204,7 @@ class MicroBatcher:
             # future (which costs more than a small search).
             running.add_done_callback(partial(self._back_to_loop, loop, target, lane, batch))
 
-    def _runs_inline(self, target: Target, batch: list[_Item]) -> bool:
+    def _runs_inline(self, target: Target, batch: list[Item]) -> bool:
         """Whether ``batch`` is vector searches that should take under the budget, on an
         engine's collection (a cluster's asks its shards: a blocking call, which Ray
         refuses on an event loop) that no write holds (the loop would wait for it)."""
@@ -248,7 +220,7 @@ class MicroBatcher:
             and all(_plain_vector_search(item) for item in batch)
         )
 
-    def _learn(self, target: Target, batch: list[_Item], seconds: float) -> None:
+    def _learn(self, target: Target, batch: list[Item], seconds: float) -> None:
         """Fold a plain vector batch's cost into ``target``'s estimate."""
         if not all(_plain_vector_search(item) for item in batch):
             return  # embedding, recommending, a filter or a knob: not what it estimates
@@ -264,7 +236,7 @@ class MicroBatcher:
         loop: asyncio.AbstractEventLoop,
         target: Target,
         lane: _Lane,
-        items: list[_Item],
+        items: list[Item],
         done: Future[tuple[list[Any], float]],
     ) -> None:
         """In the worker thread: hand the finished batch to the event loop."""
@@ -276,7 +248,7 @@ class MicroBatcher:
         self,
         target: Target,
         lane: _Lane,
-        items: list[_Item],
+        items: list[Item],
         done: Future[tuple[list[Any], float]],
     ) -> None:
         if done.cancelled():  # at shutdown, before it ran
@@ -291,7 +263,7 @@ class MicroBatcher:
                 results = [exc] * len(items)
         self._settle(target, lane, items, results)
 
-    def _settle(self, target: Target, lane: _Lane, items: list[_Item], results: list[Any]) -> None:
+    def _settle(self, target: Target, lane: _Lane, items: list[Item], results: list[Any]) -> None:
         lane.running -= 1
         self._running -= 1
         for item, result in zip(items, results, strict=True):
@@ -310,12 +282,10 @@ class MicroBatcher:
             self._observe(len(items))
 
 
-# -- the work of one batch, in a worker thread ----------------------------------------------
-
-_MISSING = object()
+# -- which batches go where -----------------------------------------------------------------
 
 
-def _plain_vector_search(item: _Item) -> bool:
+def _plain_vector_search(item: Item) -> bool:
     """Whether ``item`` searches by a vector with no filter and no search parameters: what
     the cost estimate of the inline path is about. A filter never seen before can read
     every payload, and a knob (``exact``, a large ``ef_search``) can scan every vector:
@@ -326,12 +296,12 @@ def _plain_vector_search(item: _Item) -> bool:
     )
 
 
-def _embeds(items: Sequence[_Item]) -> bool:
+def _embeds(items: Sequence[Item]) -> bool:
     """Whether a batch runs a model: any text or image among its queries."""
     return any(item.query.text is not None or item.query.image is not None for item in items)
 
 
-def _execute(work: _Work, target: Target, items: Sequence[_Item], alone: bool) -> list[Any]:
+def _execute(work: Work, target: Target, items: Sequence[Item], alone: bool) -> list[Any]:
     """Each item's result (hits, or a vector for embed-only items) or its exception;
     ``alone``: no other batch runs, so a large one may use every core."""
     use_cores_for(len(items) if alone else 1)
@@ -339,191 +309,9 @@ def _execute(work: _Work, target: Target, items: Sequence[_Item], alone: bool) -
 
 
 def _timed(
-    work: _Work, target: Target, items: Sequence[_Item], alone: bool
+    work: Work, target: Target, items: Sequence[Item], alone: bool
 ) -> tuple[list[Any], float]:
     """:func:`_execute`'s results, and the seconds it took."""
     started = time.perf_counter()
     results = _execute(work, target, items, alone)
     return results, time.perf_counter() - started
-
-
-def _embed_texts(embedder: Embedder, items: Sequence[_Item]) -> list[Any]:
-    """The vector of each item's text, or its exception."""
-    results: list[Any] = [_MISSING] * len(items)
-    vectors: dict[int, np.ndarray] = {}
-    texts = [(i, item.query.text or "") for i, item in enumerate(items)]
-    _embed_each(embedder.embed_texts, texts, vectors, results)
-    return [vectors[i] if result is _MISSING else result for i, result in enumerate(results)]
-
-
-def _on_collection(collection: Collection, items: Sequence[_Item]) -> list[Any]:
-    """A collection's batch. The collection is an engine's or, in a cluster's router, one
-    spread over shards, which has the same methods."""
-    results: list[Any] = [_MISSING] * len(items)
-    vectors = _query_vectors(collection, items, results)
-    groups: dict[tuple[str, str], list[int]] = {}
-    for i, item in enumerate(items):
-        if results[i] is not _MISSING:
-            continue  # failed already
-        query = item.query
-        if not item.search:
-            results[i] = vectors[i]
-        elif query.point_id is not None:
-            results[i] = _attempt(_more_like_point, collection, query)
-        else:
-            groups.setdefault(_group_key(query, i), []).append(i)
-    for members in groups.values():
-        _search_group(collection, items, members, vectors, results)
-    return results
-
-
-def _query_vectors(
-    collection: Collection, items: Sequence[_Item], results: list[Any]
-) -> dict[int, np.ndarray]:
-    """The query vector of every item that has or needs one; errors go to ``results``."""
-    vectors: dict[int, np.ndarray] = {}
-    texts: list[tuple[int, str]] = []
-    images: list[tuple[int, bytes]] = []
-    for i, item in enumerate(items):
-        query = item.query
-        if query.vector is not None:
-            try:
-                vectors[i] = as_vector_batch(query.vector, collection.dim)[0]
-            except Exception as exc:
-                results[i] = exc
-        elif query.text is not None:
-            texts.append((i, query.text))
-        elif query.image is not None:
-            images.append((i, query.image))
-    if not texts and not images:
-        return vectors
-    try:
-        embedder = collection.embedder
-    except Exception as exc:  # no embedder, or it cannot be loaded: every such query fails
-        for i, _ in texts + images:
-            results[i] = exc
-        return vectors
-    _embed_each(embedder.embed_texts, texts, vectors, results)
-    decoded = []
-    for i, image in images:
-        try:
-            # Bytes from a client: never a file path on this machine.
-            decoded.append((i, load_image(image, allow_paths=False)))
-        except Exception as exc:
-            results[i] = exc
-    _embed_each(embedder.embed_images, decoded, vectors, results)
-    return vectors
-
-
-def _embed_each(
-    embed: Callable[[list[Any]], np.ndarray],
-    inputs: list[tuple[int, Any]],
-    vectors: dict[int, np.ndarray],
-    results: list[Any],
-) -> None:
-    """Embed ``inputs`` in one call; if that fails, one by one to find the culprits."""
-    if not inputs:
-        return
-    try:
-        embedded = embed([value for _, value in inputs])
-    except Exception:
-        for i, value in inputs:
-            try:
-                vectors[i] = embed([value])[0]
-            except Exception as exc:
-                results[i] = exc
-        return
-    for (i, _), vector in zip(inputs, embedded, strict=True):
-        vectors[i] = vector
-
-
-def _group_key(query: Query, position: int) -> tuple[str, str]:
-    """Queries with equal keys can be searched as one batch."""
-    try:
-        filter_key = orjson.dumps(query.filter, option=orjson.OPT_SORT_KEYS).decode()
-    except TypeError:
-        filter_key = f"#{position}"  # not JSON: searched alone, and refused by the engine
-    params_key = query.params.model_dump_json() if query.params is not None else ""
-    return filter_key, params_key
-
-
-def _search_group(
-    collection: Collection,
-    items: Sequence[_Item],
-    members: list[int],
-    vectors: dict[int, np.ndarray],
-    results: list[Any],
-) -> None:
-    queries = [items[i].query for i in members]
-    payloads = any(q.with_payload for q in queries)
-    with_vectors = any(q.with_vectors for q in queries)
-    # One query goes as one vector: the engine's quickest way for the most common search.
-    batch = vectors[members[0]] if len(members) == 1 else np.stack([vectors[i] for i in members])
-    try:
-        found = collection.search(
-            batch,
-            k=max(q.k for q in queries),
-            filter=queries[0].filter,
-            params=queries[0].params,
-            with_payload=payloads,
-            with_vectors=with_vectors,
-        )
-    except Exception as exc:
-        if len(members) == 1:
-            results[members[0]] = exc
-            return
-        # Find which query caused it (a bad k, say): search each alone.
-        for i, query in zip(members, queries, strict=True):
-            results[i] = _attempt(_search_one, collection, query, vectors[i])
-        return
-    for i, query, hits in zip(members, queries, found, strict=True):
-        results[i] = _trimmed(hits, query, payloads, with_vectors)
-
-
-def _search_one(collection: Collection, query: Query, vector: np.ndarray) -> list[Hit]:
-    return collection.search(
-        vector,
-        k=query.k,
-        filter=query.filter,
-        params=query.params,
-        with_payload=query.with_payload,
-        with_vectors=query.with_vectors,
-    )[0]
-
-
-def _more_like_point(collection: Collection, query: Query) -> list[Hit]:
-    """The point itself is left out, as in recommend."""
-    assert query.point_id is not None
-    return collection.recommend(
-        [query.point_id],
-        k=query.k,
-        filter=query.filter,
-        params=query.params,
-        with_payload=query.with_payload,
-        with_vectors=query.with_vectors,
-    )
-
-
-def _trimmed(hits: list[Hit], query: Query, payloads: bool, vectors: bool) -> list[Hit]:
-    """A group's answer as this query asked for it: its k, and no payloads or vectors
-    (fetched for others in the group, ``payloads`` / ``vectors``) that it did not ask for."""
-    hits = hits[: query.k]
-    if (payloads and not query.with_payload) or (vectors and not query.with_vectors):
-        hits = [
-            Hit(
-                hit.id,
-                hit.score,
-                hit.payload if query.with_payload else None,
-                hit.vector if query.with_vectors else None,
-            )
-            for hit in hits
-        ]
-    return hits
-
-
-def _attempt(work: Callable[..., Any], *args: Any) -> Any:
-    """``work(*args)``, or the exception it raised."""
-    try:
-        return work(*args)
-    except Exception as exc:
-        return exc

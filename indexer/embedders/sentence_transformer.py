@@ -41,6 +41,12 @@ class SentenceTransformerEmbedder(ModelEmbedder):
             name, _embedding_dimension(model), MODALITIES["sentence-transformers"], batch_size
         )
         self._model = model
+        # Without a default prompt or a truncated dimension, a batch that fits in one
+        # forward pass is embedded by calling the model directly (see _forward).
+        self._plain = (
+            getattr(model, "default_prompt_name", None) is None
+            and getattr(model, "truncate_dim", None) is None
+        )
 
     @property
     def max_seq_length(self) -> int | None:
@@ -56,14 +62,32 @@ class SentenceTransformerEmbedder(ModelEmbedder):
         if not items:
             return np.empty((0, self._dim), dtype=np.float32)
         with self._lock, torch.inference_mode():
-            vectors = self._model.encode(
-                items,
-                batch_size=self._batch_size,
-                convert_to_numpy=True,
-                normalize_embeddings=False,
-                show_progress_bar=False,
-            )
+            if self._plain and len(items) <= self._batch_size:
+                vectors = self._forward(items)
+            else:
+                vectors = self._model.encode(
+                    items,
+                    batch_size=self._batch_size,
+                    convert_to_numpy=True,
+                    normalize_embeddings=False,
+                    show_progress_bar=False,
+                )
         return normalize_rows(vectors)
+
+    def _forward(self, items: list[str]) -> npt.NDArray[np.float32]:
+        """The model's vectors of ``items`` in one forward pass: what ``encode`` computes
+        for one batch, without its per-call bookkeeping (argument checks, sorting by
+        length, a progress bar, splitting the output row by row and stacking it again),
+        which took about 1 ms of the 7 ms a lone short query takes on 2 CPU cores."""
+        model = self._model
+        # sentence-transformers 5 renamed tokenize (still there, warning) to preprocess.
+        preprocess = getattr(model, "preprocess", None) or model.tokenize
+        features = {
+            key: value.to(model.device) if hasattr(value, "to") else value
+            for key, value in preprocess(items).items()
+        }
+        embeddings = model(features)["sentence_embedding"]
+        return np.asarray(embeddings.float().cpu().numpy(), dtype=np.float32)
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """The word pieces of each text that are embedded (special tokens included, a

@@ -26,6 +26,7 @@ from indexer.embedders import (  # noqa: E402
     EmbedderConfig,
     EmbedderRegistry,
     ImageInput,
+    SentenceTransformerEmbedder,
     default_embedder_configs,
     load_image,
 )
@@ -156,6 +157,18 @@ def test_text_vectors_do_not_depend_on_batching(minilm: Embedder) -> None:
     together = minilm.embed_texts(texts)
     alone = np.concatenate([minilm.embed_texts([text]) for text in texts])
     np.testing.assert_allclose(together, alone, atol=1e-5)
+
+
+def test_text_vectors_equal_those_of_sentence_transformers_encode(minilm: Embedder) -> None:
+    # A batch that fits one forward pass calls the model directly, not encode: the
+    # vectors must not change (a collection's stored vectors came from either path).
+    assert isinstance(minilm, SentenceTransformerEmbedder)
+    texts = ["short", "a somewhat longer sentence about vector search", "", "ünïcödé ✓"]
+    expected = minilm._model.encode(texts, convert_to_numpy=True, normalize_embeddings=True)
+    for batch in ([texts[0]], texts):
+        np.testing.assert_allclose(
+            minilm.embed_texts(batch), expected[: len(batch)], rtol=0, atol=1e-6
+        )
 
 
 def test_long_texts_are_truncated_to_the_model_context(minilm: Embedder) -> None:
