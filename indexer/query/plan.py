@@ -77,6 +77,12 @@ class LexicalQuery(_Model):
     match: MatchMode = "any"
 
 
+# A filter object (the filter language: indexer.filters); an empty one is refused
+# (InvalidFilter) when the query runs, which the schema says so that generated clients
+# never send it.
+QueryFilter = Annotated[dict[str, Any], WithJsonSchema({"type": "object", "minProperties": 1})]
+
+
 class Stage(_OneOf):
     """One prefetch stage: exactly one of ``dense`` or ``lexical``, with its own filter,
     candidate count and weight in fusion."""
@@ -87,7 +93,7 @@ class Stage(_OneOf):
 
     dense: DenseQuery | None = None
     lexical: LexicalQuery | None = None
-    filter: dict[str, Any] | None = None
+    filter: QueryFilter | None = None
     limit: int | None = Field(default=None, ge=1, le=MAX_LIMIT)
     weight: float = Field(default=1.0, ge=0, le=1000)
 
@@ -164,7 +170,7 @@ class QueryPlan(_Model):
     prefetch: list[Stage] = Field(min_length=1, max_length=MAX_STAGES)
     fusion: Fusion = Fusion()
     rerank: Rerank | None = None
-    filter: dict[str, Any] | None = None
+    filter: QueryFilter | None = None
     limit: int = Field(default=10, ge=1, le=MAX_LIMIT)
     offset: int = Field(default=0, ge=0, le=MAX_LIMIT)
     with_payload: bool = True

@@ -226,7 +226,7 @@ def test_searches_wait_under_100_ms_for_a_bulk_load_into_an_hnsw_index(tmp_path:
     # An HNSW graph that takes each point a few milliseconds (a large index on a busy
     # machine): an upsert's chunks must go down to a point or two a hold.
     spec = {"kind": "hnsw", "hnsw_m": 48, "ef_construction": 512}
-    dim, built, batch, batches = 384, 1_000, 500, 4
+    dim, built, batch, batches = 384, 1_000, 500, 8
     data = np.random.default_rng(13).standard_normal((built + batch * batches, dim))
     data = (data / np.linalg.norm(data, axis=1, keepdims=True)).astype(np.float32)
     payloads = [
