@@ -26,8 +26,12 @@ from indexer.spec import IndexSpec, SearchParams
 log = logging.getLogger(__name__)
 
 INDEX_FILE = "index.vsi"  # in the collection's folder, beside the store
-# Rebuild an index once this share of it is tombstones, or an IVF index once the
-# collection has grown this many times past the data it was trained on.
+# Rebuild an index once this share of it is tombstones, or an IVF index once a build
+# would train it on this many times the data it was trained on. Training takes a sample
+# of at most TRAIN_SAMPLE_MAX points, so an index trained on a full sample is never
+# retrained for growth: a rebuild would choose the same lists from a sample of the same
+# size (and, judged against the collection's size instead, every write past four such
+# samples started one more rebuild of the whole index).
 MAX_DEAD_FRACTION = 0.2
 RETRAIN_GROWTH = 4
 CALIBRATION_MIN_POINTS = 1000
@@ -199,16 +203,22 @@ class IndexUpkeep:
     def needs_rebuild(self, index: FaissIndex, n: int) -> bool:
         """Whether ``index``, serving ``n`` points, should be rebuilt: another family or
         storage fits now, it outgrew its GPU booking, holds too many tombstones, or
-        outgrew its IVF training. Growth alone never rebuilds: new points are added to the
-        index as they come, and its knob is recalibrated (see :meth:`needs_calibration`)."""
+        outgrew its IVF training (while a larger training sample can be had). Growth alone
+        never rebuilds: new points are added to the index as they come, and its knob is
+        recalibrated (see :meth:`needs_calibration`)."""
         family, spec = self.family(n, index.family)
         return (
             family.family != index.family
             or index.over_budget
             or spec.storage != index.storage
             or index.dead_fraction > MAX_DEAD_FRACTION
-            or (index.family.startswith("ivf") and n > RETRAIN_GROWTH * index.trained_on)
+            or (index.family.startswith("ivf") and self._outgrew_training(index, n))
         )
+
+    def _outgrew_training(self, index: FaissIndex, n: int) -> bool:
+        """Whether a build for ``n`` points would train on RETRAIN_GROWTH times the
+        sample ``index`` was trained on (see TRAIN_SAMPLE_MAX)."""
+        return min(n, TRAIN_SAMPLE_MAX) > RETRAIN_GROWTH * index.trained_on
 
     def needs_calibration(self, index: FaissIndex) -> bool:
         """Whether ``index`` doubled since its knob was calibrated."""

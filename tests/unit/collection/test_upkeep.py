@@ -12,11 +12,14 @@ from indexer.collection.config import CollectionConfig
 from indexer.collection.upkeep import (
     CALIBRATION_MIN_POINTS,
     MAX_DEAD_FRACTION,
+    RETRAIN_GROWTH,
+    TRAIN_SAMPLE_MAX,
     IndexBuild,
     IndexUpkeep,
 )
 from indexer.devices import Placement
 from indexer.indexes import load_index
+from indexer.indexes.ivf import IvfIndex
 from indexer.spec import IndexSpec
 
 DIM = 8
@@ -95,6 +98,23 @@ def test_tombstones_past_the_limit_call_for_a_rebuild(tmp_path: Path, vectors: n
     assert not part.needs_rebuild(index, 500)
     index.remove(np.arange(dead))
     assert part.needs_rebuild(index, 500 - dead)
+
+
+def test_an_ivf_index_is_retrained_as_it_grows_until_its_sample_is_full(
+    tmp_path: Path, vectors: np.ndarray
+) -> None:
+    part = upkeep(tmp_path, "ivf_flat", storage="int8", nlist=16)
+    spec = part.config.index
+    index = IvfIndex.build(DIM, part.config.metric, spec, vectors)
+    assert index.trained_on == len(vectors)
+    assert not part.needs_rebuild(index, RETRAIN_GROWTH * len(vectors))
+    assert part.needs_rebuild(index, RETRAIN_GROWTH * len(vectors) + 1)
+    # Trained on a full sample (a little under TRAIN_SAMPLE_MAX: each point is drawn at
+    # random): a build for a larger collection would train on no more, so growth alone,
+    # however large, never rebuilds it.
+    index.trained_on = TRAIN_SAMPLE_MAX - 300
+    assert not part.needs_rebuild(index, 5_000_000)
+    assert not part.needs_upkeep(index, 5_000_000, 0)
 
 
 def test_upkeep_is_due_for_a_rebuild_or_a_save_far_behind(
