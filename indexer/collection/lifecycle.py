@@ -18,6 +18,7 @@ import numpy as np
 from indexer.collection.background import BackgroundWork, BatchedWork
 from indexer.collection.point_ids import PointIds
 from indexer.collection.served_index import RebuildBacklog, ServedIndex
+from indexer.collection.upkeep import BuildCancelled
 from indexer.locks import ReadWriteLock
 from indexer.spec import SearchParams
 
@@ -51,6 +52,7 @@ class Lifecycle:
         self._background = background
         self._batched = batched
         self._optimize_lock = threading.Lock()
+        self._closing = threading.Event()  # a rebuild under way gives up: see close()
         self.closed = False
 
     def wrote(self, changed: int) -> None:
@@ -85,7 +87,10 @@ class Lifecycle:
         and only the last few with writes held off (searches still go on); the lock that
         searches wait for is held for the swap alone."""
         with self._backlog.rebuilding():
-            index = self._served.rebuilt(len(self._point_ids), self._live)
+            try:
+                index = self._served.rebuilt(len(self._point_ids), self._live, self._closing.is_set)
+            except BuildCancelled:
+                return False
             with self._write_lock:  # no write starts: the index catches up with the last
                 if self.closed:
                     return False
@@ -114,7 +119,9 @@ class Lifecycle:
         """Finish background work, save the index if it is far behind its file (a few
         changes are cheaper to replay from the store on the next open than a rewrite of
         the whole file), and close the store, once the writes and searches in flight are
-        done."""
+        done. A rebuild under way is given up: the index that serves now is whole, and
+        the next open judges again whether it needs one."""
+        self._closing.set()
         self._maintenance.stop()  # no maintenance starts from here on
         for work in self._batched:
             work.stop()

@@ -160,11 +160,14 @@ class ServedIndex:
         self._upkeep.recalibrate(self.index, live, self._stored, search)
         self.unsaved = max(self.unsaved, 1)  # the file's calibration is old
 
-    def rebuilt(self, n: int, live: Live) -> FaissIndex:
+    def rebuilt(
+        self, n: int, live: Live, cancelled: Callable[[], bool] = lambda: False
+    ) -> FaissIndex:
         """A new index built from the store's ``n`` or so points, caught up in rounds with
         the points written meanwhile, until a round adds at most CATCH_UP_LAST: what is
-        left, the caller adds with writes held off (:meth:`catch_up`), then swaps it in."""
-        index = self._upkeep.build(self._stored, n, self.index.family)
+        left, the caller adds with writes held off (:meth:`catch_up`), then swaps it in.
+        The build raises ``BuildCancelled`` once ``cancelled`` says so."""
+        index = self._upkeep.build(self._stored, n, self.index.family, cancelled)
         for _ in range(CATCH_UP_ROUNDS):
             if self.catch_up(index, live()) <= CATCH_UP_LAST:
                 break

@@ -49,6 +49,10 @@ class IndexBuild:
     seconds: float
 
 
+class BuildCancelled(Exception):
+    """A build given up between two chunks of the store, because its caller asked."""
+
+
 IndexBuildObserver = Callable[[IndexBuild], None]
 IndexSearch = Callable[[np.ndarray, int, SearchParams], np.ndarray]
 """Labels [nq, k] that the serving index finds, at the given parameters (the collection
@@ -127,11 +131,20 @@ class IndexUpkeep:
         for chunk, vecs in stored(labels):
             index.add(chunk, self.config.metric.prepare(vecs))
 
-    def build(self, stored: StoredVectors, n: int, current: str | None = None) -> FaissIndex:
+    def build(
+        self,
+        stored: StoredVectors,
+        n: int,
+        current: str | None = None,
+        cancelled: Callable[[], bool] = lambda: False,
+    ) -> FaissIndex:
         """A fresh index of the right family for the store's ``n`` or so points, filled
         with every stored vector and calibrated; ``current`` is the family serving now,
-        if any (see :meth:`family`)."""
+        if any (see :meth:`family`). Raises :class:`BuildCancelled` once ``cancelled``
+        says so, between two chunks of the store (a close need not wait for a build
+        that streams millions of points twice)."""
         started = time.perf_counter()
+        stored = _cancellable(stored, cancelled)
         dim, family, spec = self.config.dim, *self.family(n, current)
         rng = np.random.default_rng(0)
         trains = family.trains(dim, spec, n)
@@ -317,6 +330,18 @@ class _Sample:
         labels, vecs = _concat(zip(self._labels, self._vecs, strict=True), 0)
         picked = np.sort(self._rng.choice(len(labels), min(n, len(labels)), replace=False))
         return labels[picked], np.ascontiguousarray(vecs[picked])
+
+
+def _cancellable(stored: StoredVectors, cancelled: Callable[[], bool]) -> StoredVectors:
+    """``stored``, raising :class:`BuildCancelled` before each chunk once ``cancelled``."""
+
+    def chunks(labels: np.ndarray | None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for chunk in stored(labels):
+            if cancelled():
+                raise BuildCancelled
+            yield chunk
+
+    return chunks
 
 
 def _concat(

@@ -4,6 +4,7 @@ array (no engine, no SQLite), its file in a temporary folder."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -150,4 +151,49 @@ def test_close_leaves_an_index_a_few_changes_behind_to_be_replayed_on_open(
     parts.lifecycle.wrote(3)
     parts.lifecycle.close()
     assert parts.saved_seq() == 1
+    assert parts.store_closes == 1
+
+
+class SlowStore(Parts):
+    """Parts whose store streams its vectors in many chunks, the first of the rebuild's
+    passes announced, as a large store does: a rebuild then spans many reads."""
+
+    CHUNK = 50
+
+    def __init__(self, folder: Path, n: int) -> None:
+        self.rebuilding = threading.Event()
+        self.release = threading.Event()
+        self.chunks_read = 0
+        super().__init__(folder, n, background=True)
+
+    def stored(self, labels: np.ndarray | None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        if labels is not None:
+            yield from super().stored(labels)
+            return
+        for start in range(0, self.n, self.CHUNK):
+            self.chunks_read += 1
+            if self.n >= 2000:  # the rebuild's: wait for the test to close meanwhile
+                self.rebuilding.set()
+                self.release.wait(timeout=60)
+            stop = min(self.n, start + self.CHUNK)
+            yield np.arange(start, stop), VECTORS[start:stop]
+
+
+def test_close_gives_up_a_rebuild_under_way_rather_than_wait_for_it(tmp_path: Path) -> None:
+    parts = SlowStore(tmp_path, 100)
+    parts.grow(2000)
+    parts.lifecycle.wrote(1900)  # maintenance starts a rebuild into HNSW
+    assert parts.rebuilding.wait(timeout=60)
+    closing = threading.Thread(target=parts.lifecycle.close)
+    closing.start()
+    while not parts.maintenance.stopping:  # close() has asked the rebuild to give up
+        time.sleep(0.001)
+    read = parts.chunks_read
+    parts.release.set()
+    closing.join(timeout=60)
+    assert parts.lifecycle.closed
+    # The rebuild stopped at the next chunk: it did not read the store's 2,000 points
+    # twice (40 chunks each pass) before the close could go on.
+    assert parts.chunks_read - read <= 1
+    assert parts.served.index.family == "flat"
     assert parts.store_closes == 1
