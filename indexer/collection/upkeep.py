@@ -151,6 +151,8 @@ class IndexUpkeep:
         sample = _Sample(rng, n, TRAIN_SAMPLE_MAX if trains else 4 * CALIBRATION_QUERIES)
         for labels, vecs in self._prepared(stored(None)):
             sample.take(labels, vecs)
+        if cancelled():  # before the training, which cannot be cut short
+            raise BuildCancelled
         train = sample.vectors() if trains else np.empty((0, dim), np.float32)
         index = family.build(dim, self.config.metric, spec, train, self._placement)
         del train
