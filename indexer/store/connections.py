@@ -24,17 +24,6 @@ from indexer.errors import CollectionNotFound
 # cores).
 WAL_CHECKPOINT_BYTES = 4 << 20
 
-# Reader connections map up to this much of the database file into memory: a read of a
-# page already in the page cache of the system is then a memory access, not a read() call
-# and a copy into SQLite's own cache (a search's 10 payload rows: 35-45 us -> 23 us with
-# 60,000 Fashion-MNIST points). Bounded, since each reader maps its own view and address
-# space is not free on 32-bit or in containers with a virtual memory limit; past it pages
-# are read as before. Safe with WAL: the log is never mapped, only the database file, which
-# changes only in checkpoints, through write() (the writer does not map: SQLite writes
-# through a mapping only when built with SQLITE_MMAP_READWRITE), and this store never
-# shrinks it (no VACUUM, no auto-vacuum), the case where a mapped read could fault.
-READER_MMAP_BYTES = 256 << 20
-
 
 class Connections:
     """The open connections to one database; ``len()`` is how many there are."""
@@ -65,7 +54,7 @@ class Connections:
             self.check_open()
             with self._lock:
                 idle = self._idle_readers.pop() if self._idle_readers else None
-            reader = _LentReader(idle or self._connect(mmap_bytes=READER_MMAP_BYTES))
+            reader = _LentReader(idle or self._connect())
             # A thread's locals are dropped when it ends: the connection comes back then.
             weakref.finalize(
                 reader, _take_back, reader.conn, self._idle_readers, self._open, self._lock
@@ -82,7 +71,7 @@ class Connections:
             self._open.clear()
             self._idle_readers.clear()
 
-    def _connect(self, mmap_bytes: int = 0) -> sqlite3.Connection:
+    def _connect(self) -> sqlite3.Connection:
         self.check_open()
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
@@ -94,7 +83,6 @@ class Connections:
         # written since the last checkpoint).
         conn.execute("PRAGMA wal_autocheckpoint=0")
         conn.execute(f"PRAGMA journal_size_limit={WAL_CHECKPOINT_BYTES}")
-        conn.execute(f"PRAGMA mmap_size={mmap_bytes}")
         with self._lock:
             if self._closed:  # closed meanwhile
                 conn.close()

@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 
 from indexer.store import SqliteStore
-from indexer.store.connections import READER_MMAP_BYTES, WAL_CHECKPOINT_BYTES
 
 
 def open_descriptors() -> int:
@@ -63,25 +62,3 @@ def test_close_closes_the_readers_of_live_threads(tmp_path: Path) -> None:
     release.set()
     thread.join()
     assert open_descriptors() < baseline
-
-
-def test_readers_map_the_database_and_see_writes_committed_after_mapping(
-    tmp_path: Path,
-) -> None:
-    store = SqliteStore(tmp_path / "points.sqlite")
-    try:
-        with store.transaction() as txn:
-            txn.upsert(["a"], np.zeros((1, 2), dtype=np.float32), ['{"n": 1}'])
-        reader = store._connections.reader
-        assert reader.execute("PRAGMA mmap_size").fetchone() == (READER_MMAP_BYTES,)
-        assert store._connections.writer.execute("PRAGMA mmap_size").fetchone() == (0,)
-        # Past the checkpoint size: the log is copied into the mapped, growing database.
-        many = 3 * WAL_CHECKPOINT_BYTES // 4096
-        with store.transaction() as txn:
-            keys = [f"k{i}" for i in range(many)]
-            txn.upsert(keys, np.ones((many, 1024), dtype=np.float32), ['{"n": 2}'] * many)
-        labels = np.array(store._reader.execute("SELECT label FROM points").fetchall())[:, 0]
-        rows = store.rows(labels, with_vectors=False)
-        assert sorted(payload for payload, _ in rows.values()) == ['{"n": 1}'] + ['{"n": 2}'] * many
-    finally:
-        store.close()
